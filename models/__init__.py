@@ -1,0 +1,21 @@
+"""The mathematics being simulated: problems, parameterizations, initializations, dynamics engines.
+
+``models`` imports nothing from ``verify``, ``properties`` or ``reports``.
+"""
+
+from . import inits
+from .engines import ENGINES, AbstractEngine, engine_class, get_engine
+from .errors import EngineFailure, InvalidInput, SuiteError
+from .factorizations import (CP, DeepMatrix, balancedness, component_norms, cp_factor_grads, cp_tensor,
+                             det_sign_of_product, factor_grads, product)
+from .inits import Init
+from .problems import (MatrixProblem, TensorProblem, completion, problem_from_dict, random_tensor_completion, rc20,
+                       sensing, tensor_completion)
+from .trajectory import Point, Status, Trajectory
+
+__all__ = [
+    "CP", "DeepMatrix", "ENGINES", "AbstractEngine", "EngineFailure", "Init", "InvalidInput", "MatrixProblem",
+    "Point", "Status", "SuiteError", "TensorProblem", "Trajectory", "balancedness", "completion", "component_norms",
+    "cp_factor_grads", "cp_tensor", "det_sign_of_product", "engine_class", "factor_grads", "get_engine", "inits",
+    "problem_from_dict", "product", "random_tensor_completion", "rc20", "sensing", "tensor_completion",
+]
