@@ -1,0 +1,1 @@
+"""The runner: claim discovery, the Hypothesis driver, profiles, the result store and the ``verify`` CLI."""

@@ -1,0 +1,175 @@
+"""The public claim API: :class:`Claim`, :class:`Outcome`, :class:`Hyp`, the registry and :func:`claim`.
+
+A claim is data plus two callables:
+
+- ``strategy(dropped)`` returns a Hypothesis strategy of *settings* (a dict of plain values: depth, scale, seed,
+  z, z', eps, ...). ``dropped`` is the frozenset of hypothesis names the strategy must no longer enforce (empty
+  for the theorem itself). Strategies never integrate anything.
+- ``check(inputs, dropped)`` computes (runs engines, measures) and returns an :class:`Outcome`: the margin by
+  which the claim holds on these inputs, and a bound on the numerical error of that margin. The check escalates
+  (tighter tolerance, then more digits) before returning an outcome whose margin is within its error.
+
+Negative controls are the same claim with one named hypothesis dropped (:meth:`Claim.drop`): the strategy is
+asked to stop enforcing it, the check is unchanged.
+
+Users write their own claims in their own module with :func:`claim` (or by building :class:`Claim` and calling
+:func:`register`) and run them with ``verify run --claims MODULE``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, Callable
+
+from models.errors import InvalidInput, require
+
+
+class Kind(Enum):
+    """What kind of evidence a claim rests on."""
+
+    EXACT = "exact"
+    TRAJECTORY = "trajectory"
+    STATISTICAL = "statistical"
+
+
+class Expectation(Enum):
+    """What the suite expects of a claim: that it holds, or that it is refuted (conjectures, negative controls)."""
+
+    HOLDS = "holds"
+    REFUTED = "refuted"
+
+
+@dataclass(frozen=True, slots=True)
+class Hyp:
+    """A named hypothesis of a claim (``name`` is stable; ``text`` is printed in reports)."""
+
+    name: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one check on one input.
+
+    ``margin`` > 0 means the claim holds on this input with that slack, < 0 that it is violated (units are the
+    check's own; say them in ``detail``). ``error`` >= 0 bounds the numerical error of ``margin``; the verdict is
+    ``holds`` only when ``margin > error``, ``violated`` only when ``margin < -error``, else ``inconclusive``.
+    ``scale`` (optional, > 0) normalizes the margin for Hypothesis targeting and reports. ``detail`` is JSON-ready.
+    ``engine`` names what produced the evidence ("gf", "gf-mp", "sympy", ...).
+    """
+
+    margin: float
+    error: float = 0.0
+    detail: dict = field(default_factory=dict)
+    engine: str = ""
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(not math.isnan(self.margin), "an outcome's margin is NaN")
+        require(self.error >= 0 and not math.isnan(self.error), f"an outcome's error must be >= 0, got {self.error!r}")
+        require(self.scale > 0, f"an outcome's scale must be > 0, got {self.scale!r}")
+
+    @property
+    def status(self) -> str:
+        if self.margin > self.error:
+            return "holds"
+        if self.margin < -self.error:
+            return "violated"
+        return "inconclusive"
+
+    @property
+    def normalized_margin(self) -> float:
+        return self.margin / self.scale
+
+
+@dataclass(frozen=True, eq=False)
+class Claim:
+    """One executable claim (see the module docstring)."""
+
+    id: str
+    title: str
+    source: str
+    statement: str
+    kind: Kind
+    expectation: Expectation
+    strategy: Callable[[frozenset], Any]
+    check: Callable[[dict, frozenset], Outcome]
+    hypotheses: tuple[Hyp, ...] = ()
+    dropped: frozenset = frozenset()
+    parent: str | None = None
+    how: str = ""
+    cost: float = 1.0
+
+    def __post_init__(self) -> None:
+        require(bool(self.id) and all(part.isidentifier() or part.replace("_", "").isalnum()
+                                      for part in self.id.split(".")),
+                f"claim id must be dotted identifiers, got {self.id!r}")
+        require(isinstance(self.kind, Kind), f"kind must be a Kind, got {self.kind!r}")
+        require(isinstance(self.expectation, Expectation), f"expectation must be an Expectation, got {self.expectation!r}")
+        names = [h.name for h in self.hypotheses]
+        require(len(set(names)) == len(names), f"claim {self.id}: hypothesis names repeat: {names}")
+        unknown = set(self.dropped) - set(names)
+        require(not unknown, f"claim {self.id}: cannot drop unknown hypotheses {sorted(unknown)}")
+        require(self.cost > 0, f"claim {self.id}: cost must be > 0, got {self.cost!r}")
+
+    @property
+    def active_hypotheses(self) -> tuple[Hyp, ...]:
+        return tuple(h for h in self.hypotheses if h.name not in self.dropped)
+
+    def drop(self, *names: str, id: str | None = None, expectation: Expectation = Expectation.REFUTED,
+             title: str | None = None) -> "Claim":
+        """The same claim with the named hypotheses dropped (a negative control or an ablation)."""
+        new_id = id or f"{self.id}.without_{'_'.join(names)}"
+        return replace(self, id=new_id, dropped=self.dropped | frozenset(names), expectation=expectation,
+                       parent=self.id, title=title or f"{self.title} (without {', '.join(names)})")
+
+    def inputs_strategy(self):
+        return self.strategy(self.dropped)
+
+    def run_check(self, inputs: dict) -> Outcome:
+        return self.check(inputs, self.dropped)
+
+    def describe(self) -> dict:
+        return {
+            "id": self.id, "title": self.title, "source": self.source, "statement": self.statement,
+            "kind": self.kind.value, "expectation": self.expectation.value,
+            "hypotheses": [{"name": h.name, "text": h.text, "dropped": h.name in self.dropped}
+                           for h in self.hypotheses],
+            "parent": self.parent, "how": self.how,
+        }
+
+
+CLAIMS: dict[str, Claim] = {}
+
+
+def register(c: Claim, *, replace_existing: bool = False) -> Claim:
+    """Add a claim to the registry (ids are unique)."""
+    if c.id in CLAIMS and not replace_existing and CLAIMS[c.id] is not c:
+        raise InvalidInput(f"claim id {c.id!r} is already registered")
+    CLAIMS[c.id] = c
+    return c
+
+
+def claim(id: str, *, title: str, source: str, statement: str, kind: str | Kind, strategy,
+          expectation: str | Expectation = "holds", hypotheses=(), how: str = "", cost: float = 1.0):
+    """Decorator registering ``check(inputs, dropped) -> Outcome`` as a claim; returns the :class:`Claim`.
+
+    ``hypotheses`` is a sequence of ``(name, text)`` pairs or :class:`Hyp`. ``strategy`` is a function of the
+    dropped set returning a Hypothesis strategy of input dicts (or a strategy, used whatever is dropped).
+    """
+    try:
+        k = kind if isinstance(kind, Kind) else Kind(kind)
+        e = expectation if isinstance(expectation, Expectation) else Expectation(expectation)
+    except ValueError as exc:
+        raise InvalidInput(f"claim {id}: {exc}") from None
+    hyps = tuple(h if isinstance(h, Hyp) else Hyp(*h) for h in hypotheses)
+    strat = strategy if callable(strategy) and not hasattr(strategy, "example") else (lambda dropped, s=strategy: s)
+
+    def wrap(check: Callable[[dict, frozenset], Outcome]) -> Claim:
+        c = Claim(id, title, source, statement, k, e, strat, check, hyps, how=how or (check.__doc__ or "").strip(),
+                  cost=cost)
+        return register(c)
+
+    return wrap
