@@ -1,0 +1,170 @@
+"""Helpers shared by the claim modules (private): settings -> problem/model/init, engine escalation, and turning
+per-point margins into one :class:`~properties.api.Outcome`.
+
+Soundness rules implemented here (see design.md, "Numerical soundness"):
+
+- :func:`combine`: a claim checked at many points holds only if every point holds (margin > error); it is
+  violated as soon as one point is violated (margin < -error); otherwise it is inconclusive. The outcome
+  returned is the worst point: the most clearly violated one, else an inconclusive one, else the smallest
+  normalized margin.
+- :func:`escalate`: run the check on the float64 engine; if the outcome is inconclusive, or the trajectory is not
+  trustworthy (diverged, lost precision, solver failed) and shows no violation, rerun with a tighter tolerance,
+  then with the high-precision engine. An outcome still inconclusive is returned as such; a trajectory still
+  untrustworthy raises :class:`~models.errors.EngineFailure` (the driver records an error with the inputs).
+  A violation seen on the trustworthy prefix of an untrustworthy run is a violation (the points kept are valid).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from models import inits
+from models.engines import get_engine
+from models.errors import EngineFailure, InvalidInput
+from models.factorizations import DeepMatrix
+from models.problems import rc20
+
+from .api import Outcome
+
+#: The escalation ladder of gradient-flow engines: float64 at the default and a tighter tolerance, then mpmath.
+GF_LADDER: tuple[tuple[str, dict], ...] = (
+    ("gf", {"rtol": 1e-10}),
+    ("gf", {"rtol": 1e-12}),
+    ("gf-mp", {"digits": 40}),
+)
+
+
+def engine_label(name: str, options: dict) -> str:
+    return name + "".join(f" {k}={v:g}" if isinstance(v, float) else f" {k}={v}" for k, v in options.items())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Settings
+# ----------------------------------------------------------------------------------------------------------------
+def rc20_setting(inputs: dict):
+    """``(problem, model, init)`` of an RC20 2x2 setting: ``depth``, ``init`` ("balanced" | "gaussian" |
+    "identity"), ``scale``, ``seed``, ``det`` and optionally ``z``, ``z_prime``, ``eps``."""
+    problem = rc20(inputs.get("z", 1.0), inputs.get("z_prime", 1.0), inputs.get("eps", 0.0))
+    model = DeepMatrix(int(inputs["depth"]), (2, 2))
+    kind = inputs.get("init", "balanced")
+    if kind == "balanced":
+        init = inits.balanced(model, inputs["scale"], seed=inputs["seed"], det=inputs.get("det", "positive"))
+    elif kind == "gaussian":
+        init = inits.gaussian(model, inputs["scale"], seed=inputs["seed"], det=inputs.get("det", "positive"))
+    elif kind == "identity":
+        init = inits.identity(model, inputs["scale"])
+    else:
+        raise InvalidInput(f"unknown init kind {kind!r}")
+    return problem, model, init
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Outcomes
+# ----------------------------------------------------------------------------------------------------------------
+def point_outcome(margin: float, error: float, scale: float, **detail) -> Outcome:
+    """An outcome for one point; non-finite margins or errors become a failure of the engine."""
+    if not (math.isfinite(margin) and math.isfinite(error)):
+        raise EngineFailure(f"non-finite margin {margin!r} or error {error!r} at {detail}")
+    return Outcome(float(margin), float(max(error, 0.0)), _jsonable(detail), "", float(scale) if scale > 0 else 1.0)
+
+
+def combine(outcomes: Iterable[Outcome], engine: str = "", **detail) -> Outcome:
+    """The worst of several outcomes (see the module docstring); ``detail`` is merged into its detail."""
+    outs = list(outcomes)
+    if not outs:
+        raise EngineFailure("no point to check (the trajectory recorded nothing the claim applies to)")
+    violated = [o for o in outs if o.status == "violated"]
+    inconclusive = [o for o in outs if o.status == "inconclusive"]
+    if violated:
+        worst = min(violated, key=lambda o: (o.margin + o.error) / o.scale)
+    elif inconclusive:
+        worst = min(inconclusive, key=lambda o: o.normalized_margin)
+    else:
+        worst = min(outs, key=lambda o: o.normalized_margin)
+    d = dict(worst.detail)
+    d.update(_jsonable(detail))
+    d.setdefault("points_checked", len(outs))
+    d.setdefault("points_violated", len(violated))
+    d.setdefault("points_inconclusive", len(inconclusive))
+    return Outcome(worst.margin, worst.error, d, engine or worst.engine, worst.scale)
+
+
+def identity_outcome(diff: float, tol: float, rounding: float, **detail) -> Outcome:
+    """Outcome of a numerical identity check: ``|diff| <= tol`` with ``rounding`` bounding the error of ``diff``.
+
+    Identities (exact in real arithmetic) are accepted when the discrepancy is below a declared tolerance far
+    above rounding and far below any genuine failure; the margin is ``tol - |diff|`` normalized by ``tol``."""
+    return point_outcome(tol - abs(diff), rounding, tol, discrepancy=float(abs(diff)), tolerance=tol, **detail)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        v = float(x)
+        return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
+    if isinstance(x, (np.integer,)):
+        return int(x)
+    if isinstance(x, (np.bool_,)):
+        return bool(x)
+    return x
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Escalation over engines
+# ----------------------------------------------------------------------------------------------------------------
+def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict]] = GF_LADDER) -> Outcome:
+    """Run ``run(engine) -> Trajectory`` and ``evaluate(trajectory) -> Outcome`` up the ``ladder``.
+
+    Stops at the first level whose trajectory is trustworthy and whose outcome is decided (holds or violated),
+    or whose trustworthy prefix already shows a violation. Levels whose engine is not available are skipped
+    (noted in the detail)."""
+    tried: list[str] = []
+    last: Outcome | None = None
+    failure: str | None = None
+    for name, options in ladder:
+        label = engine_label(name, options)
+        try:
+            engine = get_engine(name, **options)
+        except (ImportError, AttributeError, InvalidInput) as exc:
+            tried.append(f"{label}: unavailable ({type(exc).__name__})")
+            continue
+        try:
+            traj = run(engine)
+        except InvalidInput as exc:  # this engine does not support the setting
+            tried.append(f"{label}: not applicable ({exc})")
+            continue
+        tried.append(f"{label}: {traj.status.value}")
+        try:
+            out = evaluate(traj)
+        except EngineFailure as exc:
+            if traj.status.trustworthy:
+                raise
+            failure = f"{traj.status.value}: {traj.message}; {exc}"
+            continue
+        out = Outcome(out.margin, out.error, {**out.detail, "escalation": list(tried), "status": traj.status.value,
+                                             "engine_error_estimate": _jsonable(traj.error_estimate)},
+                      label, out.scale)
+        if out.status == "violated":
+            return out
+        if not traj.status.trustworthy:
+            failure = f"{label} ended with status {traj.status.value}: {traj.message}"
+            last = None
+            continue
+        last = out
+        if out.status == "holds":
+            return out
+    if last is not None:
+        return last
+    raise EngineFailure(f"no trustworthy trajectory (tried: {'; '.join(tried)})" + (f"; last: {failure}" if failure else ""))
+
+
+
+__all__ = ["GF_LADDER", "combine", "engine_label", "escalate", "identity_outcome", "point_outcome", "rc20_setting"]

@@ -1,0 +1,579 @@
+"""Measures on 2x2 (and general) matrices and on tensors: norms, quasi-norms, rank surrogates.
+
+Every norm-like measure is a small frozen callable with a readable ``repr`` (``S_1``, ``l_inf``, ``||.||_{1->2}``,
+``0.5*S_2 + 2*l_1``, ``||M vec(.)||_2``) and carries the constants the RC20 claims need:
+
+- ``quasi_constant`` K: ``||A + B|| <= K (||A|| + ||B||)`` (K = 1 for a norm). Schatten-p and entrywise l_p with
+  p < 1 have K = 2^(1/p - 1) (from the p-triangle inequality ``||A+B||^p <= ||A||^p + ||B||^p``, McCarthy/Rotfel'd
+  for Schatten, elementary for l_p); a weighted sum has the largest K of its terms.
+- ``c``: ``inf{ ||X|| : X in R^{2x2}, X_11 = 1 }``, the constant of RC20's norm bound ``||W|| >= c |w11|``.
+  ``c_kind`` says whether it is a closed form (``"closed form"``) or a certified lower bound
+  (``"lower bound"``): Schatten-p, entrywise l_p and induced p->q have c = 1 in closed form (each is >= |X_11| and
+  equals 1 at E_11); the linear-map norm has c = 1/||M^{-T} e_1||_2 in closed form; a weighted sum has the lower
+  bound sum_i w_i c_i (exact when all terms attain their infimum at the same X, as E_11 does for the first three).
+- ``error(W, delta)``: a bound on ``| ||W'|| - ||W|| |`` over all W' with ``max|W' - W| <= delta`` (used to carry
+  an engine's entry error through a norm): monotone gauges of singular values or entries are evaluated at the
+  perturbed arguments; norms use their Lipschitz constant ``sum_ij ||E_ij||``.
+
+Rank measures: :func:`sigma2`, :func:`erank` (Roy & Vetterli 2007: natural log, zero singular values dropped),
+:func:`dist_rank1` (Eckart-Young: the Frobenius distance to the nearest rank-<=1 matrix), :func:`rank_subopt`
+(RC20: ``max{dist to rank 1, erank - 1}``). Rank surrogates that are *not* norms (:class:`ERank`,
+:class:`SmoothRank`) exist so that a claim whose hypothesis "is a norm" is dropped can draw them.
+
+Tensors: :func:`best_rank1` (HOSVD-initialised higher-order power iteration, i.e. rank-1 ALS), :func:`dist_rank1_tensor`
+(an upper bound on the distance to the best rank-1 tensor: the fit found is feasible), :func:`cp_als` and
+:func:`cp_rank_estimate` (smallest r at which CP-ALS reaches a relative error below ``tol``: an upper-bound
+estimate of the CP rank), :func:`component_norms` (RMC21).
+
+Measures are described by plain dicts (:meth:`spec`) so that Hypothesis inputs stay JSON-ready;
+:func:`from_spec` rebuilds one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+
+from models.errors import InvalidInput, require
+from models.factorizations import component_norms  # noqa: F401  (re-exported: RMC21 component norms)
+
+INF = math.inf
+E11 = np.array([[1.0, 0.0], [0.0, 0.0]])
+J = np.array([[0.0, 1.0], [1.0, 0.0]])
+_EPS = float(np.finfo(float).eps)
+
+
+def _pstr(p: float) -> str:
+    if p == INF:
+        return "inf"
+    return f"{p:g}"
+
+
+def _check_p(name: str, p: float, *, min_value: float = 0.0) -> float:
+    p = float(p)
+    require(p == INF or (math.isfinite(p) and p > min_value), f"{name} must be in ({min_value:g}, inf], got {p!r}")
+    return p
+
+
+def _lp(v: np.ndarray, p: float) -> float:
+    """The l_p (quasi-)norm of a vector of nonnegative numbers, scaled to avoid overflow."""
+    v = np.abs(np.asarray(v, dtype=float)).ravel()
+    m = float(np.max(v)) if v.size else 0.0
+    if m == 0.0:
+        return 0.0
+    if p == INF:
+        return m
+    return m * float(np.sum((v / m) ** p)) ** (1.0 / p)
+
+
+def _lp_cols(A: np.ndarray, p: float) -> np.ndarray:
+    """Column-wise l_p of a 2-D array (scaled by the column max)."""
+    A = np.abs(A)
+    m = np.max(A, axis=0)
+    safe = np.where(m > 0, m, 1.0)
+    if p == INF:
+        return m
+    return np.where(m > 0, m * np.sum((A / safe) ** p, axis=0) ** (1.0 / p), 0.0)
+
+
+def _svals(W) -> np.ndarray:
+    return np.linalg.svd(np.asarray(W, dtype=float), compute_uv=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Norm-like measures
+# ----------------------------------------------------------------------------------------------------------------
+class _Measure:
+    """Shared behaviour (not part of the API): ``at_x`` on the RC20 completions, ``e11``, ``j_value``."""
+
+    is_norm: bool = True          # positive definite, absolutely homogeneous, quasi-triangle with quasi_constant
+    c_kind: str = "closed form"
+
+    def at_x(self, x: float) -> float:
+        """``||x E_11 + J||``: the measure on the completion ``[[x, 1], [1, 0]]``."""
+        return self(np.array([[x, 1.0], [1.0, 0.0]]))
+
+    @property
+    def e11(self) -> float:
+        return self(E11)
+
+    @property
+    def j_value(self) -> float:
+        return self(J)
+
+    def minimizer_bound(self) -> float:
+        """RC20's bound on any minimizer over the completions: ``2 K ||J|| / ||E_11||``."""
+        e = self.e11
+        return math.inf if e == 0 else 2.0 * self.quasi_constant * self.j_value / e
+
+
+@dataclass(frozen=True, slots=True)
+class Schatten(_Measure):
+    """Schatten-p (quasi-)norm ``(sum_i sigma_i^p)^(1/p)``, p in (0, inf] (p = 1 nuclear, 2 Frobenius, inf spectral)."""
+
+    p: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "p", _check_p("Schatten p", self.p))
+
+    def __call__(self, W) -> float:
+        return _lp(_svals(W), self.p)
+
+    def __repr__(self) -> str:
+        return f"S_{_pstr(self.p)}"
+
+    @property
+    def quasi_constant(self) -> float:
+        return 1.0 if self.p >= 1 else 2.0 ** (1.0 / self.p - 1.0)
+
+    c = property(lambda self: 1.0)
+
+    def error(self, W, delta: float) -> float:
+        s = _svals(W)
+        d = 2.0 * delta * math.sqrt(np.size(W))  # |d sigma_i| <= ||dW||_2 <= ||dW||_F <= sqrt(n) * 2 delta (safe)
+        v = _lp(s, self.p)
+        return max(_lp(s + d, self.p) - v, v - _lp(np.maximum(s - d, 0.0), self.p)) + 4 * _EPS * v
+
+    def dual_value(self, Y) -> float:
+        """The dual norm (Schatten-q, 1/p + 1/q = 1); defined for p >= 1."""
+        require(self.p >= 1, f"the dual of S_{self.p} (a quasi-norm) is not a norm")
+        q = INF if self.p == 1 else (1.0 if self.p == INF else self.p / (self.p - 1.0))
+        return _lp(_svals(Y), q)
+
+    def spec(self) -> dict:
+        return {"kind": "schatten", "p": _json_p(self.p)}
+
+
+@dataclass(frozen=True, slots=True)
+class Entrywise(_Measure):
+    """Entrywise l_p (quasi-)norm of the entries, p in (0, inf] (p = inf: the max-norm)."""
+
+    p: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "p", _check_p("entrywise p", self.p))
+
+    def __call__(self, W) -> float:
+        return _lp(np.asarray(W, dtype=float), self.p)
+
+    def __repr__(self) -> str:
+        return f"l_{_pstr(self.p)}"
+
+    @property
+    def quasi_constant(self) -> float:
+        return 1.0 if self.p >= 1 else 2.0 ** (1.0 / self.p - 1.0)
+
+    c = property(lambda self: 1.0)
+
+    def error(self, W, delta: float) -> float:
+        a = np.abs(np.asarray(W, dtype=float))
+        v = _lp(a, self.p)
+        return max(_lp(a + delta, self.p) - v, v - _lp(np.maximum(a - delta, 0.0), self.p)) + 4 * _EPS * v
+
+    def dual_value(self, Y) -> float:
+        require(self.p >= 1, f"the dual of l_{self.p} (a quasi-norm) is not a norm")
+        q = INF if self.p == 1 else (1.0 if self.p == INF else self.p / (self.p - 1.0))
+        return _lp(np.asarray(Y, dtype=float), q)
+
+    def spec(self) -> dict:
+        return {"kind": "entrywise", "p": _json_p(self.p)}
+
+
+@dataclass(frozen=True, slots=True)
+class Induced(_Measure):
+    """Induced (operator) norm ``max_{||v||_p = 1} ||W v||_q`` for 2-column matrices, p, q in [1, inf].
+
+    Closed forms for (1,1) (max column l_1), (inf,inf) (max row l_1), (2,2) (spectral), (1,q) (max column l_q);
+    otherwise maximised over the unit l_p circle: a grid of 181 directions refined by a bounded scalar search.
+    The result is always a value attained (a lower bound of the maximum, exact to the optimiser's tolerance) and
+    never below ``||W e_1||_q >= |W_11|``, since e_1 is among the directions tried.
+    """
+
+    p: float
+    q: float
+
+    def __post_init__(self):
+        object.__setattr__(self, "p", _check_p("induced p", self.p, min_value=1.0 - 1e-12))
+        object.__setattr__(self, "q", _check_p("induced q", self.q, min_value=1.0 - 1e-12))
+        require(self.p >= 1 and self.q >= 1, f"induced norms need p, q >= 1, got {self.p!r}, {self.q!r}")
+
+    def __call__(self, W) -> float:
+        W = np.asarray(W, dtype=float)
+        p, q = self.p, self.q
+        if p == 1:
+            return max(_lp(W[:, j], q) for j in range(W.shape[1]))
+        if p == q == INF:
+            return max(_lp(W[i, :], 1.0) for i in range(W.shape[0]))
+        if p == q == 2:
+            return float(_svals(W)[0])
+        require(W.shape[1] == 2, "induced p->q norms by search are implemented for 2-column matrices")
+
+        def val(th: float) -> float:
+            v = np.array([math.cos(th), math.sin(th)])
+            return _lp(W @ v, q) / _lp(v, p)
+
+        grid = np.linspace(0.0, math.pi, 181)
+        V = np.stack([np.cos(grid), np.sin(grid)])            # 2 x n directions
+        vals = _lp_cols(W @ V, q) / _lp_cols(V, p)
+        k = int(np.argmax(vals))
+        best = float(vals[k])
+        lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]
+        res = minimize_scalar(lambda t: -val(t), bounds=(lo, hi), method="bounded", options={"xatol": 1e-12})
+        return max(best, float(-res.fun), val(0.0))
+
+    def __repr__(self) -> str:
+        return f"||.||_{{{_pstr(self.p)}->{_pstr(self.q)}}}"
+
+    quasi_constant = property(lambda self: 1.0)
+    c = property(lambda self: 1.0)
+
+    def error(self, W, delta: float) -> float:
+        # A norm: |f(W+D) - f(W)| <= f(D) <= sum_ij |D_ij| f(E_ij), and f(E_ij) = 1 for every p, q.
+        closed = self.p == 1 or self.p == self.q == INF or self.p == self.q == 2
+        return delta * np.size(W) + (4 * _EPS if closed else 1e-9) * self(W)
+
+    def spec(self) -> dict:
+        return {"kind": "induced", "p": _json_p(self.p), "q": _json_p(self.q)}
+
+
+@dataclass(frozen=True, slots=True)
+class LinearL2(_Measure):
+    """``||M vec(W)||_2`` for an invertible ``M`` (4x4 for 2x2 matrices; vec is row-major). A norm.
+
+    ``c = 1 / ||M^{-T} e_1||_2`` in closed form (the minimum of ``||M x||`` over ``x_1 = 1``).
+    """
+
+    M: tuple = field(default=())
+    seed: int | None = None
+
+    def __post_init__(self):
+        M = np.asarray(self.M, dtype=float)
+        require(M.ndim == 2 and M.shape[0] == M.shape[1] and M.size > 0, f"M must be square, got shape {M.shape}")
+        require(bool(np.all(np.isfinite(M))), "M must be finite")
+        require(np.linalg.cond(M) < 1e12, f"M must be invertible (condition number {np.linalg.cond(M):.3g})")
+        object.__setattr__(self, "M", tuple(tuple(float(v) for v in row) for row in M))
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return np.array(self.M)
+
+    def __call__(self, W) -> float:
+        return float(np.linalg.norm(self.matrix @ np.asarray(W, dtype=float).reshape(-1)))
+
+    def __repr__(self) -> str:
+        tag = f"seed {self.seed}" if self.seed is not None else f"{len(self.M)}x{len(self.M)}"
+        return f"||M vec(.)||_2 (M: {tag})"
+
+    quasi_constant = property(lambda self: 1.0)
+
+    @property
+    def c(self) -> float:
+        e1 = np.zeros(len(self.M))
+        e1[0] = 1.0
+        return 1.0 / float(np.linalg.norm(np.linalg.solve(self.matrix.T, e1)))
+
+    def error(self, W, delta: float) -> float:
+        return delta * float(np.sum(np.linalg.norm(self.matrix, axis=0))) + 4 * _EPS * self(W)
+
+    def dual_value(self, Y) -> float:
+        return float(np.linalg.norm(np.linalg.solve(self.matrix.T, np.asarray(Y, dtype=float).reshape(-1))))
+
+    def spec(self) -> dict:
+        if self.seed is not None:
+            return {"kind": "linear_l2", "seed": int(self.seed)}
+        return {"kind": "linear_l2", "M": [list(r) for r in self.M]}
+
+
+def random_linear_l2(seed: int, n: int = 4) -> LinearL2:
+    """A random well-conditioned invertible linear map followed by l_2 (reproducible from ``seed``)."""
+    rng = np.random.default_rng(int(seed))
+    A = rng.standard_normal((n, n))
+    U, s, Vt = np.linalg.svd(A)
+    s = np.clip(s, s[0] / 20.0, None)  # condition number <= 20
+    return LinearL2(U @ np.diag(s) @ Vt, seed=int(seed))
+
+
+@dataclass(frozen=True, slots=True)
+class Weighted(_Measure):
+    """``sum_i w_i ||.||_i`` with weights > 0 (a norm when every term is; K = max K_i)."""
+
+    terms: tuple
+    weights: tuple
+
+    def __post_init__(self):
+        require(len(self.terms) == len(self.weights) and len(self.terms) >= 1, "weights and terms must match, >= 1")
+        require(all(float(w) > 0 and math.isfinite(float(w)) for w in self.weights),
+                f"weights must be positive, got {self.weights!r}")
+        object.__setattr__(self, "weights", tuple(float(w) for w in self.weights))
+        object.__setattr__(self, "terms", tuple(self.terms))
+
+    def __call__(self, W) -> float:
+        return float(sum(w * t(W) for w, t in zip(self.weights, self.terms)))
+
+    def __repr__(self) -> str:
+        return " + ".join(f"{w:g}*{t!r}" for w, t in zip(self.weights, self.terms))
+
+    @property
+    def quasi_constant(self) -> float:
+        return max(t.quasi_constant for t in self.terms)
+
+    @property
+    def c(self) -> float:
+        return float(sum(w * t.c for w, t in zip(self.weights, self.terms)))
+
+    @property
+    def c_kind(self) -> str:
+        return "lower bound"
+
+    @property
+    def is_norm(self) -> bool:
+        return all(t.is_norm for t in self.terms)
+
+    def error(self, W, delta: float) -> float:
+        return float(sum(w * t.error(W, delta) for w, t in zip(self.weights, self.terms)))
+
+    def spec(self) -> dict:
+        return {"kind": "weighted", "weights": list(self.weights), "terms": [t.spec() for t in self.terms]}
+
+
+# Rank surrogates: not norms (not homogeneous); drawn only when a claim's "is a norm" hypothesis is dropped.
+@dataclass(frozen=True, slots=True)
+class ERank(_Measure):
+    """Effective rank as a function on matrices (not a norm; minimised only as |x| -> inf on the completions)."""
+
+    is_norm = False
+    quasi_constant = 1.0  # nominal: what the bound would use if this were a norm
+    c = 0.0
+    c_kind = "not a norm"
+
+    def __call__(self, W) -> float:
+        return erank(W)
+
+    def __repr__(self) -> str:
+        return "erank"
+
+    def error(self, W, delta: float) -> float:
+        s = _svals(W)
+        d = 2.0 * delta * math.sqrt(np.size(W))
+        lo = np.maximum(s - d, 0.0)
+        return abs(_erank_from(s + d) - _erank_from(s)) + abs(_erank_from(lo) - _erank_from(s)) + 1e-12
+
+    def spec(self) -> dict:
+        return {"kind": "erank"}
+
+
+@dataclass(frozen=True, slots=True)
+class SmoothRank(_Measure):
+    """``sum_i sigma_i / (sigma_i + delta)``: a smooth rank surrogate (not a norm)."""
+
+    delta: float = 0.1
+    is_norm = False
+    quasi_constant = 1.0
+    c = 0.0
+    c_kind = "not a norm"
+
+    def __post_init__(self):
+        require(float(self.delta) > 0, f"delta must be > 0, got {self.delta!r}")
+
+    def __call__(self, W) -> float:
+        s = _svals(W)
+        return float(np.sum(s / (s + self.delta)))
+
+    def __repr__(self) -> str:
+        return f"smooth-rank(delta={self.delta:g})"
+
+    def error(self, W, delta: float) -> float:
+        return 4.0 * delta / self.delta + 1e-12
+
+    def spec(self) -> dict:
+        return {"kind": "smooth_rank", "delta": float(self.delta)}
+
+
+def _json_p(p: float):
+    return "inf" if p == INF else float(p)
+
+
+def _p_from(v) -> float:
+    return INF if v in ("inf", INF) else float(v)
+
+
+def from_spec(spec: dict):
+    """Rebuild a measure from its :meth:`spec` dict (what strategies draw)."""
+    try:
+        kind = spec["kind"]
+        if kind == "schatten":
+            return Schatten(_p_from(spec["p"]))
+        if kind == "entrywise":
+            return Entrywise(_p_from(spec["p"]))
+        if kind == "induced":
+            return Induced(_p_from(spec["p"]), _p_from(spec["q"]))
+        if kind == "linear_l2":
+            return random_linear_l2(spec["seed"]) if "seed" in spec else LinearL2(spec["M"])
+        if kind == "weighted":
+            return Weighted(tuple(from_spec(t) for t in spec["terms"]), tuple(spec["weights"]))
+        if kind == "erank":
+            return ERank()
+        if kind == "smooth_rank":
+            return SmoothRank(float(spec.get("delta", 0.1)))
+    except (KeyError, TypeError) as exc:
+        raise InvalidInput(f"malformed measure spec {spec!r}: {exc}") from None
+    raise InvalidInput(f"unknown measure kind {spec.get('kind')!r} in {spec!r}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rank measures on matrices
+# ----------------------------------------------------------------------------------------------------------------
+def sigma2(W) -> float:
+    """Second singular value (for 2x2: the distance to the nearest rank-1 matrix, spectral or Frobenius)."""
+    s = _svals(W)
+    return float(s[1]) if s.size > 1 else 0.0
+
+
+def dist_rank1(W) -> float:
+    """Frobenius distance to the nearest matrix of rank <= 1 (Eckart-Young): ``sqrt(sum_{i>=2} sigma_i^2)``."""
+    s = _svals(W)
+    return float(np.sqrt(np.sum(s[1:] ** 2)))
+
+
+def _erank_from(s) -> float:
+    s = np.asarray(s, dtype=float)
+    s = s[s > 0]
+    if s.size == 0:
+        return 0.0
+    p = s / np.sum(s)
+    return float(np.exp(-np.sum(p * np.log(p))))
+
+
+def erank(W) -> float:
+    """Effective rank (Roy & Vetterli 2007): ``exp(H(p))``, ``p_i = sigma_i / sum sigma``, natural log, zero
+    singular values dropped. In ``[1, rank W]`` (0 for the zero matrix)."""
+    return _erank_from(_svals(W))
+
+
+def erank_from_ratio(rho: float) -> float:
+    """Effective rank of a 2x2 matrix with ``sigma_2/sigma_1 = rho`` (in [0, 1])."""
+    rho = float(rho)
+    if rho <= 0:
+        return 1.0
+    q = rho / (1.0 + rho)
+    h = -(q * math.log(q) + (1 - q) * math.log1p(-q))
+    return math.exp(h)
+
+
+def rank_subopt(W, inf_erank: float = 1.0) -> float:
+    """RC20's rank suboptimality ``max{dist to rank 1, erank(W) - inf_erank}`` (inf_erank = 1 on their problem)."""
+    return max(dist_rank1(W), erank(W) - inf_erank)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tensors
+# ----------------------------------------------------------------------------------------------------------------
+def _unfold(T: np.ndarray, n: int) -> np.ndarray:
+    return np.moveaxis(T, n, 0).reshape(T.shape[n], -1)
+
+
+def _contract_except(T: np.ndarray, vecs, n: int) -> np.ndarray:
+    out = T
+    for k in reversed(range(T.ndim)):
+        if k != n:
+            out = np.tensordot(out, vecs[k], axes=([k], [0]))
+    return out
+
+
+def best_rank1(T, iters: int = 200, tol: float = 1e-13):
+    """Best rank-1 fit ``lambda * v_1 (x) ... (x) v_N`` by HOSVD-initialised higher-order power iteration (rank-1
+    ALS). Returns ``(lambda, vectors)``; the fit is a local optimum (globally optimal for the nearly-rank-1
+    tensors we use it on), and in every case a feasible rank-1 tensor."""
+    T = np.asarray(T, dtype=float)
+    vecs = []
+    for n in range(T.ndim):
+        U, _, _ = np.linalg.svd(_unfold(T, n), full_matrices=False)
+        vecs.append(U[:, 0].copy())
+    lam = 0.0
+    for _ in range(iters):
+        for n in range(T.ndim):
+            v = _contract_except(T, vecs, n)
+            nv = np.linalg.norm(v)
+            if nv == 0:
+                return 0.0, vecs
+            vecs[n] = v / nv
+        new = float(_contract_except(T, vecs, 0) @ vecs[0])
+        if abs(new - lam) <= tol * max(abs(new), 1e-300):
+            lam = new
+            break
+        lam = new
+    return lam, vecs
+
+
+def rank1_tensor(lam: float, vecs) -> np.ndarray:
+    out = np.asarray(vecs[0]) * lam
+    for v in vecs[1:]:
+        out = np.multiply.outer(out, v)
+    return out
+
+
+def dist_rank1_tensor(T, relative: bool = True) -> float:
+    """Frobenius distance from ``T`` to its best rank-1 fit (:func:`best_rank1`), relative to ``||T||`` by default.
+
+    An upper bound on the true distance to the set of rank-1 tensors (the fit is feasible)."""
+    T = np.asarray(T, dtype=float)
+    lam, vecs = best_rank1(T)
+    d = float(np.linalg.norm(T - rank1_tensor(lam, vecs)))
+    nT = float(np.linalg.norm(T))
+    return d / nT if relative and nT > 0 else d
+
+
+def cp_als(T, rank: int, iters: int = 500, seed: int = 0, tol: float = 1e-12):
+    """CP-ALS with ``rank`` components (random init). Returns ``(factors, relative_error)``."""
+    T = np.asarray(T, dtype=float)
+    N = T.ndim
+    rng = np.random.default_rng(seed)
+    fs = [rng.standard_normal((d, rank)) for d in T.shape]
+    nT = float(np.linalg.norm(T)) or 1.0
+    prev = math.inf
+    err = math.inf
+    letters = "abcdefghij"[:N]
+    for _ in range(iters):
+        for n in range(N):
+            others = [fs[k] for k in range(N) if k != n]
+            spec = letters + "," + ",".join(f"{letters[k]}z" for k in range(N) if k != n) + f"->{letters[n]}z"
+            mttkrp = np.einsum(spec, T, *others, optimize=True)
+            gram = np.ones((rank, rank))
+            for F in others:
+                gram *= F.T @ F
+            fs[n] = np.linalg.lstsq(gram, mttkrp.T, rcond=None)[0].T
+        rec = np.einsum(",".join(f"{c}z" for c in letters) + "->" + letters, *fs, optimize=True)
+        err = float(np.linalg.norm(T - rec)) / nT
+        if abs(prev - err) < tol:
+            break
+        prev = err
+    return fs, err
+
+
+def cp_rank_estimate(T, tol: float = 1e-3, max_rank: int | None = None, seed: int = 0) -> int:
+    """Smallest r at which CP-ALS reaches relative Frobenius error below ``tol`` (an upper-bound estimate of the
+    CP rank; 0 for the zero tensor)."""
+    T = np.asarray(T, dtype=float)
+    if float(np.linalg.norm(T)) == 0.0:
+        return 0
+    if max_rank is None:
+        max_rank = int(np.prod(T.shape) // max(T.shape))
+    for r in range(1, max_rank + 1):
+        if r == 1:
+            if dist_rank1_tensor(T) < tol:
+                return 1
+            continue
+        _, err = cp_als(T, r, seed=seed)
+        if err < tol:
+            return r
+    return max_rank
+
+
+__all__ = [
+    "E11", "J", "ERank", "Entrywise", "Induced", "LinearL2", "Schatten", "SmoothRank", "Weighted", "best_rank1",
+    "component_norms", "cp_als", "cp_rank_estimate", "dist_rank1", "dist_rank1_tensor", "erank", "erank_from_ratio",
+    "from_spec", "random_linear_l2", "rank1_tensor", "rank_subopt", "sigma2",
+]

@@ -1,0 +1,588 @@
+"""Claims of Razin & Cohen 2020, "Implicit Regularization in Deep Learning May Not Be Explainable by Norms".
+
+The 2x2 completion problem ``[[*, 1], [1, 0]]`` (loss ``1/2 sum of squares``), its perturbation
+``[[*, z], [z', eps]]``, depth-L factorizations, gradient flow. Constants are the explicit ones of the catalog
+(claims-catalog.md, section 1 and 5), not O(.) forms. Every trajectory check is point-wise along the recorded
+trajectory, with each point's margin compared with the engine's error propagated to first order through the bound.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from hypothesis import strategies as st
+from scipy.optimize import minimize_scalar
+from scipy.stats import binomtest
+
+from models import inits
+from models.engines import get_engine
+from models.errors import EngineFailure
+from models.factorizations import DeepMatrix, det_sign_of_product
+from models.problems import rc20
+
+from . import measures as M
+from . import strategies as S
+from ._common import combine, escalate, point_outcome, rc20_setting
+from .api import Outcome, claim
+
+SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
+EPS = float(np.finfo(float).eps)
+
+H_BALANCED = ("balanced", "balanced initialization: W_{j+1}(0)^T W_{j+1}(0) = W_j(0) W_j(0)^T for all j")
+H_DET_POS = ("det_positive", "det(W_{L:1}(0)) > 0")
+H_GF = ("gradient_flow", "the dynamics is gradient flow dW_j/dt = -d phi/d W_j")
+
+
+def _s(loss: float) -> float:
+    return math.sqrt(2.0 * max(loss, 0.0))
+
+
+def _bound_unobserved(s: float) -> float:
+    return (1.0 - s) ** 2 / s
+
+
+def _dbound_dloss(s: float) -> float:
+    """|d/d loss of (1-s)^2/s| with s = sqrt(2 loss): (1 - s^2)/s^3."""
+    return (1.0 - s * s) / s ** 3
+
+
+def _trajectory_setting(dropped, *, depths=(2, 6), until=(-8.0, -4.0), with_det=True):
+    balanced = "balanced" not in dropped
+    return S.fixed_dicts(
+        depth=S.depths(*depths),
+        init="balanced" if balanced else "gaussian",
+        scale=S.log_scale(-3.0, 0.0) if balanced else S.log_scale(-2.0, 0.0),
+        seed=S.seeds(),
+        det=S.det_signs("det_positive" not in dropped) if with_det else "positive",
+        until_loss=S.log_scale(*until) if balanced else S.log_scale(-4.0, -2.0),
+    )
+
+
+def _run_setting(inputs, engine, **extra):
+    problem, model, init = rc20_setting(inputs)
+    spec = dict(until_loss=inputs.get("until_loss"), per_decade=4, wall_budget=60.0)
+    spec.update(extra)
+    return engine.run(problem, model, init, **spec)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Exact facts about the completions W_x = [[x, 1], [1, 0]]
+# ----------------------------------------------------------------------------------------------------------------
+def _schatten_strategy(dropped):
+    return S.fixed_dicts(
+        p=st.one_of(st.just("inf"), S.exponent(-4.0, 6.0).map(lambda e: float(2.0 ** e))),
+        x=S.signed_log(-2.0, 3.0),
+        eps=0.0 if "eps_zero" not in dropped else S.signed_log(-2.0, 0.0),
+    )
+
+
+@claim("rc20.prop.schatten_minimizer",
+       title="Schatten-p (quasi-)norms are minimized over the completions exactly at x = 0, with value 2^(1/p)",
+       source=SRC + ", Proposition (Schatten-p); catalog RC20-Prop-Schatten",
+       statement="for p in (0, inf]: ||[[x,1],[1,0]]||_{S_p} > ||[[0,1],[1,0]]||_{S_p} = 2^(1/p) for all x != 0 "
+                 "(2^(1/inf) = 1)",
+       kind="exact", strategy=_schatten_strategy,
+       hypotheses=[("eps_zero", "the observed entry opposite the unobserved one is 0: completions [[x,1],[1,0]]")],
+       cost=0.01)
+def schatten_minimizer(inputs, dropped):
+    """Evaluate the Schatten-p (quasi-)norm (float64 SVD) at the drawn x and at 0; margin: the relative excess
+    ``(f(x) - f(0))/f(0)`` and the relative agreement of f(0) with 2^(1/p) (tolerance 1e-12), error from the
+    singular-value perturbation bound of the SVD."""
+    f = M.Schatten(M._p_from(inputs["p"]))
+    eps_ = float(inputs["eps"])
+    Wx = np.array([[inputs["x"], 1.0], [1.0, eps_]])
+    W0 = np.array([[0.0, 1.0], [1.0, eps_]])
+    fx, f0 = f(Wx), f(W0)
+    ex = f.error(Wx, 4 * EPS * float(np.max(np.abs(Wx)))) + f.error(W0, 4 * EPS)
+    excess = point_outcome((fx - f0) / f0, ex / f0, 1.0, part="f(x) > f(0)", f_x=fx, f_0=f0)
+    want = 1.0 if f.p == M.INF else 2.0 ** (1.0 / f.p)
+    value = point_outcome(1e-12 - abs(f0 - want) / want, 0.0, 1e-12, part="f(0) = 2^(1/p)", f_0=f0, want=want)
+    return combine([excess, value], engine="numpy float64", measure=repr(f))
+
+
+def _norms_strategy(dropped):
+    return S.fixed_dicts(measure=S.measures(quasi=True, non_norms="is_quasi_norm" in dropped))
+
+
+def _near_minimizers(g, B: float):
+    """Largest |x| among (near-)global minimizers of g over a grid covering [-1e8, 1e8], refined locally."""
+    span = 3.0 * max(B if math.isfinite(B) else 10.0, 1.0)
+    lin = np.linspace(-span, span, 401)
+    far = np.logspace(math.log10(span), 8.0, 40)
+    xs = np.unique(np.concatenate([lin, far, -far, [0.0]]))
+    vals = np.array([g(x) for x in xs])
+    k = int(np.argmin(vals))
+    gmin = float(vals[k])
+    lo, hi = xs[max(k - 1, 0)], xs[min(k + 1, len(xs) - 1)]
+    if hi > lo:
+        res = minimize_scalar(g, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12 * max(1.0, abs(xs[k]))})
+        if res.fun < gmin:
+            gmin = float(res.fun)
+            xs = np.append(xs, res.x)
+            vals = np.append(vals, res.fun)
+    tol = 1e-9 * abs(gmin) + 1e-12
+    near = xs[vals <= gmin + tol]
+    spacing = float(lin[1] - lin[0])
+    return float(np.max(np.abs(near))), gmin, spacing
+
+
+@claim("rc20.prop.norm_minimizers_bounded",
+       title="Every norm or quasi-norm has minimizers over the completions with |x*| <= 2K||J||/||E11||",
+       source=SRC + ", Proposition 1; catalog RC20-Prop-AnyNorm",
+       statement="for every norm or quasi-norm with ||A+B|| <= K(||A|| + ||B||): every minimizer x* of "
+                 "||x E11 + J|| over x (J = [[0,1],[1,0]]) satisfies |x*| <= 2 K ||J|| / ||E11||",
+       kind="exact", strategy=_norms_strategy,
+       hypotheses=[("is_quasi_norm", "the measure is a norm or a quasi-norm (positive definite, absolutely "
+                                     "homogeneous, quasi-triangle inequality with constant K)")],
+       cost=0.3)
+def norm_minimizers_bounded(inputs, dropped):
+    """Minimize x -> ||x E11 + J|| on a grid over [-1e8, 1e8] (dense on [-3B, 3B]) refined by a bounded scalar
+    search; take the largest |x| whose value is within 1e-9 (relative) of the minimum; margin ``(B - |x*|)/B``,
+    error one grid spacing."""
+    f = M.from_spec(inputs["measure"])
+    B = f.minimizer_bound()
+    xfar, gmin, spacing = _near_minimizers(f.at_x, B)
+    return point_outcome((B - xfar) / B, spacing / B, 1.0, measure=repr(f), bound=B, K=f.quasi_constant,
+                         largest_minimizer=xfar, minimum=gmin)
+
+
+def _rank_subopt_strategy(dropped):
+    return S.fixed_dicts(x1=S.signed_log(-3.0, 4.5), gap=S.log_scale(-2.0, 1.0), sign2=st.sampled_from([1.0, -1.0]))
+
+
+@claim("rc20.prop.rank_subopt_monotone",
+       title="Rank-suboptimality over the completions is 1 at x = 0 and strictly decreasing in |x|",
+       source=SRC + ", slides; catalog RC20-Prop-RankSubopt",
+       statement="rs(x) := max{dist(W_x, rank 1), erank(W_x) - 1}: rs(0) = 1, rs(x1) > rs(x2) whenever "
+                 "|x1| < |x2|, and rs(1e6) < 1e-5",
+       kind="exact", strategy=_rank_subopt_strategy, cost=0.01)
+def rank_subopt_monotone(inputs, dropped):
+    """rs at |x2| = |x1| (1 + gap) versus |x1| (float64 SVD, error bounded by 2 eps sigma_1 in sigma_2 through
+    the slope of rs), plus rs(0) = 1 (to 1e-12) and rs(1e6) < 1e-5."""
+    x1 = float(inputs["x1"])
+    x2 = inputs["sign2"] * abs(x1) * (1.0 + inputs["gap"])
+
+    def rs(x):
+        return M.rank_subopt(np.array([[x, 1.0], [1.0, 0.0]]))
+
+    def err(x):  # |d rs / d sigma_2| * 2 eps sigma_1, with |d rs/d sigma_2| <= max(1, (1 + ln(sigma1/sigma2))/sigma1)
+        s1 = (abs(x) + math.sqrt(x * x + 4)) / 2
+        s2 = 1.0 / s1
+        return 2 * EPS * s1 * max(1.0, (1.0 + math.log(s1 / s2)) / s1) + 4 * EPS
+
+    r1, r2 = rs(x1), rs(x2)
+    dec = point_outcome((r1 - r2) / r1, (err(x1) + err(x2)) / r1, 1.0, part="rs(x1) > rs(x2)", x2=x2, rs1=r1, rs2=r2)
+    r0 = rs(0.0)
+    at0 = point_outcome(1e-12 - abs(r0 - 1.0), 4 * EPS, 1e-12, part="rs(0) = 1", rs0=r0)
+    rbig = rs(1e6)
+    big = point_outcome((1e-5 - rbig) / 1e-5, err(1e6) / 1e-5, 1.0, part="rs(1e6) < 1e-5", rs_1e6=rbig)
+    return combine([dec, at0, big], engine="numpy float64")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The determinant keeps its sign
+# ----------------------------------------------------------------------------------------------------------------
+_DET_UNTIL = {2: 5e-2, 3: 1e-4}
+
+
+def _det_sign_strategy(dropped):
+    balanced = "balanced" not in dropped
+    return S.fixed_dicts(depth=S.depths(2, 8), init="balanced" if balanced else "gaussian",
+                         scale=S.log_scale(-2.0, 0.0), seed=S.seeds(), det=st.sampled_from(["positive", "negative"]))
+
+
+def _det_margins(points, sign0, engine_label):
+    outs = []
+    for k, p in enumerate(points):
+        if p.det_sign is None:
+            raise EngineFailure(f"det sign unresolvable at recorded point {k} (t = {p.t})")
+        sv = np.linalg.svd(p.product, compute_uv=False)
+        ratio = float(sv[1] / sv[0])
+        err = (2.0 * p.product_err + 4 * EPS * sv[0]) / sv[0]
+        outs.append(point_outcome(sign0 * p.det_sign * ratio, err, 1.0, point=k, t=p.t, loss=p.loss,
+                                  det_sign=p.det_sign, sigma_ratio=ratio))
+    return combine(outs, engine=engine_label, initial_det_sign=sign0)
+
+
+@claim("rc20.lemma.det_sign",
+       title="The determinant of the end-to-end matrix keeps its sign along gradient flow",
+       source=SRC + ", Lemma (det sign); catalog RC20-Lem-DetSign",
+       statement="balanced init, depth L >= 2, det W(0) != 0: sign det W_{L:1}(t) = sign det W_{L:1}(0) for all t",
+       kind="trajectory", strategy=_det_sign_strategy, hypotheses=[H_BALANCED], cost=2.0)
+def det_sign(inputs, dropped):
+    """Integrate the raw factors (not the chart, which keeps the det sign by construction) with the float64 engine
+    until the loss reaches 5e-2 (L = 2), 1e-4 (L = 3) or 1e-6 (L >= 4), where float64 still resolves the det
+    (catalog RC20-Pitfall-Depth2); at every recorded point (8 per decade of loss) the det sign is the product of
+    the factors' det signs. Margin: sign0 * sign(t) * sigma_2/sigma_1, error (2 product_err + 4 eps sigma_1)/sigma_1."""
+    until = _DET_UNTIL.get(int(inputs["depth"]), 1e-6)
+    sign0 = 1 if inputs["det"] == "positive" else -1
+
+    def run(engine):
+        return _run_setting(inputs, engine, until_loss=until, per_decade=8)
+
+    return escalate(run, lambda tr: _det_margins(tr.points, sign0, tr.engine),
+                    ladder=(("gf", {"rtol": 1e-10, "path": "raw"}), ("gf", {"rtol": 1e-12, "path": "raw"})))
+
+
+def _det_sign_gd_strategy(dropped):
+    small = "small_step" not in dropped
+    return S.fixed_dicts(
+        depth=S.depths(3, 6) if "depth_at_least_3" not in dropped else S.depths(2, 6),
+        init="balanced" if "balanced" not in dropped else "gaussian",
+        scale=S.log_scale(-2.0, 0.0), seed=S.seeds(), det=st.sampled_from(["positive", "negative"]),
+        lr=S.log_scale(-3.0, -1.5) if small else S.log_scale(-3.0, 0.0),
+        steps=2000,
+    )
+
+
+@claim("rc20.lemma.det_sign_gd",
+       title="Gradient descent with a small step from a balanced init keeps the det sign (depth >= 3)",
+       source=SRC + ", blog wording of the det lemma for GD; catalog RC20-Lem-DetSign",
+       statement="balanced init, depth L >= 3, step eta <= 10^-1.5, 2000 steps: sign det W_{L:1}(k) = sign det "
+                 "W_{L:1}(0) for every step k",
+       kind="trajectory", strategy=_det_sign_gd_strategy,
+       hypotheses=[H_BALANCED, ("small_step", "the step size is small: eta <= 10^-1.5 (with at most 2000 steps)"),
+                   ("depth_at_least_3", "depth L >= 3 (for L = 2 sigma_2 decays geometrically and any fixed step "
+                                        "eventually flips a factor)")],
+       cost=1.5)
+def det_sign_gd(inputs, dropped):
+    """Batched float64 GD (one trajectory) recording every step; the det sign is the product of the factors' det
+    signs. Margin: sign0 * sign(k) * sigma_2/sigma_1 at every recorded step, error 4 eps. A run that overflows is
+    evidence only through the steps before it (a flip seen there is a violation; otherwise an engine failure)."""
+    problem, model, init = rc20_setting(inputs)
+    sign0 = 1 if inputs["det"] == "positive" else -1
+    gd = get_engine("gd", lr=float(inputs["lr"]))
+    res = gd.run_batch(problem, model, [np.stack([f]) for f in init.factors], steps=int(inputs["steps"]),
+                       record_every=1)
+    dets = np.asarray(res.det_sign, dtype=float)[:, 0]
+    prods = np.asarray(res.product, dtype=float)[:, 0]
+    losses = np.asarray(res.loss, dtype=float)[:, 0]
+    outs = []
+    for k in range(len(dets)):
+        W = prods[k]
+        if not (np.all(np.isfinite(W)) and np.isfinite(losses[k])) or not np.isfinite(dets[k]) or dets[k] == 0:
+            break
+        sv = np.linalg.svd(W, compute_uv=False)
+        outs.append(point_outcome(sign0 * dets[k] * sv[1] / sv[0], 4 * EPS, 1.0, step=k, loss=float(losses[k]),
+                                  det_sign=int(dets[k])))
+    out = combine(outs, engine=f"gd lr={inputs['lr']:g}", steps_checked=len(outs))
+    if len(outs) < len(dets) and out.status != "violated":
+        raise EngineFailure(f"GD diverged (non-finite or unresolvable det) after {len(outs)} of {len(dets)} "
+                            f"recorded steps without a det flip")
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Theorem 1: norms grow like 1/sqrt(loss), rank-suboptimality shrinks like sqrt(loss)
+# ----------------------------------------------------------------------------------------------------------------
+THM1_HYPS = [H_BALANCED, H_DET_POS]
+
+
+def _thm1_points(traj):
+    """(point, s) for recorded points with s = sqrt(2 loss) < 1, where the bounds apply."""
+    return [(k, p, _s(p.loss)) for k, p in enumerate(traj.points) if _s(p.loss) < 1.0]
+
+
+def _unobserved_eval(traj):
+    outs = []
+    for k, p, s in _thm1_points(traj):
+        b = _bound_unobserved(s)
+        w11 = abs(float(p.product[0, 0]))
+        err = p.product_err + _dbound_dloss(s) * p.loss_err
+        outs.append(point_outcome(w11 - b, err, b, point=k, t=p.t, loss=p.loss, w11=w11, bound=b))
+    return combine(outs)
+
+
+@claim("rc20.thm1.unobserved_entry",
+       title="The unobserved entry grows at least like (1-s)^2/s, s = sqrt(2 loss)",
+       source=SRC + ", Theorem 1 (explicit constants derived in the catalog, RC20-Thm1 item 1)",
+       statement="gradient flow, balanced init, depth L >= 2, det W(0) > 0: |w11(t)| >= (1 - s)^2 / s wherever "
+                 "s = sqrt(2 loss(t)) < 1",
+       kind="trajectory", strategy=lambda d: _trajectory_setting(d), hypotheses=THM1_HYPS, cost=1.5)
+def thm1_unobserved_entry(inputs, dropped):
+    """Float64 gradient flow to the drawn loss (chart for balanced inits), escalating to a tighter tolerance and then
+    mpmath; at every recorded point with s < 1 the margin is |w11| - (1-s)^2/s, error
+    product_err + (1-s^2)/s^3 * loss_err."""
+    return escalate(lambda eng: _run_setting(inputs, eng), _unobserved_eval)
+
+
+def _norms_eval(measure):
+    c = measure.c
+
+    def evaluate(traj):
+        outs = []
+        for k, p, s in _thm1_points(traj):
+            b = c * _bound_unobserved(s)
+            v = measure(p.product)
+            err = measure.error(p.product, p.product_err) + c * _dbound_dloss(s) * p.loss_err
+            outs.append(point_outcome(v - b, err, max(b, 1e-300), point=k, t=p.t, loss=p.loss, norm=v, bound=b))
+        return combine(outs, measure=repr(measure), c=c, c_kind=measure.c_kind)
+
+    return evaluate
+
+
+@claim("rc20.thm1.norms",
+       title="Every norm and quasi-norm grows at least like c (1-s)^2/s",
+       source=SRC + ", Theorem 1 (norm part; catalog RC20-Thm1 item 2)",
+       statement="under rc20.thm1.unobserved_entry's hypotheses, for every norm or quasi-norm: ||W(t)|| >= c (1-s)^2/s "
+                 "with c = inf{||X|| : X_11 = 1} (closed form or certified lower bound)",
+       kind="trajectory",
+       strategy=lambda d: st.tuples(_trajectory_setting(d), S.measures(quasi=True)).map(
+           lambda t: {**t[0], "measure": t[1]}),
+       hypotheses=THM1_HYPS, cost=1.5)
+def thm1_norms(inputs, dropped):
+    """As rc20.thm1.unobserved_entry, with margin ||W|| - c (1-s)^2/s; the norm's error is the measure's own
+    perturbation bound at the engine's entry error."""
+    measure = M.from_spec(inputs["measure"])
+    return escalate(lambda eng: _run_setting(inputs, eng), _norms_eval(measure))
+
+
+def _erank_gap(rho: float) -> float:
+    """2 rho ln(e/rho) - (erank - 1) for a 2x2 matrix with sigma_2/sigma_1 = rho."""
+    if rho <= 0:
+        return 0.0
+    return 2.0 * rho * (1.0 - math.log(rho)) - (M.erank_from_ratio(rho) - 1.0)
+
+
+def _rank_eval(traj):
+    outs = []
+    for k, p, s in _thm1_points(traj):
+        sv = np.linalg.svd(p.product, compute_uv=False)
+        s1, s2 = float(sv[0]), float(sv[1])
+        e2 = 2.0 * p.product_err + 2 * EPS * s1
+        outs.append(point_outcome(s - s2, e2 + p.loss_err / s, s, point=k, part="sigma_2 <= s", loss=p.loss,
+                                  sigma_2=s2, s=s))
+        rho = s2 / s1
+        drho = e2 / s1 + 4 * EPS * rho
+        gap = _erank_gap(rho)
+        err = max(abs(_erank_gap(min(rho + drho, 1.0)) - gap), abs(_erank_gap(max(rho - drho, 0.0)) - gap))
+        bound = 2.0 * rho * (1.0 - math.log(rho)) if rho > 0 else 1e-300
+        outs.append(point_outcome(gap, err + 1e-15, max(bound, 1e-300), point=k, part="erank - 1 <= 2 rho ln(e/rho)",
+                                  loss=p.loss, rho=rho, erank=M.erank_from_ratio(rho)))
+    return combine(outs)
+
+
+@claim("rc20.thm1.rank",
+       title="The distance to rank 1 is at most s and erank - 1 <= 2 rho ln(e/rho)",
+       source=SRC + ", Theorem 1 (rank part; catalog RC20-Thm1 items 3-4)",
+       statement="under rc20.thm1.unobserved_entry's hypotheses, wherever s = sqrt(2 loss) < 1: sigma_2(W(t)) <= s "
+                 "and erank(W(t)) - 1 <= 2 rho ln(e/rho) with rho = sigma_2/sigma_1",
+       kind="trajectory", strategy=lambda d: _trajectory_setting(d), hypotheses=THM1_HYPS, cost=1.5)
+def thm1_rank(inputs, dropped):
+    """Float64 gradient flow as in rc20.thm1.unobserved_entry; two margins per point: s - sigma_2 (error
+    2 product_err + 2 eps sigma_1 + loss_err/s) and 2 rho ln(e/rho) - (erank - 1) (error: the change of that gap
+    over the uncertainty interval of rho)."""
+    return escalate(lambda eng: _run_setting(inputs, eng), _rank_eval)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Corollary 1: along gf-mp to loss 1e-30
+# ----------------------------------------------------------------------------------------------------------------
+def _cor_strategy(dropped):
+    return S.fixed_dicts(depth=S.depths(3, 4), init="balanced" if "balanced" not in dropped else "gaussian",
+                         scale=S.log_scale(-2.0, -1.0), seed=S.seeds(),
+                         det=S.det_signs("det_positive" not in dropped), until_loss=1e-30)
+
+
+def _hp_point(p):
+    """(loss, w11, product) at a point, as mpmath numbers when the engine carried them, else floats."""
+    import mpmath
+
+    hp = getattr(p, "hp", None)
+    if hp and "loss" in hp and "product" in hp:
+        return mpmath.mpf(hp["loss"]), mpmath.mpf(hp["product"][0][0]), hp
+    return mpmath.mpf(p.loss), mpmath.mpf(float(p.product[0, 0])), None
+
+
+def _cor_eval(traj):
+    import mpmath
+
+    outs = []
+    with mpmath.workdps(60):
+        for k, p in enumerate(traj.points):
+            loss, w11, hp = _hp_point(p)
+            s = mpmath.sqrt(2 * loss)
+            if s >= 1:
+                continue
+            b = (1 - s) ** 2 / s
+            err = mpmath.mpf(p.product_err) + (1 - s * s) / s ** 3 * mpmath.mpf(p.loss_err)
+            outs.append(point_outcome(float((abs(w11) - b) / b), float(err / b), 1.0, point=k, loss=float(loss),
+                                      w11=mpmath.nstr(w11, 20), bound=mpmath.nstr(b, 20), high_precision=hp is not None))
+        final_loss = float(traj.points[-1].loss)
+    if final_loss > 1e-29:
+        raise EngineFailure(f"the high-precision run stopped at loss {final_loss:.3g} (status {traj.status.value}), "
+                            "short of 1e-30")
+    return combine(outs, final_loss=final_loss)
+
+
+@claim("rc20.cor.norms_diverge",
+       title="Down to loss 1e-30 (mpmath), |w11| exceeds (1-s)^2/s at every recorded point",
+       source=SRC + ", Corollary 1; catalog RC20-Cor1",
+       statement="under Theorem 1's hypotheses, along gradient flow integrated in high precision to loss 1e-30: "
+                 "|w11(t)| >= (1-s)^2/s at every recorded point (so |w11| > 7e14 at the end: norms diverge)",
+       kind="trajectory", strategy=_cor_strategy, hypotheses=THM1_HYPS, cost=20.0)
+def cor_norms_diverge(inputs, dropped):
+    """High-precision gradient flow (gf-mp, 40 digits) to loss 1e-30; the bound is evaluated in 60-digit mpmath on
+    the engine's decimal strings; margin normalized by the bound."""
+    return escalate(lambda eng: _run_setting(inputs, eng, until_loss=1e-30, per_decade=1, wall_budget=120.0),
+                    _cor_eval, ladder=(("gf-mp", {"digits": 40}), ("gf-mp", {"digits": 60})))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Theorem 2: perturbed observations
+# ----------------------------------------------------------------------------------------------------------------
+def _perturbed_strategy(dropped):
+    return S.fixed_dicts(
+        depth=S.depths(2, 4), init="balanced" if "balanced" not in dropped else "gaussian",
+        scale=S.log_scale(-2.0, 0.0), seed=S.seeds(),
+        z=S.signed_log(-0.5, 0.5), z_prime=S.signed_log(-0.5, 0.5),
+        eps=st.one_of(st.just(0.0), S.signed_log(-3.0, -0.5)),
+        det_rule="matches_zz" if "det_matches" not in dropped else st.sampled_from(["opposite", "matches_zz"]),
+        until_loss=S.log_scale(-8.0, -4.0),
+    )
+
+
+def _perturbed_inputs(inputs):
+    sgn = 1.0 if inputs["z"] * inputs["z_prime"] > 0 else -1.0
+    if inputs["det_rule"] == "opposite":
+        sgn = -sgn
+    return {**inputs, "det": "positive" if sgn > 0 else "negative"}
+
+
+def _perturbed_eval(inputs):
+    z, zp, e = abs(inputs["z"]), abs(inputs["z_prime"]), abs(inputs["eps"])
+
+    def evaluate(traj):
+        outs = []
+        for k, p in enumerate(traj.points):
+            s = _s(p.loss)
+            if s >= min(z, zp):
+                continue
+            b = (z - s) * (zp - s) / (e + s)
+            db = ((z - s) + (zp - s)) / (e + s) + b / (e + s)   # |dB/ds|
+            w11 = abs(float(p.product[0, 0]))
+            outs.append(point_outcome(w11 - b, p.product_err + db / max(s, 1e-300) * p.loss_err, max(b, 1e-300),
+                                      point=k, part="|w11| bound", loss=p.loss, w11=w11, bound=b))
+            sv = np.linalg.svd(p.product, compute_uv=False)
+            e2 = 2.0 * p.product_err + 2 * EPS * float(sv[0]) + p.loss_err / max(s, 1e-300)
+            outs.append(point_outcome(e + s - float(sv[1]), e2, e + s, point=k, part="sigma_2 <= |eps| + s",
+                                      loss=p.loss, sigma_2=float(sv[1])))
+        return combine(outs)
+
+    return evaluate
+
+
+@claim("rc20.thm2.perturbed",
+       title="Perturbed observations: |w11| >= (|z|-s)(|z'|-s)/(|eps|+s) and sigma_2 <= |eps| + s",
+       source=SRC + ", Theorem 2 (robustness); explicit constants derived in the catalog, RC20-Thm-Perturbed",
+       statement="problem [[*, z], [z', eps]], z z' != 0, gradient flow, balanced init, sign det W(0) = sign(z z'): "
+                 "wherever s = sqrt(2 loss) < min(|z|, |z'|): |w11| >= (|z| - s)(|z'| - s)/(|eps| + s) and "
+                 "sigma_2(W) <= |eps| + s",
+       kind="trajectory", strategy=_perturbed_strategy,
+       hypotheses=[H_BALANCED, ("det_matches", "sign det W(0) = sign(z z')")], cost=2.0)
+def thm2_perturbed(inputs, dropped):
+    """Float64 gradient flow until the drawn loss or t = 1e9 (the loss need not vanish when eps != 0), escalating;
+    the two margins at every recorded point where s < min(|z|, |z'|)."""
+    full = _perturbed_inputs(inputs)
+    return escalate(lambda eng: _run_setting(full, eng, t_max=1e9, wall_budget=30.0), _perturbed_eval(full))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# P(det W(0) > 0) = 1/2
+# ----------------------------------------------------------------------------------------------------------------
+DET_HALF_N = 2000
+DET_HALF_ALPHA = 1e-6
+
+
+def _det_half_strategy(dropped):
+    laws = ["gaussian", "balanced"] if "symmetric_law" not in dropped else ["shifted", "gaussian", "balanced"]
+    return S.fixed_dicts(law=st.sampled_from(laws), depth=S.depths(1, 6), scale=S.log_scale(-8.0, 2.0),
+                         seed=st.integers(0, 10**6))
+
+
+def _det_signs(inputs, n: int) -> np.ndarray:
+    model = DeepMatrix(int(inputs["depth"]), (2, 2))
+    law, scale, base = inputs["law"], float(inputs["scale"]), int(inputs["seed"]) * n
+    out = np.empty(n)
+    rng = np.random.default_rng(int(inputs["seed"]))
+    for k in range(n):
+        if law == "gaussian":
+            fs = inits.gaussian(model, scale, seed=base + k, det="any").factors
+        elif law == "balanced":
+            fs = inits.balanced(model, scale, seed=base + k, det="any").factors
+        else:  # not symmetric under W_L -> diag(-1, 1) W_L: mean scale*I plus noise of a tenth of that
+            fs = [scale * (np.eye(2) + 0.1 * rng.standard_normal((2, 2))) for _ in range(model.depth)]
+        sg = det_sign_of_product(list(fs))
+        out[k] = 0 if sg is None else sg
+    return out
+
+
+@claim("rc20.prop.det_half",
+       title="P(det W(0) > 0) = 1/2 under per-layer Gaussian and balanced-Gaussian inits, at any scale",
+       source=SRC + ", slides ('holds with prob 0.5 under standard inits'); catalog RC20-Claim-Prob",
+       statement="for an init law invariant under W_L -> diag(-1,1) W_L with P(det = 0) = 0: P(det W_{L:1}(0) > 0) "
+                 "= 1/2, independently of the scale. Test: n = 2000 draws per setting, two-sided exact binomial test "
+                 "of p = 1/2 at level 1e-6 (confidence 1 - 1e-6)",
+       kind="statistical", strategy=_det_half_strategy,
+       hypotheses=[("symmetric_law", "the init law is invariant under W_L -> diag(-1, 1) W_L (Gaussian layers or "
+                                     "the balanced construction from a Gaussian product)")],
+       cost=0.5)
+def det_half(inputs, dropped):
+    """n = 2000 inits from the suite's own init functions (seeds seed*n .. seed*n + n-1), det sign as the product
+    of factor det signs (unresolvable counts as a failure of the draw). Margin: log10(p-value) - log10(1e-6)
+    (holds when the binomial test does not reject p = 1/2 at level 1e-6; violated when it does). Deterministic."""
+    signs = _det_signs(inputs, DET_HALF_N)
+    unresolved = int(np.sum(signs == 0))
+    if unresolved:
+        raise EngineFailure(f"{unresolved} of {DET_HALF_N} det signs were not resolvable in float64")
+    k = int(np.sum(signs > 0))
+    pval = binomtest(k, DET_HALF_N, 0.5).pvalue
+    margin = math.log10(max(pval, 1e-300)) - math.log10(DET_HALF_ALPHA)
+    return Outcome(margin, 0.0, {"n": DET_HALF_N, "positive": k, "frequency": k / DET_HALF_N, "p_value": pval,
+                                 "test": "two-sided exact binomial, H0: p = 1/2", "level": DET_HALF_ALPHA},
+                   "numpy float64", 6.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Convergence for depth 2 from alpha * I
+# ----------------------------------------------------------------------------------------------------------------
+def _conv_strategy(dropped):
+    hi = 0.0 if "alpha_at_most_one" not in dropped else 1.5
+    return S.fixed_dicts(alpha=S.log_scale(-2.0, hi))
+
+
+@claim("rc20.prop.convergence_depth2",
+       title="Depth 2 from W(0) = alpha*I (0 < alpha <= 1): the loss decreases monotonically to 0",
+       source=SRC + ", Proposition (convergence); catalog RC20-Prop-Conv",
+       statement="depth 2, gradient flow, W_1(0) = W_2(0) = sqrt(alpha) I with 0 < alpha <= 1: loss(t) is "
+                 "non-increasing and loss(1e8) < 1e-6",
+       kind="trajectory", strategy=_conv_strategy,
+       hypotheses=[("alpha_at_most_one", "0 < alpha <= 1")], cost=1.5)
+def convergence_depth2(inputs, dropped):
+    """Float64 gradient flow (raw factors until the singular values separate, then the chart) recorded at 37
+    log-spaced times in [0.1, 1e8]; margins: (l_k - l_{k+1} + tiny)/l_k between consecutive points (error: the two
+    loss errors) and (1e-6 - l(1e8))/1e-6."""
+    model = DeepMatrix(2, (2, 2))
+    times = tuple(float(t) for t in np.logspace(-1, 8, 37))
+
+    def run(engine):
+        return engine.run(rc20(), model, inits.identity(model, inputs["alpha"]), t_max=1e8, record_at=times,
+                          wall_budget=60.0)
+
+    def evaluate(traj):
+        pts = sorted(traj.points, key=lambda p: p.t)
+        if pts[-1].t < 1e8 * (1 - 1e-9):
+            raise EngineFailure(f"the run stopped at t = {pts[-1].t:.3g} < 1e8 ({traj.status.value})")
+        outs = []
+        for a, b in zip(pts[:-1], pts[1:]):
+            if b.t - a.t <= 1e-9 * max(b.t, 1.0):
+                continue  # the same time recorded twice
+            outs.append(point_outcome((a.loss - b.loss) / a.loss, (a.loss_err + b.loss_err) / a.loss, 1.0,
+                                      part="monotone", t=b.t, loss=b.loss))
+        fin = pts[-1]
+        outs.append(point_outcome((1e-6 - fin.loss) / 1e-6, fin.loss_err / 1e-6, 1.0, part="loss(1e8) < 1e-6",
+                                  loss=fin.loss))
+        return combine(outs)
+
+    return escalate(run, evaluate)

@@ -1,0 +1,81 @@
+"""Search profiles as data: how many examples each claim gets, which Hypothesis phases run, which database.
+
+A claim declares ``cost`` (about the seconds one example takes on one core); a profile gives each claim a time
+``budget`` and turns it into ``max_examples = clamp(round(budget / cost), min_examples, max_examples)``. The
+driver also stops *evaluating* new examples after ``hard_limit`` seconds and, once a violation is found, after
+``shrink_budget`` more seconds of shrinking (skipped inputs are counted and reported, never counted as passes).
+
+| profile  | budget/claim | examples      | seeds               | database           | use                           |
+|----------|--------------|---------------|---------------------|--------------------|-------------------------------|
+| quick    | 7 s          | 2 .. 25       | fixed per claim id  | in memory          | default ``verify``; < 3 min   |
+| ci       | 30 s         | 3 .. 100      | fixed per claim id  | in memory          | the CI gate; < 15 min         |
+| thorough | 1200 s       | 50 .. 10000   | fixed per claim id  | .hypothesis/verify | nightly counterexample hunts  |
+
+Every profile is deterministic for a given ``--seed``: the Hypothesis seed of a claim is derived from
+(seed, claim id), so the same seed gives the same examples, verdicts and counterexamples (up to the wall-clock
+safety limits above, which a run that stays within budget never reaches).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hypothesis import Phase
+
+from models.errors import InvalidInput, require
+
+_NO_EXPLAIN = (Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink)
+_ALL = _NO_EXPLAIN + (Phase.explain,)
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """One search profile (see the module docstring for the table)."""
+
+    name: str
+    budget: float
+    min_examples: int
+    max_examples: int
+    shrink_budget: float
+    hard_limit: float
+    phases: tuple = _NO_EXPLAIN
+    derandomize: bool = True
+    database: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        require(self.budget > 0, f"profile {self.name}: budget must be > 0, got {self.budget!r}")
+        require(1 <= self.min_examples <= self.max_examples,
+                f"profile {self.name}: need 1 <= min_examples <= max_examples, got {self.min_examples}, "
+                f"{self.max_examples}")
+        require(self.shrink_budget >= 0 and self.hard_limit > 0, f"profile {self.name}: bad time limits")
+
+    def examples_for(self, cost: float) -> int:
+        """``max_examples`` for a claim whose examples cost about ``cost`` seconds."""
+        n = int(round(self.budget / max(float(cost), 1e-6)))
+        return max(self.min_examples, min(self.max_examples, n))
+
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile("quick", budget=7.0, min_examples=2, max_examples=25, shrink_budget=8.0, hard_limit=40.0,
+                     description="default: every claim in under 3 minutes on 2 cores"),
+    "ci": Profile("ci", budget=30.0, min_examples=3, max_examples=100, shrink_budget=30.0, hard_limit=120.0,
+                  phases=_ALL, description="the CI gate: derandomized, under 15 minutes on 2 cores"),
+    "thorough": Profile("thorough", budget=1200.0, min_examples=50, max_examples=10_000, shrink_budget=600.0,
+                        hard_limit=4 * 3600.0, phases=_ALL, database=".hypothesis/verify",
+                        description="nightly or manual counterexample hunts (hours); a directory database keeps "
+                                    "failures between runs"),
+}
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    """A profile by name (or the profile itself)."""
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise InvalidInput(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}") from None
+
+
+__all__ = ["PROFILES", "Profile", "get_profile"]
