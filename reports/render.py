@@ -1,0 +1,261 @@
+"""The verification report: ``report.md`` and ``report.html`` rendered from the JSON a run stored.
+
+:func:`render_dir` reads ``DIR/summary.json`` (or, lacking it, ``DIR/results.jsonl``), ``DIR/ablations/*.json``
+and the figure data under ``DIR/figures/data/``; it never runs a claim or a dynamics engine, so ``verify report
+DIR`` rebuilds a report without rerunning anything. The HTML comes from one Jinja2 template with autoescaping on
+(a claim title holding markup is shown, never interpreted); the Markdown from the small helpers below, which
+escape the same characters.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+VERDICT_WORDS = {
+    "holds": "held on every example, each margin clearing its error estimate",
+    "violated": "a counterexample was found whose violation clears its error estimate",
+    "inconclusive": "no violation, but some margins stayed within the error estimate after escalation",
+    "error": "the check raised or an engine failed",
+}
+
+
+class ReportError(ValueError):
+    """The directory holds nothing a report can be made from."""
+
+
+# ----- loading -------------------------------------------------------------------------------------------------
+def _read(path: Path):
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load(out: str | Path) -> dict:
+    """Everything the report shows, from the JSON files in ``out``."""
+    out = Path(out)
+    summary_path = out / "summary.json"
+    if summary_path.exists():
+        summary = _read(summary_path)
+    elif (out / "results.jsonl").exists():
+        from verify.store import build_summary, read_records
+        records = read_records(out / "results.jsonl")
+        summary = build_summary(records, [r["claim"] for r in records], {})
+    else:
+        raise ReportError(f"{str(out)!r} holds no summary.json or results.jsonl")
+    if not isinstance(summary, dict) or not isinstance(summary.get("claims"), list):
+        raise ReportError(f"{str(summary_path)!r} is not a verify summary")
+    ablations = []
+    for path in sorted((out / "ablations").glob("*.json")):
+        try:
+            ablations.append(_read(path))
+        except (OSError, ValueError):
+            continue
+    return {"summary": summary, "ablations": ablations}
+
+
+# ----- presentation helpers (shared by Markdown and HTML) ------------------------------------------------------
+def paper_of(record: dict) -> str:
+    return (record.get("source") or "").split(",")[0].strip() or record["claim"].split(".")[0]
+
+
+def groups(records: list[dict]) -> list[dict]:
+    """Claims grouped by paper (first dotted component of the id), in first-seen order."""
+    by: "OrderedDict[str, list]" = OrderedDict()
+    for r in records:
+        by.setdefault(r["claim"].split(".")[0], []).append(r)
+    out = []
+    for key, rows in by.items():
+        papers = [paper_of(r) for r in rows]
+        name = max(dict.fromkeys(papers), key=papers.count)
+        out.append({"key": key, "paper": name, "rows": rows,
+                    "met": sum(bool(r.get("met")) for r in rows), "total": len(rows)})
+    return out
+
+
+def fmt_num(x, digits: int = 3) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, str):
+        return x
+    x = float(x)
+    if not math.isfinite(x):
+        return str(x)
+    if x == 0:
+        return "0"
+    return f"{x:.{digits}g}"
+
+
+def fmt_seconds(x) -> str:
+    return "-" if x is None else f"{float(x):.2f}"
+
+
+def first_line(text) -> str:
+    if not text:
+        return ""
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1].strip() if lines else ""
+
+
+def short_inputs(cx, limit: int = 160) -> str:
+    if not cx:
+        return ""
+    if isinstance(cx, dict) and isinstance(cx.get("inputs_repr"), str):
+        text = cx["inputs_repr"]
+    else:
+        text = json.dumps(cx.get("inputs", cx) if isinstance(cx, dict) else cx, sort_keys=True)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def figures_for(out: Path) -> list[dict]:
+    from reports import figures
+    data_dir = out / "figures" / "data"
+    if not data_dir.is_dir():
+        return []
+    return figures.render_all(data_dir, out / "figures")
+
+
+def context(out: str | Path, *, figures: bool = True) -> dict:
+    out = Path(out)
+    data = load(out)
+    s = data["summary"]
+    records = s["claims"]
+    return {
+        "summary": s,
+        "totals": s.get("totals", {}),
+        "groups": groups(records),
+        "not_met": [r for r in records if not r.get("met")],
+        "regressions": s.get("regressions", []),
+        "missing": s.get("missing", []),
+        "ablations": data["ablations"],
+        "figures": figures_for(out) if figures else [],
+        "verdict_words": VERDICT_WORDS,
+    }
+
+
+# ----- Markdown ------------------------------------------------------------------------------------------------
+_MD_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "\n": " ", "\r": " ",
+                             "`": "\\`", "*": "\\*", "_": "\\_", "[": "\\[", "]": "\\]"})
+
+
+def md(text) -> str:
+    """Escape text for a Markdown paragraph or table cell (no HTML, no table breaks, no emphasis)."""
+    return str(text if text is not None else "").translate(_MD_ESCAPES)
+
+
+def code(text) -> str:
+    """Text for inside a Markdown code span (table-safe; backslash escapes do not apply in code)."""
+    return str(text if text is not None else "").replace("`", "'").replace("|", "\\|").replace("\n", " ")
+
+
+def md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _code_md(text: str) -> list[str]:
+    fence = "```"
+    while fence in text:
+        fence += "`"
+    return [fence + "text", text.rstrip(), fence]
+
+
+def markdown(ctx: dict) -> str:
+    s, t = ctx["summary"], ctx["totals"]
+    lines = ["# Verification report", ""]
+    lines.append(f"Profile `{code(s.get('profile', '?'))}`, seed {md(s.get('seed', '?'))}, "
+                 f"commit `{code(str(s.get('git_commit', 'unknown'))[:12])}`, claims from "
+                 f"{md(', '.join(s.get('claims_modules') or []) or '?')}.")
+    lines.append("")
+    lines.append(f"**{t.get('met', 0)} of {t.get('claims', 0)} claims met their expectation** "
+                 f"(holds {t.get('holds', 0)}, violated {t.get('violated', 0)}, inconclusive "
+                 f"{t.get('inconclusive', 0)}, error {t.get('error', 0)}; {t.get('examples', 0)} examples, "
+                 f"{fmt_seconds(t.get('seconds'))} s).")
+    if ctx["missing"]:
+        lines += ["", f"Incomplete run: no result yet for {md(', '.join(ctx['missing']))} (rerun with `--resume`)."]
+    if ctx["regressions"]:
+        lines += ["", f"**Regressions against the baseline** ({md(s.get('baseline'))}):", ""]
+        lines += [f"- {md(r['claim'])}: {md(r['baseline'])} before, {md(r['now'])} now" for r in ctx["regressions"]]
+    lines += ["", "## Claims by paper", ""]
+    for g in ctx["groups"]:
+        lines += [f"### {md(g['paper'])} ({g['met']}/{g['total']} met)", ""]
+        rows = []
+        for r in g["rows"]:
+            cx = r.get("counterexample_file")
+            rows.append([
+                f"`{code(r['claim'])}`", md(r.get("title")), md(r.get("kind")), md(r.get("expectation")),
+                md(r.get("verdict")), "yes" if r.get("met") else "**no**", str(r.get("examples", 0)),
+                md(fmt_num(r.get("smallest_margin"))), md(r.get("engine") or "-"), fmt_seconds(r.get("seconds")),
+                f"[{md(Path(cx).name)}]({cx})" if cx else "",
+            ])
+        lines += md_table(["claim", "title", "kind", "expected", "verdict", "met", "examples", "smallest margin",
+                           "engine", "seconds", "counterexample"], rows)
+        lines.append("")
+    if ctx["not_met"]:
+        lines += ["## Claims that did not meet their expectation", ""]
+        for r in ctx["not_met"]:
+            lines += [f"### `{code(r['claim'])}`: {md(r.get('verdict'))} (expected {md(r.get('expectation'))})", ""]
+            lines += [md(VERDICT_WORDS.get(r.get("verdict"), "")) + ".", ""]
+            if r.get("counterexample"):
+                lines += [f"Counterexample inputs: `{code(short_inputs(r['counterexample']))}`", ""]
+            if r.get("counterexample_file"):
+                lines += [f"Reproduce: `verify reproduce {code(r['counterexample_file'])}` (from the report directory)",
+                          ""]
+            if r.get("traceback"):
+                lines += _code_md(r["traceback"]) + [""]
+    if ctx["ablations"]:
+        lines += ["## Ablations", ""]
+        for a in ctx["ablations"]:
+            lines += [f"### `{code(a['claim'])}`: {md(a.get('title'))}", "",
+                      f"Profile `{code(a.get('profile'))}`, seed {md(a.get('seed'))}.", ""]
+            rows = []
+            for h in a.get("hypotheses", []):
+                if h.get("necessary"):
+                    shown = "necessary: counterexample" + (f" [{md(Path(h['counterexample_file']).name)}]"
+                                                           f"({h['counterexample_file']})"
+                                                           if h.get("counterexample_file") else "")
+                elif h.get("verdict") == "error":
+                    shown = "error"
+                else:
+                    shown = f"not shown necessary ({h.get('examples', 0)} examples tried)"
+                rows.append([f"`{code(h['hypothesis'])}`", md(h.get("text")), md(h.get("verdict")), shown])
+            lines += md_table(["dropped hypothesis", "statement", "verdict without it", "result"], rows) + [""]
+    if ctx["figures"]:
+        lines += ["## Figures", ""]
+        for f in ctx["figures"]:
+            lines += [f"![{md(f['name'])}](figures/{f['png']})", "", md(f["caption"]), ""]
+            lines += [f"- note: {md(n)}" for n in f.get("notes", [])]
+            if f.get("notes"):
+                lines.append("")
+    lines += ["## Versions", "", "| package | version |", "|---|---|"]
+    lines += [f"| {md(k)} | {md(v)} |" for k, v in (s.get("versions") or {}).items()]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ----- HTML ----------------------------------------------------------------------------------------------------
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
+                      autoescape=select_autoescape(enabled_extensions=("html",), default=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters.update(num=fmt_num, seconds=fmt_seconds, first_line=first_line, inputs=short_inputs,
+                       basename=lambda p: Path(p).name)
+    return env
+
+
+def html(ctx: dict) -> str:
+    return _environment().get_template("report.html").render(**ctx)
+
+
+def render_dir(out: str | Path, *, figures: bool = True) -> dict:
+    """Write ``report.md`` and ``report.html`` (and the figures, from stored data) into ``out``."""
+    out = Path(out)
+    ctx = context(out, figures=figures)
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text(markdown(ctx), encoding="utf-8")
+    html_path.write_text(html(ctx), encoding="utf-8")
+    return {"report_md": md_path, "report_html": html_path,
+            "figures": [out / "figures" / f["svg"] for f in ctx["figures"]]}

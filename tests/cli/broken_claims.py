@@ -1,0 +1,3 @@
+"""A claims module that does not import."""
+
+raise RuntimeError("this claims module is broken on purpose")

@@ -1,0 +1,51 @@
+"""Arguments shared by several ``verify`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from verify.runner import DEFAULT_OUT, PROFILES
+
+
+def seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be an integer >= 0, got {text!r}")
+    return value
+
+
+def jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"jobs must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"jobs must be an integer >= 1, got {text!r}")
+    return value
+
+
+def add_claims(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--claims", metavar="MODULE", action="append", default=[],
+                        help="import claims from MODULE (dotted name or .py path) instead of the built-in ones; "
+                             "repeatable; name 'properties' to add the built-in ones")
+
+
+def add_out(parser: argparse.ArgumentParser, help: str = "output directory") -> None:
+    parser.add_argument("--out", metavar="DIR", type=Path, default=DEFAULT_OUT, help=f"{help} (default {DEFAULT_OUT})")
+
+
+def add_search(parser: argparse.ArgumentParser) -> None:
+    """--profile, --seed, --jobs, --executor."""
+    parser.add_argument("--profile", choices=PROFILES, default="quick",
+                        help="search budget: quick (default), ci, thorough")
+    parser.add_argument("--seed", type=seed, default=0, help="run seed (default 0); the same seed gives the same "
+                                                             "verdicts and counterexamples")
+    parser.add_argument("--jobs", type=jobs, default=1, metavar="N",
+                        help="run claims in a pool of N local processes (default 1: in this process)")
+    parser.add_argument("--executor", default="local", metavar="local|dask://HOST:PORT",
+                        help="where tasks run: local (default) or a dask.distributed scheduler (optional extra)")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")

@@ -1,0 +1,62 @@
+"""``verify reproduce FILE``: rerun a stored counterexample; exit 0 when its stored verdict reproduces, 1 when not."""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+
+from models.errors import InvalidInput
+from verify import discovery, store
+from verify.commands import _common
+
+HELP = "rerun the check of a stored counterexample (counterexamples/ID.json); exit 0 when its verdict reproduces"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("file", metavar="FILE", type=Path, help="a counterexamples/ID.json written by verify run")
+    _common.add_claims(parser)
+
+
+def load(path: Path) -> dict:
+    doc = store.read_json(path, "counterexample file")
+    if not isinstance(doc, dict) or not isinstance(doc.get("claim"), str) or "verdict" not in doc \
+            or not isinstance(doc.get("inputs"), dict):
+        raise InvalidInput(f"{str(path)!r} is not a counterexample file (needs claim, verdict and inputs)")
+    return doc
+
+
+def claim_of(doc: dict, modules) -> "object":
+    """The claim a counterexample file was made for (rebuilding an ablation from its parent)."""
+    catalog = discovery.load(modules)
+    if doc["claim"] in catalog.claims:
+        return catalog.claims[doc["claim"]]
+    if doc.get("parent") and doc.get("dropped"):
+        return discovery.ablated(catalog.get(doc["parent"]), doc["dropped"])
+    return catalog.get(doc["claim"])
+
+
+def run(args) -> int:
+    doc = load(args.file)
+    claim = claim_of(doc, args.claims or doc.get("claims_modules") or ())
+    from verify import driver
+    try:
+        inputs = driver.inputs_from_json(doc["inputs"])
+    except Exception as exc:  # noqa: BLE001 -- stored inputs that no longer decode are bad input
+        raise InvalidInput(f"{str(args.file)!r}: inputs do not decode: {type(exc).__name__}: {exc}") from None
+    expected = doc["verdict"]
+    print(f"{claim.id}: replaying the stored counterexample (stored verdict {expected}, profile {doc.get('profile')}, "
+          f"seed {doc.get('seed')}, commit {str(doc.get('git_commit'))[:12]})")
+    try:
+        outcome = driver.replay(claim, inputs)
+    except Exception as exc:  # noqa: BLE001 -- an error is a verdict to compare with the stored one
+        status = "error"
+        print("".join(traceback.format_exception_only(type(exc), exc)).strip())
+    else:
+        status = outcome.status
+        print(f"outcome: {status}, margin {outcome.margin!r}, error estimate {outcome.error!r}"
+              + (f", engine {outcome.engine}" if outcome.engine else ""))
+    if status == expected:
+        print(f"reproduced: {status}")
+        return 0
+    print(f"NOT reproduced: stored {expected}, now {status}")
+    return 1

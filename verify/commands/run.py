@@ -1,0 +1,49 @@
+"""``verify run``: run claims, store every result, render the report, gate CI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from verify import runner
+from verify.commands import _common
+from verify.progress import make_progress
+
+HELP = "run claims (ids or globs; all when none) and write results.jsonl, summary.json and the report"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("claims_selected", nargs="*", metavar="ID|GLOB", help="claim ids or globs (default: all)")
+    _common.add_search(parser)
+    _common.add_claims(parser)
+    _common.add_out(parser)
+    parser.add_argument("--baseline", metavar="SUMMARY.json", type=Path,
+                        help="exit 1 when a claim that met its expectation there no longer does")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the results already in DIR/results.jsonl and run only the missing claims")
+    parser.add_argument("--no-figures", dest="figures", action="store_false",
+                        help="skip the figure trajectories and plots")
+
+
+def run(args) -> int:
+    config = runner.RunConfig(
+        patterns=tuple(args.claims_selected), profile=args.profile, seed=args.seed, modules=tuple(args.claims),
+        out=args.out, baseline=args.baseline, jobs=args.jobs, executor=args.executor, resume=args.resume,
+        figures=args.figures)
+    progress = make_progress(sys.stdout, quiet=args.quiet)
+    result = runner.run(config, progress)
+    t = result.summary["totals"]
+    print(f"{t['met']} of {t['claims']} claims met their expectation (holds {t['holds']}, violated "
+          f"{t['violated']}, inconclusive {t['inconclusive']}, error {t['error']}); "
+          f"ran {result.ran}, kept {result.kept} from results.jsonl")
+    for r in result.summary["regressions"]:
+        print(f"regression: {r['claim']}: {r['baseline']} in the baseline, {r['now']} now")
+    for r in result.summary["claims"]:
+        if not r["met"]:
+            line = f"not met: {r['claim']}: {r['verdict']} (expected {r['expectation']})"
+            if r.get("counterexample_file"):
+                line += f"; verify reproduce {Path(args.out) / r['counterexample_file']}"
+            print(line)
+    report = result.files.get("report_html")
+    print(f"results in {args.out}" + (f" (report: {report})" if report else ""))
+    return result.exit_code

@@ -1,0 +1,159 @@
+"""The trajectories behind the report's figures, computed by the runner and stored as JSON.
+
+``reports`` never runs dynamics: it plots what this module wrote under ``DIR/figures/data/``. Each figure's data
+is one JSON file made from a fixed, named set of runs (:data:`FIGURES`, data rather than code paths); a file is
+recomputed only when it is missing or its ``spec`` changed, so re-rendering and ``--resume`` reuse it.
+
+- ``rc20_depths``: the RC20 problem ``[[*, 1], [1, 0]]``, balanced init with det > 0, depths 2-6, gradient flow
+  (``gf``) down to loss 1e-12. Stored per point: loss, ``|w11|``, the bound ``|w11| >= (1 - sqrt(2 L))^2 /
+  sqrt(2 L)`` that det > 0 forces on this problem (loss = half the sum of squared residuals), the singular values
+  and the effective rank of the end-to-end matrix.
+- ``det_sign``: det(W) and its sign along trajectories from balanced (det > 0, det < 0) and unbalanced Gaussian
+  inits, depths 2 and 3.
+- ``rc20_perturbed``: the perturbed problem ``[[*, 1], [1, eps]]`` for several eps, depth 3.
+- ``cp_norms``: CP component norms over time, gradient descent (``gd``; ``gf`` when gd is unavailable) on a
+  random order-3 rank-1 completion problem from a small Gaussian init.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from verify import store
+
+WALL_BUDGET = 60.0
+
+FIGURES: dict[str, dict] = {
+    "rc20_depths": {
+        "runs": [{"label": f"depth {L}", "depth": L, "init": "balanced", "scale": 0.1, "seed": 1, "det": "positive",
+                  "eps": 0.0, "engine": "gf", "until_loss": 1e-12, "per_decade": 4} for L in (2, 3, 4, 5, 6)],
+    },
+    "det_sign": {
+        "runs": [{"label": f"depth {L}, {kind} init, det {det}", "depth": L, "init": kind, "scale": 0.3, "seed": s,
+                  "det": det, "eps": 0.0, "engine": "gf", "until_loss": 1e-6, "per_decade": 6}
+                 for L in (2, 3) for kind, det, s in (("balanced", "positive", 2), ("balanced", "negative", 2),
+                                                      ("gaussian", "positive", 3), ("gaussian", "negative", 3))],
+    },
+    "rc20_perturbed": {
+        "runs": [{"label": f"eps = {eps:g}", "depth": 3, "init": "balanced", "scale": 0.1, "seed": 1,
+                  "det": "positive", "eps": eps, "engine": "gf", "until_loss": 1e-9, "per_decade": 4}
+                 for eps in (0.0, 1e-3, 1e-2, 1e-1)],
+    },
+    "cp_norms": {
+        "runs": [{"label": "order 3, dims 4x4x4, 4 components", "kind": "cp", "dims": [4, 4, 4], "rank": 4,
+                  "n_observed": 24, "target_rank": 1, "std": 0.1, "seed": 0, "engine": "gd", "fallback": "gf",
+                  "steps": 4000, "lr": 0.05, "record_every": 40}],
+    },
+}
+
+
+def spec_hash(spec: dict) -> str:
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def effective_rank(s: np.ndarray) -> float:
+    """Roy & Vetterli's effective rank: ``exp`` of the entropy of the normalized singular values."""
+    s = np.asarray(s, dtype=float)
+    total = float(np.sum(s))
+    if total <= 0:
+        return 0.0
+    p = s[s > 0] / total
+    return float(math.exp(-float(np.sum(p * np.log(p)))))
+
+
+def w11_bound(loss: float) -> float:
+    """``(1 - sqrt(2 L))^2 / sqrt(2 L)`` for ``sqrt(2 L) < 1`` (else 0): |w11| under det > 0 on RC20."""
+    r = math.sqrt(2.0 * loss) if loss > 0 else 0.0
+    if r <= 0:
+        return math.inf
+    return (1.0 - r) ** 2 / r if r < 1.0 else 0.0
+
+
+def _matrix_run(run: dict) -> dict:
+    from models import DeepMatrix, get_engine, inits, rc20
+
+    model = DeepMatrix(run["depth"], (2, 2))
+    if run["init"] == "balanced":
+        init = inits.balanced(model, run["scale"], seed=run["seed"], det=run["det"])
+    else:
+        init = inits.gaussian(model, run["scale"], seed=run["seed"], det=run["det"])
+    problem = rc20(1.0, 1.0, run["eps"])
+    traj = get_engine(run["engine"]).run(problem, model, init, until_loss=run["until_loss"],
+                                         per_decade=run["per_decade"], wall_budget=WALL_BUDGET)
+    points = []
+    for p in traj.points:
+        W = np.asarray(p.product, dtype=float)
+        s = np.linalg.svd(W, compute_uv=False)
+        points.append({
+            "t": p.t, "loss": p.loss, "w11": abs(float(W[0, 0])), "bound": w11_bound(p.loss),
+            "sigma": s.tolist(), "erank": effective_rank(s), "det": float(np.linalg.det(W)),
+            "det_sign": p.det_sign, "norm": float(np.linalg.norm(W)),
+        })
+    return {"status": traj.status.value, "message": traj.message, "engine": traj.engine,
+            "error_estimate": traj.error_estimate, "seconds": traj.seconds, "points": points}
+
+
+def _cp_run(run: dict) -> dict:
+    from models import CP, component_norms, get_engine, inits, random_tensor_completion
+    from models.errors import InvalidInput
+
+    problem, _ = random_tensor_completion(run["dims"], run["n_observed"], rank=run["target_rank"], seed=run["seed"])
+    model = CP(tuple(run["dims"]), run["rank"])
+    init = inits.cp_gaussian(model, run["std"], seed=run["seed"])
+    engine_name = run["engine"]
+    try:
+        engine = get_engine(engine_name, lr=run["lr"])
+        traj = engine.run(problem, model, init, steps=run["steps"],
+                          record_at=tuple(range(0, run["steps"] + 1, run["record_every"])), wall_budget=WALL_BUDGET)
+    except (InvalidInput, ImportError, TypeError):
+        engine_name = run["fallback"]
+        t_max = run["steps"] * run["lr"]
+        traj = get_engine(engine_name).run(problem, model, init, t_max=t_max, per_decade=8,
+                                           record_at=tuple(np.linspace(0, t_max, 101)[1:]), wall_budget=WALL_BUDGET)
+    points = []
+    for p in traj.points:
+        norms = component_norms(list(p.factors)) if p.factors is not None else []
+        points.append({"t": p.t if p.t is not None else p.step, "loss": p.loss,
+                       "norms": sorted((float(x) for x in norms), reverse=True)})
+    return {"status": traj.status.value, "message": traj.message, "engine": engine_name,
+            "error_estimate": traj.error_estimate, "seconds": traj.seconds, "points": points}
+
+
+def compute(name: str) -> dict:
+    """The data of figure ``name`` (runs the dynamics)."""
+    spec = FIGURES[name]
+    start = time.perf_counter()
+    runs = []
+    for run in spec["runs"]:
+        try:
+            data = _cp_run(run) if run.get("kind") == "cp" else _matrix_run(run)
+        except Exception as exc:  # noqa: BLE001 -- a figure that cannot be made is reported, not fatal
+            data = {"status": "error", "message": f"{type(exc).__name__}: {exc}", "points": []}
+        runs.append({"label": run["label"], "settings": run, **data})
+    return {"figure": name, "spec": spec, "spec_hash": spec_hash(spec), "runs": runs,
+            "seconds": round(time.perf_counter() - start, 3), **{"versions": store.package_versions(),
+                                                                 "git_commit": store.git_commit()}}
+
+
+def ensure(data_dir: str | Path, names=None, progress=None) -> Path:
+    """Compute the figure data missing (or stale) in ``data_dir``; returns ``data_dir``."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for name in names or FIGURES:
+        path = data_dir / f"{name}.json"
+        if path.exists():
+            try:
+                if store.loads(path.read_text()).get("spec_hash") == spec_hash(FIGURES[name]):
+                    continue
+            except (OSError, ValueError):
+                pass
+        if progress is not None:
+            progress.note(f"figure data: computing {name}")
+        store.write_json(path, compute(name))
+    return data_dir

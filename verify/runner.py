@@ -1,0 +1,366 @@
+"""Orchestration of ``verify run`` and ``verify ablate``: tasks, executors, the store, counterexamples, reports.
+
+A run:
+
+1. selects claims (:mod:`verify.discovery`), reads the baseline if one is given (bad input fails before any work);
+2. opens ``DIR/results.jsonl`` (:class:`~verify.store.ResultStore`): truncated for a fresh run, kept with
+   ``--resume`` (whose records must have the same profile and seed), and runs only the claims without a record;
+3. sends one :class:`Task` per claim to the executor (:mod:`verify.executors`), keeping a bounded number in
+   flight; a worker rebuilds the claim from its id and calls :func:`verify.driver.run_claim`; whatever it raises
+   becomes an ``error`` verdict with the traceback, and the other claims still run;
+4. as each claim finishes, writes its counterexample to ``DIR/counterexamples/ID.json`` and *then* appends its
+   record to ``results.jsonl`` (flushed), so a record on disk always has its counterexample file beside it;
+5. writes ``summary.json`` (records in claim order), the figure data (:mod:`verify.figure_data`), the figures and
+   the report (:mod:`reports`), and returns the exit status: 0 every claim met its expectation, 1 otherwise or
+   when a claim that met its expectation in the baseline no longer does.
+
+The same seed gives the same verdicts whatever the executor and job count: each task carries the run seed and
+the driver derives everything from (seed, claim); nothing depends on which worker ran what, or when.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from models.errors import InvalidInput
+from properties.api import Claim
+from verify import discovery, store
+from verify.executors import ExecutorHandle, open_executor
+from verify.progress import NoProgress
+from verify.profiles import PROFILES as _PROFILES
+from verify.records import SCHEMA_VERSION
+
+PROFILES = tuple(_PROFILES)
+DEFAULT_OUT = Path("reports") / "latest"
+CX_DIR = "counterexamples"
+ABLATIONS_DIR = "ablations"
+
+
+# ----- tasks (what travels to workers) ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Task:
+    """One claim to run: picklable, rebuilt in the worker from the claims modules."""
+
+    claim: str
+    profile: str
+    seed: int
+    modules: tuple[str, ...]
+    dropped: tuple[str, ...] = ()
+
+    @property
+    def run_id(self) -> str:
+        return self.claim + (".without_" + "_".join(self.dropped) if self.dropped else "")
+
+
+def _error(stage: str, exc: BaseException) -> dict:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {"status": "error", "met": False, "traceback": tb, "error": f"{stage}: {type(exc).__name__}: {exc}"}
+
+
+def execute(task: Task) -> dict:
+    """Run one task (in a worker): the verdict as a JSON-ready dict, or an error dict with the traceback."""
+    start = time.perf_counter()
+    try:
+        claim = discovery.resolve(task.modules, task.claim, task.dropped)
+    except Exception as exc:  # noqa: BLE001 -- reported as the claim's error
+        out = _error("loading the claim", exc)
+    else:
+        try:
+            from verify import driver
+            verdict = driver.run_claim(claim, profile=task.profile, seed=task.seed)
+            out = store.strict(verdict.to_json())
+        except Exception as exc:  # noqa: BLE001 -- a check that raises is an error verdict, not a crash
+            out = _error("running the claim", exc)
+    out.setdefault("seconds", time.perf_counter() - start)
+    return out
+
+
+# ----- records ------------------------------------------------------------------------------------------------
+def environment() -> dict:
+    return {"versions": store.package_versions(), "git_commit": store.git_commit()}
+
+
+def make_record(claim: Claim, task: Task, v: dict, *, cx_file: str | None = None) -> dict:
+    """The ``results.jsonl`` line of one finished claim (claim metadata + the verdict)."""
+    status = v.get("verdict") or v.get("status") or "error"
+    rec = {
+        "schema_version": SCHEMA_VERSION,
+        "claim": claim.id,
+        "title": claim.title,
+        "source": claim.source,
+        "kind": claim.kind.value,
+        "parent": claim.parent,
+        "dropped": sorted(claim.dropped),
+        "expectation": claim.expectation.value,
+        "verdict": status,
+        "met": bool(v.get("met")) if status != "error" else False,
+        "examples": int(v.get("examples") or 0),
+        "inconclusive": int(v.get("inconclusive") or 0),
+        "smallest_margin": v.get("smallest_margin"),
+        "seconds": round(float(v.get("seconds") or 0.0), 4),
+        "engine": v.get("engine") or "",
+        "seed": task.seed,
+        "profile": task.profile,
+        "claims_modules": list(task.modules),
+        **environment(),
+        "counterexample": v.get("counterexample"),
+        "counterexample_file": cx_file,
+        "traceback": v.get("traceback"),
+        "error": v.get("error"),
+        "notes": v.get("notes") or [],
+        "extra": v.get("extra") or {},
+    }
+    if v.get("seed") is not None and v.get("seed") != task.seed:
+        rec["claim_seed"] = v["seed"]
+    return rec
+
+
+def counterexample_doc(record: dict, path: Path) -> dict:
+    """``counterexamples/ID.json``: the shrunk counterexample and everything needed to reproduce it."""
+    cx = record["counterexample"] or {}
+    command = f"verify reproduce {shlex.quote(str(path))}"
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "claim": record["claim"],
+        "title": record["title"],
+        "source": record["source"],
+        "parent": record["parent"],
+        "dropped": record["dropped"],
+        "expectation": record["expectation"],
+        "verdict": record["verdict"],
+        "met": record["met"],
+        "profile": record["profile"],
+        "seed": record["seed"],
+        "claim_seed": record.get("claim_seed", record["seed"]),
+        "engine": cx.get("engine") or record["engine"],
+        "tolerances": cx.get("tolerances"),
+        "claims_modules": record["claims_modules"],
+        "versions": record["versions"],
+        "git_commit": record["git_commit"],
+        "inputs": cx.get("inputs"),
+        "counterexample": cx,
+        "command": command,
+    }
+
+
+def _cx_path(out: Path, claim_id: str) -> Path:
+    return out / CX_DIR / f"{claim_id}.json"
+
+
+# ----- the loop ------------------------------------------------------------------------------------------------
+def drive(tasks: Sequence[Task], handle: ExecutorHandle, on_done: Callable[[Task, dict], None]) -> None:
+    """Run ``tasks`` on ``handle`` with at most ``handle.window`` in flight; ``on_done`` as each finishes."""
+    queue = iter(tasks)
+    pending: dict[Future, Task] = {}
+
+    def fill() -> None:
+        while len(pending) < handle.window:
+            task = next(queue, None)
+            if task is None:
+                return
+            try:
+                pending[handle.executor.submit(execute, task)] = task
+            except Exception as exc:  # noqa: BLE001 -- a broken pool: this task is an error, go on
+                on_done(task, _error("submitting the task", exc))
+
+    try:
+        fill()
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: tasks.index(pending[f])):
+                task = pending.pop(fut)
+                try:
+                    result = fut.result()
+                except Exception as exc:  # noqa: BLE001 -- a worker that died, a cluster that went away
+                    result = _error("in the executor", exc)
+                on_done(task, result)
+            fill()
+    except BaseException:
+        for fut in pending:
+            fut.cancel()
+        handle.terminate()
+        raise
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one ``verify run``."""
+
+    patterns: tuple[str, ...] = ()
+    profile: str = "quick"
+    seed: int = 0
+    modules: tuple[str, ...] = ()
+    out: Path = DEFAULT_OUT
+    baseline: Path | None = None
+    jobs: int = 1
+    executor: str = "local"
+    resume: bool = False
+    figures: bool = True
+    report: bool = True
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise InvalidInput(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if self.jobs < 1:
+            raise InvalidInput(f"--jobs must be >= 1, got {self.jobs!r}")
+
+
+@dataclass
+class RunResult:
+    summary: dict
+    exit_code: int
+    ran: int = 0
+    kept: int = 0
+    files: dict = field(default_factory=dict)
+
+
+def _settings(config: RunConfig, catalog: discovery.Catalog) -> dict:
+    return {
+        "profile": config.profile,
+        "seed": config.seed,
+        "claims_modules": list(catalog.modules),
+        **environment(),
+    }
+
+
+def _check_resumable(kept: Iterable[dict], config: RunConfig, out: Path) -> None:
+    for r in kept:
+        if r.get("profile") != config.profile or r.get("seed") != config.seed:
+            raise InvalidInput(
+                f"{out / store.RESULTS} holds results of profile {r.get('profile')!r} seed {r.get('seed')!r}; "
+                f"resume with those, or run without --resume")
+
+
+def run(config: RunConfig, progress=None) -> RunResult:
+    """Run the selected claims (see the module docstring); returns the summary and the exit status."""
+    progress = progress or NoProgress()
+    catalog = discovery.load(config.modules)
+    claims = catalog.select(config.patterns)
+    if not claims:
+        raise InvalidInput("no claims to run" + (f" in {', '.join(catalog.modules)}" if config.modules else ""))
+    base = store.load_summary(config.baseline) if config.baseline is not None else None
+    out = Path(config.out)
+    order = [c.id for c in claims]
+    by_id = {c.id: c for c in claims}
+
+    with store.ResultStore(out) as results, open_executor(config.executor, config.jobs) as handle:
+        kept = [r for r in results.open(resume=config.resume) if r.get("claim") in by_id]
+        _check_resumable(kept, config, out)
+        kept = list({r["claim"]: r for r in kept}.values())
+        done_ids = {r["claim"] for r in kept}
+        if not config.resume:
+            for cid in order:
+                _cx_path(out, cid).unlink(missing_ok=True)
+        todo = sorted((c for c in claims if c.id not in done_ids), key=lambda c: -c.cost)
+        tasks = [Task(c.id, config.profile, config.seed, catalog.modules) for c in todo]
+        records = list(kept)
+        progress.start(len(tasks), skipped=len(kept), title=f"verify run --profile {config.profile}: ")
+
+        def on_done(task: Task, v: dict) -> None:
+            claim = by_id[task.claim]
+            cx_file = None
+            if v.get("counterexample"):
+                path = _cx_path(out, claim.id)
+                cx_file = str(path.relative_to(out))
+                rec = make_record(claim, task, v, cx_file=cx_file)
+                store.write_json(path, counterexample_doc(rec, path))
+            else:
+                rec = make_record(claim, task, v)
+            results.append(rec)
+            records.append(rec)
+            progress.done(rec)
+
+        drive(tasks, handle, on_done)
+        progress.finish()
+
+    regs = store.regressions(base, records) if base is not None else []
+    summary = store.build_summary(records, order, _settings(config, catalog), regressions=regs,
+                                  baseline=str(config.baseline) if config.baseline is not None else None)
+    files = {"results": out / store.RESULTS, "summary": store.write_json(out / store.SUMMARY, summary)}
+    if config.figures:
+        from verify import figure_data
+        files["figure_data"] = figure_data.ensure(out / "figures" / "data", progress=progress)
+    if config.report:
+        from reports import render
+        files.update(render.render_dir(out, figures=config.figures))
+    t = summary["totals"]
+    code = 0 if t["not_met"] == 0 and not regs else 1
+    return RunResult(summary, code, ran=len(tasks), kept=len(kept), files=files)
+
+
+# ----- ablations -----------------------------------------------------------------------------------------------
+def ablate(claim_id: str, *, profile: str = "quick", seed: int = 0, modules: Sequence[str] = (),
+           out: Path = DEFAULT_OUT, jobs: int = 1, executor: str = "local", progress=None,
+           report: bool = True) -> dict:
+    """Rerun a theorem claim once per named hypothesis dropped; writes ``DIR/ablations/ID.json``.
+
+    A dropped hypothesis is *shown necessary* when the claim is then violated (a counterexample is stored under
+    ``counterexamples/``); otherwise the table gives how many examples were tried without finding one.
+    """
+    if profile not in PROFILES:
+        raise InvalidInput(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    progress = progress or NoProgress()
+    catalog = discovery.load(modules)
+    claim = catalog.get(claim_id)
+    if not claim.hypotheses:
+        raise InvalidInput(f"claim {claim_id!r} names no hypotheses to drop")
+    if claim.expectation.value != "holds" or claim.dropped:
+        raise InvalidInput(f"claim {claim_id!r} is not a theorem (expected {claim.expectation.value!r}"
+                           f"{', already ablated' if claim.dropped else ''}); ablate the theorem it comes from")
+    out = Path(out)
+    tasks = [Task(claim.id, profile, seed, catalog.modules, (h.name,)) for h in claim.hypotheses]
+    rows: dict[str, dict] = {}
+    progress.start(len(tasks), title=f"verify ablate {claim.id}: ")
+
+    def on_done(task: Task, v: dict) -> None:
+        ab = discovery.ablated(claim, task.dropped)
+        cx_file = None
+        if v.get("counterexample"):
+            path = _cx_path(out, ab.id)
+            cx_file = str(path.relative_to(out))
+            rec = make_record(ab, task, v, cx_file=cx_file)
+            store.write_json(path, counterexample_doc(rec, path))
+        else:
+            rec = make_record(ab, task, v)
+        rec["ablation"] = True
+        rows[task.dropped[0]] = rec
+        progress.done(rec)
+
+    with open_executor(executor, jobs) as handle:
+        drive(tasks, handle, on_done)
+    progress.finish()
+    table = []
+    for h in claim.hypotheses:
+        rec = rows[h.name]
+        table.append({
+            "hypothesis": h.name,
+            "text": h.text,
+            "verdict": rec["verdict"],
+            "necessary": rec["verdict"] == "violated",
+            "examples": rec["examples"],
+            "counterexample_file": rec["counterexample_file"],
+            "record": rec,
+        })
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "claim": claim.id,
+        "title": claim.title,
+        "source": claim.source,
+        "profile": profile,
+        "seed": seed,
+        "claims_modules": list(catalog.modules),
+        **environment(),
+        "hypotheses": table,
+    }
+    path = store.write_json(out / ABLATIONS_DIR / f"{claim.id}.json", doc)
+    if report and (out / store.SUMMARY).exists():
+        from reports import render
+        render.render_dir(out, figures=(out / "figures").is_dir())
+    doc["file"] = str(path)
+    return doc
