@@ -25,6 +25,7 @@ from models import inits
 from models.engines import get_engine
 from models.errors import EngineFailure, InvalidInput
 from models.factorizations import DeepMatrix
+from models.trajectory import Status
 from models.problems import rc20
 
 from .api import Outcome
@@ -120,12 +121,14 @@ def _jsonable(x):
 # ----------------------------------------------------------------------------------------------------------------
 # Escalation over engines
 # ----------------------------------------------------------------------------------------------------------------
-def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict]] = GF_LADDER) -> Outcome:
+def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict]] = GF_LADDER, *,
+             accept_precision_loss: bool = False) -> Outcome:
     """Run ``run(engine) -> Trajectory`` and ``evaluate(trajectory) -> Outcome`` up the ``ladder``.
 
     Stops at the first level whose trajectory is trustworthy and whose outcome is decided (holds or violated),
     or whose trustworthy prefix already shows a violation. Levels whose engine is not available are skipped
-    (noted in the detail)."""
+    (noted in the detail). With ``accept_precision_loss`` (claims that do not depend on the det sign), a run that
+    stopped with ``precision_lost`` is judged on the points it kept, which are valid."""
     tried: list[str] = []
     last: Outcome | None = None
     failure: str | None = None
@@ -145,7 +148,7 @@ def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict
         try:
             out = evaluate(traj)
         except EngineFailure as exc:
-            if traj.status.trustworthy:
+            if traj.status.trustworthy or (accept_precision_loss and traj.status is Status.PRECISION_LOST):
                 raise
             failure = f"{traj.status.value}: {traj.message}; {exc}"
             continue
@@ -154,7 +157,8 @@ def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict
                       label, out.scale)
         if out.status == "violated":
             return out
-        if not traj.status.trustworthy:
+        usable = traj.status.trustworthy or (accept_precision_loss and traj.status is Status.PRECISION_LOST)
+        if not usable:
             failure = f"{label} ended with status {traj.status.value}: {traj.message}"
             last = None
             continue
