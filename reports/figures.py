@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg", force=False)
 from matplotlib.figure import Figure  # noqa: E402  -- after the backend choice
+from matplotlib.ticker import LogLocator, NullFormatter  # noqa: E402
 
 RC = {
     "svg.hashsalt": "verify-report",
@@ -28,7 +29,24 @@ RC = {
     "figure.dpi": 100,
     "savefig.dpi": 100,
     "path.simplify": False,
+    "axes.formatter.use_mathtext": False,
 }
+
+
+def _decades(value, pos=None) -> str:
+    """A log tick label ``1e-06`` (plain text: mathtext tick labels make drawing several times slower)."""
+    if value <= 0:
+        return ""
+    e = math.log10(value)
+    return f"1e{int(round(e)):+03d}" if abs(e - round(e)) < 1e-9 else ""
+
+
+def _log(ax, which: str) -> None:
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    axis.set_major_locator(LogLocator(base=10.0, numticks=8))
+    axis.set_major_formatter(_decades)
+    axis.set_minor_formatter(NullFormatter())
 
 
 def _f(x) -> float:
@@ -61,7 +79,7 @@ def _label(run: dict) -> str:
 
 
 def _loss_axis(ax) -> None:
-    ax.set_xscale("log")
+    _log(ax, "x")
     ax.set_xlabel("loss (decreasing along the flow)")
     ax.invert_xaxis()
 
@@ -78,7 +96,7 @@ def fig_w11(data: dict, fig: Figure) -> None:
         xs = sorted(set(losses), reverse=True)
         bx, by = _positive(xs, [_bound(v) for v in xs])
         ax.plot(bx, by, "k--", lw=1.2, label=r"bound $(1-\sqrt{2L})^2/\sqrt{2L}$")
-    ax.set_yscale("log")
+    _log(ax, "y")
     _loss_axis(ax)
     ax.set_ylabel(r"$|w_{11}|$")
     ax.set_title(r"RC20: $|w_{11}|$ against loss, det$(W_0)>0$ (gradient flow)")
@@ -98,7 +116,7 @@ def fig_sigma_erank(data: dict, fig: Figure) -> None:
         ax1.plot(x, y, marker=".", ms=3, lw=1, label=_label(run))
         x, y = _finite([v if v > 0 else math.nan for v in loss], [_f(p["erank"]) for p in run["points"]])
         ax2.plot(x, y, marker=".", ms=3, lw=1, label=_label(run))
-    ax1.set_yscale("log")
+    _log(ax1, "y")
     for ax in (ax1, ax2):
         _loss_axis(ax)
     ax1.set_ylabel(r"$\sigma_2(W)$")
@@ -128,7 +146,7 @@ def fig_perturbed(data: dict, fig: Figure) -> None:
     for run in _runs(data):
         x, y = _positive([_f(p["loss"]) for p in run["points"]], [_f(p["norm"]) for p in run["points"]])
         ax.plot(x, y, marker=".", ms=3, lw=1, label=_label(run))
-    ax.set_yscale("log")
+    _log(ax, "y")
     _loss_axis(ax)
     ax.set_ylabel(r"$\|W\|_F$")
     ax.set_title(r"perturbed RC20 $[[*, 1], [1, \epsilon]]$, depth 3: norm against loss")
@@ -148,8 +166,8 @@ def fig_cp_norms(data: dict, fig: Figure) -> None:
         ax1.set_xlabel("step" if run.get("engine") == "gd" else "time")
         ax2.set_xlabel("step" if run.get("engine") == "gd" else "time")
     for ax in (ax1, ax2):
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        _log(ax, "x")
+        _log(ax, "y")
     ax1.set_ylabel("component norm (sorted)")
     ax1.set_title("CP component norms")
     ax2.set_ylabel("loss")
@@ -187,12 +205,17 @@ FIGURES = (
 )
 
 
+_MARGINS = {1: dict(left=0.12, right=0.97, bottom=0.12, top=0.92),
+            2: dict(left=0.08, right=0.98, bottom=0.14, top=0.9, wspace=0.28)}
+
+
 def render_figure(spec: FigureSpec, data: dict, out_dir: Path) -> list[Path]:
     """Draw one figure to ``out_dir/NAME.svg`` and ``NAME.png`` (byte-stable)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with matplotlib.rc_context(RC):
-        fig = Figure(figsize=spec.size, layout="constrained")
+        fig = Figure(figsize=spec.size)
         spec.draw(data, fig)
+        fig.subplots_adjust(**_MARGINS[len(fig.axes)])
         svg, png = out_dir / f"{spec.name}.svg", out_dir / f"{spec.name}.png"
         fig.savefig(svg, format="svg", metadata={"Date": None})
         fig.savefig(png, format="png", metadata={"Software": None})
