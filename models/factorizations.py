@@ -159,9 +159,9 @@ def _letters(n: int) -> str:
 
 
 def cp_tensor(factors) -> np.ndarray:
-    """``sum_r w_r^1 (x) ... (x) w_r^N`` from factor matrices ``U_n`` (``d_n x R``)."""
+    """``sum_r w_r^1 (x) ... (x) w_r^N`` from factor matrices ``U_n`` (``d_n x R``; leading batch dims allowed)."""
     idx = _letters(len(factors))
-    return np.einsum(",".join(f"{c}z" for c in idx) + "->" + idx, *factors, optimize=True)
+    return np.einsum(",".join(f"...{c}z" for c in idx) + "->..." + idx, *factors, optimize=True)
 
 
 def cp_factor_grads(factors, G: np.ndarray) -> list[np.ndarray]:
@@ -170,12 +170,12 @@ def cp_factor_grads(factors, G: np.ndarray) -> list[np.ndarray]:
     idx = _letters(N)
     grads = []
     for n in range(N):
-        others = [f"{idx[k]}z" for k in range(N) if k != n]
-        spec = idx + "," + ",".join(others) + f"->{idx[n]}z"
+        others = [f"...{idx[k]}z" for k in range(N) if k != n]
+        spec = "..." + idx + "," + ",".join(others) + f"->...{idx[n]}z"
         grads.append(np.einsum(spec, G, *[factors[k] for k in range(N) if k != n], optimize=True))
     return grads
 
 
 def component_norms(factors) -> np.ndarray:
     """``||W_r|| = prod_n ||w_r^n||`` for each component r."""
-    return np.prod(np.stack([np.linalg.norm(U, axis=0) for U in factors]), axis=0)
+    return np.prod(np.stack([np.linalg.norm(U, axis=-2) for U in factors]), axis=0)
