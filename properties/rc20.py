@@ -258,10 +258,11 @@ def det_sign_gd(inputs, dropped):
     dets = np.asarray(res.det_sign, dtype=float)[:, 0]
     prods = np.asarray(res.product, dtype=float)[:, 0]
     losses = np.asarray(res.loss, dtype=float)[:, 0]
+    recorded = np.asarray(res.recorded, dtype=bool)[:, 0]
     outs = []
     for k in range(len(dets)):
         W = prods[k]
-        if not (np.all(np.isfinite(W)) and np.isfinite(losses[k])) or not np.isfinite(dets[k]) or dets[k] == 0:
+        if not recorded[k] or not (np.all(np.isfinite(W)) and np.isfinite(losses[k])) or dets[k] == 0:
             break
         sv = np.linalg.svd(W, compute_uv=False)
         outs.append(point_outcome(sign0 * dets[k] * sv[1] / sv[0], 4 * EPS, 1.0, step=k, loss=float(losses[k]),
