@@ -102,12 +102,55 @@ def rhs(y, signs, depth: int, problem, be: Backend) -> list:
 
 def jacobian(y, signs, depth: int, problem, h: float = 1e-30) -> np.ndarray:
     """Exact (to rounding) Jacobian of :func:`rhs` in float64 by complex-step differentiation."""
-    J = np.empty((4, 4))
-    for k in range(4):
+    return _complex_step(lambda v: rhs(v, signs, depth, problem, COMPLEX), y, h)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The scaled chart: angles multiplied by sigma_1
+# ------------------------------------------------------------------------------------------------------------
+# Late in the flow ``sigma_1 -> inf`` while the observed entries converge: ``W12 ~ sigma_1 sin(phi)`` and
+# ``W21 ~ sigma_1 sin(theta)``. In ``(theta, phi, rho1, rho2)`` the fast relaxation of those residuals is a
+# combination of an angle and ``rho1`` whose rate is ~loss^-(L-1)/L, and the slow growth of ``sigma_1`` appears
+# in the Jacobian only as a cancellation between entries that large: once ``h * lambda_max`` passes
+# ``1 / eps`` the implicit solver's Newton iteration stalls (loss ~1e-11 at depth 3). With
+# ``p = e^{rho1} theta`` and ``q = e^{rho1} phi`` the fast variables *are* (nearly) the observed entries, whose
+# quasi-static values barely depend on ``rho1``: the fast and slow directions become the coordinate axes, and
+# float64 BDF reaches loss 1e-16 .. 1e-19 at every depth 2..8. The map is a diffeomorphism for any
+# ``rho1``, so the scaled chart is exact, not an approximation.
+
+
+def to_scaled(y, be: Backend = FLOAT) -> list:
+    """``(theta, phi, rho1, rho2) -> (p, q, rho1, rho2)`` with ``p = e^{rho1} theta``, ``q = e^{rho1} phi``."""
+    e = be.exp(y[2])
+    return [y[0] * e, y[1] * e, y[2], y[3]]
+
+
+def from_scaled(z, be: Backend = FLOAT) -> list:
+    """Inverse of :func:`to_scaled`."""
+    e = be.exp(-z[2])
+    return [z[0] * e, z[1] * e, z[2], z[3]]
+
+
+def scaled_rhs(z, signs, depth: int, problem, be: Backend) -> list:
+    """``dz/dt`` in the scaled chart: ``p' = e^{rho1} (theta' + theta rho1')`` and likewise for ``q``."""
+    y = from_scaled(z, be)
+    f = rhs(y, signs, depth, problem, be)
+    e = be.exp(z[2])
+    return [e * (f[0] + y[0] * f[2]), e * (f[1] + y[1] * f[2]), f[2], f[3]]
+
+
+def scaled_jacobian(z, signs, depth: int, problem, h: float = 1e-30) -> np.ndarray:
+    """Exact (to rounding) Jacobian of :func:`scaled_rhs` in float64 by complex-step differentiation."""
+    return _complex_step(lambda v: scaled_rhs(v, signs, depth, problem, COMPLEX), z, h)
+
+
+def _complex_step(fun, y, h: float) -> np.ndarray:
+    n = len(y)
+    J = np.empty((n, n))
+    for k in range(n):
         yc = [complex(v) for v in y]
         yc[k] += complex(0.0, h)
-        col = rhs(yc, signs, depth, problem, COMPLEX)
-        J[:, k] = [c.imag / h for c in col]
+        J[:, k] = [c.imag / h for c in fun(yc)]
     return J
 
 

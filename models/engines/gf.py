@@ -1,0 +1,367 @@
+"""``gf``: gradient flow in float64 with scipy's BDF, in log-time ``tau = log(1 + t)``.
+
+Two paths, chosen per run (option ``path="auto"``):
+
+- **chart** (balanced, full-width, 2x2 deep matrix factorization with a nonsingular start): the exact 4-unknown
+  end-to-end flow in signed SVD/log coordinates (:mod:`models.chart`), with an exact complex-step Jacobian. The
+  det sign is kept by construction, the tiny singular value is stored through its logarithm and the residuals
+  are formed without cancellation, so the trajectory stays right down to loss ~1e-14 for every depth. When the
+  start has (nearly) equal singular values (``alpha * I``) the chart is singular there, so the raw factors are
+  integrated first until the singular values have separated.
+- **raw** (everything else: unbalanced inits, other shapes, CP tensors): the factors themselves, with an exact
+  batched complex-step Jacobian. For square matrix problems the det sign is the product of the factors' det
+  signs, and the run stops with ``Status.PRECISION_LOST`` as soon as ``sigma_min(W) / sigma_max(W)`` falls below
+  ``1e3 * eps``: from there float64 rounding can flip the det (catalog RC20-Pitfall-Depth2), and the points after
+  it would describe the wrong trajectory.
+
+Recording: the start, the first time the loss falls below each level ``10^(-k/per_decade)`` (located on the
+solver's dense output), explicit ``record_at`` times, and the end (``until_loss`` located exactly, or ``t_max``).
+
+Error estimate: the same run is repeated at a tolerance ``loose`` times looser (default 10) and evaluated at the
+recorded times; the difference is reported as ``product_err`` / ``loss_err``. Since the error of a BDF run
+shrinks with its tolerance, this over-estimates the error of the returned (tighter) run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+from scipy.integrate import BDF
+from scipy.optimize import brentq
+
+from .. import chart
+from ..errors import require
+from ..factorizations import (CP, DeepMatrix, cp_factor_grads, cp_tensor, factor_grads, product)
+from ..inits import is_balanced
+from ..trajectory import Point, Status
+from .base import AbstractEngine, Result, Spec
+
+EPS = float(np.finfo(float).eps)
+PRECISION_FLOOR = 1e3 * EPS
+PATHS = ("auto", "chart", "raw")
+# Without t_max a run ends at this time at the latest (float64 log-time is still exact there; beyond it
+# ``e^tau`` approaches overflow). Reaching it means the loss stalls above ``until_loss``: the flow converges to a
+# positive loss, e.g. RC20 with eps != 0 and w11 running off to the wrong side.
+T_HORIZON = 1e100
+
+
+class _Stop(Exception):
+    def __init__(self, status: Status, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class GradientFlow(AbstractEngine):
+    """Float64 gradient flow (see the module docstring).
+
+    Options: ``rtol`` (BDF relative tolerance, default 1e-10), ``atol`` (absolute, default 1e-14 on the chart's
+    O(1) angles and log singular values; 1e-14 times the init scale on raw factors), ``path`` ("auto", "chart",
+    "raw"), ``loose`` (tolerance ratio of the error-estimate run; 0 disables it), ``max_steps``.
+    """
+
+    name = "gf"
+
+    def __init__(self, rtol: float = 1e-10, atol: float | None = None, path: str = "auto", loose: float = 10.0,
+                 max_steps: int = 200_000):
+        require(isinstance(rtol, (int, float)) and 1e-14 <= rtol < 1e-2, f"rtol must be in [1e-14, 1e-2), got {rtol!r}")
+        require(atol is None or (isinstance(atol, (int, float)) and atol > 0), f"atol must be positive, got {atol!r}")
+        require(path in PATHS, f"path must be one of {PATHS}, got {path!r}")
+        require(loose == 0 or loose > 1, f"loose must be 0 (no error estimate) or > 1, got {loose!r}")
+        require(isinstance(max_steps, int) and max_steps > 0, f"max_steps must be a positive integer, got {max_steps!r}")
+        self.rtol, self.atol, self.path, self.loose, self.max_steps = float(rtol), atol, path, float(loose), max_steps
+
+    def describe_options(self) -> dict:
+        return {"rtol": self.rtol, "atol": self.atol, "path": self.path, "loose": self.loose}
+
+    # ------------------------------------------------------------------------------------------------------
+    def _run(self, spec: Spec) -> Result:
+        use_chart = self._chart_applies(spec)
+        require(spec.until_loss is not None or spec.t_max is not None or spec.record_at,
+                "gradient flow needs until_loss, t_max or record_at to know when to stop")
+        main = _Integration(spec, use_chart, self.rtol, self.atol, self.max_steps)
+        main.run()
+        points = main.points
+        stats = dict(main.stats)
+        if self.loose and len(points) > 1 and main.status.trustworthy:
+            taus = [math.log1p(p.t) for p in points]
+            comp = _Integration(spec, use_chart, min(self.rtol * self.loose, 1e-3),
+                                None if self.atol is None else self.atol * self.loose, self.max_steps,
+                                eval_taus=taus, wall_budget=max(spec.wall_budget - main.elapsed, 1.0))
+            comp.run()
+            points = _with_errors(points, comp.points)
+            stats["error_run"] = {"rtol": comp.rtol, "status": comp.status.value, **comp.stats}
+            if len(comp.points) < len(main.points):
+                stats["error_run_note"] = "the looser run ended early; later points carry no error estimate"
+        return Result(points, main.status, main.message, "float64",
+                      {"rtol": self.rtol, "atol": main.atol_used, "loose": self.loose}, stats)
+
+    def _chart_applies(self, spec: Spec) -> bool:
+        if self.path == "raw":
+            return False
+        ok = (isinstance(spec.model, DeepMatrix) and spec.model.shape == (2, 2) and spec.model.full_width
+              and is_balanced(spec.init.factors) and abs(np.linalg.det(product(spec.init.factors))) > 0)
+        require(ok or self.path != "chart", "the chart path needs a balanced, full-width, 2x2 deep factorization "
+                                           "with a nonsingular end-to-end matrix")
+        return ok
+
+
+def _with_errors(points: list[Point], ref: list[Point]) -> list[Point]:
+    out = []
+    for k, p in enumerate(points):
+        if k < len(ref):
+            q = ref[k]
+            perr = float(np.max(np.abs(p.product - q.product)))
+            lerr = abs(p.loss - q.loss)
+        else:
+            perr = lerr = math.inf
+        out.append(Point(p.t, None, p.loss, p.product, p.det_sign, p.factors, lerr, perr))
+    return out
+
+
+def _guarded(fun):
+    """``fun`` returning NaNs instead of raising on overflow: BDF then rejects the trial state and shrinks the step
+    (Newton iterates of a stiff exp-chart can overshoot far outside the range where ``exp`` is finite)."""
+    def wrapped(tau, y):
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                return fun(tau, y)
+        except (OverflowError, ZeroDivisionError, ValueError):
+            return np.full(np.shape(y), np.nan)
+    return wrapped
+
+
+class _Integration:
+    """One BDF integration in log-time on the chart or the raw factors (a private helper of GradientFlow)."""
+
+    def __init__(self, spec: Spec, use_chart: bool, rtol: float, atol, max_steps: int, *, eval_taus=None,
+                 wall_budget=None):
+        self.spec, self.use_chart, self.rtol, self.atol, self.max_steps = spec, use_chart, rtol, atol, max_steps
+        self.problem, self.model = spec.problem, spec.model
+        self.eval_taus = eval_taus
+        self.wall_budget = spec.wall_budget if wall_budget is None else wall_budget
+        self.points: list[Point] = []
+        self.status, self.message = Status.COMPLETED, ""
+        self.stats = {"steps": 0, "nfev": 0, "njev": 0, "nlu": 0, "recharts": 0, "path": "chart" if use_chart else "raw"}
+        self.elapsed = 0.0
+        self.atol_used = None
+        self.is_square = isinstance(self.model, DeepMatrix) and self.model.shape[0] == self.model.shape[1]
+        self.square_factors = self.is_square and all(a == b for a, b in self.model.layer_shapes)
+
+    # ----- the two state representations -------------------------------------------------------------------
+    def _raw_setup(self, factors):
+        self.shapes = [W.shape for W in factors]
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        return np.concatenate([np.ravel(W) for W in factors])
+
+    def _unflatten(self, y):
+        lead = y.shape[:-1]
+        out, k = [], 0
+        for shp, n in zip(self.shapes, self.sizes):
+            out.append(y[..., k:k + n].reshape(lead + shp))
+            k += n
+        return out
+
+    def _raw_grad(self, y):
+        fs = self._unflatten(y)
+        if isinstance(self.model, CP):
+            G = self.problem.grad(cp_tensor(fs))
+            gs = cp_factor_grads(fs, G)
+        else:
+            G = self.problem.grad(product(fs))
+            gs = factor_grads(fs, G)
+        return np.concatenate([g.reshape(y.shape[:-1] + (-1,)) for g in gs], axis=-1)
+
+    def _raw_jac(self, y):
+        n = y.shape[0]
+        h = 1e-30
+        Y = np.repeat(y[None, :].astype(complex), n, axis=0)
+        Y[np.arange(n), np.arange(n)] += 1j * h
+        return -(self._raw_grad(Y).imag / h).T
+
+    def _state(self, y):
+        """(product, loss, det_sign, factors) of a state."""
+        if self.use_chart_now:
+            w = chart.entries(chart.from_scaled(y), self.signs, chart.FLOAT)
+            W = np.array(w).reshape(2, 2)
+            return W, float(self.problem.loss_flat(w)), chart.det_sign(self.signs), None
+        fs = self._unflatten(np.asarray(y))
+        if isinstance(self.model, CP):
+            T = cp_tensor(fs)
+            return T, float(self.problem.loss(T)), None, tuple(f.copy() for f in fs)
+        W = product(fs)
+        return W, float(self.problem.loss(W)), self._raw_det_sign(fs, W), tuple(f.copy() for f in fs)
+
+    def _raw_det_sign(self, fs, W):
+        if not self.is_square:
+            return None
+        s = np.linalg.svd(W, compute_uv=False)
+        if not np.all(np.isfinite(s)) or s[-1] <= PRECISION_FLOOR * s[0]:
+            return None
+        if self.square_factors:
+            return int(np.prod([np.sign(np.linalg.det(f)) for f in fs]))
+        return int(np.sign(np.linalg.det(W)))
+
+    # ----- driver --------------------------------------------------------------------------------------------
+    def run(self):
+        start = time.perf_counter()
+        try:
+            self._run(start)
+        except _Stop as stop:
+            self.status, self.message = stop.status, stop.message
+        self.elapsed = time.perf_counter() - start
+
+    def _make_solver(self, tau0, y0, tau_end):
+        if self.use_chart_now:
+            L = self.model.depth
+            fun = lambda tau, z: math.exp(tau) * np.array(chart.scaled_rhs(z, self.signs, L, self.problem, chart.FLOAT))
+            jac = lambda tau, z: math.exp(tau) * chart.scaled_jacobian(z, self.signs, L, self.problem)
+            if self.atol is not None:
+                atol = self.atol
+            else:  # p, q are angles times sigma_1: their absolute tolerance scales with sigma_1
+                atol = np.array([1e-14 * min(1.0, math.exp(y0[2]))] * 2 + [1e-14] * 2)
+        else:
+            fun = lambda tau, y: -math.exp(tau) * self._raw_grad(y)
+            jac = lambda tau, y: math.exp(tau) * self._raw_jac(y)
+            atol = (1e-14 * max(float(np.max(np.abs(y0))), 1e-300)) if self.atol is None else self.atol
+        self.atol_used = atol.tolist() if isinstance(atol, np.ndarray) else atol
+        return BDF(_guarded(fun), tau0, np.array(y0, dtype=float), tau_end, rtol=self.rtol, atol=atol, jac=jac)
+
+    def _run(self, start):
+        spec = self.spec
+        factors = list(spec.init.factors)
+        tau_end = math.log1p(spec.t_max) if spec.t_max is not None else math.log1p(T_HORIZON)
+        if self.eval_taus is not None:
+            tau_end = self.eval_taus[-1]
+        elif spec.record_at:
+            tau_end = min(tau_end, math.log1p(max(spec.record_at)))
+        targets = sorted({math.log1p(t) for t in spec.record_at}) if (spec.record_at and self.eval_taus is None) else []
+        # Initial state: the chart, unless its denominator is (nearly) singular at the start.
+        self.use_chart_now = False
+        y = self._raw_setup(factors)
+        if self.use_chart:
+            ych, signs = chart.from_matrix(product(factors))
+            if chart.gap(ych, self.model.depth) > 1e-3:
+                self.use_chart_now, self.signs, y = True, signs, np.array(chart.to_scaled(ych))
+        self.stats["path"] = "chart" if self.use_chart_now else ("raw-then-chart" if self.use_chart else "raw")
+        W, loss, ds, fs = self._state(y)
+        self.initial_sign = ds
+        levels = self._levels(loss)
+        tau = 0.0
+        self._record(tau, y)
+        if self.eval_taus is not None:
+            self.eval_queue = list(self.eval_taus[1:])
+        solver = self._make_solver(tau, y, tau_end)
+        while True:
+            if self.stats["steps"] >= self.max_steps:
+                raise _Stop(Status.BUDGET, f"stopped after max_steps={self.max_steps} steps")
+            if time.perf_counter() - start > self.wall_budget:
+                raise _Stop(Status.BUDGET, f"stopped at the wall-clock budget of {self.wall_budget:g} s")
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # rejected trial states
+                    msg = solver.step()
+            except (ValueError, np.linalg.LinAlgError) as exc:  # a non-finite Jacobian at an extreme state
+                msg, solver.status = f"{type(exc).__name__}: {exc}", "failed"
+            self.stats["steps"] += 1
+            if solver.status == "failed":
+                loss_now = self._state(solver.y)[1]
+                raise _Stop(Status.SOLVER_FAILED, f"BDF failed at t = {math.expm1(solver.t):.3g} with loss "
+                                                  f"{loss_now:.3g}: {msg}")
+            tau_prev, tau_new = solver.t_old, solver.t
+            ynew = solver.y
+            if not np.all(np.isfinite(ynew)) or (not self.use_chart_now and np.max(np.abs(ynew)) > 1e150):
+                raise _Stop(Status.DIVERGED, f"the state became non-finite or overflowed at t = {math.expm1(tau_new):.3g}")
+            dense = solver.dense_output()
+            W, loss_new, ds_new, _ = self._state(ynew)
+            self._check_precision(ds_new, dense, tau_prev, tau_new)
+            done = self._handle_step(dense, tau_prev, tau_new, loss_new, levels, targets)
+            self.stats.update(nfev=self.stats["nfev"] + 0)
+            if done:
+                self._collect(solver)
+                return
+            if solver.status == "finished":
+                self._collect(solver)
+                if self.eval_taus is None:
+                    self._record(tau_end, solver.y)
+                    if spec.t_max is None and not spec.record_at:
+                        raise _Stop(Status.BUDGET, f"reached the time horizon t = {T_HORIZON:.0e} with loss "
+                                                   f"{self.points[-1].loss:.3g} above until_loss: the flow "
+                                                   f"converges to a positive loss, or too slowly")
+                return
+            restart = None
+            angles = chart.from_scaled(ynew)[:2] if self.use_chart_now else None
+            if self.use_chart_now and (abs(angles[0]) > math.pi / 2 or abs(angles[1]) > math.pi / 2):
+                yy, self.signs = chart.recentre(chart.from_scaled(ynew), self.signs)
+                restart = np.array(chart.to_scaled(yy), dtype=float)
+                self.stats["recharts"] += 1
+            elif (not self.use_chart_now and self.use_chart and self.stats["steps"] % 5 == 0):
+                ych, signs = chart.from_matrix(product(self._unflatten(ynew)))
+                if chart.gap(ych, self.model.depth) > 1e-3:
+                    self.use_chart_now, self.signs = True, signs
+                    restart = np.array(chart.to_scaled(ych))
+            if restart is not None:
+                self._collect(solver)
+                solver = self._make_solver(tau_new, restart, tau_end)
+
+    def _collect(self, solver):
+        for key in ("nfev", "njev", "nlu"):
+            self.stats[key] += int(getattr(solver, key))
+
+    def _levels(self, loss0):
+        if self.eval_taus is not None:
+            return []
+        k = self.spec.per_decade
+        top = math.floor(math.log10(max(loss0, 1e-300)) * k)
+        stop = self.spec.until_loss or 0.0
+        levels, j = [], top
+        while True:
+            lv = 10.0 ** (j / k)
+            if lv < loss0 and lv > stop:
+                levels.append(lv)
+            if lv <= max(stop, 1e-300) or j < -400 * k:
+                break
+            j -= 1
+        return levels  # descending
+
+    def _loss_at(self, dense, tau):
+        return self._state(dense(tau))[1]
+
+    def _handle_step(self, dense, tau_prev, tau_new, loss_new, levels, targets) -> bool:
+        """Record what this step crossed; True when the run is over."""
+        if self.eval_taus is not None:
+            while self.eval_queue and self.eval_queue[0] <= tau_new:
+                tq = self.eval_queue.pop(0)
+                self._record(tq, dense(tq))
+            return not self.eval_queue
+        events = []
+        while levels and loss_new <= levels[0]:
+            lv = levels.pop(0)
+            events.append((self._locate(dense, tau_prev, tau_new, lv), False))
+        while targets and targets[0] <= tau_new:
+            events.append((targets.pop(0), False))
+        stop = self.spec.until_loss
+        finished = stop is not None and loss_new <= stop
+        if finished:
+            events.append((self._locate(dense, tau_prev, tau_new, stop), True))
+        for tau, _ in sorted(events):
+            self._record(tau, dense(tau))
+        return finished
+
+    def _locate(self, dense, a, b, level):
+        fa = self._loss_at(dense, a) - level
+        if fa <= 0:
+            return a
+        return brentq(lambda tau: self._loss_at(dense, tau) - level, a, b, xtol=1e-14 * max(1.0, abs(b)), rtol=4 * EPS)
+
+    def _check_precision(self, ds_new, dense, tau_prev, tau_new):
+        if self.use_chart_now or not self.is_square or isinstance(self.model, CP):
+            return
+        if ds_new is None:
+            raise _Stop(Status.PRECISION_LOST,
+                        f"sigma_min/sigma_max of the end-to-end matrix fell below {PRECISION_FLOOR:.1e} at "
+                        f"t ~ {math.expm1(tau_new):.3g}: float64 can no longer resolve its det sign")
+
+    def _record(self, tau, y):
+        W, loss, ds, fs = self._state(np.asarray(y, dtype=float))
+        self.points.append(Point(math.expm1(tau), None, loss, W, ds, fs))
