@@ -18,8 +18,8 @@ Recording: the start, the first time the loss falls below each level ``10^(-k/pe
 solver's dense output), explicit ``record_at`` times, and the end (``until_loss`` located exactly, or ``t_max``).
 
 Error estimate: the same run is repeated at a tolerance ``loose`` times looser (default 10) and evaluated at the
-recorded times; the difference is reported as ``product_err`` / ``loss_err``. Since the error of a BDF run
-shrinks with its tolerance, this over-estimates the error of the returned (tighter) run.
+recorded times; ``SAFETY`` (10) times the running maximum of the difference is reported as ``product_err`` /
+``loss_err`` (see :func:`_with_errors` for why, and how it was calibrated against much tighter runs).
 """
 
 from __future__ import annotations
@@ -107,13 +107,28 @@ class GradientFlow(AbstractEngine):
         return ok
 
 
+SAFETY = 10.0
+
+
 def _with_errors(points: list[Point], ref: list[Point]) -> list[Point]:
+    """Attach error estimates from the looser companion run ``ref`` (evaluated at the same times).
+
+    The raw signal is the difference ``max|W - W_ref|`` (and ``|loss - loss_ref|``). Measured against a run 1000x
+    tighter, that difference is typically 5-10x the true error of the main run, but an isolated point can show a
+    near-zero difference (the two runs' errors happen to cancel there) and the last point of a run (read off a
+    long final step) can err as much as the difference. So the estimate is ``SAFETY`` times the running maximum
+    of the difference over the points so far (the global error accumulates along the flow). At rtol 1e-10 and
+    1e-8, over 24 trajectories (depths 2-6, loss 1 to 1e-12), the true error was at most 0.10 of this estimate
+    (median 0.01).
+    """
     out = []
+    dw = dl = 0.0
     for k, p in enumerate(points):
         if k < len(ref):
             q = ref[k]
-            perr = float(np.max(np.abs(p.product - q.product)))
-            lerr = abs(p.loss - q.loss)
+            dw = max(dw, float(np.max(np.abs(p.product - q.product))))
+            dl = max(dl, abs(p.loss - q.loss))
+            perr, lerr = SAFETY * dw, min(SAFETY * dl, abs(p.loss))
         else:
             perr = lerr = math.inf
         out.append(Point(p.t, None, p.loss, p.product, p.det_sign, p.factors, lerr, perr))

@@ -1,0 +1,104 @@
+"""``verify simulate`` and ``verify bench`` through the entry point, in-process."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from verify.cli import main
+
+
+def call(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_simulate_gf_writes_the_documented_json(capsys, tmp_path):
+    path = tmp_path / "traj.json"
+    code, out, err = call(capsys, "simulate", "--depth", 3, "--until-loss", 1e-10, "--json", path)
+    assert code == 0, err
+    d = json.loads(path.read_text())
+    assert {"engine", "settings", "points", "final", "error_estimate", "status", "seconds"} <= set(d)
+    assert d["engine"] == "gf" and d["status"] == "completed"
+    assert d["settings"]["model"]["depth"] == 3 and d["settings"]["problem"]["name"] == "rc20"
+    for p in d["points"]:
+        assert {"t", "loss", "product", "det_sign"} <= set(p) and p["det_sign"] == 1
+    f = d["final"]
+    assert f["loss"] == pytest.approx(1e-10, rel=1e-8)
+    s = math.sqrt(2 * f["loss"])
+    assert abs(f["product"][0][0]) >= (1 - s) ** 2 / s
+    assert "completed" in err and str(path) in err  # one summary line on stderr
+
+
+def test_simulate_gd_to_stdout(capsys):
+    code, out, err = call(capsys, "simulate", "--engine", "gd", "--lr", 0.05, "--steps", 500, "--init", "gaussian",
+                          "--scale", 0.3, "--det", "any", "--seed", 4, "--json", "-")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["engine"] == "gd" and d["final"]["step"] == 500
+    assert d["points"][0]["step"] == 0 and d["points"][-1]["loss"] < d["points"][0]["loss"]
+    assert d["settings"]["init"]["kind"] == "gaussian"
+
+
+def test_simulate_explicit_init_file_and_perturbed_problem(capsys, tmp_path):
+    f = tmp_path / "init.json"
+    W1 = [[0.3, 0.1], [0.0, 0.2]]
+    W2 = [[0.2, 0.0], [0.1, 0.4]]
+    f.write_text(json.dumps({"factors": [W1, W2]}))
+    code, out, err = call(capsys, "simulate", "--depth", 2, "--init", f, "--z", 1, "--z-prime", -2, "--eps", 0.01,
+                          "--until-loss", 1e-3, "--json", "-")
+    assert code in (0, 1), err
+    d = json.loads(out)
+    np.testing.assert_allclose(d["points"][0]["product"], np.array(W2) @ np.array(W1), rtol=1e-15)
+    assert d["settings"]["problem"]["params"]["z_prime"] == -2.0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--depth", "0"], "--depth"),
+    (["--scale", "-1"], "--scale"),
+    (["--z", "nan"], "--z"),
+    (["--eps", "inf"], "--eps"),
+    (["--engine", "nope"], "unknown engine"),
+    (["--init", "missing.json"], "does not exist"),
+    (["--init", "sideways"], "--init"),
+    (["--lr", "0.1"], "--lr"),
+    (["--engine", "gd"], "--steps"),
+    (["--engine", "gd", "--steps", "10", "--t-max", "5"], "--t-max"),
+    (["--digits", "abc"], "--digits"),
+    (["--det", "maybe"], "--det"),
+])
+def test_simulate_bad_input_exits_2_with_one_line(capsys, args, needle):
+    code, out, err = call(capsys, "simulate", *args, "--json", "-")
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_simulate_bad_init_file_contents_exit_2(capsys, tmp_path):
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps({"factors": [[[1.0, float("nan")], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]]}).replace("NaN", "NaN"))
+    code, out, err = call(capsys, "simulate", "--depth", 2, "--init", f, "--json", "-")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    g = tmp_path / "shape.json"
+    g.write_text(json.dumps({"factors": [[[1.0, 0.0], [0.0, 1.0]]]}))
+    code, out, err = call(capsys, "simulate", "--depth", 2, "--init", g, "--json", "-")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+
+
+def test_bench_gd_part_writes_strict_json(capsys, tmp_path):
+    path = tmp_path / "bench.json"
+    code, out, err = call(capsys, "bench", "--only", "gd", "--seconds", "0.05", "--json", path)
+    assert code == 0, err
+    d = json.loads(path.read_text())
+    rows = d["rows"]["gd"]
+    workloads = [r["workload"] for r in rows]
+    assert any("B=10000" in w for w in workloads) and any("cp" in w for w in workloads)
+    for r in rows:
+        assert r["steps_per_s"] > 0 and r["naive_steps_per_s"] > 0
+    assert d["machine"]["cpus"] >= 1

@@ -1,0 +1,174 @@
+"""``verify simulate``: run one trajectory of one engine and write it as JSON.
+
+Examples::
+
+    verify simulate --depth 3 --until-loss 1e-12 --json -
+    verify simulate --engine gf-mp --digits 50 --depth 4 --until-loss 1e-30 --json traj.json
+    verify simulate --engine gd --lr 0.05 --steps 20000 --init gaussian --scale 0.1 --json -
+    verify simulate --z 1 --z-prime -2 --eps 0.01 --det negative --json -
+
+The JSON holds ``engine``, ``settings`` (problem, model, init, engine options, stopping rule), ``points`` (a
+list of ``{t or step, loss, product, det_sign, loss_err, product_err}``; ``hp`` with decimal strings for gf-mp),
+``final`` (the last point), ``error_estimate`` (largest relative error of the recorded end-to-end entries),
+``status`` (completed, budget, diverged, precision_lost, solver_failed), ``message``, ``stats`` and ``seconds``.
+Non-finite numbers are written as the strings "nan", "inf", "-inf" (strict JSON). Exit status 0 when the run
+completed, 1 when the engine stopped early (the record says why), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from models import inits
+from models.engines import ENGINES, get_engine
+from models.errors import InvalidInput, require
+from models.factorizations import DeepMatrix
+from models.problems import rc20
+
+HELP = "run one trajectory (gf, gf-mp or gd) on the 2x2 problem and write it as JSON"
+
+
+def _finite(name: str):
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{name} must be finite, got {text!r}")
+        return v
+    return parse
+
+
+def _positive(name: str):
+    def parse(text: str) -> float:
+        v = _finite(name)(text)
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text!r}")
+        return v
+    return parse
+
+
+def _int_at_least(name: str, low: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {low}, got {text!r}")
+        return v
+    return parse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = __doc__.split("\n\n", 1)[1]
+    g = p.add_argument_group("problem")
+    g.add_argument("--problem", choices=["rc20"], default="rc20",
+                   help="the 2x2 completion problem [[*, z], [z', eps]] of Razin & Cohen 2020 (default)")
+    g.add_argument("--z", type=_finite("--z"), default=1.0, help="observed entry (1,2) (default 1)")
+    g.add_argument("--z-prime", type=_finite("--z-prime"), default=1.0, help="observed entry (2,1) (default 1)")
+    g.add_argument("--eps", type=_finite("--eps"), default=0.0, help="observed entry (2,2) (default 0)")
+    g = p.add_argument_group("model and init")
+    g.add_argument("--depth", type=_int_at_least("--depth", 1), default=3, help="number of factors L (default 3)")
+    g.add_argument("--init", default="balanced", metavar="balanced|identity|gaussian|FILE.json",
+                   help="balanced (from a Gaussian end-to-end matrix), identity (scale * I end to end), gaussian "
+                        "(per-layer, unbalanced), or a JSON file with the factors W_1..W_L, first layer first "
+                        "(default balanced)")
+    g.add_argument("--scale", type=_positive("--scale"), default=0.1,
+                   help="init scale: entry std of the end-to-end matrix (balanced), alpha (identity), per-layer std "
+                        "(gaussian) (default 0.1)")
+    g.add_argument("--det", choices=["positive", "negative", "any"], default="positive",
+                   help="det sign of the initial end-to-end matrix (balanced, gaussian; default positive)")
+    g.add_argument("--seed", type=_int_at_least("--seed", 0), default=0, help="init seed (default 0)")
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", default="gf", metavar="|".join(ENGINES),
+                   help="gf (float64 gradient flow), gf-mp (mpmath gradient flow), gd (torch gradient descent); "
+                        "default gf")
+    g.add_argument("--rtol", type=_positive("--rtol"), default=None, help="gf: BDF relative tolerance (default 1e-10)")
+    g.add_argument("--digits", type=_int_at_least("--digits", 1), default=None, help="gf-mp: decimal digits (default 40)")
+    g.add_argument("--lr", type=_positive("--lr"), default=None, help="gd: step size (default 1e-2)")
+    g.add_argument("--steps", type=_int_at_least("--steps", 0), default=None,
+                   help="gd: number of steps (default: until --until-loss)")
+    g.add_argument("--device", default=None, help="gd: torch device, cpu or cuda (default: cuda when torch sees one)")
+    g = p.add_argument_group("stopping and output")
+    g.add_argument("--until-loss", type=_positive("--until-loss"), default=None,
+                   help="stop when the loss reaches this value (default 1e-12 for gf, 1e-30 for gf-mp)")
+    g.add_argument("--t-max", type=_positive("--t-max"), default=None, help="gf, gf-mp: stop at this time")
+    g.add_argument("--per-decade", type=_int_at_least("--per-decade", 1), default=4,
+                   help="record this many points per decade of loss (default 4)")
+    g.add_argument("--wall-budget", type=_positive("--wall-budget"), default=300.0,
+                   help="wall-clock budget in seconds; the run stops with status budget (default 300)")
+    g.add_argument("--factors", action="store_true", help="include the factors of every point")
+    g.add_argument("--json", metavar="PATH", default="-", help="where to write the trajectory JSON; - is stdout "
+                                                               "(default)")
+
+
+def _engine(args):
+    name = args.engine
+    require(name in ENGINES, f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
+    chosen = {"gf": ("rtol",), "gf-mp": ("digits",), "gd": ("lr", "device")}[name]
+    stray = [opt for opt in ("rtol", "digits", "lr", "device") if getattr(args, opt) is not None and opt not in chosen]
+    require(not stray, f"--{stray[0].replace('_', '-')} does not apply to engine {name}" if stray else "")
+    if name == "gd":
+        require(args.t_max is None, "--t-max applies to gf and gf-mp; gd counts --steps")
+    else:
+        require(args.steps is None, f"--steps applies to gd; {name} stops at --until-loss or --t-max")
+    options = {opt: getattr(args, opt) for opt in chosen if getattr(args, opt) is not None}
+    return get_engine(name, **options)
+
+
+def _init(args, model):
+    kind = args.init
+    if kind == "balanced":
+        require(args.det != "any", "--det any needs --init gaussian (balanced inits choose a det sign)")
+        return inits.balanced(model, args.scale, seed=args.seed, det=args.det)
+    if kind == "identity":
+        return inits.identity(model, args.scale)
+    if kind == "gaussian":
+        return inits.gaussian(model, args.scale, seed=args.seed, det=args.det)
+    require(kind.endswith(".json"), f"--init must be balanced, identity, gaussian or a .json file, got {kind!r}")
+    return inits.from_json(model, kind)
+
+
+def simulate(args):
+    """The trajectory described by parsed ``args`` (raises InvalidInput on bad input)."""
+    engine = _engine(args)
+    problem = rc20(args.z, args.z_prime, args.eps)
+    model = DeepMatrix(args.depth, (2, 2))
+    init = _init(args, model)
+    until = args.until_loss
+    spec = {"per_decade": args.per_decade, "wall_budget": args.wall_budget}
+    if args.engine == "gd":
+        require(args.steps is not None or until is not None, "gd needs --steps or --until-loss")
+        spec.update(steps=args.steps, until_loss=until)
+    else:
+        if until is None and args.t_max is None:
+            until = 1e-12 if args.engine == "gf" else 1e-30
+        spec.update(until_loss=until, t_max=args.t_max)
+    return engine.run(problem, model, init, **spec)
+
+
+def run(args) -> int:
+    traj = simulate(args)
+    text = json.dumps(traj.to_json(with_factors=args.factors), allow_nan=False, indent=1)
+    if args.json == "-":
+        sys.stdout.write(text + "\n")
+    else:
+        path = Path(args.json)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text + "\n")
+            tmp.replace(path)
+        except OSError as exc:
+            raise InvalidInput(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        f = traj.final
+        print(f"{traj.engine}: {traj.status.value}, loss {f.loss:.3g}, det sign {f.det_sign}, "
+              f"{len(traj.points)} points, {traj.seconds:.2f} s -> {path}", file=sys.stderr)
+    return 0 if traj.status.value == "completed" else 1
