@@ -21,9 +21,11 @@ the driver derives everything from (seed, claim); nothing depends on which worke
 from __future__ import annotations
 
 import shlex
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
@@ -63,6 +65,49 @@ def _error(stage: str, exc: BaseException) -> dict:
     return {"status": "error", "met": False, "traceback": tb, "error": f"{stage}: {type(exc).__name__}: {exc}"}
 
 
+_CONSTANTS_LOCK = threading.Lock()
+_CONSTANTS_USERS = 0
+_CONSTANTS_SAVED: list = []
+
+
+@contextmanager
+def stable_generation():
+    """Make Hypothesis' generation a function of the seed alone while the block runs.
+
+    Hypothesis (>= 6.131) mixes into generation a pool of literals that it collects from every *local* module in
+    ``sys.modules`` (``hypothesis.internal.conjecture.providers._get_local_constants``). That pool depends on what
+    the process happened to import before (a pool worker, a dask worker, the parent after it drew a report), so
+    the same seed could give different examples, verdicts and counterexamples on different executors. Inside this
+    block the local pool is empty (Hypothesis' global constants still apply). Reference-counted so that threads of
+    one dask worker can overlap; the pool and its cache are restored when the last one leaves. A Hypothesis
+    without this internal is left alone.
+    """
+    global _CONSTANTS_USERS
+    try:
+        from hypothesis.internal.conjecture import providers
+        from hypothesis.internal.constants_ast import Constants
+        getattr(providers, "_get_local_constants")
+        cache = getattr(providers, "CONSTANTS_CACHE")
+    except (ImportError, AttributeError):  # pragma: no cover -- another Hypothesis: nothing to pin
+        yield
+        return
+    with _CONSTANTS_LOCK:
+        _CONSTANTS_USERS += 1
+        if _CONSTANTS_USERS == 1:
+            _CONSTANTS_SAVED.append(providers._get_local_constants)
+            empty = Constants()
+            providers._get_local_constants = lambda: empty
+            cache.cache.clear()
+    try:
+        yield
+    finally:
+        with _CONSTANTS_LOCK:
+            _CONSTANTS_USERS -= 1
+            if _CONSTANTS_USERS == 0:
+                providers._get_local_constants = _CONSTANTS_SAVED.pop()
+                cache.cache.clear()
+
+
 def execute(task: Task) -> dict:
     """Run one task (in a worker): the verdict as a JSON-ready dict, or an error dict with the traceback."""
     start = time.perf_counter()
@@ -73,7 +118,8 @@ def execute(task: Task) -> dict:
     else:
         try:
             from verify import driver
-            verdict = driver.run_claim(claim, profile=task.profile, seed=task.seed)
+            with stable_generation():
+                verdict = driver.run_claim(claim, profile=task.profile, seed=task.seed)
             out = store.strict(verdict.to_json())
         except Exception as exc:  # noqa: BLE001 -- a check that raises is an error verdict, not a crash
             out = _error("running the claim", exc)

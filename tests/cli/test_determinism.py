@@ -60,3 +60,23 @@ def test_unreachable_dask_scheduler_is_bad_input(run_toy, monkeypatch):
     monkeypatch.setenv("VERIFY_DASK_TIMEOUT", "1")
     code, out, err, d = run_toy("toy.holds", "--executor", "dask://127.0.0.1:9")
     assert code == 2 and "cannot reach the dask scheduler" in err
+
+
+def test_modules_imported_earlier_do_not_change_the_examples(run_toy, tmp_path, monkeypatch):
+    """Hypothesis draws literals from every local module in ``sys.modules``; the runner pins that pool, so what the
+    process imported before (a report, a user's module) does not change the examples, verdicts or counterexamples."""
+    import importlib
+    import sys
+
+    _, _, _, before = run_toy(*SELECTION, out=tmp_path / "before")
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    literals = ", ".join(repr(k / 64) for k in range(65))
+    (lib / "verify_constants_mod.py").write_text(f"VALUES = [{literals}]\n")
+    monkeypatch.syspath_prepend(str(lib))
+    importlib.import_module("verify_constants_mod")
+    try:
+        _, _, _, after = run_toy(*SELECTION, out=tmp_path / "after")
+    finally:
+        sys.modules.pop("verify_constants_mod", None)
+    assert _comparable(after) == _comparable(before)
