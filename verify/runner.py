@@ -322,16 +322,26 @@ def run(config: RunConfig, progress=None) -> RunResult:
             records.append(rec)
             progress.done(rec)
 
-        drive(tasks, handle, on_done)
+        try:
+            drive(tasks, handle, on_done)
+        except KeyboardInterrupt:
+            progress.note(f"interrupted: {len(records)} of {len(claims)} claims are in {results.path}; "
+                          f"finish with --resume")
+            raise
         progress.finish()
 
-    regs = store.regressions(base, records) if base is not None else []
-    summary = store.build_summary(records, order, _settings(config, catalog), regressions=regs,
-                                  baseline=str(config.baseline) if config.baseline is not None else None)
-    files = {"results": out / store.RESULTS, "summary": store.write_json(out / store.SUMMARY, summary)}
-    if config.figures:
-        from verify import figure_data
-        files["figure_data"] = figure_data.ensure(out / "figures" / "data", progress=progress)
+        regs = store.regressions(base, records) if base is not None else []
+        summary = store.build_summary(records, order, _settings(config, catalog), regressions=regs,
+                                      baseline=str(config.baseline) if config.baseline is not None else None)
+        files = {"results": out / store.RESULTS, "summary": store.write_json(out / store.SUMMARY, summary)}
+        if config.figures:
+            from verify import figure_data
+            try:
+                files["figure_data"] = figure_data.ensure(out / "figures" / "data", progress=progress,
+                                                          executor=handle.executor)
+            except BaseException:
+                handle.terminate()
+                raise
     if config.report:
         from reports import render
         files.update(render.render_dir(out, figures=config.figures))
