@@ -137,7 +137,7 @@ def fig_det_sign(data: dict, fig: Figure) -> None:
     ax.set_yscale("symlog", linthresh=1e-3)
     _loss_axis(ax)
     ax.set_ylabel(r"det$(W)$")
-    ax.set_title("det of the end-to-end matrix along trajectories (never crosses 0)")
+    ax.set_title("det of the end-to-end matrix along gradient flow")
     ax.legend(fontsize=6, ncol=2)
 
 
@@ -196,8 +196,9 @@ FIGURES = (
                "RC20, second singular value and effective rank of the end-to-end matrix against the loss: the "
                "rank does not fall to 1 while the det keeps its sign."),
     FigureSpec("det_sign", "det_sign", fig_det_sign, (6.4, 4.2),
-               "det(W) along gradient flow from balanced (solid) and unbalanced Gaussian (dashed) inits of both "
-               "signs, depths 2 and 3: the sign never changes."),
+               "det(W) along gradient flow, depths 2 and 3, from balanced inits (solid), whose det keeps its sign "
+               "as the lemma says, and from unbalanced Gaussian inits (dashed), which need not keep it (the negative "
+               "control rc20.neg.unbalanced)."),
     FigureSpec("rc20_perturbed", "rc20_perturbed", fig_perturbed, (6.4, 4.2),
                "The perturbed problem [[*, 1], [1, eps]] for several eps, depth 3: Frobenius norm against the loss."),
     FigureSpec("cp_norms", "cp_norms", fig_cp_norms, (9.0, 3.8),

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from cli_helpers import TOY, read_summary
+from cli_helpers import TOY, read_summary, without_timings
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -175,6 +175,12 @@ def test_run_writes_figure_data_from_the_engines_and_draws_it(cli, tmp_path, mon
     html = (d / "report.html").read_text()
     check_html(html)
     assert html.count("<figure>") == 3
+    # recomputed elsewhere: the same data (timings aside), hence byte-identical figures (test above)
+    again = figure_data.ensure(tmp_path / "again")
+    for name in small:
+        a = without_timings(json.loads((d / "figures" / "data" / f"{name}.json").read_text()))
+        b = without_timings(json.loads((again / f"{name}.json").read_text()))
+        assert a == b, name
     # cached: a second run does not recompute the trajectories
     monkeypatch.setattr(figure_data, "compute", lambda name: (_ for _ in ()).throw(AssertionError(name)))
     code, out, err = cli("run", "toy.holds", "--claims", TOY, "--out", d, "--resume")
