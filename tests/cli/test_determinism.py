@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
@@ -42,10 +41,11 @@ def test_a_worker_error_is_an_error_verdict_in_the_pool(run_toy, tmp_path):
     assert code == 1 and recs["toyerr.raises"]["verdict"] == "error" and recs["toyerr.fine"]["met"]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("distributed") is None,
-                    reason="dask.distributed is not installed (optional extra: pip install '.[dask]')")
 def test_dask_executor_gives_the_same_summary(run_toy, tmp_path):
-    from distributed import LocalCluster
+    """A local dask.distributed cluster (one worker process, two threads) gives the serial run's summary."""
+    distributed = pytest.importorskip(
+        "distributed", reason="dask.distributed is not installed (optional extra: pip install '.[dask]')")
+    LocalCluster = distributed.LocalCluster
 
     _, _, _, serial = run_toy(*SELECTION, out=tmp_path / "serial")
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster:
