@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -58,8 +59,17 @@ def load(out: str | Path) -> dict:
 
 
 # ----- presentation helpers (shared by Markdown and HTML) ------------------------------------------------------
+_PAPER = re.compile(r"^(.*?\b(?:19|20)\d\d[a-z]?\b(?:\s*\([^()]*\))?)")
+
+
 def paper_of(record: dict) -> str:
-    return (record.get("source") or "").split(",")[0].strip() or record["claim"].split(".")[0]
+    """The paper a claim's ``source`` names: its authors, year and venue (``Arora, Cohen & Hazan 2018 (ICML)``),
+    else the text before the first comma, else the first component of the claim id."""
+    source = (record.get("source") or "").strip()
+    m = _PAPER.match(source)
+    if m:
+        return m.group(1).strip()
+    return source.split(",")[0].strip() or record["claim"].split(".")[0]
 
 
 def groups(records: list[dict]) -> list[dict]:
@@ -110,12 +120,13 @@ def short_inputs(cx, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def figures_for(out: Path) -> list[dict]:
+def figures_for(out: Path, *, draw: bool = True) -> list[dict]:
+    """The report's figures: drawn from ``out/figures/data``, or (``draw=False``) those already drawn there."""
     from reports import figures
     data_dir = out / "figures" / "data"
     if not data_dir.is_dir():
         return []
-    return figures.render_all(data_dir, out / "figures")
+    return figures.render_all(data_dir, out / "figures", draw=draw)
 
 
 def context(out: str | Path, *, figures: bool = True) -> dict:
@@ -131,7 +142,7 @@ def context(out: str | Path, *, figures: bool = True) -> dict:
         "regressions": s.get("regressions", []),
         "missing": s.get("missing", []),
         "ablations": data["ablations"],
-        "figures": figures_for(out) if figures else [],
+        "figures": figures_for(out, draw=figures),
         "verdict_words": VERDICT_WORDS,
     }
 

@@ -151,6 +151,32 @@ def test_figures_appear_in_the_report(report_dir, cli):
     assert read_summary(report_dir)["totals"]["claims"] == 7
 
 
+def test_report_without_redrawing_keeps_the_drawn_figures(report_dir, cli, monkeypatch):
+    from reports import figures
+
+    _synthetic_data(report_dir / "figures" / "data")
+    data = json.loads((report_dir / "figures" / "data" / "cp_norms.json").read_text())
+    figures.render_figure(figures.FIGURES[-1], data, report_dir / "figures")  # only cp_norms is drawn
+    monkeypatch.setattr(figures, "render_figure", lambda *a: (_ for _ in ()).throw(AssertionError("redrawn")))
+    code, out, err = cli("report", report_dir, "--no-figures")
+    assert code == 0, err
+    html = (report_dir / "report.html").read_text()
+    assert html.count("<figure>") == 1 and '<img src="figures/cp_norms.svg"' in html
+
+
+@pytest.mark.parametrize("source, paper", [
+    ("Arora, Cohen & Hazan 2018 (ICML), conservation lemma", "Arora, Cohen & Hazan 2018 (ICML)"),
+    ("Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398, Theorem 1", "Razin & Cohen 2020 (NeurIPS)"),
+    ("Gunasekar et al. 2017, Conjecture 1", "Gunasekar et al. 2017"),
+    ("My notes, claim 3", "My notes"),
+    ("", "x"),
+])
+def test_claims_are_grouped_by_the_paper_their_source_names(source, paper):
+    from reports.render import paper_of
+
+    assert paper_of({"source": source, "claim": "x.y"}) == paper
+
+
 def test_run_writes_figure_data_from_the_engines_and_draws_it(cli, tmp_path, monkeypatch):
     """The runner computes the figure trajectories (a reduced spec here, to stay fast) and the report draws them."""
     from verify import figure_data
