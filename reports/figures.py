@@ -223,8 +223,9 @@ def render_figure(spec: FigureSpec, data: dict, out_dir: Path) -> list[Path]:
     return [svg, png]
 
 
-def render_all(data_dir: str | Path, out_dir: str | Path) -> list[dict]:
-    """Draw every figure whose data file exists; returns ``[{name, svg, png, caption}]`` (paths relative)."""
+def render_all(data_dir: str | Path, out_dir: str | Path, *, draw: bool = True) -> list[dict]:
+    """Draw every figure whose data file exists; returns ``[{name, svg, png, caption, notes}]`` (names relative to
+    ``out_dir``). With ``draw=False`` nothing is drawn: the figures already in ``out_dir`` are listed."""
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     made = []
     for spec in FIGURES:
@@ -232,7 +233,12 @@ def render_all(data_dir: str | Path, out_dir: str | Path) -> list[dict]:
         if not path.exists():
             continue
         data = json.loads(path.read_text(encoding="utf-8"))
-        svg, png = render_figure(spec, data, out_dir)
+        if draw:
+            svg, png = render_figure(spec, data, out_dir)
+        else:
+            svg, png = out_dir / f"{spec.name}.svg", out_dir / f"{spec.name}.png"
+            if not (svg.exists() and png.exists()):
+                continue
         notes = [f"{r['label']}: {r.get('status')} ({r.get('message', '')})" for r in data.get("runs", [])
                  if r.get("status") not in ("completed", None)]
         made.append({"name": spec.name, "svg": svg.name, "png": png.name, "caption": spec.caption, "notes": notes})

@@ -417,6 +417,6 @@ def ablate(claim_id: str, *, profile: str = "quick", seed: int = 0, modules: Seq
     path = store.write_json(out / ABLATIONS_DIR / f"{claim.id}.json", doc)
     if report and (out / store.SUMMARY).exists():
         from reports import render
-        render.render_dir(out, figures=(out / "figures").is_dir())
+        render.render_dir(out, figures=False)  # the figures already drawn stay; nothing to redraw
     doc["file"] = str(path)
     return doc

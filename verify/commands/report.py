@@ -13,7 +13,7 @@ HELP = "rebuild report.md, report.html and the figures of DIR from its stored JS
 def add_arguments(parser) -> None:
     parser.add_argument("dir", metavar="DIR", nargs="?", type=Path, default=DEFAULT_OUT,
                         help=f"a verify run's output directory (default {DEFAULT_OUT})")
-    parser.add_argument("--no-figures", dest="figures", action="store_false", help="do not redraw the figures")
+    parser.add_argument("--no-figures", dest="figures", action="store_false", help="do not redraw the figures (those already drawn in DIR/figures stay in the report)")
 
 
 def run(args) -> int:

@@ -9,7 +9,8 @@ from models.errors import InvalidInput
 from verify import discovery, store
 from verify.commands import _common
 
-HELP = "rerun the check of a stored counterexample (counterexamples/ID.json); exit 0 when its verdict reproduces"
+HELP = ("rerun the check of a stored counterexample (counterexamples/ID.json); exit 0 when its stored verdict "
+        "reproduces, 1 when not, 2 when the file is unusable")
 
 
 def add_arguments(parser) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -12,7 +13,20 @@ from verify.progress import make_progress
 HELP = "run claims (ids or globs; all when none) and write results.jsonl, summary.json and the report"
 
 
+EPILOG = """\
+writes into DIR: results.jsonl (one line per finished claim, flushed as it finishes), summary.json,
+report.md, report.html, figures/ (plots drawn from the trajectories stored in figures/data/) and
+counterexamples/ID.json (each with the command that reproduces it).
+
+exit status: 0 every claim met its expectation; 1 some claim did not, or a claim that met its
+expectation in --baseline no longer does; 2 bad usage or bad input (unknown claim, pattern or
+profile, a claims module that does not import, an unreadable baseline, --resume over results of
+another profile or seed); 130 interrupted (finish with --resume)."""
+
+
 def add_arguments(parser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
     parser.add_argument("claims_selected", nargs="*", metavar="ID|GLOB", help="claim ids or globs (default: all)")
     _common.add_search(parser)
     _common.add_claims(parser)
@@ -22,7 +36,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="keep the results already in DIR/results.jsonl and run only the missing claims")
     parser.add_argument("--no-figures", dest="figures", action="store_false",
-                        help="skip the figure trajectories and plots")
+                        help="neither compute the figure trajectories nor draw the plots (plots already in "
+                             "DIR stay in the report)")
 
 
 def run(args) -> int:
