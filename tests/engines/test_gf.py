@@ -141,15 +141,15 @@ def test_chart_agrees_with_the_raw_flow_at_moderate_loss(depth):
     problem = rc20(1.0, 0.8, 0.0)
     chart_run = gf(path="chart").run(problem, model, init, until_loss=1e-5)
     assert chart_run.status is Status.COMPLETED and chart_run.stats["path"] == "chart"
-    times = [p.t for p in chart_run.points[1:]]
-    raw_run = gf(path="raw", rtol=1e-12).run(problem, model, init, record_at=times)
+    raw_run = gf(path="raw", rtol=1e-12).run(problem, model, init, until_loss=1e-5)
     assert raw_run.status is Status.COMPLETED, raw_run.message
-    raw_at = {round(p.t, 9): p for p in raw_run.points}
+    # both record the same loss levels; errors at a level are errors of the path through that loss
+    assert len(raw_run.points) == len(chart_run.points)
     compared = 0
-    for p in chart_run.points[1:]:
-        q = raw_at[round(p.t, 9)]
+    for p, q in zip(chart_run.points[1:], raw_run.points[1:]):
+        assert p.loss == pytest.approx(q.loss, rel=1e-12)
         tol = p.product_err + q.product_err + 1e-9 * np.max(np.abs(p.product))
-        assert np.max(np.abs(p.product - q.product)) <= tol, (p.t, p.product, q.product)
+        assert np.max(np.abs(p.product - q.product)) <= tol, (p.loss, p.product, q.product)
         assert p.det_sign == q.det_sign == 1
         compared += 1
     assert compared >= 8
@@ -242,12 +242,24 @@ def test_general_completion_problem_on_the_raw_path():
 def test_error_estimate_bounds_the_error_against_a_much_tighter_run():
     model = DeepMatrix(4, (2, 2))
     init = inits.balanced(model, 0.2, seed=5)
+    # points at loss levels: the error is that of the path through the level (compare at the same loss)
     loose = gf(rtol=1e-8).run(rc20(), model, init, until_loss=1e-10)
+    tight = gf(rtol=1e-12).run(rc20(), model, init, until_loss=1e-10)
+    assert len(loose.points) == len(tight.points) > 10
+    for p, q in zip(loose.points[1:], tight.points[1:]):
+        assert p.loss == pytest.approx(q.loss, rel=1e-12)
+        assert np.max(np.abs(p.product - q.product)) <= p.product_err + q.product_err + 4 * EPS * np.max(np.abs(p.product))
+        assert abs(p.loss - q.loss) <= p.loss_err + q.loss_err
+    # points at times: the error is that of the state at that time
     times = [p.t for p in loose.points[1:]]
-    tight = gf(rtol=1e-12).run(rc20(), model, init, record_at=times)
-    at = {round(p.t, 9): p for p in tight.points}
-    for p in loose.points[1:]:
-        q = at[round(p.t, 9)]
+    loose_t = gf(rtol=1e-8).run(rc20(), model, init, record_at=times)
+    tight_t = gf(rtol=1e-12).run(rc20(), model, init, record_at=times)
+    def at(traj, t):  # the point recorded at time t (loss levels are recorded too; t goes through log1p/expm1)
+        (p,) = [p for p in traj.points if abs(p.t - t) <= 1e-13 * t][-1:]
+        return p
+
+    for t in times:
+        p, q = at(loose_t, t), at(tight_t, t)
         assert np.max(np.abs(p.product - q.product)) <= p.product_err + q.product_err + 4 * EPS * np.max(np.abs(p.product))
 
 
