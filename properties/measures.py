@@ -455,12 +455,18 @@ def erank(W) -> float:
 
 def erank_from_ratio(rho: float) -> float:
     """Effective rank of a 2x2 matrix with ``sigma_2/sigma_1 = rho`` (in [0, 1])."""
+    return 1.0 + erank_excess_from_ratio(rho)
+
+
+def erank_excess_from_ratio(rho: float) -> float:
+    """``erank - 1`` of a 2x2 matrix with ``sigma_2/sigma_1 = rho``, to full relative precision also for tiny rho
+    (``expm1`` of the entropy ``h = -(q ln q + (1-q) ln(1-q))``, ``q = rho/(1+rho)``; ``erank - 1 ~ rho ln(e/rho)``)."""
     rho = float(rho)
     if rho <= 0:
-        return 1.0
+        return 0.0
     q = rho / (1.0 + rho)
     h = -(q * math.log(q) + (1 - q) * math.log1p(-q))
-    return math.exp(h)
+    return math.expm1(h)
 
 
 def rank_subopt(W, inf_erank: float = 1.0) -> float:
@@ -574,6 +580,6 @@ def cp_rank_estimate(T, tol: float = 1e-3, max_rank: int | None = None, seed: in
 
 __all__ = [
     "E11", "J", "ERank", "Entrywise", "Induced", "LinearL2", "Schatten", "SmoothRank", "Weighted", "best_rank1",
-    "component_norms", "cp_als", "cp_rank_estimate", "dist_rank1", "dist_rank1_tensor", "erank", "erank_from_ratio",
+    "component_norms", "cp_als", "cp_rank_estimate", "dist_rank1", "dist_rank1_tensor", "erank", "erank_excess_from_ratio", "erank_from_ratio",
     "from_spec", "random_linear_l2", "rank1_tensor", "rank_subopt", "sigma2",
 ]

@@ -362,3 +362,33 @@ def test_component_norms():
     B = np.array([[1.0, 2.0], [0.0, 0.0], [0.0, 0.0]])
     C = np.array([[2.0, 0.5], [0.0, 0.0]])
     assert np.allclose(M.component_norms([A, B, C]), [5.0 * 1.0 * 2.0, 1.0 * 2.0 * 0.5], rtol=EXACT, atol=0)
+
+
+@pytest.mark.parametrize("rho", [1e-300, 1e-40, 1e-17, 1e-9, 1e-3, 0.25, 1.0])
+def test_erank_excess_from_ratio_has_full_relative_precision(rho):
+    """erank - 1 against 50-digit mpmath, relative 1e-13 (a plain exp(h) - 1 returns 0 below rho ~ 1e-17)."""
+    import mpmath
+
+    with mpmath.workdps(50):
+        r = mpmath.mpf(rho)
+        q = r / (1 + r)
+        want = mpmath.expm1(-(q * mpmath.log(q) + (1 - q) * mpmath.log1p(-q)))
+        assert abs(M.erank_excess_from_ratio(rho) - want) <= 1e-13 * want
+
+
+def test_rc20_erank_bound_ratio_is_unimodal_below_one():
+    """r(rho) = (erank - 1)/(2 rho ln(e/rho)): 1/2 at rho -> 0 and at rho = 1, rising up to the peak and falling
+    after it (what the interval evaluation of rc20.thm1.rank relies on), maximum < 0.55."""
+    from properties.rc20 import ERANK_RATIO_PEAK, erank_bound_ratio, erank_bound_ratio_range
+
+    assert erank_bound_ratio(1.0) == pytest.approx(0.5, abs=1e-15)
+    assert erank_bound_ratio(1e-300) == pytest.approx(0.5, abs=1e-3)
+    left = np.logspace(-300, math.log10(ERANK_RATIO_PEAK), 4000)
+    right = np.linspace(ERANK_RATIO_PEAK, 1.0, 4000)
+    rl = np.array([erank_bound_ratio(x) for x in left])
+    rr = np.array([erank_bound_ratio(x) for x in right])
+    assert np.all(np.diff(rl) >= -1e-15) and np.all(np.diff(rr) <= 1e-15)
+    peak = erank_bound_ratio(ERANK_RATIO_PEAK)
+    assert 0.5 < peak < 0.55 and peak >= max(rl.max(), rr.max()) - 1e-15
+    lo, hi = erank_bound_ratio_range(0.0, 1.0)
+    assert lo == 0.5 and hi == peak
