@@ -126,7 +126,7 @@ def tracks(inputs):
                  "||W_GD(k) - W_GF(k eta)||_max <= C eta for small eta, and the error is first order: measured at eta, "
                  "eta/2, eta/4 (eta in [10^-2.5, 10^-1.5], T in [1, 10^0.5]) its log-log slope lies in [0.8, 1.2] and "
                  "both ratios err(eta)/err(eta/2) lie in [2^0.8, 2^1.2]",
-       kind="trajectory", strategy=_strategy, cost=1.5)
+       kind="trajectory", strategy=_strategy, cost=1.0)
 def tracks_gf(inputs, dropped):
     """GD (torch float64) at eta, eta/2 and eta/4 recorded at the 8 times j T/8, against one float64 gradient-flow
     run (raw factors, rtol 1e-12) recorded at the same times. err(eta) = max over the 8 times of the largest entry

@@ -250,7 +250,7 @@ def _conservation_strategy(dropped):
        statement="under gradient flow on the CP factors of any differentiable loss of the tensor, for every component "
                  "r and modes n, n': d/dt ||w_r^n||^2 = -2 <grad L(W), W_r> does not depend on n, so "
                  "||w_r^n(t)||^2 - ||w_r^n'(t)||^2 is constant",
-       kind="exact", strategy=_conservation_strategy, hypotheses=[H_GF], cost=4.0)
+       kind="exact", strategy=_conservation_strategy, hypotheses=[H_GF], cost=2.0)
 def conservation(inputs, dropped):
     """(1) Exactly with sympy: for symbolic vectors (orders 3 and 4, dimension 2, two components) and a symbolic
     loss gradient, -2 <w_r^n, dphi/dw_r^n> expands to the same polynomial for every n (cached). (2) Numerically:
@@ -381,7 +381,7 @@ def norm_lower_bound(x0: float, K: float, N: int, t: float) -> float:
        statement="gradient flow from a balanced init: W_r(0) = 0 implies W_r(t) = 0 for all t; W_r(0) != 0 implies "
                  "||W_r(t)|| >= (||W_r(0)||^-(1-2/N) + (N-2) K t)^(-N/(N-2)) > 0 with K = ||grad L(W(0))||_F "
                  "(order N >= 3)",
-       kind="trajectory", strategy=_zero_strategy(), hypotheses=[H_BALANCED], cost=4.0)
+       kind="trajectory", strategy=_zero_strategy(), hypotheses=[H_BALANCED], cost=2.0)
 def zero_component(inputs, dropped):
     """Balanced CP init (cp_balanced) with the first min(zeros, R-1) components set to exactly zero, random
     completion values, float64 gradient flow on the raw factors to the drawn time (8 recorded times). Margins: the
@@ -540,7 +540,7 @@ def incremental_measures(problem, model, batch, lr=INC_LR, chunk=INC_CHUNK, max_
                  "strictly increases",
        kind="trajectory", strategy=_inc_strategy,
        hypotheses=[H_BALANCED, ("unique_leader", "one component has the largest initial head start (alignment with "
-                                                 "-grad L(0) and norm)")], cost=2.5)
+                                                 "-grad L(0) and norm)")], cost=3.0)
 def incremental_learning(inputs, dropped):
     """The three scales run as one GD batch (same problem and directions), in chunks of 16 steps; every event
     (loss <= L0/2, first and second escape) is then located to the exact step by single steps from the last chunk
@@ -626,7 +626,7 @@ def ltr_trial(dims, frac, alpha, seed):
                  "relative distance to its best rank-1 fit < 0.05 and relative reconstruction error below the linear "
                  "baseline's (observed entries fitted, zeros elsewhere). Test: n = 12 seeds, one-sided exact binomial "
                  "test of H0: P(success) <= 1/2 at level 0.05 (confidence 95%; needs >= 10 successes)",
-       kind="statistical", strategy=_ltr_strategy, cost=1.5)
+       kind="statistical", strategy=_ltr_strategy, cost=1.0)
 def low_tensor_rank(inputs, dropped):
     """n = 12 independent seeds (target, observed entries and init from seed*12 + i), each a success when both
     measures clear their thresholds by more than the GD rounding estimate. Margin: log10(level) - log10(p-value)
