@@ -248,7 +248,8 @@ class TensorProblem:
     def grad(self, T: np.ndarray) -> np.ndarray:
         T = np.asarray(T)
         r = self.residuals(T)
-        g = np.zeros(T.shape[: T.ndim - self.order] + (int(np.prod(self.dims)),))
+        # complex T (complex-step Jacobians) keeps a complex gradient
+        g = np.zeros(T.shape[: T.ndim - self.order] + (int(np.prod(self.dims)),), dtype=np.result_type(T.dtype, float))
         g[..., self._flat] = self.grad_scale * r
         return g.reshape(T.shape)
 

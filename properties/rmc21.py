@@ -12,11 +12,6 @@ factor-level quantities), and take ``10 x`` the running maximum of the differenc
 error (the engine's calibration, models/engines/gf.py ``_with_errors``), escalating to a tighter ``rtol`` when a
 margin does not clear it. Gradient-descent claims use the GD engine's rounding model (``8 eps N (k+1)`` relative
 per factor entry after k steps).
-
-Engine workaround: :class:`models.problems.TensorProblem.grad` writes into a real array, so the complex-step
-Jacobian of the gf engine's raw path loses the Gauss-Newton part of the Jacobian for tensor problems (numpy warns
-"Casting complex values to real"); BDF still converges, with a wrong Jacobian and many more steps. The claims here
-hand the engine :class:`_TensorProblemC`, identical except that its gradient keeps complex entries.
 """
 
 from __future__ import annotations
@@ -50,27 +45,12 @@ H_GF = ("gradient_flow", "the dynamics is gradient flow on the factors")
 # ----------------------------------------------------------------------------------------------------------------
 # Helpers (public names are used by the unit tests)
 # ----------------------------------------------------------------------------------------------------------------
-class _TensorProblemC(TensorProblem):
-    """A :class:`TensorProblem` whose gradient keeps complex entries (see the module docstring)."""
-
-    def grad(self, T: np.ndarray) -> np.ndarray:
-        T = np.asarray(T)
-        r = self.residuals(T)
-        g = np.zeros(T.shape[: T.ndim - self.order] + (int(np.prod(self.dims)),), dtype=np.result_type(T.dtype, float))
-        g[..., self._flat] = self.grad_scale * r
-        return g.reshape(T.shape)
-
-
-def complex_safe(problem: TensorProblem) -> TensorProblem:
-    return _TensorProblemC(problem.dims, problem.indices, problem.targets, problem.reduction, problem.name)
-
-
 def random_problem(dims, n_obs: int, rng: np.random.Generator, reduction: str = "half_sum") -> TensorProblem:
     """Completion of ``n_obs`` random entries with i.i.d. N(0, 1) values (no low-rank structure)."""
     total = int(np.prod(dims))
     flat = np.sort(rng.choice(total, size=int(n_obs), replace=False))
     idx = np.stack(np.unravel_index(flat, tuple(dims)), axis=1)
-    return complex_safe(tensor_completion(tuple(dims), idx, rng.standard_normal(len(flat)), reduction=reduction))
+    return tensor_completion(tuple(dims), idx, rng.standard_normal(len(flat)), reduction=reduction)
 
 
 def network_forward(factors, inputs) -> np.ndarray:

@@ -41,15 +41,14 @@ def test_network_forward_is_multilinear_on_general_inputs():
     assert np.allclose(net, want, rtol=1e-12, atol=1e-12)
 
 
-def test_complex_safe_gradient_keeps_imaginary_part():
+def test_tensor_gradient_keeps_the_imaginary_part_of_a_complex_step():
     prob = tensor_completion((2, 2, 2), [[0, 0, 0], [1, 1, 0]], [1.0, -2.0])
-    safe = R.complex_safe(prob)
     T = np.zeros((2, 2, 2), dtype=complex)
     T[0, 0, 0] = 0.5 + 1e-30j
-    g = safe.grad(T)
+    g = prob.grad(T)
     assert g.dtype == complex and g[0, 0, 0].imag == pytest.approx(1e-30, rel=1e-12)
     Tr = np.arange(8.0).reshape(2, 2, 2)
-    assert np.array_equal(safe.grad(Tr), prob.grad(Tr))
+    assert prob.grad(Tr).dtype == np.float64
 
 
 def test_thm1_formula_matches_autograd_at_a_balanced_point():
