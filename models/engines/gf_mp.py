@@ -1,4 +1,9 @@
-"""``gf-mp``: high-precision gradient flow (mpmath), for losses down to 1e-30 and beyond.
+"""``gf-mp``: high-precision gradient flow (mpmath): trajectories with 20+ correct digits.
+
+Status: correct, with an honest error estimate, but slow. It agrees with the float64 engine where that one is
+reliable and carries ~18 correct digits of ``w11`` at loss 1e-10 (depth 3: 120 s incl. the reference run), but
+loss 1e-30 costs many minutes per trajectory, far from the 60 s target; the claims therefore use it only as the
+last escalation step (see ``properties._common.GF_LADDER``) and rc20.cor.norms_diverge stops at loss 1e-12.
 
 Solver.
     :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, default 7: order ``2s - 1``,
