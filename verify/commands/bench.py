@@ -237,7 +237,7 @@ def run(args) -> int:
     if "gf-mp" in parts:
         rows = _bench_gf_mp(args.mp_budget)
         out["rows"]["gf-mp"] = rows
-        print(_table(rows, [c for c in ("workload", "seconds", "loss", "status", "w11_rel_err", "w11_digits",
+        print(_table(rows, [c for c in ("workload", "depth", "seconds", "loss", "status", "w11_rel_err", "w11_digits",
                                         "w11_times_s") if any(c in r for r in rows)]) + "\n", flush=True)
     if "gd" in parts:
         rows = _bench_gd(args.seconds)
