@@ -311,7 +311,22 @@ class _KernelBase:
                 t.index_copy_(t.ndim - 1 if self.batch_last else 0, idx, torch.tensor(vals, dtype=F64, device=t.device))
 
 
-class _DeepElementwise(_KernelBase):
+class _DeepKernel(_KernelBase):
+    """What the two deep-matrix kernels share (either layout): ``P[-1]`` is the end-to-end product."""
+
+    P: list
+
+    def _finite_extra(self) -> list[np.ndarray]:
+        return [_host(self.P[-1])]
+
+    def scale(self) -> np.ndarray:
+        s = np.ones(self.b)
+        for W in self.state:
+            s = s * np.sqrt(np.square(self._members(_host(W))).sum(axis=1))
+        return s
+
+
+class _DeepElementwise(_DeepKernel):
     """Deep matrix factorization, batch-last layout, unrolled broadcast products (module docstring)."""
 
     kind = "elementwise"
@@ -406,17 +421,8 @@ class _DeepElementwise(_KernelBase):
     def product(self) -> np.ndarray:
         return np.moveaxis(_host(self.P[-1]), -1, 0).copy()
 
-    def _finite_extra(self) -> list[np.ndarray]:
-        return [_host(self.P[-1])]
 
-    def scale(self) -> np.ndarray:
-        s = np.ones(self.b)
-        for W in self.state:
-            s = s * np.sqrt(np.square(self._members(_host(W))).sum(axis=1))
-        return s
-
-
-class _DeepMatmul(_KernelBase):
+class _DeepMatmul(_DeepKernel):
     """Deep matrix factorization, batch-first layout, ``torch.bmm``/``baddbmm_`` (for wide layers, small batches)."""
 
     kind = "matmul"
@@ -496,15 +502,6 @@ class _DeepMatmul(_KernelBase):
 
     def product(self) -> np.ndarray:
         return _host(self.P[-1]).copy()
-
-    def _finite_extra(self) -> list[np.ndarray]:
-        return [_host(self.P[-1])]
-
-    def scale(self) -> np.ndarray:
-        s = np.ones(self.b)
-        for W in self.state:
-            s = s * np.sqrt(np.square(self._members(_host(W))).sum(axis=1))
-        return s
 
 
 class _CPSparse(_KernelBase):
