@@ -50,6 +50,16 @@ def _stack(list_of_factor_lists):
     return [np.stack([fs[j] for fs in list_of_factor_lists]) for j in range(len(list_of_factor_lists[0]))]
 
 
+def _assert_matches_sgd(res, problem, model, members, lr, steps):
+    """Every recorded product and the final factors of each batch member equal torch.optim.SGD's, to REL."""
+    for b, fs in enumerate(members):
+        ref, ref_factors = _sgd(problem, model, fs, lr, steps)
+        for k, s in enumerate(res.steps):
+            assert _rel(res.product[k, b], ref[s]) <= REL
+        for W, R in zip(res.final_factors, ref_factors):
+            assert _rel(W[b], R) <= REL
+
+
 def _problem_3x4():
     obs = [(0, 0), (0, 3), (1, 1), (1, 2), (2, 0), (2, 2), (2, 3)]
     return completion((3, 4), obs, [1.0, -0.5, 2.0, 0.3, 0.7, -1.0, 0.2], reduction="mean")
@@ -83,11 +93,7 @@ def test_batch_matches_sgd_step_for_step_rc20(depth, kernel):
     steps, lr = 100, 0.05
     res = GradientDescent(lr=lr, record_every=1, kernel=kernel).run_batch(problem, model, _stack(members), steps=steps)
     assert list(res.steps) == list(range(steps + 1))
-    for b, fs in enumerate(members):
-        ref, ref_factors = _sgd(problem, model, fs, lr, steps)
-        assert max(_rel(res.product[k, b], ref[k]) for k in range(steps + 1)) <= REL
-        for W, R in zip(res.final_factors, ref_factors):
-            assert _rel(W[b], R) <= REL
+    _assert_matches_sgd(res, problem, model, members, lr, steps)
 
 
 @pytest.mark.parametrize("kernel", ["elementwise", "matmul"])
@@ -96,12 +102,7 @@ def test_matches_sgd_on_3x4_completion_with_hidden_widths(kernel):
     members = [inits.gaussian(model, 0.7, seed=s).factors for s in range(2)]
     steps, lr = 100, 0.1
     res = GradientDescent(lr=lr, record_every=10, kernel=kernel).run_batch(problem, model, _stack(members), steps=steps)
-    for b, fs in enumerate(members):
-        ref, ref_factors = _sgd(problem, model, fs, lr, steps)
-        for k, s in enumerate(res.steps):
-            assert _rel(res.product[k, b], ref[s]) <= REL
-        for W, R in zip(res.final_factors, ref_factors):
-            assert _rel(W[b], R) <= REL
+    _assert_matches_sgd(res, problem, model, members, lr, steps)
     assert np.all(res.det_sign == 0)  # not square: undefined
 
 
@@ -124,12 +125,7 @@ def test_cp_order3_matches_sgd(reduction):
     members = [inits.cp_gaussian(model, 0.5, seed=s).factors for s in range(3)]
     steps, lr = 100, 0.05
     res = GradientDescent(lr=lr, record_every=25).run_batch(problem, model, _stack(members), steps=steps)
-    for b, fs in enumerate(members):
-        ref, ref_factors = _sgd(problem, model, fs, lr, steps)
-        for k, s in enumerate(res.steps):
-            assert _rel(res.product[k, b], ref[s]) <= REL
-        for U, R in zip(res.final_factors, ref_factors):
-            assert _rel(U[b], R) <= REL
+    _assert_matches_sgd(res, problem, model, members, lr, steps)
     traj = GradientDescent(lr=lr).run(problem, model, inits.explicit(model, members[0]), steps=steps)
     assert _rel(traj.final.product, _sgd(problem, model, members[0], lr, steps)[0][-1]) <= REL
 
