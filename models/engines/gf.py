@@ -313,7 +313,6 @@ class _Integration:
             W, loss_new, ds_new, _ = self._state(ynew)
             self._check_precision(ds_new, dense, tau_prev, tau_new)
             done = self._handle_step(dense, tau_prev, tau_new, loss_new, levels, targets)
-            self.stats.update(nfev=self.stats["nfev"] + 0)
             if done:
                 self._collect(solver)
                 return
