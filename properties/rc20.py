@@ -8,6 +8,7 @@ trajectory, with each point's margin compared with the engine's error propagated
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -341,7 +342,7 @@ def thm1_norms(inputs, dropped):
 
 def erank_bound_ratio(rho: float) -> float:
     """``(erank - 1) / (2 rho ln(e/rho))`` for a 2x2 matrix with ``sigma_2/sigma_1 = rho`` in (0, 1] (limit 1/2
-    at rho -> 0; exactly 1/2 at rho = 1). It rises on (0, ERANK_RATIO_PEAK] and falls on [ERANK_RATIO_PEAK, 1]
+    at rho -> 0; exactly 1/2 at rho = 1). It rises on (0, erank_ratio_peak()] and falls on [erank_ratio_peak(), 1]
     (tested), with maximum ~0.542: RC20's bound holds with a relative slack of ~46% at every rho."""
     rho = float(rho)
     if rho <= 0:
@@ -349,20 +350,18 @@ def erank_bound_ratio(rho: float) -> float:
     return M.erank_excess_from_ratio(rho) / (2.0 * rho * (1.0 - math.log(rho)))
 
 
-def _erank_ratio_peak() -> float:
-    from scipy.optimize import minimize_scalar
-
+@functools.lru_cache(maxsize=None)
+def erank_ratio_peak() -> float:
+    """Where :func:`erank_bound_ratio` peaks (~0.198); computed once, on first use."""
     return float(minimize_scalar(lambda x: -erank_bound_ratio(x), bounds=(1e-3, 1.0), method="bounded",
                                  options={"xatol": 1e-12}).x)
-
-
-ERANK_RATIO_PEAK = _erank_ratio_peak()
 
 
 def erank_bound_ratio_range(lo: float, hi: float) -> tuple[float, float]:
     """(min, max) of :func:`erank_bound_ratio` over ``[lo, hi]`` (a subset of [0, 1]), from its unimodality."""
     ends = (erank_bound_ratio(lo), erank_bound_ratio(hi))
-    top = erank_bound_ratio(ERANK_RATIO_PEAK) if lo <= ERANK_RATIO_PEAK <= hi else max(ends)
+    peak = erank_ratio_peak()
+    top = erank_bound_ratio(peak) if lo <= peak <= hi else max(ends)
     return min(ends), top
 
 
