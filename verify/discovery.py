@@ -16,6 +16,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -27,6 +28,9 @@ BUILTIN = "properties"
 
 #: ids of the claims each module registered when it was imported through this module
 _REGISTERED: dict[str, tuple[str, ...]] = {}
+#: serializes loading: the threads of a dask worker resolve tasks concurrently, and a thread that found a file
+#: module in ``sys.modules`` while another was still executing it saw none of its claims
+_LOAD_LOCK = threading.RLock()
 
 
 def _import(spec: str):
@@ -63,7 +67,12 @@ def _import(spec: str):
 
 
 def _load_module(spec: str) -> tuple[str, ...]:
-    """Import ``spec`` and return the ids of the claims it registered, in registration order."""
+    """Import ``spec`` and return the ids of the claims it registered, in registration order (thread-safe)."""
+    with _LOAD_LOCK:
+        return _load_module_locked(spec)
+
+
+def _load_module_locked(spec: str) -> tuple[str, ...]:
     if spec in _REGISTERED:
         return _REGISTERED[spec]
     before = set(CLAIMS)
