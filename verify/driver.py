@@ -34,7 +34,6 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import hypothesis
@@ -44,8 +43,8 @@ from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDa
 from properties.api import CLAIMS, Claim, Expectation, Outcome
 from verify.profiles import Profile, get_profile
 from verify.records import SCHEMA_VERSION, Verdict, VerdictStatus
+from verify.store import package_versions
 
-PACKAGES = ("hypothesis", "numpy", "scipy", "mpmath", "sympy", "torch")
 FLOAT_KEY = "__float__"
 
 
@@ -128,16 +127,6 @@ def claim_seed(seed: int, claim_id: str) -> int:
     """The Hypothesis seed of ``claim_id`` under run seed ``seed`` (stable across processes and machines)."""
     digest = hashlib.sha256(f"{int(seed)}:{claim_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % (2**63)
-
-
-def package_versions() -> dict:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from verify.records import SCHEMA_VERSION
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
 VERDICTS = ("holds", "violated", "inconclusive", "error")
-PACKAGES = ("hypothesis", "numpy", "scipy", "mpmath", "sympy", "torch")
+PACKAGES = ("hypothesis", "numpy", "scipy", "mpmath", "gmpy2", "python-flint", "sympy", "torch")
 
 
 # ----- strict JSON ---------------------------------------------------------------------------------------------
