@@ -48,9 +48,9 @@ Raw path (everything else deep-matrix: unbalanced inits, other shapes).
 
 Precision.
     Everything happens in a private ``mpmath.MPContext``; the global ``mpmath.mp`` is never read or changed, and
-    FLINT's (global) precision is set only for the duration of each FLINT call (``flint.ctx.workprec``). The
-    working precision is ``digits + guard`` decimal digits, ``guard`` defaulting to ``10 + decades(until_loss)/2``
-    (the residuals ``w12 - 1`` etc. lose ``-log10 sqrt(loss)`` digits to cancellation).
+    FLINT's (global) precision is set only for the duration of each FLINT call, under a lock (:func:`arb_prec`).
+    The working precision is ``digits + guard`` decimal digits, ``guard`` defaulting to ``10 +
+    decades(until_loss)/2`` (the residuals ``w12 - 1`` etc. lose ``-log10 sqrt(loss)`` digits to cancellation).
 
 Error estimate.
     A *reference* run repeats the integration with ``extra_digits`` more digits and a tolerance ``tighter``
@@ -65,7 +65,9 @@ Error estimate.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 import time
 from typing import Callable, Sequence
 
@@ -128,6 +130,18 @@ def lu_factor(A: list[list]) -> tuple[list[list], list[int], list]:
     return a, perm, inv
 
 
+_ARB_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def arb_prec(prec: int):
+    """FLINT's working precision set to ``prec`` bits for the block, and restored after it. FLINT's precision
+    is one global setting, so the block also holds a lock: two threads (a dask worker's) running gf-mp at
+    different precisions would otherwise compute at each other's."""
+    with _ARB_LOCK, flint.ctx.workprec(prec):
+        yield
+
+
 def to_arb(v):
     """An mpmath ``mpf`` (or int/float) as an exact FLINT ``arb`` point."""
     return flint.arb(v)
@@ -141,13 +155,13 @@ def from_arb(a, ctx):
 
 def to_arb_mat(rows, prec: int):
     """A list-of-rows matrix of mpf as a FLINT ``arb_mat`` (exact conversion) at ``prec`` bits."""
-    with flint.ctx.workprec(prec):
+    with arb_prec(prec):
         return flint.arb_mat([[to_arb(v) for v in row] for row in rows])
 
 
 def combine(weights, mats, prec: int):
     """``sum_j weights[j] * mats[j]`` for ``arb_mat`` matrices and mpf weights, at ``prec`` bits."""
-    with flint.ctx.workprec(prec):
+    with arb_prec(prec):
         out = None
         for w, M in zip(weights, mats):
             term = M * to_arb(w)
@@ -187,7 +201,7 @@ class StageMatrix:
     as a FLINT ``arb_mat`` and solved by floating-point Gaussian elimination with partial pivoting at the
     context's precision (python-flint's ``solve(algorithm="approx")``: the same algorithm as a Python LU on
     lists of mpf, about 100x faster (measured on the 28x28 system of a 7-stage chart step). FLINT's precision is a
-    global setting, so it is set for the duration of each call and restored (``flint.ctx.workprec``).
+    global setting, so it is set for the duration of each call and restored (:func:`arb_prec`).
 
     Raises ``ZeroDivisionError`` when ``N`` is singular at working precision.
     """
@@ -196,7 +210,7 @@ class StageMatrix:
         self.ctx, self.prec = ctx, ctx.prec
         s, n = len(A), Js[0].nrows()
         self.size = s * n
-        with flint.ctx.workprec(self.prec):
+        with arb_prec(self.prec):
             J = [Jj.tolist() for Jj in Js]
             hA = [[to_arb(h * a) for a in row] for row in A]
             entries = []
@@ -211,7 +225,7 @@ class StageMatrix:
 
     def solve(self, b) -> list:
         """``N^-1 b`` for a list ``b`` of mpf."""
-        with flint.ctx.workprec(self.prec):
+        with arb_prec(self.prec):
             x = self.N.solve(flint.arb_mat(self.size, 1, [to_arb(v) for v in b]), algorithm="approx")
             return [from_arb(x[i, 0], self.ctx) for i in range(self.size)]
 
@@ -670,7 +684,7 @@ class _ChartSystem(_System):
         self.inv_L = ctx.one / self.L
         self.two_over_L = ctx.mpf(2) / self.L
         self.prec = ctx.prec
-        with flint.ctx.workprec(self.prec):           # the same constants for the FLINT evaluation of terms()
+        with arb_prec(self.prec):           # the same constants for the FLINT evaluation of terms()
             self.fast = (FLINT_KIT, _Residuals(problem, FLINT_KIT), flint.arb(1) / self.L, flint.arb(2) / self.L)
 
     def _trig(self, z, ctx=None):
@@ -689,7 +703,7 @@ class _ChartSystem(_System):
         mpmath) and returned as mpf midpoints."""
         kit, res, inv_L, two_over_L = self.fast
         ctx = self.ctx
-        with flint.ctx.workprec(self.prec):
+        with arb_prec(self.prec):
             f, loss, diss = self._terms([to_arb(v) for v in z[:4]], kit, res, inv_L, two_over_L)
             return [from_arb(v, ctx) for v in f], from_arb(loss, ctx), from_arb(diss, ctx)
 

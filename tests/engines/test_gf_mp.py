@@ -10,6 +10,7 @@ down to loss 1e-30 (~12 s); the 40-digit runs to loss 1e-30 are measured by ``ve
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import mpmath
 import pytest
@@ -92,6 +93,22 @@ def test_reaches_loss_1e30_with_18_digits_and_theorem1_bound():
         s = mpmath.sqrt(2 * loss)
         margin = w11 * s - (1 - s) ** 2
         assert margin - fin.product_err * s > 0 and margin < 4 * s   # the bound holds, and is tight to O(s)
+
+
+def test_threads_at_different_precisions_match_serial_runs():
+    # FLINT's precision is global: two threads (as in a dask worker) must not compute at each other's precision
+    model = DeepMatrix(3, (2, 2))
+    init = inits.balanced(model, 0.5, seed=0, det="positive")
+
+    def run(digits):
+        tr = get_engine("gf-mp", digits=digits, tol=1e-8, estimate=False).run(rc20(), model, init, until_loss=1e-2,
+                                                                              per_decade=1)
+        return tr.final.hp["product"]
+
+    serial = [run(20), run(60)]
+    with ThreadPoolExecutor(2) as pool:
+        threaded = list(pool.map(run, [20, 60]))
+    assert threaded == serial
 
 
 def test_raw_path_agrees_with_gf_raw():
