@@ -450,8 +450,9 @@ class Radau:
         if Zp is None:      # the constant predictor: safe for the stiff components, which stay near their
             Zp = [[0 * v for v in z0] for _ in self.c]      # slow manifold
         if self.h is not None and h <= self.TINY * self.h:
-            # a short step clipped onto an event (a loss level): its local error is ~(h / self.h)^(2s) times that
-            # of a full step, far below tol, so it needs no error estimate; the start Jacobian serves every stage
+            # a short step clipped onto an event (a loss level): its local error is at most ~(h / self.h)^(s+1)
+            # (the stiff order) times that of a full step, far below tol, so it needs no error estimate; the start
+            # Jacobian serves every stage
             r = self._solve(x0, z0, h, Zp, [self._J] * s, sc)
             if r is None:
                 return None

@@ -102,7 +102,8 @@ def test_results_lines_are_strict_json_with_every_field(run_toy):
         for key in ("schema_version", "claim", "expectation", "verdict", "met", "examples", "smallest_margin",
                     "seconds", "engine", "seed", "profile", "versions", "git_commit"):
             assert key in r, key
-        assert set(r["versions"]) == {"hypothesis", "numpy", "scipy", "mpmath", "gmpy2", "python-flint", "sympy", "torch"}
+        assert set(r["versions"]) == {"hypothesis", "numpy", "scipy", "mpmath", "gmpy2", "python-flint", "sympy",
+                                      "torch"}
         assert r["verdict"] in ("holds", "violated", "inconclusive", "error")
 
 
