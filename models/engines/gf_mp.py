@@ -682,7 +682,6 @@ class _ChartSystem(_System):
     def __init__(self, problem, depth: int, signs, ctx):
         self.res = _Residuals(problem, ctx)
         self.problem, self.L, self.signs, self.ctx = problem, int(depth), tuple(signs), ctx
-        self.inv_L = ctx.one / self.L
         self.two_over_L = ctx.mpf(2) / self.L
         self.prec = ctx.prec
         with arb_prec(self.prec):           # the same constants for the FLINT evaluation of terms()
@@ -966,6 +965,8 @@ class _Integration:
         self.kmax, self.max_steps, self.deadline, self.max_records = kmax, max_steps, deadline, max_records
         self.ctx = ctx = make_context(work_dps)
         self.tol = ctx.mpf(tol)
+        # half-widths of the band of log loss in which a level is recorded: loss in [level e^(-2 band), level]
+        self.band, self.loose_band = self.LAND_TIGHT * self.tol / 2, self.LAND_SLACK * self.tol / 2
         self.records: list[dict] = []
         self.status, self.message = Status.COMPLETED, ""
         self.stats = dict.fromkeys(SOLVER_COUNTERS, 0)
@@ -1092,7 +1093,7 @@ class _Integration:
         else:
             tevents.append((("horizon",), ctx.log1p(ctx.mpf(T_HORIZON))))
         self._new_solver(z)
-        band, loose, landed = self._land_band(), self.LAND_SLACK * self.tol / 2, False
+        band, loose, landed = self.band, self.loose_band, False
         while True:
             self._check_budget()
             solver = self.solver
@@ -1136,11 +1137,6 @@ class _Integration:
         finally:
             solver.kappa = Radau.KAPPA
 
-    def _land_band(self):
-        """Half-width of the band of ``log loss`` in which a level is recorded: ``loss`` in ``[level e^(-2 band),
-        level]``, i.e. ``LAND_TIGHT`` tolerances (relative) below the level at most (see :meth:`_land`)."""
-        return self.LAND_TIGHT * self.tol / 2
-
     def _level_offset(self, z, level):
         """``(log loss - log level, d log loss / dtau)`` at state ``z``."""
         ctx, sys_ = self.ctx, self.system
@@ -1149,14 +1145,14 @@ class _Integration:
     def _land(self, solver, level):
         """The last accepted log-time step passed the loss level ``level`` (more than the band below it): undo
         it and end a step on the level, by Newton's method on the step's end ``tau`` (aiming ``band`` below the
-        level), started from the cubic Hermite interpolant of ``log loss`` over the undone step. Each iterate is
+        level), started from the root of ``log loss`` on the undone step's collocation polynomials (itself found
+        by Newton's method from the cubic Hermite interpolant of ``log loss`` over the step). Each iterate is
         an exact Radau step (clipped to end there), so the landing point is as accurate as any other step end:
         a level is recorded with ``loss`` in ``[level (1 - LAND_TIGHT tol), level]``. Should Newton's method
         stall there (the step map is smooth in its length only down to the stage solver's tolerance), a landing
         in ``[level (1 - LAND_SLACK tol), level]`` is accepted after a few iterations (counted in the stats as
         ``loose_landings``). The record holds the loss actually reached. The main loop records the level."""
-        band = self._land_band()
-        loose = self.LAND_SLACK * self.tol / 2
+        band, loose = self.band, self.loose_band
         xb = solver.x
         gb, db = self._level_offset(solver.y, level)
         xa, za = solver.last_start()
@@ -1186,7 +1182,7 @@ class _Integration:
 
     def _dense_root(self, solver, level, x, xa, xb):
         """Newton's method for the aim ``log level - band`` on the last step's dense output, from ``x``."""
-        band = self._land_band()
+        band = self.band
         for _ in range(8):
             g, d = self._level_offset(solver.dense(x) + [x], level)
             xn = min(max(x - (g + band) / d, xa), xb)
