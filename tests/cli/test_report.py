@@ -78,7 +78,7 @@ def test_markdown_escapes_markup_and_table_breaks(report_dir):
     md = (report_dir / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| `toy.markup`"))
     assert "&lt;script&gt;" in row and "<script>" not in md and "<b>" not in md
-    assert row.count(" | ") == 10  # 11 cells: the title's pipe is escaped
+    assert row.count(" | ") == 12  # 13 cells: the title's pipe is escaped
     assert "| `toy.violated` |" in md and "**no**" in md
     assert "[toy.violated.json](counterexamples/toy.violated.json)" in md
     assert "| `nonnegative` | x &gt;= 0 | violated | necessary: counterexample" in md

@@ -6,7 +6,7 @@ import traceback
 from pathlib import Path
 
 from models.errors import InvalidInput
-from verify import discovery, store
+from verify import discovery, evidence, store
 from verify.commands import _common
 
 HELP = ("rerun the check of a stored counterexample (counterexamples/ID.json); exit 0 when its stored verdict "
@@ -54,8 +54,12 @@ def run(args) -> int:
         print("".join(traceback.format_exception_only(type(exc), exc)).strip())
     else:
         status = outcome.status
-        print(f"outcome: {status}, margin {outcome.margin!r}, error estimate {outcome.error!r}"
+        print(f"outcome: {status}, {evidence.sentence(evidence.of_outcome(outcome))}"
               + (f", engine {outcome.engine}" if outcome.engine else ""))
+    stored = evidence.of_record(doc)
+    if stored is not None:
+        print(f"stored:  {stored.get('status') or expected}, {evidence.sentence(stored)}"
+              + (f", engine {stored['engine']}" if stored.get("engine") else ""))
     if status == expected:
         print(f"reproduced: {status}")
         return 0

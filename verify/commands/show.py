@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from verify import discovery, store
+from verify import discovery, evidence, store
 from verify.commands import _common
 
 HELP = "show one claim: statement, hypotheses, source, how it is checked, and its last stored verdict"
@@ -54,11 +54,14 @@ def run(args) -> int:
     if rec is None:
         print(f"last stored verdict: none in {args.out}")
     else:
-        margin = rec.get("smallest_margin")
+        n = rec.get("examples")
         print(f"last stored verdict: {rec.get('verdict')} ({'met' if rec.get('met') else 'NOT met'}; "
-              f"{rec.get('examples')} examples, smallest margin {margin if margin is not None else '-'}, "
-              f"{rec.get('seconds')} s; profile {rec.get('profile')}, seed {rec.get('seed')}, "
-              f"commit {str(rec.get('git_commit'))[:12]})")
+              f"{n} example{'' if n == 1 else 's'}, {rec.get('seconds')} s; profile {rec.get('profile')}, "
+              f"seed {rec.get('seed')}, commit {str(rec.get('git_commit'))[:12]})")
+        ev = evidence.of_record(rec)
+        if ev is not None:
+            print(f"  evidence ({evidence.WHICH.get(ev.get('which'), 'stored')}): {evidence.sentence(ev)}"
+                  + (f", engine {ev['engine']}" if ev.get("engine") else ""))
         if rec.get("counterexample_file"):
             print(f"  counterexample: {Path(args.out) / rec['counterexample_file']}")
     return 0
