@@ -1,4 +1,5 @@
-"""``verify show ID``: statement, hypotheses, source, how it is checked, last stored verdict."""
+"""``verify show ID``: statement, hypotheses, source, how it is checked, the catalog notes it rests on (statement,
+constants, derivation and sources, shipped in ``properties/catalog``), last stored verdict."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ from pathlib import Path
 from verify import discovery, evidence, store
 from verify.commands import _common
 
-HELP = "show one claim: statement, hypotheses, source, how it is checked, and its last stored verdict"
+HELP = ("show one claim: statement, hypotheses, source, how it is checked, the catalog notes it rests on "
+        "(constants, derivation, sources) and its last stored verdict")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("id", metavar="ID", help="claim id")
+    parser.add_argument("--no-notes", dest="notes", action="store_false",
+                        help="leave out the catalog notes (the sections of properties/catalog/claims-catalog.md the "
+                             "claim cites)")
     _common.add_claims(parser)
     _common.add_out(parser, "where to look for its last stored verdict")
 
@@ -34,9 +39,10 @@ def last_record(out: Path, claim_id: str) -> dict | None:
 
 
 def run(args) -> int:
-    claim = discovery.load(args.claims).get(args.id)
+    loaded = discovery.load(args.claims)
+    claim = loaded.get(args.id)
     d = claim.describe()
-    wrap = lambda text: textwrap.fill(text, 100, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
+    wrap = lambda text: textwrap.fill(" ".join(text.split()), 100, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
     print(f"{d['id']}: {d['title']}")
     print(f"source:      {d['source']}")
     print(f"kind:        {d['kind']}")
@@ -50,6 +56,16 @@ def run(args) -> int:
         print(f"  - {h['name']}{' (dropped)' if h['dropped'] else ''}: {h['text']}")
     print("how it is checked:")
     print(wrap(d["how"] or "(not described)"))
+    from properties import catalog
+    refs = catalog.for_claim(claim, loaded.claims)
+    if not refs:
+        print("catalog notes: none cited")
+    elif not args.notes:
+        print(f"catalog notes: {', '.join(refs)} (shown without --no-notes; all in docs/claims.md)")
+    else:
+        print(f"catalog notes ({', '.join(refs)}; the suite's notes on the papers, shipped with it):")
+        for ref in refs:
+            print(textwrap.indent(catalog.section(ref).rstrip(), "  | ", lambda line: True))
     rec = last_record(Path(args.out), claim.id)
     if rec is None:
         print(f"last stored verdict: none in {args.out}")
