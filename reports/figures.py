@@ -33,6 +33,37 @@ RC = {
 }
 
 
+def style():
+    """The context in which every figure of the report is made and saved (byte-stable settings)."""
+    return matplotlib.rc_context(RC)
+
+
+def band_visible(points, fraction: float = 0.005) -> bool:
+    """Whether an error band is visible at the plot's scale: ``points`` are ``[x, y, err, ...]`` rows; the band is
+    drawn when the largest error is at least ``fraction`` of the y range the curve and band span (about 1.5 pixel
+    on a 300-pixel axis)."""
+    ys = [(num(p[1]), num(p[2])) for p in points if math.isfinite(num(p[1])) and math.isfinite(num(p[2]))]
+    if not ys:
+        return False
+    lo, hi = min(y - e for y, e in ys), max(y + e for y, e in ys)
+    emax = max(e for _, e in ys)
+    return emax > 0 and (hi - lo <= 0 or emax >= fraction * (hi - lo))
+
+
+def save(fig: Figure, out_dir: Path, name: str, *, top: float | None = None) -> list[Path]:
+    """Write ``out_dir/NAME.svg`` and ``NAME.png`` byte-stably (call inside :func:`style`)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    margins = dict(_MARGINS[min(len(fig.axes), 2)])
+    if top is not None:
+        margins["top"] = top
+    fig.subplots_adjust(**margins)
+    svg, png = out_dir / f"{name}.svg", out_dir / f"{name}.png"
+    fig.savefig(svg, format="svg", metadata={"Date": None})
+    fig.savefig(png, format="png", metadata={"Software": None})
+    return [svg, png]
+
+
 def _decades(value, pos=None) -> str:
     """A log tick label ``1e-06`` (plain text: mathtext tick labels make drawing several times slower)."""
     if value <= 0:
@@ -49,11 +80,14 @@ def _log(ax, which: str) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _f(x) -> float:
-    """A stored number (``"nan"``/``"inf"`` strings included) as a float."""
+def num(x) -> float:
+    """A stored number (``"nan"``/``"inf"`` strings included) as a float; None is NaN."""
     if x is None:
         return math.nan
     return float(x)
+
+
+_f = num
 
 
 def _positive(xs, ys):
@@ -78,10 +112,15 @@ def _label(run: dict) -> str:
     return run["label"] + ("" if status in ("completed", "") else f" ({status})")
 
 
-def _loss_axis(ax) -> None:
+def loss_axis(ax) -> None:
+    """A log x axis of the loss, decreasing to the right (the direction of the flow)."""
     _log(ax, "x")
     ax.set_xlabel("loss (decreasing along the flow)")
     ax.invert_xaxis()
+
+
+_loss_axis = loss_axis
+log_axis = _log
 
 
 # ----- one function per figure ---------------------------------------------------------------------------------
@@ -212,15 +251,10 @@ _MARGINS = {1: dict(left=0.12, right=0.97, bottom=0.12, top=0.92),
 
 def render_figure(spec: FigureSpec, data: dict, out_dir: Path) -> list[Path]:
     """Draw one figure to ``out_dir/NAME.svg`` and ``NAME.png`` (byte-stable)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context(RC):
+    with style():
         fig = Figure(figsize=spec.size)
         spec.draw(data, fig)
-        fig.subplots_adjust(**_MARGINS[len(fig.axes)])
-        svg, png = out_dir / f"{spec.name}.svg", out_dir / f"{spec.name}.png"
-        fig.savefig(svg, format="svg", metadata={"Date": None})
-        fig.savefig(png, format="png", metadata={"Software": None})
-    return [svg, png]
+        return save(fig, out_dir, spec.name)
 
 
 def render_all(data_dir: str | Path, out_dir: str | Path, *, draw: bool = True) -> list[dict]:

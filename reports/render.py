@@ -140,30 +140,38 @@ def evidence_of(record: dict) -> dict:
             "engine": (ev or {}).get("engine") or ""}
 
 
-def counterexamples(records: list[dict], out: Path) -> list[dict]:
+def counterexamples(records: list[dict], out: Path, *, draw: bool = True) -> list[dict]:
     """One section per stored counterexample (violations, expected or not): the claim, its shrunk inputs, the
-    margin against its error, the command that replays it, and its figure when ``verify reproduce`` drew one."""
+    margin against its error, the command that replays it, and the figure of its trajectory against the claimed
+    bound (drawn here from the stored outcome when it recorded one; with ``draw=False`` the one already drawn)."""
+    from reports import counterexample
+
     found = []
     for r in records:
         cx = r.get("counterexample")
         if r.get("verdict") != "violated" or not isinstance(cx, dict):
             continue
         ev = evidence.of_record(r)
-        fig = Path("counterexamples") / f"{r['claim']}.svg"
-        png = fig.with_suffix(".png")
-        found.append({"claim": r["claim"], "title": r.get("title"), "statement": r.get("statement"),
-                      "verdict": verdict_text(r), "class": verdict_class(r), "met": bool(r.get("met")),
+        base = out / "counterexamples" / r["claim"]
+        fig = None
+        if draw:
+            fig = counterexample.draw(r["claim"], cx.get("outcome"), base)
+        elif base.with_suffix(".svg").exists() and base.with_suffix(".png").exists():
+            fig = {"svg": base.with_suffix(".svg"), "png": base.with_suffix(".png"),
+                   "caption": _cx_caption(base)}
+        found.append({"claim": r["claim"], "title": r.get("title"), "verdict": verdict_text(r),
+                      "class": verdict_class(r), "met": bool(r.get("met")),
                       "inputs": short_inputs(cx, limit=400), "evidence": evidence_of(r),
                       "sentence": evidence.sentence(ev), "file": r.get("counterexample_file"),
-                      "svg": str(fig) if (out / fig).exists() else None,
-                      "png": str(png) if (out / png).exists() else None,
-                      "caption": _cx_caption(out, r["claim"])})
+                      "svg": f"counterexamples/{Path(fig['svg']).name}" if fig else None,
+                      "png": f"counterexamples/{Path(fig['png']).name}" if fig else None,
+                      "caption": fig["caption"] if fig else ""})
     return found
 
 
-def _cx_caption(out: Path, claim_id: str) -> str:
+def _cx_caption(base: Path) -> str:
     try:
-        return str(json.loads((out / "counterexamples" / f"{claim_id}.figure.json").read_text())["caption"])
+        return str(json.loads(base.with_name(base.name + ".figure.json").read_text())["caption"])
     except (OSError, ValueError, KeyError, TypeError):
         return ""
 
@@ -215,11 +223,12 @@ def context(out: str | Path, *, figures: bool = True) -> dict:
         "figures": figures_for(out, draw=figures),
         "verdict_words": VERDICT_WORDS,
         "refuted_as_expected": refuted,
-        "counterexamples": counterexamples(records, out),
+        "counterexamples": counterexamples(records, out, draw=figures),
         "which_words": evidence.WHICH,
     }
 
 
+NO_CX_FIGURE = "No figure: the check records no trajectory, only its decisive point."
 MARGIN_NOTE = ("Each claim's margin is that of the example its verdict rests on (the shrunk counterexample when "
                "violated, else the first example within its error when inconclusive, else the example with the "
                "smallest normalized margin), in the claim's own units; error is the numerical error estimate of "
@@ -312,6 +321,8 @@ def markdown(ctx: dict) -> str:
                 lines += [f"Replay and redraw: `verify reproduce {code(c['file'])}` (from the report directory).", ""]
             if c["png"]:
                 lines += [f"![{md(c['claim'])}]({c['png']})", "", md(c["caption"]), ""]
+            else:
+                lines += [NO_CX_FIGURE, ""]
     if ctx["ablations"]:
         lines += ["## Ablations", ""]
         for a in ctx["ablations"]:
@@ -349,7 +360,7 @@ def _environment() -> Environment:
     env.filters.update(num=fmt_num, seconds=fmt_seconds, first_line=first_line, inputs=short_inputs,
                        basename=lambda p: Path(p).name, verdict=verdict_text, vclass=verdict_class,
                        evidence=evidence_of)
-    env.globals.update(plural=plural, margin_note=MARGIN_NOTE, refuted_word=REFUTED_AS_EXPECTED)
+    env.globals.update(plural=plural, margin_note=MARGIN_NOTE, no_cx_figure=NO_CX_FIGURE, refuted_word=REFUTED_AS_EXPECTED)
     return env
 
 

@@ -8,6 +8,7 @@ import re
 from html.parser import HTMLParser
 
 from cli_helpers import TOY, read_summary, strict_loads
+from verify import evidence
 
 
 class _Rows(HTMLParser):
@@ -113,3 +114,37 @@ def test_negative_controls_read_refuted_as_expected_in_the_colour_of_success(cli
     md = (d / "report.md").read_text()
     assert "| refuted, as expected | yes |" in next(ln for ln in md.splitlines() if ln.startswith("| `toy.refuted`"))
     assert "1 examples" not in md
+
+
+def test_a_counterexample_is_a_report_of_its_own_and_reproduce_redraws_its_figure(cli, run_toy):
+    from cli_helpers import HERE
+
+    _, _, _, d = run_toy(claims=str(HERE / "toy_trajectory.py"))  # --no-figures: nothing drawn yet
+    assert not (d / "counterexamples" / "toytraj.bound.svg").exists()
+    code, out, err = cli("report", d)
+    assert code == 0, err
+    rec = read_summary(d)["claims"][0]
+    assert rec["verdict"] == "violated"
+    series = rec["counterexample"]["outcome"]["detail"]["series"]
+    assert series["x"] == "loss" and series["value_name"] == "w11" and len(series["points"]) == 12
+    for x, margin, error, value, bound in series["points"]:  # the stored trajectory is the check's own numbers
+        assert math.isclose(value - bound, margin, rel_tol=1e-12) and math.isclose(error, 2e-2 * value)
+    svg = d / "counterexamples" / "toytraj.bound.svg"
+    png = svg.with_suffix(".png")
+    first = svg.read_bytes(), png.read_bytes()
+    html = (d / "report.html").read_text()
+    section = html[html.index("<h2>Counterexamples</h2>"):]
+    assert '<img src="counterexamples/toytraj.bound.svg"' in section
+    ev = rec["extra"]["evidence"]
+    assert f"margin {evidence.num(ev['margin'])}, error {evidence.num(ev['error'])}" in section
+    assert "|w11| against the claimed bound" in section and "12 recorded points" in section
+    assert "the band is drawn" in section  # errors of 2e-2 |w11| are visible on this plot's scale
+    md = (d / "report.md").read_text()
+    assert "![toytraj.bound](counterexamples/toytraj.bound.png)" in md
+    svg.unlink()
+    png.unlink()
+    code, out, err = cli("reproduce", d / rec["counterexample_file"])
+    assert code == 0 and f"figure: {svg} and {png}" in out, out + err
+    assert (svg.read_bytes(), png.read_bytes()) == first  # redrawn from the replay: the same figure, byte for byte
+    code, out, err = cli("reproduce", d / rec["counterexample_file"], "--no-figure")
+    assert code == 0 and "figure:" not in out

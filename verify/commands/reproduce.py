@@ -15,6 +15,9 @@ HELP = ("rerun the check of a stored counterexample (counterexamples/ID.json); e
 
 def add_arguments(parser) -> None:
     parser.add_argument("file", metavar="FILE", type=Path, help="a counterexamples/ID.json written by verify run")
+    parser.add_argument("--no-figure", dest="figure", action="store_false",
+                        help="do not redraw the counterexample's figure (FILE's name with .svg and .png: its "
+                             "trajectory against the claimed bound, drawn from the replayed outcome)")
     _common.add_claims(parser)
 
 
@@ -34,6 +37,20 @@ def claim_of(doc: dict, modules) -> "object":
     if doc.get("parent") and doc.get("dropped"):
         return discovery.ablated(catalog.get(doc["parent"]), doc["dropped"])
     return catalog.get(doc["claim"])
+
+
+def redraw(claim_id: str, outcome, path: Path) -> None:
+    """Draw the replayed outcome's trajectory against the claimed bound next to ``path`` (one line either way)."""
+    from reports import counterexample
+    from verify import driver
+    base = path.parent / path.stem
+    try:
+        fig = counterexample.draw(claim_id, driver.outcome_to_json(outcome), base)
+    except OSError as exc:
+        print(f"figure: not drawn ({type(exc).__name__}: {exc})")
+        return
+    print(f"figure: {fig['svg']} and {fig['png']}" if fig else
+          "figure: none (the check records no trajectory, only its decisive point)")
 
 
 def run(args) -> int:
@@ -56,6 +73,8 @@ def run(args) -> int:
         status = outcome.status
         print(f"outcome: {status}, {evidence.sentence(evidence.of_outcome(outcome))}"
               + (f", engine {outcome.engine}" if outcome.engine else ""))
+        if args.figure:
+            redraw(claim.id, outcome, args.file)
     stored = evidence.of_record(doc)
     if stored is not None:
         print(f"stored:  {stored.get('status') or expected}, {evidence.sentence(stored)}"
