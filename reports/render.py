@@ -272,7 +272,7 @@ def markdown(ctx: dict) -> str:
                  f"{md(', '.join(s.get('claims_modules') or []) or '?')}.")
     lines.append("")
     lines.append(f"**{t.get('met', 0)} of {t.get('claims', 0)} claims met their expectation** "
-                 f"(holds {t.get('holds', 0)}, {REFUTED_AS_EXPECTED} {ctx['refuted_as_expected']}, violated "
+                 f"(holds {t.get('holds', 0)}, refuted as expected {ctx['refuted_as_expected']}, violated "
                  f"{t.get('violated', 0) - ctx['refuted_as_expected']}, inconclusive "
                  f"{t.get('inconclusive', 0)}, error {t.get('error', 0)}; {plural(t.get('examples', 0), 'example')}, "
                  f"{fmt_seconds(t.get('seconds'))} s).")
@@ -360,7 +360,7 @@ def _environment() -> Environment:
     env.filters.update(num=fmt_num, seconds=fmt_seconds, first_line=first_line, inputs=short_inputs,
                        basename=lambda p: Path(p).name, verdict=verdict_text, vclass=verdict_class,
                        evidence=evidence_of)
-    env.globals.update(plural=plural, margin_note=MARGIN_NOTE, no_cx_figure=NO_CX_FIGURE, refuted_word=REFUTED_AS_EXPECTED)
+    env.globals.update(plural=plural, margin_note=MARGIN_NOTE, no_cx_figure=NO_CX_FIGURE)
     return env
 
 
