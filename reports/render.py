@@ -28,8 +28,7 @@ VERDICT_WORDS = {
     "refuted, as expected": "a counterexample was found whose violation clears its error estimate, as expected of "
                             "a conjecture or negative control",
 }
-#: The word shown for a claim expected to be refuted (``verify list``'s expectation) whose search refuted it.
-REFUTED_AS_EXPECTED = "refuted, as expected"
+REFUTED_AS_EXPECTED = evidence.REFUTED_AS_EXPECTED
 
 
 class ReportError(ValueError):
@@ -108,10 +107,7 @@ def fmt_num(x, digits: int = 3) -> str:
 def verdict_text(record: dict) -> str:
     """The verdict as the report shows it: a conjecture or negative control (expectation ``refuted``) that was
     refuted reads "refuted, as expected", in the words of ``verify list``."""
-    v = record.get("verdict") or "error"
-    if v == "violated" and record.get("expectation") == "refuted":
-        return REFUTED_AS_EXPECTED
-    return v
+    return evidence.verdict_word(record.get("verdict"), record.get("expectation"))
 
 
 def verdict_class(record: dict) -> str:

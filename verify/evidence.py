@@ -29,6 +29,17 @@ WHICH = {
 }
 
 
+#: The word for a claim expected to be refuted (``verify list``'s expectation) whose search refuted it.
+REFUTED_AS_EXPECTED = "refuted, as expected"
+
+
+def verdict_word(verdict: str | None, expectation: str | None) -> str:
+    """A verdict as every command shows it: a conjecture or negative control (expectation ``refuted``) that was
+    refuted reads "refuted, as expected"; other verdicts read as stored."""
+    v = verdict or "error"
+    return REFUTED_AS_EXPECTED if v == "violated" and expectation == "refuted" else v
+
+
 def _f(x: Any) -> float:
     """A stored number (``"nan"``/``"inf"``/``"-inf"`` strings included) as a float; None is NaN."""
     if x is None:
@@ -124,4 +135,4 @@ def sentence(ev: dict | None) -> str:
     return f"margin {m}, error {e}, margin/error {r}"
 
 
-__all__ = ["WHICH", "cells", "make", "num", "of_outcome", "of_record", "pick", "ratio", "sentence"]
+__all__ = ["REFUTED_AS_EXPECTED", "WHICH", "cells", "make", "num", "of_outcome", "of_record", "pick", "ratio", "sentence", "verdict_word"]

@@ -114,6 +114,10 @@ def test_negative_controls_read_refuted_as_expected_in_the_colour_of_success(cli
     md = (d / "report.md").read_text()
     assert "| refuted, as expected | yes |" in next(ln for ln in md.splitlines() if ln.startswith("| `toy.refuted`"))
     assert "1 examples" not in md
+    code, out, err = cli("show", "toy.refuted", "--claims", TOY, "--out", d)
+    assert "last stored verdict: refuted, as expected (met;" in out
+    code, out, err = cli("reproduce", d / "counterexamples" / "toy.refuted.json")
+    assert code == 0 and "reproduced: violated (refuted, as expected)" in out
 
 
 def test_a_counterexample_is_a_report_of_its_own_and_reproduce_redraws_its_figure(cli, run_toy):

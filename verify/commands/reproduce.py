@@ -80,7 +80,8 @@ def run(args) -> int:
         print(f"stored:  {stored.get('status') or expected}, {evidence.sentence(stored)}"
               + (f", engine {stored['engine']}" if stored.get("engine") else ""))
     if status == expected:
-        print(f"reproduced: {status}")
+        word = evidence.verdict_word(status, doc.get("expectation"))
+        print(f"reproduced: {status}" + (f" ({word})" if word != status else ""))
         return 0
     print(f"NOT reproduced: stored {expected}, now {status}")
     return 1

@@ -71,7 +71,8 @@ def run(args) -> int:
         print(f"last stored verdict: none in {args.out}")
     else:
         n = rec.get("examples")
-        print(f"last stored verdict: {rec.get('verdict')} ({'met' if rec.get('met') else 'NOT met'}; "
+        word = evidence.verdict_word(rec.get("verdict"), rec.get("expectation"))
+        print(f"last stored verdict: {word} ({'met' if rec.get('met') else 'NOT met'}; "
               f"{n} example{'' if n == 1 else 's'}, {rec.get('seconds')} s; profile {rec.get('profile')}, "
               f"seed {rec.get('seed')}, commit {str(rec.get('git_commit'))[:12]})")
         ev = evidence.of_record(rec)
