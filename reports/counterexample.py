@@ -30,14 +30,19 @@ def series_of(outcome: dict | None) -> dict | None:
     return s
 
 
+def _with_bound(series: dict) -> bool:
+    """Whether the points record the checked value and the bound (then the figure has a panel of them)."""
+    return bool(series.get("value_name")) and all(p[3] is not None and p[4] is not None for p in series["points"])
+
+
 def caption(claim_id: str, outcome: dict, series: dict) -> str:
     pts = series["points"]
     n_bad = sum(1 for p in pts if figures.num(p[1]) < -figures.num(p[2]))
-    what = (f"{_LABELS.get(series['value_name'], series['value_name'])} against the claimed bound (left) and " if series.get("value_name")
-            and pts[0][4] is not None else "")
+    name = _LABELS.get(series.get("value_name"), series.get("value_name"))
+    what = f"{name} against the claimed bound (left) and " if _with_bound(series) else ""
     emax = max(figures.num(p[2]) for p in pts)
-    return (f"Counterexample to {claim_id}: {what}the margin with its error estimate (right: the claim holds "
-            f"above 0) at the {len(pts)} recorded points of its trajectory against the {series['x']}"
+    return (f"Counterexample to {claim_id}: {what}the margin with its error estimate ({'right: ' if what else ''}"
+            f"the claim holds above 0) at the {len(pts)} recorded points of its trajectory against the {series['x']}"
             f"{', ' + series['part'] if series.get('part') else ''}, engine {outcome.get('engine') or '?'}; "
             f"{n_bad} point{'s' if n_bad != 1 else ''} violated (red). Decisive point: "
             f"{evidence.sentence(evidence.of_outcome(outcome))}; largest error estimate {evidence.num(emax)}"
@@ -56,7 +61,7 @@ def draw(claim_id: str, outcome: dict, base: str | Path) -> dict | None:
     x = [figures.num(p[0]) for p in pts]
     m = [figures.num(p[1]) for p in pts]
     e = [figures.num(p[2]) for p in pts]
-    with_bound = series.get("value_name") and all(p[3] is not None and p[4] is not None for p in pts)
+    with_bound = _with_bound(series)
     with figures.style():
         fig = figures.Figure(figsize=(9.0, 3.8) if with_bound else (6.4, 4.2))
         axes = [fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)] if with_bound else [fig.add_subplot(1, 1, 1)]

@@ -135,4 +135,5 @@ def sentence(ev: dict | None) -> str:
     return f"margin {m}, error {e}, margin/error {r}"
 
 
-__all__ = ["REFUTED_AS_EXPECTED", "WHICH", "cells", "make", "num", "of_outcome", "of_record", "pick", "ratio", "sentence", "verdict_word"]
+__all__ = ["REFUTED_AS_EXPECTED", "WHICH", "cells", "make", "num", "of_outcome", "of_record", "pick", "ratio",
+           "sentence", "verdict_word"]

@@ -42,7 +42,8 @@ def run(args) -> int:
     loaded = discovery.load(args.claims)
     claim = loaded.get(args.id)
     d = claim.describe()
-    wrap = lambda text: textwrap.fill(" ".join(text.split()), 100, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
+    def wrap(text: str) -> str:
+        return textwrap.fill(" ".join(text.split()), 100, initial_indent="  ", subsequent_indent="  ")
     print(f"{d['id']}: {d['title']}")
     print(f"source:      {d['source']}")
     print(f"kind:        {d['kind']}")
