@@ -6,7 +6,8 @@ Soundness rules implemented here (see design.md, "Numerical soundness"):
 - :func:`combine`: a claim checked at many points holds only if every point holds (margin > error); it is
   violated as soon as one point is violated (margin < -error); otherwise it is inconclusive. The outcome
   returned is the worst point: the most clearly violated one, else an inconclusive one, else the smallest
-  normalized margin.
+  normalized margin. Its detail keeps the ``series`` of margins (and values and bounds, when the points record
+  them) along the trajectory, which the report draws for a counterexample.
 - :func:`escalate`: run the check on the float64 engine; if the outcome is inconclusive, or the trajectory is not
   trustworthy (diverged, lost precision, solver failed) and shows no violation, rerun with a tighter tolerance,
   then with the high-precision engine. An outcome still inconclusive is returned as such; a trajectory still
@@ -87,10 +88,43 @@ def combine(outcomes: Iterable[Outcome], engine: str = "", **detail) -> Outcome:
         worst = min(outs, key=lambda o: o.normalized_margin)
     d = dict(worst.detail)
     d.update(_jsonable(detail))
+    if "series" not in d:
+        series = _series(outs, worst)
+        if series is not None:
+            d["series"] = series
     d.setdefault("points_checked", len(outs))
     d.setdefault("points_violated", len(violated))
     d.setdefault("points_inconclusive", len(inconclusive))
     return Outcome(worst.margin, worst.error, d, engine or worst.engine, worst.scale)
+
+
+#: At most this many points of a trajectory are kept in an outcome's ``series`` (evenly spaced, the worst kept).
+SERIES_POINTS = 200
+_VALUE_KEYS = ("w11", "norm", "value")
+
+
+def _series(outs: list, worst: Outcome) -> dict | None:
+    """The margins along the trajectory of the worst point's part, for the counterexample figure: ``{"x": "loss" or
+    "t", "part", "value_name", "points": [[x, margin, error, value, bound], ...]}`` (value and bound None when the
+    points do not record them), or None when fewer than 3 points record a loss or time."""
+    part = worst.detail.get("part")
+    same = [o for o in outs if o.detail.get("part") == part]
+    xkey = next((k for k in ("loss", "t") if all(isinstance(o.detail.get(k), (int, float)) for o in same)), None)
+    if xkey is None or len(same) < 3:
+        return None
+    vkey = next((k for k in _VALUE_KEYS if all(isinstance(o.detail.get(k), (int, float)) for o in same)), None)
+    bounded = all(isinstance(o.detail.get("bound"), (int, float)) for o in same)
+    keep = list(range(len(same)))
+    if len(same) > SERIES_POINTS:
+        step = len(same) / SERIES_POINTS
+        keep = sorted({int(i * step) for i in range(SERIES_POINTS)}
+                      | {i for i, o in enumerate(same) if o is worst})
+    points = []
+    for i in keep:
+        o = same[i]
+        points.append([float(o.detail[xkey]), o.margin, o.error, float(o.detail[vkey]) if vkey else None,
+                       float(o.detail["bound"]) if bounded else None])
+    return _jsonable({"x": xkey, "part": part, "value_name": vkey, "points": points})
 
 
 def identity_outcome(diff: float, tol: float, rounding: float, **detail) -> Outcome:

@@ -119,11 +119,18 @@ class Claim:
         return tuple(h for h in self.hypotheses if h.name not in self.dropped)
 
     def drop(self, *names: str, id: str | None = None, expectation: Expectation = Expectation.REFUTED,
-             title: str | None = None) -> "Claim":
-        """The same claim with the named hypotheses dropped (a negative control or an ablation)."""
+             title: str | None = None, statement: str | None = None) -> "Claim":
+        """The same claim with the named hypotheses dropped (a negative control or an ablation).
+
+        ``statement`` says what is tested without them; by default the parent's statement, prefixed by the
+        hypotheses dropped (so that it never reads as if they were still assumed)."""
         new_id = id or f"{self.id}.without_{'_'.join(names)}"
+        texts = {h.name: h.text for h in self.hypotheses}
+        dropped_text = "; ".join(f"{n} ({texts.get(n, n)})" for n in names)
         return replace(self, id=new_id, dropped=self.dropped | frozenset(names), expectation=expectation,
-                       parent=self.id, title=title or f"{self.title} (without {', '.join(names)})")
+                       parent=self.id, title=title or f"{self.title} (without {', '.join(names)})",
+                       statement=statement or f"WITHOUT the hypothesis {dropped_text}, the conclusion of: "
+                                              f"{self.statement}")
 
     def inputs_strategy(self):
         return self.strategy(self.dropped)

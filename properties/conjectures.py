@@ -59,14 +59,22 @@ def nuclear_norm(inputs, dropped):
 # ----- negative controls: a theorem with one hypothesis dropped -------------------------------------------------
 register(CLAIMS["rc20.thm1.unobserved_entry"].drop(
     "det_positive", id="rc20.neg.det_negative",
-    title="Negative control: rc20.thm1.unobserved_entry without det(W(0)) > 0 (det of either sign)"))
+    title="Negative control: rc20.thm1.unobserved_entry without det(W(0)) > 0 (det of either sign)",
+    statement="gradient flow, balanced init, depth L >= 2, det W(0) of either sign (the hypothesis det W(0) > 0 "
+              "dropped): |w11(t)| >= (1 - s)^2 / s wherever s = sqrt(2 loss(t)) < 1; expected to fail for some "
+              "det W(0) < 0, where zero-loss completions with bounded w11 exist"))
 
 register(CLAIMS["rc20.lemma.det_sign"].drop(
     "balanced", id="rc20.neg.unbalanced",
-    title="Negative control: rc20.lemma.det_sign without balancedness (per-layer Gaussian init)"))
+    title="Negative control: rc20.lemma.det_sign without balancedness (per-layer Gaussian init)",
+    statement="per-layer Gaussian (unbalanced) init, depth L >= 2, det W(0) != 0 (the hypothesis of a balanced "
+              "init dropped): sign det W_{L:1}(t) = sign det W_{L:1}(0) for all t; expected to fail for some init"))
 
 register(CLAIMS["rc20.lemma.det_sign_gd"].drop(
     "small_step", id="rc20.neg.large_step",
-    title="Negative control: the GD det-sign lemma with the step size drawn up to 1 (log scale)"))
+    title="Negative control: the GD det-sign lemma with the step size drawn up to 1 (log scale)",
+    statement="gradient descent, balanced init, depth L >= 3, step eta drawn up to 1 on a log scale (the hypothesis "
+              "eta <= 10^-1.5 dropped), 2000 steps: sign det W_{L:1}(k) = sign det W_{L:1}(0) for every step k; "
+              "expected to fail for some large step"))
 
 NEGATIVE_CONTROLS = ("rc20.neg.det_negative", "rc20.neg.unbalanced", "rc20.neg.large_step")

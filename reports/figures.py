@@ -27,10 +27,42 @@ RC = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "figure.dpi": 100,
-    "savefig.dpi": 100,
+    "savefig.dpi": 150,
     "path.simplify": False,
     "axes.formatter.use_mathtext": False,
 }
+
+
+def style():
+    """The context in which every figure of the report is made and saved (byte-stable settings)."""
+    return matplotlib.rc_context(RC)
+
+
+def band_visible(points, fraction: float = 0.005) -> bool:
+    """Whether an error band is visible at the plot's scale: ``points`` are ``[x, y, err, ...]`` rows; the band is
+    drawn when the largest error is at least ``fraction`` of the y range the curve and band span (about 1.5 pixel
+    on a 300-pixel axis)."""
+    ys = [(num(p[1]), num(p[2])) for p in points if math.isfinite(num(p[1])) and math.isfinite(num(p[2]))]
+    if not ys:
+        return False
+    lo, hi = min(y - e for y, e in ys), max(y + e for y, e in ys)
+    emax = max(e for _, e in ys)
+    return emax > 0 and (hi - lo <= 0 or emax >= fraction * (hi - lo))
+
+
+def save(fig: Figure, out_dir: Path, name: str, *, top: float | None = None, **margins) -> list[Path]:
+    """Write ``out_dir/NAME.svg`` and ``NAME.png`` byte-stably (call inside :func:`style`); ``top`` and
+    ``margins`` override the default subplot margins."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    margins = {**_MARGINS[min(len(fig.axes), 2)], **margins}
+    if top is not None:
+        margins["top"] = top
+    fig.subplots_adjust(**margins)
+    svg, png = out_dir / f"{name}.svg", out_dir / f"{name}.png"
+    fig.savefig(svg, format="svg", metadata={"Date": None})
+    fig.savefig(png, format="png", metadata={"Software": None})
+    return [svg, png]
 
 
 def _decades(value, pos=None) -> str:
@@ -49,11 +81,14 @@ def _log(ax, which: str) -> None:
     axis.set_minor_formatter(NullFormatter())
 
 
-def _f(x) -> float:
-    """A stored number (``"nan"``/``"inf"`` strings included) as a float."""
+def num(x) -> float:
+    """A stored number (``"nan"``/``"inf"`` strings included) as a float; None is NaN."""
     if x is None:
         return math.nan
     return float(x)
+
+
+_f = num
 
 
 def _positive(xs, ys):
@@ -78,29 +113,91 @@ def _label(run: dict) -> str:
     return run["label"] + ("" if status in ("completed", "") else f" ({status})")
 
 
-def _loss_axis(ax) -> None:
+def loss_axis(ax) -> None:
+    """A log x axis of the loss, decreasing to the right (the direction of the flow)."""
     _log(ax, "x")
     ax.set_xlabel("loss (decreasing along the flow)")
     ax.invert_xaxis()
 
 
+_loss_axis = loss_axis
+log_axis = _log
+
+
 # ----- one function per figure ---------------------------------------------------------------------------------
-def fig_w11(data: dict, fig: Figure) -> None:
-    ax = fig.add_subplot(1, 1, 1)
-    losses = []
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (3, 1)), (0, (1, 1)), "-")
+
+
+def _style(i: int) -> dict:
+    """A distinct marker and line style per run, so that overlapping curves stay distinguishable."""
+    return {"marker": MARKERS[i % len(MARKERS)], "ls": LINESTYLES[i % len(LINESTYLES)], "ms": 3.5, "lw": 1,
+            "markerfacecolor": "none"}
+
+
+BAND_FRACTION = 0.005  # on a log axis, a relative error of 0.5% is about 1 pixel: the band is drawn from there
+
+
+def rel_error(y: float, err: float) -> float:
+    return err / y if y > 0 and math.isfinite(err) else math.inf
+
+
+def band_on_log(ax, xs, ys, errs, colour) -> bool:
+    """Shade ``y +- err`` when the largest relative error is visible on a log axis (and every error is known);
+    returns whether it was drawn."""
+    rel = [rel_error(y, e) for y, e in zip(ys, errs)]
+    if not rel or not all(math.isfinite(r) for r in rel) or max(rel) < BAND_FRACTION:
+        return False
+    ax.fill_between(xs, [max(y - e, y * 1e-3) for y, e in zip(ys, errs)], [y + e for y, e in zip(ys, errs)],
+                    color=colour, alpha=0.25, lw=0)
+    return True
+
+
+def max_rel_error(data: dict, value: str, err: str = "product_err") -> float:
+    """The largest ``err / value`` over the recorded points (inf when some error is not recorded)."""
+    worst = 0.0
     for run in _runs(data):
-        x, y = _positive([_f(p["loss"]) for p in run["points"]], [_f(p["w11"]) for p in run["points"]])
+        for p in run["points"]:
+            v, e = _f(p.get(value)), _f(p.get(err))
+            if v > 0:
+                worst = max(worst, rel_error(v, e) if not math.isnan(e) else math.inf)
+    return worst
+
+
+def _s(loss: float) -> float:
+    return math.sqrt(2.0 * loss) if loss > 0 else math.nan
+
+
+def fig_w11(data: dict, fig: Figure) -> None:
+    """Left: |w11| against the loss (log-log) with the bound. Right: |w11| s (s = sqrt(2 loss)) on a linear axis,
+    where every depth is visible as it approaches 1, with the bound (1 - s)^2 that det > 0 forces."""
+    ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    losses = []
+    for i, run in enumerate(_runs(data)):
+        pts = [p for p in run["points"] if _f(p["loss"]) > 0]
+        x, y = _positive([_f(p["loss"]) for p in pts], [_f(p["w11"]) for p in pts])
         losses += x
-        ax.plot(x, y, marker=".", ms=3, lw=1, label=_label(run))
+        line, = ax1.plot(x, y, label=_label(run), **_style(i))
+        kept = [p for p in pts if _f(p["w11"]) > 0]
+        if len(kept) == len(x):
+            band_on_log(ax1, x, y, [_f(p.get("product_err")) for p in kept], line.get_color())
+        x2, y2 = _finite([_f(p["loss"]) for p in pts], [_f(p["w11"]) * _s(_f(p["loss"])) for p in pts])
+        ax2.plot(x2, y2, label=_label(run), **_style(i))
     if losses:
         xs = sorted(set(losses), reverse=True)
         bx, by = _positive(xs, [_bound(v) for v in xs])
-        ax.plot(bx, by, "k--", lw=1.2, label=r"bound $(1-\sqrt{2L})^2/\sqrt{2L}$")
-    _log(ax, "y")
-    _loss_axis(ax)
-    ax.set_ylabel(r"$|w_{11}|$")
-    ax.set_title(r"RC20: $|w_{11}|$ against loss, det$(W_0)>0$ (gradient flow)")
-    ax.legend(fontsize=7)
+        bound, = ax1.plot(bx, by, "k--", lw=1.2, label="bound (1 - s)^2 / s")
+        ax1.legend(handles=[bound], fontsize=7, loc="upper left")
+        cx, cy = _finite(xs, [(1 - _s(v)) ** 2 if _s(v) < 1 else math.nan for v in xs])
+        ax2.plot(cx, cy, "k--", lw=1.2, label="bound (1 - s)^2")
+    _log(ax1, "y")
+    for ax in (ax1, ax2):
+        _loss_axis(ax)
+    ax1.set_ylabel("|w11|")
+    ax1.set_title("|w11| against the loss")
+    ax2.set_ylabel("|w11| s,  s = sqrt(2 loss)")
+    ax2.set_title("|w11| s: every depth approaches 1")
+    ax2.legend(fontsize=7)
 
 
 def _bound(loss: float) -> float:
@@ -108,48 +205,118 @@ def _bound(loss: float) -> float:
     return (1.0 - r) ** 2 / r if 0 < r < 1 else math.nan
 
 
+def erank_minus_one(s1: float, s2: float) -> float:
+    """``erank - 1`` of a 2x2 matrix with singular values ``s1 >= s2 >= 0``, accurate when it is tiny (entropy of
+    ``(1, rho) / (1 + rho)`` with ``log1p``/``expm1``; the stored ``erank`` rounds to 1 below ~1e-16)."""
+    if not (s1 > 0) or not (s2 >= 0):
+        return math.nan
+    rho = s2 / s1
+    if rho == 0:
+        return 0.0
+    p = rho / (1.0 + rho)
+    h = -p * math.log(p) - (1.0 - p) * math.log1p(-p)
+    return math.expm1(h)
+
+
+RESOLVED = 10.0  # sigma_2 is drawn where it is at least this many times its float64 error (one significant digit)
+
+
+def sigma2_points(points) -> tuple[list, list]:
+    """``(resolved, unresolved)``: ``[(loss, sigma_2, sigma_1, err)]`` where float64 resolves sigma_2 (at least
+    :data:`RESOLVED` times its error ``sigma2_err``), and ``[(loss, sigma_2 + sigma2_err)]``, upper bounds on the
+    true sigma_2, elsewhere. A point without ``sigma2_err`` has an unknown error: never resolved, and no bound."""
+    res, unres = [], []
+    for p in points:
+        loss = _f(p["loss"])
+        sig = [_f(v) for v in p["sigma"]]
+        err = _f(p.get("sigma2_err"))
+        if not loss > 0 or len(sig) < 2 or not math.isfinite(err):
+            continue
+        if sig[-1] > 0 and sig[-1] >= RESOLVED * err:
+            res.append((loss, sig[-1], sig[0], err))
+        elif err > 0:
+            unres.append((loss, max(sig[-1], 0.0) + err))
+    return res, unres
+
+
 def fig_sigma_erank(data: dict, fig: Figure) -> None:
+    """Left: sigma_2 where float64 resolves it, an upper-bound marker where it does not, and Theorem 1's bound
+    s = sqrt(2 loss). Right: erank - 1 (log axis) from the resolved sigma_2 / sigma_1."""
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    for run in _runs(data):
-        loss = [_f(p["loss"]) for p in run["points"]]
-        x, y = _positive(loss, [_f(p["sigma"][-1]) for p in run["points"]])
-        ax1.plot(x, y, marker=".", ms=3, lw=1, label=_label(run))
-        x, y = _finite([v if v > 0 else math.nan for v in loss], [_f(p["erank"]) for p in run["points"]])
-        ax2.plot(x, y, marker=".", ms=3, lw=1, label=_label(run))
+    losses = []
+    for i, run in enumerate(_runs(data)):
+        res, unres = sigma2_points(run["points"])
+        st = _style(i)
+        colour = None
+        if res:
+            line, = ax1.plot([r[0] for r in res], [r[1] for r in res], label=_label(run), **st)
+            colour = line.get_color()
+            x, y = _positive([r[0] for r in res], [erank_minus_one(r[2], r[1]) for r in res])
+            ax2.plot(x, y, label=_label(run), color=colour, **st)
+        if unres:
+            ax1.plot(*zip(*unres), ls="none", marker="v", ms=3, alpha=0.6, color=colour,
+                     label=None if colour else _label(run) + ": upper bounds only")
+        losses += [_f(p["loss"]) for p in run["points"] if _f(p["loss"]) > 0]
+    if losses:
+        xs = sorted(set(losses), reverse=True)
+        bx, by = _positive(xs, [_s(v) if _s(v) < 1 else math.nan for v in xs])
+        ax1.plot(bx, by, "k--", lw=1.2, label="bound s = sqrt(2 loss)")
+    ax1.plot([], [], ls="none", marker="v", color="0.4", label="not resolved: upper bound")
     _log(ax1, "y")
+    _log(ax2, "y")
     for ax in (ax1, ax2):
         _loss_axis(ax)
-    ax1.set_ylabel(r"$\sigma_2(W)$")
-    ax1.set_title(r"second singular value")
-    ax2.set_ylabel("effective rank")
-    ax2.set_title("effective rank (Roy & Vetterli)")
-    ax1.legend(fontsize=7)
+    ax1.set_ylabel("sigma_2(W)")
+    ax1.set_title("second singular value (where float64 resolves it)")
+    ax2.set_ylabel("erank - 1")
+    ax2.set_title("effective rank minus 1 (Roy & Vetterli)")
+    ax1.legend(fontsize=6)
 
 
 def fig_det_sign(data: dict, fig: Figure) -> None:
+    """The det sign each engine recorded, one row per run: + (det > 0), - (det < 0), x (not resolved)."""
     ax = fig.add_subplot(1, 1, 1)
-    for run in _runs(data):
-        x, y = _finite([_f(p["loss"]) for p in run["points"]], [_f(p["det"]) for p in run["points"]])
-        x, y = zip(*[(a, b) for a, b in zip(x, y) if a > 0]) if any(a > 0 for a in x) else ((), ())
-        style = "-" if run["settings"].get("init") == "balanced" else "--"
-        ax.plot(x, y, style, marker=".", ms=3, lw=1, label=_label(run))
-    ax.axhline(0.0, color="k", lw=0.8)
-    ax.set_yscale("symlog", linthresh=1e-3)
+    runs = list(_runs(data))
+    colours = {1: "#1a7f37", -1: "#c00000", None: "0.5"}
+    shown = set()
+    for row, run in enumerate(runs):
+        pts = [p for p in run["points"] if _f(p["loss"]) > 0]
+        for sign, marker, name in ((1, "+", "det > 0"), (-1, "_", "det < 0"), (None, "x", "sign not resolved")):
+            xs = [_f(p["loss"]) for p in pts if p.get("det_sign") == sign]
+            if xs:
+                ax.plot(xs, [row] * len(xs), ls="none", marker=marker, ms=6, mew=1.5, color=colours[sign],
+                        label=None if name in shown else name)
+                shown.add(name)
+    ax.set_yticks(range(len(runs)))
+    ax.set_yticklabels([_sign_label(r) for r in runs], fontsize=7)
+    ax.set_ylim(len(runs) + 0.4, -0.6)  # an empty row at the bottom holds the legend
+    ax.grid(False, axis="y")
     _loss_axis(ax)
-    ax.set_ylabel(r"det$(W)$")
-    ax.set_title("det of the end-to-end matrix along gradient flow")
-    ax.legend(fontsize=6, ncol=2)
+    ax.set_title("sign of det W along gradient flow, as the engine recorded it")
+    ax.legend(fontsize=7, loc="lower right", ncol=3)
+
+
+def _sign_label(run: dict) -> str:
+    st = run.get("settings") or {}
+    if "depth" in st and "init" in st and "det" in st:
+        text = f"depth {st['depth']}, {st['init']}, det(0) {'>' if st['det'] == 'positive' else '<'} 0"
+    else:
+        text = run.get("label", "?")
+    status = run.get("status", "")
+    return text + ("" if status in ("completed", "") else f" ({status})")
 
 
 def fig_perturbed(data: dict, fig: Figure) -> None:
     ax = fig.add_subplot(1, 1, 1)
-    for run in _runs(data):
-        x, y = _positive([_f(p["loss"]) for p in run["points"]], [_f(p["norm"]) for p in run["points"]])
-        ax.plot(x, y, marker=".", ms=3, lw=1, label=_label(run))
+    for i, run in enumerate(_runs(data)):
+        pts = [p for p in run["points"] if _f(p["loss"]) > 0 and _f(p["norm"]) > 0]
+        x, y = [_f(p["loss"]) for p in pts], [_f(p["norm"]) for p in pts]
+        line, = ax.plot(x, y, label=_label(run), **_style(i))
+        band_on_log(ax, x, y, [2.0 * _f(p.get("product_err")) for p in pts], line.get_color())
     _log(ax, "y")
     _loss_axis(ax)
-    ax.set_ylabel(r"$\|W\|_F$")
-    ax.set_title(r"perturbed RC20 $[[*, 1], [1, \epsilon]]$, depth 3: norm against loss")
+    ax.set_ylabel("||W||_F")
+    ax.set_title("perturbed RC20 [[*, 1], [1, eps]], depth 3: norm against loss")
     ax.legend(fontsize=7)
 
 
@@ -176,33 +343,89 @@ def fig_cp_norms(data: dict, fig: Figure) -> None:
     ax2.legend(fontsize=7)
 
 
+def engines_sentence(data: dict) -> str:
+    """Which engine drew the runs, and how they ended."""
+    runs = [r for r in data.get("runs", [])]
+    engines = sorted({str(r.get("engine") or "?") for r in runs})
+    statuses = sorted({str(r.get("status") or "?") for r in runs})
+    return (f"Engine: {', '.join(engines)}; {len(runs)} run{'s' if len(runs) != 1 else ''}, "
+            f"{'all ' if len(statuses) == 1 and len(runs) > 1 else ''}{', '.join(statuses)}.")
+
+
+def _band_sentence(worst: float, what: str) -> str:
+    if not math.isfinite(worst):
+        return f"Some points record no error estimate for {what}: no band is drawn."
+    if worst >= BAND_FRACTION:
+        return f"Shaded: {what} +- the engine's error estimate (up to {worst:.2g} relative)."
+    return (f"The engine's error estimate of {what} (at most {worst:.2g} relative) is below the plot's "
+            f"resolution: no band.")
+
+
+def explain_w11(data: dict) -> str:
+    return _band_sentence(max_rel_error(data, "w11"), "|w11|") + " " + engines_sentence(data)
+
+
+def explain_sigma(data: dict) -> str:
+    res = unres = 0
+    for run in _runs(data):
+        a, b = sigma2_points(run["points"])
+        res, unres = res + len(a), unres + len(b)
+    return (f"sigma_2 is drawn where it is at least {RESOLVED:g} times its float64 error 2 product_err + "
+            f"2 eps sigma_1 ({res} points); where it is not ({unres} points, the float64 SVD of the rounded "
+            f"product returns noise there), a triangle marks the upper bound computed sigma_2 + that error. "
+            + engines_sentence(data))
+
+
+def explain_det(data: dict) -> str:
+    return ("Each mark is the det sign the engine recorded at a point (from the factors, without cancellation), "
+            "not the det of the rounded float64 product. " + engines_sentence(data))
+
+
+def explain_perturbed(data: dict) -> str:
+    return _band_sentence(max_rel_error(data, "norm"), "the norm") + " " + engines_sentence(data)
+
+
+def explain_cp(data: dict) -> str:
+    return ("Gradient descent iterates in float64 (no error estimate: the map is computed, not approximated). "
+            + engines_sentence(data))
+
+
 @dataclass(frozen=True)
 class FigureSpec:
-    """A figure: the data file it reads, how to draw it, its size and caption."""
+    """A figure: the data file it reads, how to draw it, its size, its caption and what the data adds to it."""
 
     name: str
     data: str
     draw: Callable[[dict, Figure], None]
     size: tuple[float, float]
     caption: str
+    explain: Callable[[dict], str] | None = None
+    margins: tuple = ()
+
+    def caption_for(self, data: dict) -> str:
+        return self.caption + (" " + self.explain(data) if self.explain else "")
 
 
 FIGURES = (
-    FigureSpec("rc20_w11", "rc20_depths", fig_w11, (6.4, 4.2),
-               "RC20, |w11| against the loss for depths 2-6 from a balanced init with det > 0, with the bound "
-               "(1 - sqrt(2L))^2 / sqrt(2L) that a positive det forces: the norm grows without bound as the loss "
-               "falls."),
+    FigureSpec("rc20_w11", "rc20_depths", fig_w11, (9.0, 3.8),
+               "RC20 [[*, 1], [1, 0]], balanced init with det > 0, depths 2-6, gradient flow. Left: |w11| against "
+               "the loss, with the bound (1 - s)^2 / s (s = sqrt(2 loss)) that a positive det forces: |w11| grows "
+               "without bound as the loss falls. Right: |w11| s, where the depths separate: each approaches 1, "
+               "above the bound (1 - s)^2.", explain_w11),
     FigureSpec("rc20_sigma_erank", "rc20_depths", fig_sigma_erank, (9.0, 3.8),
-               "RC20, second singular value and effective rank of the end-to-end matrix against the loss: the "
-               "rank does not fall to 1 while the det keeps its sign."),
+               "RC20, the same runs. Left: the second singular value of the end-to-end matrix against the loss, "
+               "below Theorem 1's bound s = sqrt(2 loss). Right: the effective rank minus 1 (log axis), from the "
+               "resolved sigma_2 / sigma_1: the effective rank approaches 1 as the loss falls.", explain_sigma),
     FigureSpec("det_sign", "det_sign", fig_det_sign, (6.4, 4.2),
-               "det(W) along gradient flow, depths 2 and 3, from balanced inits (solid), whose det keeps its sign "
-               "as the lemma says, and from unbalanced Gaussian inits (dashed), which need not keep it (the negative "
-               "control rc20.neg.unbalanced)."),
+               "Sign of det W along gradient flow, depths 2 and 3, one row per run: from balanced inits it keeps "
+               "its sign, as the lemma says; from unbalanced Gaussian inits it need not (the negative control "
+               "rc20.neg.unbalanced).", explain_det, margins=(("left", 0.27),)),
     FigureSpec("rc20_perturbed", "rc20_perturbed", fig_perturbed, (6.4, 4.2),
-               "The perturbed problem [[*, 1], [1, eps]] for several eps, depth 3: Frobenius norm against the loss."),
+               "The perturbed problem [[*, 1], [1, eps]] for several eps, depth 3, balanced init with det > 0, "
+               "gradient flow: Frobenius norm against the loss.", explain_perturbed),
     FigureSpec("cp_norms", "cp_norms", fig_cp_norms, (9.0, 3.8),
-               "CP tensor factorization (order 3): component norms and loss over time from a small Gaussian init."),
+               "CP tensor factorization (order 3): component norms and loss over time from a small Gaussian init.",
+               explain_cp),
 )
 
 
@@ -212,15 +435,10 @@ _MARGINS = {1: dict(left=0.12, right=0.97, bottom=0.12, top=0.92),
 
 def render_figure(spec: FigureSpec, data: dict, out_dir: Path) -> list[Path]:
     """Draw one figure to ``out_dir/NAME.svg`` and ``NAME.png`` (byte-stable)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with matplotlib.rc_context(RC):
+    with style():
         fig = Figure(figsize=spec.size)
         spec.draw(data, fig)
-        fig.subplots_adjust(**_MARGINS[len(fig.axes)])
-        svg, png = out_dir / f"{spec.name}.svg", out_dir / f"{spec.name}.png"
-        fig.savefig(svg, format="svg", metadata={"Date": None})
-        fig.savefig(png, format="png", metadata={"Software": None})
-    return [svg, png]
+        return save(fig, out_dir, spec.name, **dict(spec.margins))
 
 
 def render_all(data_dir: str | Path, out_dir: str | Path, *, draw: bool = True) -> list[dict]:
@@ -241,5 +459,6 @@ def render_all(data_dir: str | Path, out_dir: str | Path, *, draw: bool = True) 
                 continue
         notes = [f"{r['label']}: {r.get('status')} ({r.get('message', '')})" for r in data.get("runs", [])
                  if r.get("status") not in ("completed", None)]
-        made.append({"name": spec.name, "svg": svg.name, "png": png.name, "caption": spec.caption, "notes": notes})
+        made.append({"name": spec.name, "svg": svg.name, "png": png.name, "caption": spec.caption_for(data),
+                     "notes": notes})
     return made

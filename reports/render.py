@@ -17,13 +17,18 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from verify import evidence
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 VERDICT_WORDS = {
     "holds": "held on every example, each margin clearing its error estimate",
     "violated": "a counterexample was found whose violation clears its error estimate",
     "inconclusive": "no violation, but some margins stayed within the error estimate after escalation",
     "error": "the check raised or an engine failed",
+    "refuted, as expected": "a counterexample was found whose violation clears its error estimate, as expected of "
+                            "a conjecture or negative control",
 }
+REFUTED_AS_EXPECTED = evidence.REFUTED_AS_EXPECTED
 
 
 class ReportError(ValueError):
@@ -99,6 +104,74 @@ def fmt_num(x, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def verdict_text(record: dict) -> str:
+    """The verdict as the report shows it: a conjecture or negative control (expectation ``refuted``) that was
+    refuted reads "refuted, as expected", in the words of ``verify list``."""
+    return evidence.verdict_word(record.get("verdict"), record.get("expectation"))
+
+
+def verdict_class(record: dict) -> str:
+    """The CSS class of a claim's row: ``v-holds`` and ``v-refuted`` (a refutation that was expected) in the colour
+    of success; ``v-violated``, ``v-inconclusive``, ``v-error`` otherwise; ``v-unexpected`` for a claim expected to
+    be refuted that held."""
+    v = record.get("verdict") or "error"
+    if v == "violated" and record.get("expectation") == "refuted":
+        return "v-refuted"
+    if v == "holds" and record.get("expectation") == "refuted":
+        return "v-unexpected"
+    return f"v-{v}"
+
+
+def plural(n, word: str) -> str:
+    """``1 example``, ``2 examples``."""
+    n = int(n or 0)
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def evidence_of(record: dict) -> dict:
+    """The row's evidence cells (the same numbers as ``verify show`` and ``verify reproduce``)."""
+    ev = evidence.of_record(record)
+    m, e, r = evidence.cells(ev)
+    return {"margin": m, "error": e, "ratio": r, "which": evidence.WHICH.get((ev or {}).get("which"), ""),
+            "engine": (ev or {}).get("engine") or ""}
+
+
+def counterexamples(records: list[dict], out: Path, *, draw: bool = True) -> list[dict]:
+    """One section per stored counterexample (violations, expected or not): the claim, its shrunk inputs, the
+    margin against its error, the command that replays it, and the figure of its trajectory against the claimed
+    bound (drawn here from the stored outcome when it recorded one; with ``draw=False`` the one already drawn)."""
+    from reports import counterexample
+
+    found = []
+    for r in records:
+        cx = r.get("counterexample")
+        if r.get("verdict") != "violated" or not isinstance(cx, dict):
+            continue
+        ev = evidence.of_record(r)
+        base = out / "counterexamples" / r["claim"]
+        fig = None
+        if draw:
+            fig = counterexample.draw(r["claim"], cx.get("outcome"), base)
+        elif base.with_suffix(".svg").exists() and base.with_suffix(".png").exists():
+            fig = {"svg": base.with_suffix(".svg"), "png": base.with_suffix(".png"),
+                   "caption": _cx_caption(base)}
+        found.append({"claim": r["claim"], "title": r.get("title"), "verdict": verdict_text(r),
+                      "class": verdict_class(r), "met": bool(r.get("met")),
+                      "inputs": short_inputs(cx, limit=400), "evidence": evidence_of(r),
+                      "sentence": evidence.sentence(ev), "file": r.get("counterexample_file"),
+                      "svg": f"counterexamples/{Path(fig['svg']).name}" if fig else None,
+                      "png": f"counterexamples/{Path(fig['png']).name}" if fig else None,
+                      "caption": fig["caption"] if fig else ""})
+    return found
+
+
+def _cx_caption(base: Path) -> str:
+    try:
+        return str(json.loads(base.with_name(base.name + ".figure.json").read_text())["caption"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+
+
 def fmt_seconds(x) -> str:
     return "-" if x is None else f"{float(x):.2f}"
 
@@ -134,6 +207,7 @@ def context(out: str | Path, *, figures: bool = True) -> dict:
     data = load(out)
     s = data["summary"]
     records = s["claims"]
+    refuted = sum(1 for r in records if verdict_class(r) == "v-refuted")
     return {
         "summary": s,
         "totals": s.get("totals", {}),
@@ -144,7 +218,18 @@ def context(out: str | Path, *, figures: bool = True) -> dict:
         "ablations": data["ablations"],
         "figures": figures_for(out, draw=figures),
         "verdict_words": VERDICT_WORDS,
+        "refuted_as_expected": refuted,
+        "counterexamples": counterexamples(records, out, draw=figures),
+        "which_words": evidence.WHICH,
     }
+
+
+NO_CX_FIGURE = "No figure: the check records no trajectory, only its decisive point."
+MARGIN_NOTE = ("Each claim's margin is that of the example its verdict rests on (the shrunk counterexample when "
+               "violated, else the first example within its error when inconclusive, else the example with the "
+               "smallest normalized margin), in the claim's own units; error is the numerical error estimate of "
+               "that margin, and margin/error how many estimates it clears (|margin/error| > 1 decides; inf: an "
+               "exact check). verify show and verify reproduce print the same numbers.")
 
 
 # ----- Markdown ------------------------------------------------------------------------------------------------
@@ -183,9 +268,11 @@ def markdown(ctx: dict) -> str:
                  f"{md(', '.join(s.get('claims_modules') or []) or '?')}.")
     lines.append("")
     lines.append(f"**{t.get('met', 0)} of {t.get('claims', 0)} claims met their expectation** "
-                 f"(holds {t.get('holds', 0)}, violated {t.get('violated', 0)}, inconclusive "
-                 f"{t.get('inconclusive', 0)}, error {t.get('error', 0)}; {t.get('examples', 0)} examples, "
+                 f"(holds {t.get('holds', 0)}, refuted as expected {ctx['refuted_as_expected']}, violated "
+                 f"{t.get('violated', 0) - ctx['refuted_as_expected']}, inconclusive "
+                 f"{t.get('inconclusive', 0)}, error {t.get('error', 0)}; {plural(t.get('examples', 0), 'example')}, "
                  f"{fmt_seconds(t.get('seconds'))} s).")
+    lines += ["", MARGIN_NOTE]
     if ctx["missing"]:
         lines += ["", f"Incomplete run: no result yet for {md(', '.join(ctx['missing']))} (rerun with `--resume`)."]
     if ctx["regressions"]:
@@ -197,14 +284,15 @@ def markdown(ctx: dict) -> str:
         rows = []
         for r in g["rows"]:
             cx = r.get("counterexample_file")
+            ev = evidence_of(r)
             rows.append([
                 f"`{code(r['claim'])}`", md(r.get("title")), md(r.get("kind")), md(r.get("expectation")),
-                md(r.get("verdict")), "yes" if r.get("met") else "**no**", str(r.get("examples", 0)),
-                md(fmt_num(r.get("smallest_margin"))), md(r.get("engine") or "-"), fmt_seconds(r.get("seconds")),
-                f"[{md(Path(cx).name)}]({cx})" if cx else "",
+                md(verdict_text(r)), "yes" if r.get("met") else "**no**", str(r.get("examples", 0)),
+                md(ev["margin"]), md(ev["error"]), md(ev["ratio"]), md(r.get("engine") or "-"),
+                fmt_seconds(r.get("seconds")), f"[{md(Path(cx).name)}]({cx})" if cx else "",
             ])
-        lines += md_table(["claim", "title", "kind", "expected", "verdict", "met", "examples", "smallest margin",
-                           "engine", "seconds", "counterexample"], rows)
+        lines += md_table(["claim", "title", "kind", "expected", "verdict", "met", "examples", "margin",
+                           "error", "margin/error", "engine", "seconds", "counterexample"], rows)
         lines.append("")
     if ctx["not_met"]:
         lines += ["## Claims that did not meet their expectation", ""]
@@ -218,6 +306,19 @@ def markdown(ctx: dict) -> str:
                           ""]
             if r.get("traceback"):
                 lines += _code_md(r["traceback"]) + [""]
+    if ctx["counterexamples"]:
+        lines += ["## Counterexamples", ""]
+        for c in ctx["counterexamples"]:
+            lines += [f"### `{code(c['claim'])}`: {md(c['verdict'])}", "", md(c["title"]) + ".", "",
+                      f"Shrunk inputs: `{code(c['inputs'])}`", "",
+                      f"Margin against its error: {md(c['sentence'])}"
+                      + (f" (engine {md(c['evidence']['engine'])})" if c["evidence"]["engine"] else "") + ".", ""]
+            if c["file"]:
+                lines += [f"Replay and redraw: `verify reproduce {code(c['file'])}` (from the report directory).", ""]
+            if c["png"]:
+                lines += [f"![{md(c['claim'])}]({c['png']})", "", md(c["caption"]), ""]
+            else:
+                lines += [NO_CX_FIGURE, ""]
     if ctx["ablations"]:
         lines += ["## Ablations", ""]
         for a in ctx["ablations"]:
@@ -253,7 +354,9 @@ def _environment() -> Environment:
                       autoescape=select_autoescape(enabled_extensions=("html",), default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(num=fmt_num, seconds=fmt_seconds, first_line=first_line, inputs=short_inputs,
-                       basename=lambda p: Path(p).name)
+                       basename=lambda p: Path(p).name, verdict=verdict_text, vclass=verdict_class,
+                       evidence=evidence_of)
+    env.globals.update(plural=plural, margin_note=MARGIN_NOTE, no_cx_figure=NO_CX_FIGURE)
     return env
 
 

@@ -22,6 +22,9 @@ shrinking past the first violation, new inputs are skipped (counted in ``extra["
 Everything is keyed by claim id so it runs the same in a worker process: pass a :class:`~properties.api.Claim`
 or its id (built-in claims are imported on demand).
 
+The verdict's ``extra["evidence"]`` is the margin, its error and their ratio of the example the verdict rests on
+(:mod:`verify.evidence`: the shrunk counterexample when violated), the numbers every command prints.
+
 Helpers: :func:`replay` (used by ``verify reproduce``), :func:`inputs_to_json` / :func:`inputs_from_json` (exact
 round trip of floats through ``float.hex()``, with ``repr`` alongside for people).
 """
@@ -41,6 +44,7 @@ from hypothesis import HealthCheck, Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDatabase
 
 from properties.api import CLAIMS, Claim, Expectation, Outcome
+from verify import evidence
 from verify.profiles import Profile, get_profile
 from verify.records import SCHEMA_VERSION, Verdict, VerdictStatus
 from verify.store import package_versions
@@ -150,6 +154,7 @@ class _Recorder:
     violations: int = 0
     smallest: float | None = None
     smallest_raw: float | None = None
+    smallest_outcome: Outcome | None = None
     engines: dict = field(default_factory=dict)
     first_violation_at: float | None = None
     last_fail: tuple | None = None
@@ -206,7 +211,7 @@ class _Recorder:
         self.engines[outcome.engine] = self.engines.get(outcome.engine, 0) + 1
         nm = outcome.normalized_margin
         if self.smallest is None or nm < self.smallest:
-            self.smallest, self.smallest_raw = nm, outcome.margin
+            self.smallest, self.smallest_raw, self.smallest_outcome = nm, outcome.margin, outcome
         status = outcome.status
         if status == "inconclusive":
             self.inconclusive += 1
@@ -299,6 +304,9 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
     if rec.errors and status is VerdictStatus.VIOLATED:
         notes.append(f"{rec.errors} example(s) raised (engine failures) besides the violation")
 
+    ev = evidence.pick(status.value, counterexample=rec.last_fail[1] if rec.last_fail else None,
+                       inconclusive=rec.inconclusive_example[1] if rec.inconclusive_example else None,
+                       smallest=rec.smallest_outcome)
     expected = VerdictStatus.HOLDS if claim.expectation is Expectation.HOLDS else VerdictStatus.VIOLATED
     engine = max(rec.engines, key=rec.engines.get) if rec.engines else ""
     return Verdict(
@@ -309,7 +317,8 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
         extra={"hypothesis_seed": hseed, "max_examples": prof.examples_for(claim.cost), "calls": rec.calls,
                "skipped": rec.skipped, "errors": rec.errors, "holds": rec.holds, "violations": rec.violations,
                "check_seconds": round(rec.check_seconds, 4), "engines": rec.engines,
-               "smallest_raw_margin": rec.smallest_raw, "dropped": sorted(claim.dropped), "parent": claim.parent},
+               "smallest_raw_margin": rec.smallest_raw, "evidence": ev, "dropped": sorted(claim.dropped),
+               "parent": claim.parent},
     )
 
 

@@ -5,11 +5,14 @@ is one JSON file made from a fixed, named set of runs (:data:`FIGURES`, data rat
 recomputed only when it is missing or its ``spec`` changed, so re-rendering and ``--resume`` reuse it.
 
 - ``rc20_depths``: the RC20 problem ``[[*, 1], [1, 0]]``, balanced init with det > 0, depths 2-6, gradient flow
-  (``gf``) down to loss 1e-12. Stored per point: loss, ``|w11|``, the bound ``|w11| >= (1 - sqrt(2 L))^2 /
-  sqrt(2 L)`` that det > 0 forces on this problem (loss = half the sum of squared residuals), the singular values
-  and the effective rank of the end-to-end matrix.
-- ``det_sign``: det(W) and its sign along trajectories from balanced (det > 0, det < 0) and unbalanced Gaussian
-  inits, depths 2 and 3.
+  (``gf``) down to loss 1e-12. Stored per point: loss and the engine's error estimates of the loss and of the
+  product's entries (``loss_err``, ``product_err``), ``|w11|``, the bound ``|w11| >= (1 - s)^2 / s`` with
+  ``s = sqrt(2 loss)`` that det > 0 forces on this problem (loss = half the sum of squared residuals), the
+  singular values of the end-to-end matrix with ``sigma2_err`` = 2 product_err + 2 eps sigma_1 (what the float64
+  SVD of the stored product can resolve of sigma_2), the effective rank, and the engine's det sign.
+- ``det_sign``: the det sign the engine recorded (computed without cancellation, never ``np.linalg.det`` of the
+  rounded product) along trajectories from balanced (det > 0, det < 0) and unbalanced Gaussian inits, depths 2
+  and 3.
 - ``rc20_perturbed``: the perturbed problem ``[[*, 1], [1, eps]]`` for several eps, depth 3, down to loss
   ``eps^2`` (1e-12 for eps = 0): below about ``eps^2 / 2`` the flow with det > 0 crawls (|w11| must pass 1/eps).
 - ``cp_norms``: CP component norms over time, gradient descent (``gd``; ``gf`` when gd is unavailable) on a
@@ -29,6 +32,9 @@ import numpy as np
 from verify import store
 
 WALL_BUDGET = 60.0
+#: Bumped when the stored fields change, so that data files of an older layout are recomputed.
+DATA_VERSION = 2
+EPS = float(np.finfo(float).eps)
 
 FIGURES: dict[str, dict] = {
     "rc20_depths": {
@@ -56,7 +62,8 @@ FIGURES: dict[str, dict] = {
 
 
 def spec_hash(spec: dict) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps({"spec": spec, "data_version": DATA_VERSION},
+                                     sort_keys=True).encode()).hexdigest()[:16]
 
 
 def effective_rank(s: np.ndarray) -> float:
@@ -93,8 +100,9 @@ def _matrix_run(run: dict) -> dict:
         W = np.asarray(p.product, dtype=float)
         s = np.linalg.svd(W, compute_uv=False)
         points.append({
-            "t": p.t, "loss": p.loss, "w11": abs(float(W[0, 0])), "bound": w11_bound(p.loss),
-            "sigma": s.tolist(), "erank": effective_rank(s), "det": float(np.linalg.det(W)),
+            "t": p.t, "loss": p.loss, "loss_err": p.loss_err, "product_err": p.product_err,
+            "w11": abs(float(W[0, 0])), "bound": w11_bound(p.loss), "sigma": s.tolist(),
+            "sigma2_err": 2.0 * p.product_err + 2.0 * EPS * float(s[0]), "erank": effective_rank(s),
             "det_sign": p.det_sign, "norm": float(np.linalg.norm(W)),
         })
     return {"status": traj.status.value, "message": traj.message, "engine": traj.engine,

@@ -78,7 +78,7 @@ def test_markdown_escapes_markup_and_table_breaks(report_dir):
     md = (report_dir / "report.md").read_text()
     row = next(line for line in md.splitlines() if line.startswith("| `toy.markup`"))
     assert "&lt;script&gt;" in row and "<script>" not in md and "<b>" not in md
-    assert row.count(" | ") == 10  # 11 cells: the title's pipe is escaped
+    assert row.count(" | ") == 12  # 13 cells: the title's pipe is escaped
     assert "| `toy.violated` |" in md and "**no**" in md
     assert "[toy.violated.json](counterexamples/toy.violated.json)" in md
     assert "| `nonnegative` | x &gt;= 0 | violated | necessary: counterexample" in md
@@ -114,7 +114,8 @@ def _synthetic_data(data_dir):
         r = math.sqrt(2 * loss)
         w11 = (1 - min(r, 0.9)) ** 2 / r * 1.1
         pts.append({"t": float(k), "loss": loss, "w11": w11, "bound": "inf" if k == 0 else 1.0, "sigma": [w11, r],
-                    "erank": 1.0 + r, "det": w11 * r, "det_sign": 1, "norm": w11})
+                    "erank": 1.0 + r, "det_sign": 1, "norm": w11, "loss_err": 1e-16, "product_err": 1e-9 * w11,
+                    "sigma2_err": 2e-9 * w11})
     run = {"label": "depth 2", "settings": {"init": "balanced"}, "status": "completed", "points": pts}
     for name in ("rc20_depths", "det_sign", "rc20_perturbed"):
         (data_dir / f"{name}.json").write_text(json.dumps({"figure": name, "runs": [run]}))

@@ -6,7 +6,7 @@ import traceback
 from pathlib import Path
 
 from models.errors import InvalidInput
-from verify import discovery, store
+from verify import discovery, evidence, store
 from verify.commands import _common
 
 HELP = ("rerun the check of a stored counterexample (counterexamples/ID.json); exit 0 when its stored verdict "
@@ -15,6 +15,9 @@ HELP = ("rerun the check of a stored counterexample (counterexamples/ID.json); e
 
 def add_arguments(parser) -> None:
     parser.add_argument("file", metavar="FILE", type=Path, help="a counterexamples/ID.json written by verify run")
+    parser.add_argument("--no-figure", dest="figure", action="store_false",
+                        help="do not redraw the counterexample's figure (FILE's name with .svg and .png: its "
+                             "trajectory against the claimed bound, drawn from the replayed outcome)")
     _common.add_claims(parser)
 
 
@@ -36,6 +39,20 @@ def claim_of(doc: dict, modules) -> "object":
     return catalog.get(doc["claim"])
 
 
+def redraw(claim_id: str, outcome, path: Path) -> None:
+    """Draw the replayed outcome's trajectory against the claimed bound next to ``path`` (one line either way)."""
+    from reports import counterexample
+    from verify import driver
+    base = path.parent / path.stem
+    try:
+        fig = counterexample.draw(claim_id, driver.outcome_to_json(outcome), base)
+    except OSError as exc:
+        print(f"figure: not drawn ({type(exc).__name__}: {exc})")
+        return
+    print(f"figure: {fig['svg']} and {fig['png']}" if fig else
+          "figure: none (the check records no trajectory, only its decisive point)")
+
+
 def run(args) -> int:
     doc = load(args.file)
     claim = claim_of(doc, args.claims or doc.get("claims_modules") or ())
@@ -54,10 +71,17 @@ def run(args) -> int:
         print("".join(traceback.format_exception_only(type(exc), exc)).strip())
     else:
         status = outcome.status
-        print(f"outcome: {status}, margin {outcome.margin!r}, error estimate {outcome.error!r}"
+        print(f"outcome: {status}, {evidence.sentence(evidence.of_outcome(outcome))}"
               + (f", engine {outcome.engine}" if outcome.engine else ""))
+        if args.figure:
+            redraw(claim.id, outcome, args.file)
+    stored = evidence.of_record(doc)
+    if stored is not None:
+        print(f"stored:  {stored.get('status') or expected}, {evidence.sentence(stored)}"
+              + (f", engine {stored['engine']}" if stored.get("engine") else ""))
     if status == expected:
-        print(f"reproduced: {status}")
+        word = evidence.verdict_word(status, doc.get("expectation"))
+        print(f"reproduced: {status}" + (f" ({word})" if word != status else ""))
         return 0
     print(f"NOT reproduced: stored {expected}, now {status}")
     return 1

@@ -1,18 +1,23 @@
-"""``verify show ID``: statement, hypotheses, source, how it is checked, last stored verdict."""
+"""``verify show ID``: statement, hypotheses, source, how it is checked, the catalog notes it rests on (statement,
+constants, derivation and sources, shipped in ``properties/catalog``), last stored verdict."""
 
 from __future__ import annotations
 
 import textwrap
 from pathlib import Path
 
-from verify import discovery, store
+from verify import discovery, evidence, store
 from verify.commands import _common
 
-HELP = "show one claim: statement, hypotheses, source, how it is checked, and its last stored verdict"
+HELP = ("show one claim: statement, hypotheses, source, how it is checked, the catalog notes it rests on "
+        "(constants, derivation, sources) and its last stored verdict")
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("id", metavar="ID", help="claim id")
+    parser.add_argument("--no-notes", dest="notes", action="store_false",
+                        help="leave out the catalog notes (the sections of properties/catalog/claims-catalog.md the "
+                             "claim cites)")
     _common.add_claims(parser)
     _common.add_out(parser, "where to look for its last stored verdict")
 
@@ -34,9 +39,11 @@ def last_record(out: Path, claim_id: str) -> dict | None:
 
 
 def run(args) -> int:
-    claim = discovery.load(args.claims).get(args.id)
+    loaded = discovery.load(args.claims)
+    claim = loaded.get(args.id)
     d = claim.describe()
-    wrap = lambda text: textwrap.fill(text, 100, initial_indent="  ", subsequent_indent="  ")  # noqa: E731
+    def wrap(text: str) -> str:
+        return textwrap.fill(" ".join(text.split()), 100, initial_indent="  ", subsequent_indent="  ")
     print(f"{d['id']}: {d['title']}")
     print(f"source:      {d['source']}")
     print(f"kind:        {d['kind']}")
@@ -50,15 +57,29 @@ def run(args) -> int:
         print(f"  - {h['name']}{' (dropped)' if h['dropped'] else ''}: {h['text']}")
     print("how it is checked:")
     print(wrap(d["how"] or "(not described)"))
+    from properties import catalog
+    refs = catalog.for_claim(claim, loaded.claims)
+    if not refs:
+        print("catalog notes: none cited")
+    elif not args.notes:
+        print(f"catalog notes: {', '.join(refs)} (shown without --no-notes; all in docs/claims.md)")
+    else:
+        print(f"catalog notes ({', '.join(refs)}; the suite's notes on the papers, shipped with it):")
+        for ref in refs:
+            print(textwrap.indent(catalog.section(ref).rstrip(), "  | ", lambda line: True))
     rec = last_record(Path(args.out), claim.id)
     if rec is None:
         print(f"last stored verdict: none in {args.out}")
     else:
-        margin = rec.get("smallest_margin")
-        print(f"last stored verdict: {rec.get('verdict')} ({'met' if rec.get('met') else 'NOT met'}; "
-              f"{rec.get('examples')} examples, smallest margin {margin if margin is not None else '-'}, "
-              f"{rec.get('seconds')} s; profile {rec.get('profile')}, seed {rec.get('seed')}, "
-              f"commit {str(rec.get('git_commit'))[:12]})")
+        n = rec.get("examples")
+        word = evidence.verdict_word(rec.get("verdict"), rec.get("expectation"))
+        print(f"last stored verdict: {word} ({'met' if rec.get('met') else 'NOT met'}; "
+              f"{n} example{'' if n == 1 else 's'}, {rec.get('seconds')} s; profile {rec.get('profile')}, "
+              f"seed {rec.get('seed')}, commit {str(rec.get('git_commit'))[:12]})")
+        ev = evidence.of_record(rec)
+        if ev is not None:
+            print(f"  evidence ({evidence.WHICH.get(ev.get('which'), 'stored')}): {evidence.sentence(ev)}"
+                  + (f", engine {ev['engine']}" if ev.get("engine") else ""))
         if rec.get("counterexample_file"):
             print(f"  counterexample: {Path(args.out) / rec['counterexample_file']}")
     return 0
