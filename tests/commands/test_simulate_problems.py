@@ -60,11 +60,28 @@ def test_record_at_times_for_gf(capsys):
     assert max(ts) == pytest.approx(7.0, rel=1e-12)
 
 
+def test_record_at_times_for_gf_mp(capsys):
+    code, out, err = call(capsys, "simulate", "--engine", "gf-mp", "--digits", 20, "--depth", 2, "--record-at",
+                          "0.5,2", "--json", "-")
+    assert code == 0, err
+    d = json.loads(out)
+    ts = [p["t"] for p in d["points"]]
+    for t in (0.5, 2.0):
+        assert min(abs(s - t) for s in ts) <= 1e-12 * t
+    assert max(ts) == pytest.approx(2.0, rel=1e-12) and d["status"] == "completed"
+
+
 def test_gd_record_every_gives_checkpoints_every_k_steps(capsys):
     code, out, err = call(capsys, "simulate", "--engine", "gd", "--lr", 0.01, "--steps", 250, "--record-every", 50,
                           "--json", "-")
     assert code == 0, err
     assert [p["step"] for p in json.loads(out)["points"]] == [0, 50, 100, 150, 200, 250]
+    code, out, err = call(capsys, "simulate", "--engine", "gd", "--lr", 0.05, "--until-loss", 1e-3, "--record-every",
+                          50, "--init", "gaussian", "--scale", 0.3, "--det", "any", "--json", "-")
+    assert code == 0, err
+    pts = json.loads(out)["points"]
+    assert all(p["step"] % 50 == 0 for p in pts[:-1]) and pts[-1]["loss"] <= 1e-3 < pts[-2]["loss"]
+    assert pts[-1]["step"] - pts[-2]["step"] <= 50
 
 
 BAD_FILES = [

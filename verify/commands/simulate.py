@@ -242,7 +242,10 @@ def simulate(args):
     else:
         if until is None and args.t_max is None:
             until = 1e-12 if args.engine == "gf" else 1e-30
-        spec.update(until_loss=until, t_max=args.t_max)
+        t_max = args.t_max
+        if args.record_at is not None:  # gf ends at the last record_at time; gf-mp is told to do the same
+            t_max = min(max(args.record_at), t_max if t_max is not None else math.inf)
+        spec.update(until_loss=until, t_max=t_max)
     return engine.run(problem, model, init, **spec)
 
 
