@@ -81,7 +81,10 @@ class EndToEnd:
             self.mask = np.zeros(self.n)
             idx = [i * dp + j for i, j in problem.observed]
             self.mask[idx] = c
-            self.H = None
+            self.mask2d = self.mask.reshape(self.shape)
+            self.flat = np.asarray(idx, dtype=np.int64)
+            self.Y = np.zeros(self.shape)
+            self.Y.reshape(-1)[self.flat] = problem.targets
             self.h_mean = float(self.mask.mean())
         else:
             self.mask = None
@@ -89,6 +92,18 @@ class EndToEnd:
             self.c = c
             self.h_mean = c * float(np.sum(op * op)) / self.n
         self.stats = {"svd": 0, "cg_solves": 0, "cg_iters": 0, "cg_max_iters": 0}
+
+    # ----- the loss (completion by indexing: the dense operator costs m d d' per product) -------------------------
+    def grad(self, W: np.ndarray) -> np.ndarray:
+        if self.mask is not None:
+            return self.mask2d * (W - self.Y)
+        return self.problem.grad(W)
+
+    def loss(self, W: np.ndarray) -> float:
+        if self.mask is not None:
+            r = W.reshape(-1)[self.flat] - self.problem.targets
+            return float(self.problem.loss_scale * np.dot(r, r))
+        return float(self.problem.loss(W))
 
     # ----- the flow -------------------------------------------------------------------------------------------
     def svd(self, W: np.ndarray):
@@ -104,7 +119,7 @@ class EndToEnd:
     def velocity(self, W: np.ndarray) -> np.ndarray:
         """``dW/dt = -P_W(grad l(W))``."""
         U, V, K = self.svd(W)
-        G = self.problem.grad(W)
+        G = self.grad(W)
         return -(U @ ((U.T @ G @ V) * K) @ V.T)
 
     def hess(self, X: np.ndarray) -> np.ndarray:

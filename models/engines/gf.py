@@ -247,7 +247,7 @@ class _Integration:
             return W, float(self.problem.loss_flat(w)), chart.det_sign(self.signs), None
         if self.e2e is not None:
             W = np.array(y, dtype=float).reshape(self.model.shape)
-            return W, float(self.problem.loss(W)), self._e2e_det_sign(W), None
+            return W, self.e2e.loss(W), self._e2e_det_sign(W), None
         fs = self._unflatten(np.asarray(y))
         if isinstance(self.model, CP):
             T = cp_tensor(fs)

@@ -25,7 +25,9 @@ Recording is the engine's (see :mod:`models.engines.gf`): the start, the first t
 ``record_at`` time). When the least-squares minimum is above ``until_loss`` (an inconsistent sensing problem),
 the run ends with status ``budget`` at ``t = 1e100`` like the ODE path.
 
-Error estimate: the same closed form evaluated from an independent factorization (``numpy.linalg.eigh`` of ``H``);
+Completion needs no factorization: ``H`` is diagonal, each entry follows its own exponential, and the error is
+rounding (the floor below). Error estimate otherwise: the same closed form evaluated from an independent
+factorization (``numpy.linalg.eigh`` of the smaller Gram matrix, ``c A A^T`` or ``H``);
 ``product_err`` is ``SAFETY`` (10) times the largest difference, at least ``16 eps`` times the largest entry that
 entered the formula (the rounding of the few operations per entry). ``loss_err`` propagates it through the
 residuals: ``loss_scale * sum_i (2 |r_i| a_i e + (a_i e)^2)`` with ``a_i = sum_k |A_ik|``, plus ``64 eps loss``.
@@ -68,25 +70,46 @@ class LinearFlow:
         A = problem.operator
         c = problem.grad_scale
         self.w0 = np.asarray(W0, dtype=float).reshape(-1)
+        self.row_abs = np.abs(A).sum(axis=1)
+        self.scale = max(float(np.max(np.abs(self.w0), initial=0.0)), float(np.max(np.abs(problem.targets))), 1e-300)
+        if problem.observed is not None:  # completion: H is diagonal, every entry relaxes on its own
+            d, dp = problem.shape
+            flat = np.array([i * dp + j for i, j in problem.observed], dtype=np.int64)
+            self.diag = np.zeros(self.w0.shape[0])
+            self.diag[flat] = c
+            self.flat = flat
+            self.g0 = problem.grad(self.w0.reshape(problem.shape)).reshape(-1)
+            self.lam = self.diag
+            return
+        self.diag = None
         r0 = A @ self.w0 - problem.targets
         self.g0 = c * (A.T @ r0)
-        # primary: SVD of sqrt(c) A (lambda = s^2 exactly representable in the rate); secondary: eigh of H
+        # primary: SVD of sqrt(c) A (lambda = s^2 exactly representable in the rate); secondary: eigh of the
+        # smaller Gram matrix (c A A^T when m < d d', else H = c A^T A)
         _, s, Vt = np.linalg.svd(math.sqrt(c) * A, full_matrices=False)
         self.lam, self.V = s * s, Vt.T
         self.coef = self.V.T @ self.g0
-        lam2, V2 = np.linalg.eigh(c * (A.T @ A))
-        lam2 = np.clip(lam2, 0.0, None)
+        if A.shape[0] < A.shape[1]:
+            lam2, U2 = np.linalg.eigh(c * (A @ A.T))
+            lam2 = np.clip(lam2, 0.0, None)
+            V2 = math.sqrt(c) * (A.T @ U2) / np.sqrt(np.where(lam2 > 0, lam2, 1.0))
+        else:
+            lam2, V2 = np.linalg.eigh(c * (A.T @ A))
+            lam2 = np.clip(lam2, 0.0, None)
         self.lam2, self.V2 = lam2, V2
         self.coef2 = V2.T @ self.g0
-        self.row_abs = np.abs(A).sum(axis=1)
         # modes with lambda at rounding level carry (almost) nothing of g0; they are held as exact kernel modes
         tiny = self.lam <= 64 * EPS * max(float(self.lam.max(initial=0.0)), np.finfo(float).tiny)
         self.lam = np.where(tiny, 0.0, self.lam)
         tiny2 = self.lam2 <= 64 * EPS * max(float(self.lam2.max(initial=0.0)), np.finfo(float).tiny)
         self.lam2 = np.where(tiny2, 0.0, self.lam2)
-        self.scale = max(float(np.max(np.abs(self.w0), initial=0.0)), float(np.max(np.abs(problem.targets))), 1e-300)
+        self.coef2 = np.where(tiny2, 0.0, self.coef2)  # (their V2 columns are not normalized)
 
     def w(self, t: float, *, secondary: bool = False) -> np.ndarray:
+        if self.diag is not None:  # exact per entry up to rounding: no second evaluation
+            if math.isinf(t):
+                return np.where(self.diag > 0, self.w0 - self.g0 / np.where(self.diag > 0, self.diag, 1.0), self.w0)
+            return self.w0 - _phi(self.diag, t) * self.g0
         if secondary:
             return self.w0 - self.V2 @ (_phi(self.lam2, t) * self.coef2)
         if math.isinf(t):
@@ -95,11 +118,14 @@ class LinearFlow:
         return self.w0 - self.V @ (_phi(self.lam, t) * self.coef)
 
     def loss(self, t: float) -> float:
+        if self.diag is not None:  # only the observed entries (no product with the dense operator)
+            r = self.w(t)[self.flat] - self.problem.targets
+            return float(self.problem.loss_scale * np.dot(r, r))
         return float(self.problem.loss(self.w(t).reshape(self.shape)))
 
     def point(self, t: float) -> Point:
         w = self.w(t)
-        w2 = self.w(t, secondary=True) if math.isfinite(t) else w
+        w2 = self.w(t, secondary=True) if (math.isfinite(t) and self.diag is None) else w
         W = w.reshape(self.shape)
         perr = max(SAFETY * float(np.max(np.abs(w - w2))), 16 * EPS * max(self.scale, float(np.max(np.abs(w)))))
         r = self.problem.residuals(W)
