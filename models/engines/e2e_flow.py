@@ -22,8 +22,8 @@ Stiff linear algebra. BDF's Newton iteration needs ``(I - c J)^{-1}``. The Jacob
 (the stiffness is a late-flow effect) and only slows the simplified Newton iteration early on (BDF then
 re-evaluates the Jacobian or shortens the step; the error control is unaffected). Two ways to solve with it:
 
-- ``d d' <= DENSE_MAX`` (400): the ``d d' x d d'`` matrix ``-P_W H`` is formed from the SVD (``P_W = Q diag(K)
-  Q^T`` with ``Q = U kron V``) and BDF factors it as usual.
+- ``d d' <= DENSE_MAX`` (256; measured: 15x15 is faster dense, 20x20 matrix-free): the ``d d' x d d'`` matrix
+  ``-P_W H`` is formed from the SVD (``P_W = Q diag(K) Q^T`` with ``Q = U kron V``) and BDF factors it as usual.
 - larger: matrix-free. ``(I + a P_W H) x = b`` is the symmetric positive definite system ``(P_W^{-1} + a H) x =
   P_W^{-1} b``, solved by preconditioned conjugate gradients in the singular basis (``Y = U^T X V``): the
   operator is ``Y / K + a U^T H(U Y V^T) V``, the preconditioner ``K / (1 + a h K)`` with ``h`` the mean diagonal
@@ -47,7 +47,7 @@ from ..factorizations import DeepMatrix
 from ..inits import is_balanced
 from ..problems import MatrixProblem
 
-DENSE_MAX = 400
+DENSE_MAX = 256
 CG_RTOL = 1e-10
 CG_MAXITER = 2000
 

@@ -10,7 +10,7 @@ Two paths, chosen per run (option ``path="auto"``):
   integrated first until the singular values have separated.
 - **e2e** (balanced, full-width deep matrix factorization of any other shape, depth >= 2): the end-to-end flow
   of Arora, Cohen & Hazan on ``d d'`` unknowns (:mod:`models.engines.e2e_flow`), with a structured Jacobian
-  (dense up to 400 unknowns, matrix-free conjugate gradients above).
+  (dense up to 256 unknowns, matrix-free conjugate gradients above).
 - **linear** (depth 1, the plain linear model): the closed-form solution of the linear flow
   (:mod:`models.engines.linear_flow`), exact up to rounding.
 - **raw** (everything else: unbalanced inits, other shapes, CP tensors): the factors themselves, with an exact
