@@ -231,6 +231,7 @@ def make_solver(flow: EndToEnd, tau0: float, y0: np.ndarray, tau_end: float, *, 
         return BDF(fun, tau0, np.array(y0, dtype=float), tau_end, rtol=rtol, atol=atol, jac=jac)
 
     def jac_op(tau, y):
+        flow.stats["jacobians"] = flow.stats.get("jacobians", 0) + 1  # (scipy's njev counts only its own wrapper)
         U, V, K = flow.svd(np.asarray(y, dtype=float).reshape(shape))
         return _JacobianOp(flow, U, V, K, math.exp(tau))
 
