@@ -104,3 +104,53 @@ def test_simulate_depth1_the_issue_command(capsys):
     assert d["status"] == "completed" and d["final"]["loss"] == pytest.approx(1e-6, rel=1e-9)
     assert d["final"]["t"] == pytest.approx(-math.log(math.sqrt(2e-6) / math.sqrt(2 * d["points"][0]["loss"])),
                                             rel=1e-9)  # every residual is r0 e^{-t}: loss = loss0 e^{-2t}
+
+
+def test_gf_mp_depth1_completion_is_exact_to_its_digits():
+    import mpmath
+
+    problem = rc20()
+    model = DeepMatrix(1, (2, 2))
+    init = inits.gaussian(model, 1e-3, seed=0, det="positive")
+    traj = get_engine("gf-mp", digits=40).run(problem, model, init, until_loss=1e-30)
+    assert traj.status.value == "completed" and traj.stats["path"] == "linear"
+    ctx = mpmath.MPContext()
+    ctx.dps = 60
+    W0 = init.factors[0]
+    for p in traj.points:
+        t = ctx.mpf(p.hp["t"])
+        for (i, j), y in zip(problem.observed, problem.targets):
+            exact = y + (ctx.mpf(float(W0[i, j])) - y) * ctx.exp(-t)
+            assert abs(ctx.mpf(p.hp["product"][i][j]) - exact) <= max(p.product_err, 1e-38 * abs(exact)) + 1e-60
+        w11 = ctx.mpf(float(W0[0, 0]))  # unobserved: never moves (up to the 40-digit decimal record)
+        assert abs(ctx.mpf(p.hp["product"][0][0]) - w11) <= 1e-39 * abs(w11)
+    assert ctx.mpf(traj.final.hp["loss"]) == pytest.approx(1e-30, rel=1e-35)
+    assert traj.final.product_err < 1e-37
+
+
+def test_gf_mp_depth1_sensing_against_the_mp_matrix_exponential():
+    import mpmath
+
+    problem, _ = G.random_sensing((2, 2), 1, 3, seed=2)
+    model = DeepMatrix(1, (2, 2))
+    init = inits.gaussian(model, 0.3, seed=1)
+    traj = get_engine("gf-mp", digits=30).run(problem, model, init, t_max=5.0, record_at=(0.5, 5.0), per_decade=1)
+    assert traj.status.value == "completed"
+    ctx = mpmath.MPContext()
+    ctx.dps = 50
+    A = ctx.matrix([[ctx.mpf(float(a)) for a in row] for row in problem.operator])
+    y = ctx.matrix([ctx.mpf(float(v)) for v in problem.targets])
+    M = ctx.zeros(5, 5)
+    H, b = A.T * A, A.T * y
+    for i in range(4):
+        for j in range(4):
+            M[i, j] = -H[i, j]
+        M[i, 4] = b[i]
+    w0 = [ctx.mpf(float(v)) for v in init.factors[0].reshape(-1)] + [ctx.mpf(1)]
+    for p in traj.points:
+        if p.t not in (0.5, 5.0):
+            continue
+        ref = ctx.expm(ctx.mpf(p.hp["t"]) * M) * ctx.matrix(w0)
+        got = [ctx.mpf(v) for row in p.hp["product"] for v in row]
+        assert max(abs(g - ref[k]) for k, g in enumerate(got)) <= max(p.product_err, 1e-28)
+        assert p.product_err < 1e-27
