@@ -42,8 +42,7 @@ from pathlib import Path
 from models import inits
 from models.engines import ENGINES, get_engine
 from models.errors import InvalidInput, require
-from models.factorizations import DeepMatrix
-from models.factorizations import CP
+from models.factorizations import CP, DeepMatrix
 from models.generators import generate, generator_help, parse_problem_spec
 from models.problem_files import is_problem_file, load_problem, save_problem
 from models.problems import MatrixProblem
@@ -244,6 +243,7 @@ def simulate(args):
             until = 1e-12 if args.engine == "gf" else 1e-30
         t_max = args.t_max
         if args.record_at is not None:  # gf ends at the last record_at time; gf-mp is told to do the same
+            require(max(args.record_at) > 0, "--record-at needs a time > 0 for gf and gf-mp")
             t_max = min(max(args.record_at), t_max if t_max is not None else math.inf)
         spec.update(until_loss=until, t_max=t_max)
     return engine.run(problem, model, init, **spec)
