@@ -46,9 +46,9 @@ def test_cp_model_on_a_tensor_file_with_gd_and_gf(capsys, tmp_path):
     assert d["settings"]["model"] == {"kind": "cp", "dims": [2, 3, 2], "rank": 2}
     assert [p["step"] for p in d["points"]] == [0, 100, 200, 300]
     code, out, err = call(capsys, "simulate", "--problem", f, "--model", "cp", "--rank", 2, "--init", "balanced",
-                          "--until-loss", 1e-6, "--json", "-")
+                          "--until-loss", 1e-4, "--json", "-")
     assert code == 0, err
-    assert json.loads(out)["final"]["loss"] <= 1e-6 * (1 + 1e-8)
+    assert json.loads(out)["final"]["loss"] <= 1e-4 * (1 + 1e-8)
 
 
 def test_record_at_times_for_gf(capsys):
