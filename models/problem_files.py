@@ -141,7 +141,8 @@ def problem_from_data(data, source: str = "problem") -> MatrixProblem | TensorPr
             A = _array(source, "measurements", data["measurements"], integer=False, ndim=3)
             y = _array(source, "targets", data["targets"], integer=False, ndim=1)
             if A.shape[0] == 0 or A.shape[1] == 0 or A.shape[2] == 0:
-                _fail(source, f"'measurements' must be a non-empty list of non-empty matrices, got shape {list(A.shape)}")
+                _fail(source, "'measurements' must be a non-empty list of non-empty matrices, got shape "
+                              f"{list(A.shape)}")
             if A.shape[0] != y.shape[0]:
                 _fail(source, f"{A.shape[0]} measurement matrices but {y.shape[0]} targets")
             return sensing(A, y, reduction=reduction, name=name, params=params)

@@ -204,7 +204,8 @@ def _init(args, model):
             return inits.cp_balanced(model, args.scale, seed=args.seed)
         if kind == "gaussian":
             return inits.cp_gaussian(model, args.scale, seed=args.seed)
-        require(kind.endswith(".json"), f"--init for a cp model must be balanced, gaussian or a .json file, got {kind!r}")
+        require(kind.endswith(".json"),
+                f"--init for a cp model must be balanced, gaussian or a .json file, got {kind!r}")
         return inits.from_json(model, kind)
     if kind == "balanced":
         require(args.det != "any", "--det any needs --init gaussian (balanced inits choose a det sign)")
