@@ -3,8 +3,8 @@
 ``ENGINES`` maps a name to ``"module:Class"``; classes are imported on first use so that importing the suite
 does not import torch. :func:`get_engine` accepts a registered name or an engine class.
 
-- ``gf``: float64 gradient flow (reduced SVD/log chart for balanced 2x2 deep matrix factorization; stiff solver
-  on the raw factors otherwise).
+- ``gf``: float64 gradient flow (reduced SVD/log chart for balanced 2x2 deep matrix factorization; the end-to-end
+  flow for other balanced full-width ones; the closed form at depth 1; stiff solver on the raw factors otherwise).
 - ``gf-mp``: high-precision gradient flow with mpmath.
 - ``gd``: batched float64 gradient descent in torch (CPU or GPU).
 """

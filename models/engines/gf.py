@@ -8,6 +8,11 @@ Two paths, chosen per run (option ``path="auto"``):
   are formed without cancellation, so the trajectory stays right down to loss ~1e-14 for every depth. When the
   start has (nearly) equal singular values (``alpha * I``) the chart is singular there, so the raw factors are
   integrated first until the singular values have separated.
+- **e2e** (balanced, full-width deep matrix factorization of any other shape, depth >= 2): the end-to-end flow
+  of Arora, Cohen & Hazan on ``d d'`` unknowns (:mod:`models.engines.e2e_flow`), with a structured Jacobian
+  (dense up to 256 unknowns, matrix-free conjugate gradients above).
+- **linear** (depth 1, the plain linear model): the closed-form solution of the linear flow
+  (:mod:`models.engines.linear_flow`), exact up to rounding.
 - **raw** (everything else: unbalanced inits, other shapes, CP tensors): the factors themselves, with an exact
   batched complex-step Jacobian. For square matrix problems the det sign is the product of the factors' det
   signs, and the run stops with ``Status.PRECISION_LOST`` as soon as ``sigma_min(W) / sigma_max(W)`` falls below
@@ -38,11 +43,13 @@ from ..errors import require
 from ..factorizations import (CP, DeepMatrix, cp_factor_grads, cp_tensor, factor_grads, product)
 from ..inits import is_balanced
 from ..trajectory import Point, Status
+from . import e2e_flow
 from .base import AbstractEngine, Result, Spec
+from .linear_flow import run_linear
 
 EPS = float(np.finfo(float).eps)
 PRECISION_FLOOR = 1e3 * EPS
-PATHS = ("auto", "chart", "raw")
+PATHS = ("auto", "chart", "e2e", "raw")
 # Without t_max a run ends at this time at the latest (float64 log-time is still exact there; beyond it
 # ``e^tau`` approaches overflow). Reaching it means the loss stalls above ``until_loss``: the flow converges to a
 # positive loss, e.g. RC20 with eps != 0 and w11 running off to the wrong side.
@@ -79,9 +86,16 @@ class GradientFlow(AbstractEngine):
 
     # ------------------------------------------------------------------------------------------------------
     def _run(self, spec: Spec) -> Result:
-        use_chart = self._chart_applies(spec)
         require(spec.until_loss is not None or spec.t_max is not None or spec.record_at,
                 "gradient flow needs until_loss, t_max or record_at to know when to stop")
+        if isinstance(spec.model, DeepMatrix) and spec.model.depth == 1 and self.path != "raw":
+            return run_linear(spec)  # depth 1: the linear model's closed form (models.engines.linear_flow)
+        use_chart = self._chart_applies(spec)
+        if not use_chart and self.path in ("auto", "e2e"):
+            ok = e2e_flow.applies(spec.problem, spec.model, spec.init.factors)
+            require(ok or self.path != "e2e", "the e2e path needs a balanced, full-width deep factorization of depth "
+                                              ">= 2 on a matrix problem")
+            use_chart = "e2e" if ok else False
         main = _Integration(spec, use_chart, self.rtol, self.atol, self.max_steps)
         main.run()
         points = main.points
@@ -101,9 +115,10 @@ class GradientFlow(AbstractEngine):
                       {"rtol": self.rtol, "atol": main.atol_used, "loose": self.loose}, stats)
 
     def _chart_applies(self, spec: Spec) -> bool:
-        if self.path == "raw":
+        if self.path in ("raw", "e2e"):
             return False
         ok = (isinstance(spec.model, DeepMatrix) and spec.model.shape == (2, 2) and spec.model.full_width
+              and spec.model.depth >= 2
               and is_balanced(spec.init.factors) and abs(np.linalg.det(product(spec.init.factors))) > 0)
         require(ok or self.path != "chart", "the chart path needs a balanced, full-width, 2x2 deep factorization "
                                            "with a nonsingular end-to-end matrix")
@@ -174,6 +189,9 @@ class _Integration:
 
     def __init__(self, spec: Spec, use_chart: bool, rtol: float, atol, max_steps: int, *, eval_taus=None,
                  wall_budget=None):
+        # use_chart: True (the 2x2 chart), "e2e" (the end-to-end flow, models.engines.e2e_flow) or False (raw)
+        self.e2e = e2e_flow.EndToEnd(spec.problem, spec.model.depth) if use_chart == "e2e" else None
+        use_chart = bool(use_chart) and self.e2e is None
         self.spec, self.use_chart, self.rtol, self.atol, self.max_steps = spec, use_chart, rtol, atol, max_steps
         self.problem, self.model = spec.problem, spec.model
         self.eval_taus = eval_taus  # a companion run: also evaluate the state at these log-times
@@ -183,7 +201,8 @@ class _Integration:
         self.wall_budget = spec.wall_budget if wall_budget is None else wall_budget
         self.points: list[Point] = []
         self.status, self.message = Status.COMPLETED, ""
-        self.stats = {"steps": 0, "nfev": 0, "njev": 0, "nlu": 0, "recharts": 0, "path": "chart" if use_chart else "raw"}
+        self.stats = {"steps": 0, "nfev": 0, "njev": 0, "nlu": 0, "recharts": 0,
+                      "path": "chart" if use_chart else ("e2e" if self.e2e else "raw")}
         self.elapsed = 0.0
         self.atol_used = None
         self.is_square = isinstance(self.model, DeepMatrix) and self.model.shape[0] == self.model.shape[1]
@@ -226,12 +245,23 @@ class _Integration:
             w = chart.entries(chart.from_scaled(y), self.signs, chart.FLOAT)
             W = np.array(w).reshape(2, 2)
             return W, float(self.problem.loss_flat(w)), chart.det_sign(self.signs), None
+        if self.e2e is not None:
+            W = np.array(y, dtype=float).reshape(self.model.shape)
+            return W, self.e2e.loss(W), self._e2e_det_sign(W), None
         fs = self._unflatten(np.asarray(y))
         if isinstance(self.model, CP):
             T = cp_tensor(fs)
             return T, float(self.problem.loss(T)), None, tuple(f.copy() for f in fs)
         W = product(fs)
         return W, float(self.problem.loss(W)), self._raw_det_sign(fs, W), tuple(f.copy() for f in fs)
+
+    def _e2e_det_sign(self, W):
+        if not self.is_square:
+            return None
+        s = np.linalg.svd(W, compute_uv=False)
+        if not np.all(np.isfinite(s)) or s[-1] <= PRECISION_FLOOR * s[0]:
+            return None
+        return int(np.sign(np.linalg.det(W)))
 
     def _raw_det_sign(self, fs, W):
         if not self.is_square:
@@ -261,6 +291,12 @@ class _Integration:
                 atol = self.atol
             else:  # p, q are angles times sigma_1: their absolute tolerance scales with sigma_1
                 atol = np.array([1e-14 * min(1.0, math.exp(y0[2]))] * 2 + [1e-14] * 2)
+        elif self.e2e is not None:
+            shape = self.model.shape
+            fun = lambda tau, y: math.exp(tau) * self.e2e.velocity(np.asarray(y).reshape(shape)).reshape(-1)
+            atol = (1e-14 * max(float(np.max(np.abs(y0))), 1e-300)) if self.atol is None else self.atol
+            self.atol_used = atol
+            return e2e_flow.make_solver(self.e2e, tau0, y0, tau_end, rtol=self.rtol, atol=atol, fun=_guarded(fun))
         else:
             fun = lambda tau, y: -math.exp(tau) * self._raw_grad(y)
             jac = lambda tau, y: math.exp(tau) * self._raw_jac(y)
@@ -277,12 +313,13 @@ class _Integration:
         targets = sorted({math.log1p(t) for t in spec.record_at}) if spec.record_at else []
         # Initial state: the chart, unless its denominator is (nearly) singular at the start.
         self.use_chart_now = False
-        y = self._raw_setup(factors)
+        y = self._raw_setup(factors) if self.e2e is None else product(factors).reshape(-1)
         if self.use_chart:
             ych, signs = chart.from_matrix(product(factors))
             if chart.gap(ych, self.model.depth) > 1e-3:
                 self.use_chart_now, self.signs, y = True, signs, np.array(chart.to_scaled(ych))
-        self.stats["path"] = "chart" if self.use_chart_now else ("raw-then-chart" if self.use_chart else "raw")
+        self.stats["path"] = "chart" if self.use_chart_now else ("raw-then-chart" if self.use_chart else
+                                                                 ("e2e" if self.e2e is not None else "raw"))
         W, loss, ds, fs = self._state(y)
         self.initial_sign = ds
         levels = self._levels(loss)
@@ -343,6 +380,8 @@ class _Integration:
     def _collect(self, solver):
         for key in ("nfev", "njev", "nlu"):
             self.stats[key] += int(getattr(solver, key))
+        if self.e2e is not None:
+            self.stats.update(self.e2e.stats)
 
     def _levels(self, loss0):
         k = self.spec.per_decade

@@ -40,6 +40,9 @@ Events.
     ``LAND_SLACK = 1e4`` tolerances, counted in the stats as ``loose_landings``); the record holds the loss
     actually reached, and about one extra step per level is the cost.
 
+Depth 1 (the linear model).
+    The closed form of :mod:`models.engines.linear_flow_mp` (exact up to the working precision; no integration).
+
 Raw path (everything else deep-matrix: unbalanced inits, other shapes).
     The flattened factors with the same solver, in log-time. The det sign (square factors) is the product of the
     factor dets, exact in mpmath; the run stops with ``Status.PRECISION_LOST`` when ``|det W| / ||W||_F^n``
@@ -1300,7 +1303,7 @@ class GradientFlowMP(AbstractEngine):
         if self.path == "raw":
             return False
         model = spec.model
-        ok = (isinstance(model, DeepMatrix) and model.shape == (2, 2) and model.full_width
+        ok = (isinstance(model, DeepMatrix) and model.shape == (2, 2) and model.full_width and model.depth >= 2
               and is_balanced(spec.init.factors) and np.linalg.det(np.asarray(_float_product(spec.init.factors))) != 0)
         require(ok or self.path != "chart", "path='chart' needs a balanced, full-width, 2x2 deep factorization "
                                            "with a nonsingular end-to-end matrix")
@@ -1320,6 +1323,9 @@ class GradientFlowMP(AbstractEngine):
                 f"gf-mp integrates deep matrix factorizations only, got {type(spec.model).__name__}")
         require(spec.until_loss is not None or spec.t_max is not None or spec.record_at,
                 "gradient flow needs until_loss, t_max or record_at to know when to stop")
+        if spec.model.depth == 1 and self.path != "raw":  # the linear model: closed form (issue 12)
+            from .linear_flow_mp import run_linear_mp
+            return run_linear_mp(spec, self.digits, estimate=self.estimate, extra_digits=self.extra_digits)
         use_chart = self._chart_applies(spec)
         start = time.perf_counter()
         budget = float(spec.wall_budget)

@@ -232,7 +232,7 @@ def test_time_horizon_reports_a_stalled_loss():
 def test_general_completion_problem_on_the_raw_path():
     problem = completion((3, 3), [(0, 0), (0, 1), (1, 1), (2, 2), (1, 2)], [1.0, 0.5, -0.3, 0.8, 0.2])
     model = DeepMatrix(3, (3, 3))
-    traj = gf().run(problem, model, inits.balanced(model, 0.1, seed=0), until_loss=1e-8)
+    traj = gf(path="raw").run(problem, model, inits.balanced(model, 0.1, seed=0), until_loss=1e-8)
     assert traj.status in (Status.COMPLETED, Status.PRECISION_LOST)
     assert traj.stats["path"] == "raw"
     if traj.status is Status.COMPLETED:

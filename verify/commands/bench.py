@@ -10,6 +10,10 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
 - ``gf-mp`` on the same problem at depths 2, 3, 4, 6 towards loss 1e-30 within ``--mp-budget`` seconds per
   trajectory (default 60, the engine's target): seconds, the loss reached and the status (``budget`` when it did
   not get there), correct digits of w11 (from the engine's error estimate) and |w11| * sqrt(2 loss).
+- ``gf-e2e``: ``gf`` on random low-rank completion (the ACHL19 generator, half the entries observed, seed 0),
+  balanced init 1e-2, down to loss 1e-10, including the error-estimate run: depth 3 on 10x10 rank 1, 20x20
+  rank 2 and 50x50 rank 2 (the end-to-end path), depth 1 on 50x50 rank 2 (closed form). Naive column (10x10
+  only; raw factors of 50x50 need a 7,500-unknown dense LU): LSODA on the raw factors as above.
 - ``gd`` at depth 4: trajectory-steps per second at B = 1, 100, 10 000; CP tensor GD (order 4, dims 5, rank 10):
   steps per second. Naive column: a torch autograd GD loop on the same batch.
 
@@ -33,7 +37,7 @@ from models.errors import InvalidInput
 
 HELP = "measure the engines (gf, gf-mp, gd) against naive alternatives and write a table"
 
-PARTS = ("gf", "gf-mp", "gd")
+PARTS = ("gf", "gf-mp", "gd", "gf-e2e")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = __doc__.split("\n\n", 1)[1]
     p.add_argument("--json", metavar="PATH", default=None, help="write the rows as JSON to PATH (- for stdout)")
     p.add_argument("--only", metavar="PART", action="append", choices=PARTS, default=None,
-                   help="run only this part (gf, gf-mp, gd); repeatable (default: all)")
+                   help="run only this part (gf, gf-mp, gd, gf-e2e); repeatable (default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
                    help="wall budget of each naive LSODA run in seconds (default 20)")
     p.add_argument("--mp-budget", type=float, default=60.0, metavar="S",
@@ -153,6 +157,35 @@ def bench_gf(depths=(2, 3, 4, 6, 8), until_loss: float = 1e-12, naive_budget: fl
     return rows
 
 
+def bench_gf_e2e(naive_budget: float = 20.0,
+                 workloads=((3, 10, 1, True), (3, 20, 2, False), (3, 50, 2, False), (1, 50, 2, False))) -> list[dict]:
+    """``gf`` on random low-rank completion; ``workloads`` are ``(depth, n, rank, with_naive)``."""
+    from models import inits
+    from models.engines import get_engine
+    from models.factorizations import DeepMatrix
+    from models.generators import random_completion
+
+    rows = []
+    for depth, n, rank, naive in workloads:
+        problem, _ = random_completion((n, n), rank, seed=0)
+        model = DeepMatrix(depth, (n, n))
+        init = inits.balanced(model, 1e-2, seed=0)
+        t0 = time.perf_counter()
+        traj = get_engine("gf").run(problem, model, init, until_loss=1e-10, wall_budget=300)
+        sec = time.perf_counter() - t0
+        row = {"workload": f"gf depth {depth} {n}x{n} rank {rank} m={problem.m} to 1e-10", "engine": "gf",
+               "seconds": sec, "loss": traj.final.loss, "status": traj.status.value, "path": traj.stats.get("path"),
+               "steps": traj.stats.get("steps"), "error_estimate": traj.error_estimate}
+        if naive:
+            nv = naive_lsoda(problem, model, init, 1e-10, naive_budget)
+            row.update({"naive": "solve_ivp LSODA, raw factors", "naive_seconds": nv["seconds"],
+                        "naive_outcome": nv["outcome"],
+                        "ratio": nv["seconds"] / sec if nv["outcome"] in ("reached", "budget") else None,
+                        "ratio_is_lower_bound": nv["outcome"] == "budget"})
+        rows.append(row)
+    return rows
+
+
 def _bench_gf_mp(budget: float) -> list[dict]:
     from models.engines import gf_mp
 
@@ -243,6 +276,11 @@ def run(args) -> int:
         rows = _bench_gd(args.seconds)
         out["rows"]["gd"] = rows
         print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "device"]) + "\n", flush=True)
+    if "gf-e2e" in parts:
+        rows = bench_gf_e2e(naive_budget=args.naive_budget)
+        out["rows"]["gf-e2e"] = rows
+        print(_table(rows, ["workload", "path", "seconds", "loss", "status", "steps", "error_estimate",
+                            "naive_seconds", "naive_outcome", "ratio"]) + "\n", flush=True)
     out["seconds"] = time.perf_counter() - start
     if args.json is not None:
         text = json.dumps(_strict(out), allow_nan=False, indent=1)

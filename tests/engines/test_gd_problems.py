@@ -1,0 +1,71 @@
+"""``gd`` on every kind of problem the generators and problem files make, batched, against torch.optim.SGD."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import CP, DeepMatrix, inits
+from models import generators as G
+from models.engines.gd import GradientDescent
+from models.problem_files import load_problem, save_problem
+
+REL = 1e-12  # float64 rounding after a few dozen steps (observed ~1e-15)
+
+
+def _sgd_products(problem, model, factors, lr, steps):
+    """End-to-end matrices / CP tensors after 0..steps steps of torch.optim.SGD on the autograd loss."""
+    params = [torch.tensor(np.asarray(F), dtype=torch.float64, requires_grad=True) for F in factors]
+    opt = torch.optim.SGD(params, lr=lr)
+    y = torch.tensor(problem.targets, dtype=torch.float64)
+    out = []
+    for k in range(steps + 1):
+        if isinstance(model, DeepMatrix):
+            P = params[0]
+            for W in params[1:]:
+                P = W @ P
+            r = torch.tensor(problem.operator) @ P.reshape(-1) - y
+        else:
+            letters = "abcdefgh"[: model.order]
+            P = torch.einsum(",".join(c + "z" for c in letters) + "->" + letters, *params)
+            flat = np.ravel_multi_index(tuple(problem.indices.T), problem.dims)
+            r = P.reshape(-1)[torch.tensor(flat)] - y
+        out.append(P.detach().numpy().copy())
+        if k == steps:
+            break
+        opt.zero_grad()
+        (problem.loss_scale * (r * r).sum()).backward()
+        opt.step()
+    return out
+
+
+CASES = [
+    ("rc20:unobserved=1x1,z=2,eps=0.1", 1), ("rc20_larger:shape=3x5", 2), ("rc20_larger:shape=4x4", 3),
+    ("random_completion:shape=6x5,rank=2,m=14,reduction=mean", 1), ("random_completion:shape=6x5,rank=2,m=14", 3),
+    ("random_sensing:shape=4x3,rank=1,m=7", 1), ("random_sensing:shape=3x4,rank=2,m=9,reduction=mean", 3),
+    ("random_tensor:dims=3x4x2,rank=2,m=12", 3), ("random_tensor:dims=3x3x3x3,rank=2,m=30,reduction=mean", 4),
+]
+
+
+@pytest.mark.parametrize("spec, size", CASES)
+def test_gd_batch_matches_sgd_on_every_problem_kind(tmp_path, spec, size):
+    name, params = G.parse_problem_spec(spec)
+    problem = G.generate(name, **params)
+    problem = load_problem(save_problem(problem, tmp_path / "p.npz"))  # and through a problem file
+    if hasattr(problem, "dims"):
+        model = CP(problem.dims, size)
+        members = [inits.cp_gaussian(model, 0.5, seed=s).factors for s in range(3)]
+    else:
+        model = DeepMatrix(size, problem.shape)
+        members = [inits.gaussian(model, 0.5, seed=s).factors for s in range(3)]
+    batch = [np.stack([fs[j] for fs in members]) for j in range(len(members[0]))]
+    steps, lr = 30, 0.05
+    res = GradientDescent(lr=lr, record_every=10).run_batch(problem, model, batch, steps=steps)
+    assert list(res.steps) == [0, 10, 20, 30]
+    for b, fs in enumerate(members):
+        ref = _sgd_products(problem, model, fs, lr, steps)
+        for k, s in enumerate(res.steps):
+            scale = max(float(np.max(np.abs(ref[s]))), 1e-300)
+            assert float(np.max(np.abs(res.product[k, b] - ref[s]))) <= REL * scale
+
