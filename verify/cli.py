@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "report": "verify.commands.report",
     "simulate": "verify.commands.simulate",
     "bench": "verify.commands.bench",
+    "diff": "verify.commands.diff",
 }
 
 
