@@ -85,7 +85,7 @@ def pytest_addoption(parser) -> None:
     parser.addini("verify_out", "output directory of claim items, relative to the rootdir", default="")
 
 
-@dataclass
+@dataclass(eq=False)  # hashable: pluggy keeps plugins in sets
 class _State:
     config: pytest.Config
     profile: str

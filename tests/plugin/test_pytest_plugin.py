@@ -63,9 +63,20 @@ def small(inputs, dropped):
 '''
 
 
+CONFTEST = '''
+from pathlib import Path
+
+
+def pytest_verify_record(item, record):
+    """The plugin's hook for checks of one's own: called with the record of each claim that met its expectation."""
+    with open(Path(__file__).parent / "hook_calls.txt", "a") as fh:
+        fh.write(f"{record['claim']} {record['verdict']} {item.claim.id}\\n")
+'''
+
+
 def _pytest(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("PYTEST_ADDOPTS", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}   # not this session's settings
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
     return subprocess.run([sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300, env=env)
 
@@ -82,6 +93,7 @@ def project(tmp_path_factory):
     (root / "pytest.ini").write_text("[pytest]\n")
     (root / "test_mine.py").write_text(textwrap.dedent(MINE))
     (root / "mylib_claims.py").write_text(textwrap.dedent(OTHER))
+    (root / "conftest.py").write_text(textwrap.dedent(CONFTEST))
     return root
 
 
@@ -126,6 +138,8 @@ def test_results_and_summary_like_verify_run(project, plain):
     assert summary["totals"]["claims"] == 3 and summary["totals"]["met"] == 1
     assert summary["profile"] == "quick" and summary["seed"] == 0
     assert "verify claims: profile quick, seed 0" in plain.stdout
+    calls = (project / "hook_calls.txt").read_text().splitlines()
+    assert calls and set(calls) == {"mine.true holds mine.true"}   # only for the claim that met its expectation
 
 
 def test_xdist_gives_the_same_verdicts_and_counterexample(project, plain, xdist):
@@ -157,3 +171,7 @@ def test_plugin_does_nothing_in_a_project_without_claims(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pytest.ini", "test_x.py"]   # no reports/ written
     res = _pytest(tmp_path, "--verify-profile", "nope")
     assert res.returncode == 4 and "unknown profile 'nope'" in res.stderr, res.stdout + res.stderr
+    res = _pytest(tmp_path, "--verify-claims", "no_such_claims_module")
+    assert res.returncode == 2, res.stdout + res.stderr          # a collection error, reported as such
+    assert "ERROR verify-claims:no_such_claims_module" in res.stdout
+    assert "claims module 'no_such_claims_module' not found" in res.stdout
