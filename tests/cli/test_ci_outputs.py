@@ -8,7 +8,7 @@ import re
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
-from cli_helpers import TOY, TOY_ERRORS
+from cli_helpers import TOY_ERRORS
 
 DRIFT = '''
 import os
