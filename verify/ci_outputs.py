@@ -7,8 +7,9 @@
   against its error estimate and the ``verify reproduce`` command, the element's text the full report (notes,
   traceback). The ``<testsuite>`` properties give the profile, seed and git commit.
 - When the environment variable ``GITHUB_ACTIONS`` is ``true``: one ``::error title=...::message`` workflow
-  command per claim that did not meet its expectation and per baseline regression, printed on stdout, which
-  GitHub shows as annotations on the run.
+  command per claim that did not meet its expectation (with ``file=`` and ``line=`` of its check when that file
+  is under the working directory, so that GitHub shows it on the code) and per baseline regression, printed on
+  stdout, which GitHub shows as annotations on the run.
 """
 
 from __future__ import annotations
@@ -124,16 +125,32 @@ def _escape_property(text: str) -> str:
     return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def annotation(title: str, message: str, level: str = "error") -> str:
-    """A GitHub Actions workflow command (``::error title=...::message``), escaped."""
-    return f"::{level} title={_escape_property(title)}::{_escape_data(message)}"
+def annotation(title: str, message: str, level: str = "error", where: tuple[str, int] | None = None) -> str:
+    """A GitHub Actions workflow command (``::error file=F,line=N,title=...::message``), escaped."""
+    props = f"file={_escape_property(where[0])},line={int(where[1])}," if where else ""
+    return f"::{level} {props}title={_escape_property(title)}::{_escape_data(message)}"
 
 
-def github_annotations(summary: dict, out: Path) -> list[str]:
+def claim_location(claim_id: str, modules) -> tuple[str, int] | None:
+    """The file (relative to the working directory, as GitHub wants it) and line of a claim's check, if known."""
+    import inspect
+
+    from verify import discovery
+    try:
+        check = discovery.load(modules).claims[claim_id].check
+        path = Path(inspect.getsourcefile(check)).resolve()
+        rel = path.relative_to(Path.cwd().resolve())
+        return str(rel), check.__code__.co_firstlineno
+    except Exception:  # noqa: BLE001 -- not in the workspace, not a plain function: an annotation without a place
+        return None
+
+
+def github_annotations(summary: dict, out: Path, modules=()) -> list[str]:
     lines = []
     for r in summary.get("claims", []):
         if not r.get("met"):
-            lines.append(annotation(f"verify: {r.get('claim')} {r.get('verdict')}", one_line(r, out)))
+            lines.append(annotation(f"verify: {r.get('claim')} {r.get('verdict')}", one_line(r, out),
+                                    where=claim_location(r.get("claim"), modules)))
     for reg in summary.get("regressions", []):
         lines.append(annotation(f"verify regression: {reg['claim']}",
                                 f"met its expectation in the baseline ({reg['baseline']}), now {reg['now']}"))
@@ -147,5 +164,5 @@ def after_run(args, result, stream: TextIO) -> None:
         path = write_junit(args.junit_xml, summary["claims"], args.out, summary)
         print(f"JUnit XML in {path}", file=stream)
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        for line in github_annotations(summary, args.out):
+        for line in github_annotations(summary, args.out, tuple(getattr(args, "claims", ()) or ())):
             print(line, file=stream)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from junitparser import Error, Failure, JUnitXml
 
 from cli_helpers import TOY_ERRORS
+
+ROOT = Path(__file__).resolve().parents[2]
 
 DRIFT = '''
 import os
@@ -75,14 +78,15 @@ def test_junit_xml_to_an_unwritable_place_is_bad_input(run_toy, tmp_path):
 
 
 def test_github_annotations_only_under_github_actions(run_toy, monkeypatch):
+    monkeypatch.chdir(ROOT)             # GitHub's workspace: file= is relative to it; line= is the @claim line
     code, out, err, d = run_toy("toy.holds", "toy.violated")
     assert "::error" not in out
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     code, out, err, d = run_toy("toy.holds", "toy.violated")
     lines = [ln for ln in out.splitlines() if ln.startswith("::")]
     assert len(lines) == 1, out
-    assert lines[0].startswith("::error title=verify%3A toy.violated violated::violated (expected holds); "
-                               "counterexample {'x': ")
+    assert lines[0].startswith("::error file=tests/cli/toy_claims.py,line=27,title=verify%3A toy.violated "
+                               "violated::violated (expected holds); counterexample {'x': ")
     assert "verify reproduce " in lines[0]
 
 
