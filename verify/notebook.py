@@ -5,12 +5,18 @@ driver and record, through :mod:`verify.oneclaim`) in this process, so a claim d
 ``@claim``, or a :class:`~properties.api.Claim` that was never registered) runs as given. The claim's time limit
 is not enforced in-process: interrupt the kernel to stop a search. The result is the claim's ``results.jsonl``
 record, a ``dict``, whose ``_repr_html_`` is a small table (verdict, examples, margins, the counterexample with its
-margin against its error, the ``verify reproduce`` command when a file was written).
+margin against its error, the ``verify reproduce`` command when a file was written) and a figure of the
+normalized margin of every example evaluated (``record.margins``, recorded by :func:`check` as the search ran).
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import functools
 import html
+import io
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -20,7 +26,12 @@ _COLOURS = {"holds": "#1a7f37", "violated": "#cf222e", "inconclusive": "#9a6700"
 
 
 class VerdictRecord(dict):
-    """A claim's ``results.jsonl`` record (a plain ``dict`` underneath), with a table in notebooks."""
+    """A claim's ``results.jsonl`` record (a plain ``dict`` underneath), with a table and a figure in notebooks.
+
+    ``margins``: ``(normalized margin, status)`` of each example evaluated, in order (empty when not recorded).
+    """
+
+    margins: list = []
 
     @property
     def claim(self) -> str:
@@ -73,7 +84,60 @@ class VerdictRecord(dict):
         body = "".join(
             f"<tr><th style='text-align:left'>{html.escape(str(k))}</th><td style='text-align:left'>"
             f"{v if k == 'verdict' else html.escape(str(v))}</td></tr>" for k, v in rows)
-        return f"<div><b>Verdict</b><table>{body}</table></div>"
+        out = f"<div><b>Verdict</b><table>{body}</table>"
+        png = margins_png(getattr(self, "margins", None) or [])
+        if png is not None:
+            out += (f"<img alt='normalized margin of each example' "
+                    f"src='data:image/png;base64,{base64.b64encode(png).decode()}'/>")
+        return out + "</div>"
+
+
+def margins_png(margins: Sequence[tuple[float, str]]) -> bytes | None:
+    """The normalized margin of each evaluated example, in evaluation order, coloured by its outcome (zero marked;
+    a symlog axis when the margins span decades): how close the search came to a violation. ``None`` when there is
+    nothing to draw."""
+    points = [(k, m, status) for k, (m, status) in enumerate(margins) if math.isfinite(m)]
+    if not points:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.5, 2.2), dpi=80)
+    ax = fig.subplots()
+    for status in ("holds", "inconclusive", "violated"):
+        xs = [k for k, _, s in points if s == status]
+        ys = [m for _, m, s in points if s == status]
+        if xs:
+            ax.plot(xs, ys, "o", ms=3, color=_COLOURS[status], label=status)
+    ax.axhline(0.0, color="black", lw=0.8)
+    sizes = [abs(m) for _, m, _ in points if m != 0]
+    if sizes and max(sizes) > 100 * min(sizes):  # margins over decades: log on both sides of zero
+        ax.set_yscale("symlog", linthresh=max(min(sizes), 1e-300))
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("example (evaluation order)")
+    ax.set_ylabel("normalized margin")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _recording(claim):
+    """``claim`` with a check that also records each outcome's normalized margin and status (returned as given)."""
+    from properties.api import Outcome
+
+    seen: list[tuple[float, str]] = []
+    check = claim.check
+
+    @functools.wraps(check)
+    def recorded(inputs, dropped):
+        outcome = check(inputs, dropped)
+        if isinstance(outcome, Outcome):
+            seen.append((float(outcome.normalized_margin), outcome.status))
+        return outcome
+
+    return dataclasses.replace(claim, check=recorded), seen
 
 
 def _modules_of(claim) -> tuple[str, ...]:
@@ -115,8 +179,10 @@ def check(claim_or_id, profile: str = "quick", seed: int = 0, *, modules: Sequen
     else:
         raise InvalidInput(f"check() takes a Claim or a claim id, got {type(claim_or_id).__name__}")
     out_dir = Path(out).resolve() if out is not None else None
-    rec = VerdictRecord(oneclaim.run(claim, profile=profile, seed=seed, modules=mods, handle=oneclaim.in_process(),
+    watched, margins = _recording(claim)
+    rec = VerdictRecord(oneclaim.run(watched, profile=profile, seed=seed, modules=mods, handle=oneclaim.in_process(),
                                      out=out_dir))
+    rec.margins = margins
     if out_dir is not None and rec.get("counterexample_file"):
         import shlex
         rec["reproduce"] = f"verify reproduce {shlex.quote(str(out_dir / rec['counterexample_file']))}"

@@ -49,6 +49,12 @@ def test_check_an_unregistered_claim_gives_verify_runs_record(tmp_path):
     page = rec._repr_html_()
     assert "violated" in page and "x &lt; 1/2 &lt;b&gt;&amp;&lt;/b&gt;" in page and "<b>&</b>" not in page
     assert "margin against error" in page and "verify reproduce" in page
+    # the figure: the normalized margin 1/2 - x of every example evaluated, coloured by its outcome
+    assert len(rec.margins) == rec["examples"] and (0.5 - x, "violated") in rec.margins
+    assert all(s == ("holds" if m > 0 else "violated" if m < 0 else "inconclusive") for m, s in rec.margins)
+    m = re.search(r"<img alt='normalized margin of each example' src='data:image/png;base64,([A-Za-z0-9+/=]+)'",
+                  page)
+    assert m and base64.b64decode(m.group(1)).startswith(b"\x89PNG\r\n\x1a\n")
 
 
 def test_check_by_id_and_bad_input():
