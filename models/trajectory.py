@@ -128,6 +128,17 @@ class Trajectory:
             "final": self.final.to_json(with_factors=with_factors) if self.points else None,
         }
 
+    def to_dataframe(self):
+        """The points as a pandas DataFrame, one column per end-to-end entry (pandas is an optional extra; see
+        :func:`models.display.to_dataframe`)."""
+        from models.display import to_dataframe
+        return to_dataframe(self)
+
+    def _repr_html_(self) -> str:
+        """A small table and the loss and entries figure, for notebooks (:func:`models.display.to_html`)."""
+        from models.display import to_html
+        return to_html(self)
+
 
 def _num(x) -> float | str:
     x = float(x)

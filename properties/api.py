@@ -151,9 +151,16 @@ class Claim:
 CLAIMS: dict[str, Claim] = {}
 
 
+def _same_definition(a: Claim, b: Claim) -> bool:
+    """Whether ``b`` re-executes the definition of ``a`` (a notebook cell run again, a module reloaded)."""
+    fa, fb = a.check, b.check
+    return (getattr(fa, "__module__", None) == getattr(fb, "__module__", None)
+            and getattr(fa, "__qualname__", None) == getattr(fb, "__qualname__", None))
+
+
 def register(c: Claim, *, replace_existing: bool = False) -> Claim:
-    """Add a claim to the registry (ids are unique)."""
-    if c.id in CLAIMS and not replace_existing and CLAIMS[c.id] is not c:
+    """Add a claim to the registry (ids are unique; re-executing the same definition replaces the claim)."""
+    if c.id in CLAIMS and not replace_existing and CLAIMS[c.id] is not c and not _same_definition(CLAIMS[c.id], c):
         raise InvalidInput(f"claim id {c.id!r} is already registered")
     CLAIMS[c.id] = c
     return c

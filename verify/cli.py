@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "report": "verify.commands.report",
     "simulate": "verify.commands.simulate",
     "bench": "verify.commands.bench",
+    "diff": "verify.commands.diff",
 }
 
 
@@ -37,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="verify",
         description="Property-based verification of implicit-regularization theorems (RC20, ACHL19, RMC21). "
-                    "With no command: verify run --profile quick.",
+                    "With no command: verify run --profile quick. Claims also run as pytest items "
+                    "(pytest --verify-claims MODULE, or @claim in a test file) and from Python "
+                    "(verify.check(ID)); see the README.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, modname in COMMANDS.items():

@@ -1,19 +1,17 @@
 """Progress reporters, injected into the runner (style lesson 11).
 
 - :class:`LineProgress`: one line per finished claim (``id  verdict  examples  seconds``): CI logs, pipes, files.
-- :class:`BarProgress`: a one-line bar redrawn in place on a terminal, with the finished claims printed above it
-  when they did not meet their expectation.
+- :class:`BarProgress`: a tqdm bar on a terminal, with the finished claims printed above it when they did not
+  meet their expectation.
 - :class:`NoProgress`: nothing.
 
-:func:`make_progress` picks the bar when the stream is a terminal and lines otherwise. No dependency (tqdm is not
-one of the suite's).
+:func:`make_progress` picks the bar when the stream is a terminal and lines otherwise (CI logs keep one line per
+claim, with no carriage returns). All three have the same methods (``start``, ``done``, ``note``, ``finish``).
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
-import time
 from typing import TextIO
 
 
@@ -68,53 +66,45 @@ class LineProgress(NoProgress):
 
 
 class BarProgress(NoProgress):
-    """A progress bar redrawn in place (``\\r``) on a terminal."""
+    """A tqdm bar on a terminal (count, elapsed time, rate, ETA, verdict counts and the last claim), with the
+    claims that did not meet their expectation, and notes, printed above it."""
 
     def __init__(self, stream: TextIO | None = None):
         self.stream = stream if stream is not None else sys.stderr
-        self.total = self.count = 0
-        self.start_time = time.monotonic()
-        self.last = ""
+        self.bar = None
         self.counts: dict[str, int] = {}
 
     def start(self, total: int, *, skipped: int = 0, title: str = "") -> None:
-        self.total, self.count, self.start_time = total, 0, time.monotonic()
+        from tqdm import tqdm
+
+        self.finish()
         self.counts = {}
-        self._draw()
+        self.bar = tqdm(total=total, file=self.stream, desc=title.rstrip().rstrip(":") or None, unit="claim",
+                        dynamic_ncols=True, leave=True, mininterval=0.2)
+        if skipped:
+            self.note(f"{skipped} claim{'s' if skipped != 1 else ''} already in results.jsonl")
 
     def done(self, record: dict) -> None:
-        self.count += 1
-        self.last = f"{record.get('claim', '?')} {record.get('verdict', '?')}"
+        if self.bar is None:
+            self.start(0)
         v = str(record.get("verdict"))
         self.counts[v] = self.counts.get(v, 0) + 1
         if not record.get("met") and not record.get("ablation"):
-            self._clear()
-            print(describe(record), file=self.stream)
-        self._draw()
+            self.bar.write(describe(record), file=self.stream)
+        counts = " ".join(f"{k}={n}" for k, n in sorted(self.counts.items()))
+        self.bar.set_postfix_str(f"{counts} {record.get('claim', '?')} {v}", refresh=False)
+        self.bar.update(1)
 
     def note(self, message: str) -> None:
-        self._clear()
-        print(message, file=self.stream)
-        self._draw()
+        if self.bar is not None:
+            self.bar.write(message, file=self.stream)
+        else:
+            print(message, file=self.stream, flush=True)
 
     def finish(self) -> None:
-        self._draw()
-        print(file=self.stream, flush=True)
-
-    def _clear(self) -> None:
-        self.stream.write("\r\033[K")
-
-    def _draw(self) -> None:
-        cols = shutil.get_terminal_size((80, 24)).columns
-        frac = self.count / self.total if self.total else 1.0
-        elapsed = time.monotonic() - self.start_time
-        counts = " ".join(f"{k}={v}" for k, v in sorted(self.counts.items()))
-        head = f"{self.count}/{self.total} {elapsed:6.1f}s {counts} "
-        width = max(10, min(40, cols - len(head) - 4))
-        fill = int(round(frac * width))
-        line = f"[{'#' * fill}{'.' * (width - fill)}] {head}{self.last}"
-        self.stream.write("\r\033[K" + line[: max(cols - 1, 20)])
-        self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def make_progress(stream: TextIO | None = None, *, quiet: bool = False):

@@ -1,17 +1,8 @@
-"""Every registered claim under pytest: one node per claim id, run by the verify driver with the ``ci`` profile
-(derandomized: the Hypothesis seed is derived from the run seed and the claim id) and a fixed seed, checked
-against the claim's expectation.
+"""Every built-in claim under pytest, through the suite's pytest plugin: ``VERIFY_CLAIMS`` below makes the plugin
+collect one item per claim id here, run as ``verify run`` runs it with the ``ci`` profile (the ini setting
+``verify_profile``) and seed 0; ``conftest.py`` adds the suite's checks on expectations that were met (no
+inconclusive or skipped example; a refuted claim's counterexample clears its error, is shrunk and replays).
 
-- A claim expected to **hold** must come out ``holds``: every example's margin cleared its error estimate, no
-  example raised or stayed inconclusive, and the whole search ran within the profile's time limits (an input
-  skipped by the hard limit is an example not checked, so it fails the node).
-- A claim expected to be **refuted** (a conjecture the literature refutes, a negative control) must come out
-  ``violated`` with a counterexample that (a) clears its error estimate, (b) is shrunk: its numbers are the
-  simple values Hypothesis shrinks toward (small integers, short decimals, powers of 10 or 2 with short
-  exponents), which a random unshrunk draw is not, and (c) replays: re-running the check on the stored JSON
-  inputs gives the same violation.
-
-The profile and seed can be changed with ``VERIFY_CLAIMS_PROFILE`` / ``VERIFY_CLAIMS_SEED`` (tests/claims/conftest.py).
 The example claims module of the README (``properties.examples.my_claims``) is run through the CLI in a
 subprocess, both as a dotted module and as a file path, so that its claim never enters this process' registry.
 """
@@ -19,125 +10,40 @@ subprocess, both as a dotted module and as a file path, so that its claim never 
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-import properties  # noqa: F401  -- registers the built-in claims
-from properties.api import CLAIMS, Expectation
-from verify.driver import inputs_from_json, replay, run_claim
-from verify.records import VerdictStatus
+from claims_quality import simple
+from properties.api import CLAIMS
+from verify import discovery
+from verify.pytest_plugin import ClaimItem
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_MODULE = "properties.examples.my_claims"
 EXAMPLE_FILE = "properties/examples/my_claims.py"
 EXAMPLE_ID = "mine.gf_loss_monotone"
 
-
-def _params():
-    out = []
-    for cid, c in CLAIMS.items():
-        marks = [pytest.mark.claim]
-        if c.cost >= 1.0:
-            marks.append(pytest.mark.slow)
-        out.append(pytest.param(cid, id=cid, marks=marks))
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# What "shrunk" looks like
-# ----------------------------------------------------------------------------------------------------------------
-def _short_exponent(x: float, base: float) -> bool:
-    e = math.log(abs(x), base)
-    for digits in (0, 1, 2):
-        r = round(e, digits)
-        if float(base ** r) == abs(x) or abs(base ** r - abs(x)) <= 2 * math.ulp(abs(x)):
-            return True
-    return False
-
-
-def _simple(value) -> bool:
-    """A value Hypothesis shrinks toward: a small integer, a short decimal, or a power of 10 or 2 with a short
-    exponent (strategies draw scales as ``10 ** e`` and shrink ``e``)."""
-    if value is None or isinstance(value, (bool, str)):
-        return True
-    if isinstance(value, int):
-        return abs(value) <= 10_000
-    if isinstance(value, float):
-        if value == 0.0 or not math.isfinite(value):
-            return True
-        return (len(repr(abs(value))) <= 7 or _short_exponent(value, 10.0) or _short_exponent(value, 2.0))
-    if isinstance(value, dict):
-        return all(_simple(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return all(_simple(v) for v in value)
-    return False
-
-
-def _not_simple(inputs: dict) -> dict:
-    return {k: v for k, v in inputs.items() if not _simple(v)}
+#: the plugin collects every claim these modules register as an item of this file
+VERIFY_CLAIMS = ["properties"]
 
 
 def test_simplicity_predicate():
-    assert _simple({"depth": 2, "seed": 0, "scale": 1.0, "until_loss": 1e-4, "lr": 10.0 ** -1.5, "p": 2.0 ** 0.5,
-                    "det": "positive", "measure": {"kind": "schatten", "p": "inf"}, "dims": [2, 3, 3]})
-    assert not _simple({"seed": 1_234_567})
-    assert not _simple({"scale": 0.10216227876184304})
-    assert not _simple({"x": 10.0 ** -0.7318})
+    assert simple({"depth": 2, "seed": 0, "scale": 1.0, "until_loss": 1e-4, "lr": 10.0 ** -1.5, "p": 2.0 ** 0.5,
+                   "det": "positive", "measure": {"kind": "schatten", "p": "inf"}, "dims": [2, 3, 3]})
+    assert not simple({"seed": 1_234_567})
+    assert not simple({"scale": 0.10216227876184304})
+    assert not simple({"x": 10.0 ** -0.7318})
 
 
-def _explain(v) -> str:
-    lines = [f"{v.claim_id}: expected {v.expectation}, got {v.status.value} ({v.status.message})",
-             f"examples {v.examples}, inconclusive {v.inconclusive}, seconds {v.seconds:.1f}, extra {v.extra}"]
-    lines += [f"note: {n}" for n in v.notes]
-    if v.counterexample:
-        lines.append(f"counterexample: {v.counterexample.get('inputs_repr')}")
-        if "outcome" in v.counterexample:
-            lines.append(f"outcome: {json.dumps(v.counterexample['outcome'], default=str)[:2000]}")
-        if "error" in v.counterexample:
-            lines.append(f"error: {v.counterexample['error']}")
-    if v.traceback:
-        lines.append(v.traceback[-3000:])
-    return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The claims
-# ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("claim_id", _params())
-def test_claim(claim_id, claims_profile, claims_seed, verdict_log, record_property):
-    claim = CLAIMS[claim_id]
-    v = run_claim(claim, claims_profile, seed=claims_seed)
-    verdict_log.append((claim_id, v))
-    for key in ("seconds", "examples"):
-        record_property(key, getattr(v, key))
-    record_property("verdict", v.status.value)
-
-    if claim.expectation is Expectation.HOLDS:
-        assert v.status is VerdictStatus.HOLDS and v.met, _explain(v)
-        assert v.examples >= 1 and v.inconclusive == 0, _explain(v)
-        assert v.extra["skipped"] == 0, "the search was cut short by the profile's hard limit:\n" + _explain(v)
-        return
-
-    assert v.status is VerdictStatus.VIOLATED and v.met, _explain(v)
-    cx = v.counterexample
-    assert cx is not None and cx["claim_id"] == claim_id, _explain(v)
-    out = cx["outcome"]
-    assert out["status"] == "violated" and out["margin"] < -out["error"], _explain(v)
-    inputs = inputs_from_json(cx["inputs"])
-    assert not _not_simple(inputs), f"counterexample not shrunk: {_not_simple(inputs)}\n" + _explain(v)
-    again = replay(claim, json.loads(json.dumps(cx["inputs"])))
-    assert again.status == "violated", f"the stored counterexample does not replay: {again}\n" + _explain(v)
-    assert abs(again.margin - out["margin"]) <= max(out["error"], 1e-12 * abs(out["margin"])), (again, out)
-
-
-def test_every_claim_has_a_node():
-    """The parametrization is the registry: nothing registered is left out (ids are unique by construction)."""
-    ids = [p.values[0] for p in _params()]
-    assert ids == list(CLAIMS) and len(ids) >= 20
+def test_every_claim_has_an_item(request):
+    """The plugin turns the registry into items here: nothing built in is left out (ids are unique)."""
+    items = [i for i in request.node.parent.collect() if isinstance(i, ClaimItem)]
+    builtin = list(discovery.load(("properties",)).claims)
+    assert [i.name for i in items] == builtin and len(builtin) >= 20
+    assert all(i.modules == ("properties",) and i.get_closest_marker("verify_claim") for i in items)
 
 
 # ----------------------------------------------------------------------------------------------------------------

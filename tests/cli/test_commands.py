@@ -143,5 +143,8 @@ def test_progress_lines_on_a_pipe_and_a_bar_on_a_terminal():
     assert isinstance(bar, BarProgress)
     bar.start(2)
     bar.done(rec)
+    bar.done({**rec, "claim": "toy.violated", "verdict": "violated", "met": False})
     bar.finish()
-    assert "\r" in tty.getvalue() and "[####" in tty.getvalue() and "1/2" in tty.getvalue()
+    text = tty.getvalue()
+    assert "\r" in text and "2/2" in text and "holds=1 violated=1" in text   # tqdm, redrawn in place
+    assert "toy.violated" in text and "(expectation not met)" in text    # printed above the bar

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from verify import runner
+from verify import ci_outputs, runner
 from verify.commands import _common
 from verify.progress import make_progress
 
@@ -16,7 +16,9 @@ HELP = "run claims (ids or globs; all when none) and write results.jsonl, summar
 EPILOG = """\
 writes into DIR: results.jsonl (one line per finished claim, flushed as it finishes), summary.json,
 report.md, report.html, figures/ (plots drawn from the trajectories stored in figures/data/) and
-counterexamples/ID.json (each with the command that reproduces it).
+counterexamples/ID.json (each with the command that reproduces it). With --junit-xml PATH, also a
+JUnit XML file (one testcase per claim); with GITHUB_ACTIONS=true in the environment, one
+::error annotation per claim that did not meet its expectation. Compare two runs with verify diff.
 
 exit status: 0 every claim met its expectation; 1 some claim did not, or a claim that met its
 expectation in --baseline no longer does; 2 bad usage or bad input (unknown claim, pattern or
@@ -38,6 +40,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-figures", dest="figures", action="store_false",
                         help="neither compute the figure trajectories nor draw the plots (plots already in "
                              "DIR stay in the report)")
+    ci_outputs.add_arguments(parser)
 
 
 def run(args) -> int:
@@ -45,6 +48,7 @@ def run(args) -> int:
         patterns=tuple(args.claims_selected), profile=args.profile, seed=args.seed, modules=tuple(args.claims),
         out=args.out, baseline=args.baseline, jobs=args.jobs, executor=args.executor, resume=args.resume,
         figures=args.figures)
+    ci_outputs.check_writable(args.junit_xml)
     progress = make_progress(sys.stdout, quiet=args.quiet)
     result = runner.run(config, progress)
     t = result.summary["totals"]
@@ -61,4 +65,5 @@ def run(args) -> int:
             print(line)
     report = result.files.get("report_html")
     print(f"results in {args.out}" + (f" (report: {report})" if report else ""))
+    ci_outputs.after_run(args, result, sys.stdout)
     return result.exit_code
