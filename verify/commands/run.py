@@ -16,12 +16,16 @@ HELP = "run claims (ids or globs; all when none) and write results.jsonl, summar
 EPILOG = """\
 writes into DIR: results.jsonl (one line per finished claim, flushed as it finishes), summary.json,
 report.md, report.html, figures/ (plots drawn from the trajectories stored in figures/data/) and
-counterexamples/ID.json (each with the command that reproduces it).
+counterexamples/ID.json (each with the command that reproduces it). One run at a time owns DIR (a
+second run into it exits 2 naming the owner); a fresh run first moves an earlier run's results,
+report, counterexamples and ablations into DIR/previous/ (--resume keeps them).
 
-exit status: 0 every claim met its expectation; 1 some claim did not, or a claim that met its
-expectation in --baseline no longer does; 2 bad usage or bad input (unknown claim, pattern or
-profile, a claims module that does not import, an unreadable baseline, --resume over results of
-another profile or seed); 130 interrupted (finish with --resume)."""
+exit status: 0 every claim met its expectation; 1 some claim did not (a claim past its time limit
+is an error, reason timeout), or a claim that met its expectation in --baseline no longer does;
+2 bad usage or bad input (unknown claim, pattern or profile, a claims module that does not import,
+an unreadable baseline, --resume over results of another profile or seed, an --out that is not a
+writable directory or is in use by another run); 3 an internal error (the traceback is saved to a
+file named on stderr); 130 interrupted (finish with --resume)."""
 
 
 def add_arguments(parser) -> None:
@@ -31,6 +35,7 @@ def add_arguments(parser) -> None:
     _common.add_search(parser)
     _common.add_claims(parser)
     _common.add_out(parser)
+    _common.add_claim_timeout(parser)
     parser.add_argument("--baseline", metavar="SUMMARY.json", type=Path,
                         help="exit 1 when a claim that met its expectation there no longer does")
     parser.add_argument("--resume", action="store_true",
@@ -44,7 +49,7 @@ def run(args) -> int:
     config = runner.RunConfig(
         patterns=tuple(args.claims_selected), profile=args.profile, seed=args.seed, modules=tuple(args.claims),
         out=args.out, baseline=args.baseline, jobs=args.jobs, executor=args.executor, resume=args.resume,
-        figures=args.figures)
+        figures=args.figures, claim_timeout=args.claim_timeout)
     progress = make_progress(sys.stdout, quiet=args.quiet)
     result = runner.run(config, progress)
     t = result.summary["totals"]
@@ -56,6 +61,8 @@ def run(args) -> int:
     for r in result.summary["claims"]:
         if not r["met"]:
             line = f"not met: {r['claim']}: {r['verdict']} (expected {r['expectation']})"
+            if r.get("reason") == "timeout":
+                line += f": timeout after {r.get('seconds')} s"
             if r.get("counterexample_file"):
                 line += f"; verify reproduce {Path(args.out) / r['counterexample_file']}"
             print(line)
