@@ -114,8 +114,8 @@ class Claim:
         unknown = set(self.dropped) - set(names)
         require(not unknown, f"claim {self.id}: cannot drop unknown hypotheses {sorted(unknown)}")
         require(self.cost > 0, f"claim {self.id}: cost must be > 0, got {self.cost!r}")
-        require(self.timeout is None or (isinstance(self.timeout, (int, float)) and 0 < self.timeout < float("inf")),
-                f"claim {self.id}: timeout must be None or a number of seconds > 0, got {self.timeout!r}")
+        ok = self.timeout is None or (isinstance(self.timeout, (int, float)) and 0 < self.timeout < math.inf)
+        require(ok, f"claim {self.id}: timeout must be None or a number of seconds > 0, got {self.timeout!r}")
 
     @property
     def active_hypotheses(self) -> tuple[Hyp, ...]:

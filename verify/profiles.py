@@ -3,16 +3,16 @@
 A claim declares ``cost`` (about the seconds one example takes on one core); a profile gives each claim a time
 ``budget`` and turns it into ``max_examples = clamp(round(budget / cost), min_examples, max_examples)``. The
 driver also stops *evaluating* new examples after ``hard_limit`` seconds and, once a violation is found, after
-``shrink_budget`` more seconds of shrinking (skipped inputs are counted and reported, never counted as passes). Those limits are checked between
-examples; ``claim_timeout`` is the hard one: the runner kills a claim still running after it (a check that hangs)
-and records the verdict ``error`` with reason ``timeout``. A claim may set its own (``@claim(..., timeout=S)``),
-and ``verify run --claim-timeout S`` overrides both.
+``shrink_budget`` more seconds of shrinking (skipped inputs are counted and reported, never counted as passes).
+Those limits are checked between examples; ``claim_timeout`` is the hard one: the runner kills a claim still
+running after it (a check that hangs) and records the verdict ``error`` with reason ``timeout``. A claim may set
+its own (``@claim(..., timeout=S)``), and ``verify run --claim-timeout S`` overrides both.
 
-| profile  | budget/claim | examples      | time limit/claim | seeds               | database           | use                          |
-|----------|--------------|---------------|------------------|---------------------|--------------------|------------------------------|
-| quick    | 7 s          | 2 .. 25       | 300 s            | fixed per claim id  | in memory          | default ``verify``; < 3 min  |
-| ci       | 30 s         | 3 .. 100      | 600 s            | fixed per claim id  | in memory          | the CI gate; < 15 min        |
-| thorough | 1200 s       | 50 .. 10000   | 6 h              | fixed per claim id  | .hypothesis/verify | nightly counterexample hunts |
+| profile  | budget/claim | examples    | limit | seeds        | database           | use                          |
+|----------|--------------|-------------|-------|--------------|--------------------|------------------------------|
+| quick    | 7 s          | 2 .. 25     | 300 s | per claim id | in memory          | default ``verify``; < 3 min  |
+| ci       | 30 s         | 3 .. 100    | 600 s | per claim id | in memory          | the CI gate; < 15 min        |
+| thorough | 1200 s       | 50 .. 10000 | 6 h   | per claim id | .hypothesis/verify | nightly counterexample hunts |
 
 Every profile is deterministic for a given ``--seed``: the Hypothesis seed of a claim is derived from
 (seed, claim id), so the same seed gives the same examples, verdicts and counterexamples (up to the wall-clock
