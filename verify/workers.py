@@ -2,9 +2,12 @@
 
 ``concurrent.futures.ProcessPoolExecutor`` cannot stop one running task, so a check that hangs (a ``while True``
 in a user claim, a solver that never returns) would hold a worker for ever and, with ``--jobs 1``, every later
-claim. :class:`KillablePool` keeps ``jobs`` worker processes (spawned: torch and threaded BLAS do not survive
-``fork``; spawned workers also see the environment as it is when they start), each running one task at a time
-and reused across tasks. :meth:`KillablePool.submit_limited` gives a task a limit in seconds: past it, the
+claim. :class:`KillablePool` keeps ``jobs`` worker processes, each running one task at a time and reused across
+tasks. Workers come from a ``forkserver`` (torch and threaded BLAS do not survive a plain ``fork`` of a busy
+parent) that has imported ``preload`` (default: the runner and the driver, with the claims and engines) once, so
+a worker starts in milliseconds rather than the seconds of a fresh interpreter (``spawn`` where there is no
+forkserver). Each task carries the parent's environment variables, ``sys.path`` and working directory as they
+are when it is submitted, and the worker adopts them before running it. :meth:`KillablePool.submit_limited` gives a task a limit in seconds: past it, the
 worker is killed (SIGKILL, which no Python or C code can ignore), the future fails with :class:`TaskTimeout` (the
 clock starts when the worker has received and unpickled the task: starting a worker is not counted),
 and a fresh worker takes the next task. A worker that dies (a segfault, the OOM killer) fails its task with
@@ -17,8 +20,10 @@ claims share one pool.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import Executor, Future
@@ -37,6 +42,19 @@ class WorkerDied(Exception):
     """The worker process running a task exited without answering."""
 
 
+def _context_now() -> dict:
+    return {"env": dict(os.environ), "path": list(sys.path), "cwd": os.getcwd()}
+
+
+def _adopt(context: dict) -> None:
+    if os.environ != context["env"]:
+        os.environ.clear()
+        os.environ.update(context["env"])
+    sys.path[:] = context["path"]
+    if os.getcwd() != context["cwd"]:
+        os.chdir(context["cwd"])
+
+
 def _worker_main(conn, initializer) -> None:
     if initializer is not None:
         initializer()
@@ -47,7 +65,8 @@ def _worker_main(conn, initializer) -> None:
             return
         if msg is None:
             return
-        fn, args, kwargs = msg
+        fn, args, kwargs, context = msg
+        _adopt(context)
         conn.send(("start", None))  # the task's clock starts now, not while the worker was starting
         try:
             out = ("ok", fn(*args, **kwargs))
@@ -89,13 +108,25 @@ class _Worker:
         self.kill()
 
 
+PRELOAD = ("verify.runner", "verify.driver")
+
+
+def _context(preload: tuple[str, ...]):
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover -- not POSIX
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(list(preload))  # used when the forkserver starts (once per parent process)
+    return ctx
+
+
 class KillablePool(Executor):
     """``jobs`` reusable worker processes; see the module docstring."""
 
     POLL = 0.2  # seconds between checks for shutdown while a task runs
 
-    def __init__(self, jobs: int = 1, *, initializer: Callable[[], None] | None = ignore_sigint, mp_context=None):
-        self._ctx = mp_context or multiprocessing.get_context("spawn")
+    def __init__(self, jobs: int = 1, *, initializer: Callable[[], None] | None = ignore_sigint, mp_context=None,
+                 preload: tuple[str, ...] = PRELOAD):
+        self._ctx = mp_context or _context(preload)
         self._initializer = initializer
         self._tasks: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
@@ -189,7 +220,7 @@ class KillablePool(Executor):
     def _one(self, w: _Worker, fut: Future, fn, args, kwargs, seconds) -> bool:
         """Run one task on ``w``; False when the worker must be replaced."""
         try:
-            w.conn.send((fn, args, kwargs))
+            w.conn.send((fn, args, kwargs, _context_now()))
         except Exception as exc:  # noqa: BLE001 -- unpicklable task, or a worker that already died
             if isinstance(exc, OSError):
                 fut.set_exception(WorkerDied(f"cannot reach the worker: {exc}"))

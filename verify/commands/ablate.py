@@ -37,7 +37,8 @@ def run(args) -> int:
         elif h["verdict"] == "error":
             result = f"error: {h['record'].get('error') or 'see the record'}"
         else:
-            result = f"not shown necessary: {h['verdict']} on {h['examples']} examples"
+            n = h["examples"]
+            result = f"not shown necessary: {h['verdict']} on {n} example{'' if n == 1 else 's'}"
         print(f"  without {h['hypothesis']:<{width}}  {result}")
     print(f"written to {doc['file']}")
     return 1 if any(h["verdict"] == "error" for h in rows) else 0
