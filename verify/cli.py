@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="verify",
         description="Property-based verification of implicit-regularization theorems (RC20, ACHL19, RMC21). "
                     "With no command: verify run --profile quick.",
+        epilog="exit status: 0 every claim met its expectation (or the command succeeded); 1 some claim did not "
+               "(or a run did not complete); 2 bad usage or bad input, one line on stderr; 3 an internal error, "
+               "one line on stderr naming the file that holds the traceback; 130 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, modname in COMMANDS.items():

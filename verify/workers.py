@@ -238,7 +238,8 @@ class KillablePool(Executor):
                 try:
                     kind, payload = w.conn.recv()
                 except (EOFError, OSError):
-                    code = w.proc.exitcode if not w.proc.is_alive() else None
+                    w.proc.join(timeout=5)  # the pipe closes just before the process is reaped
+                    code = w.proc.exitcode
                     why = "the pool was stopped" if self._stopping else \
                         f"the worker process exited (code {code}) while running the task"
                     fut.set_exception(WorkerDied(why))

@@ -104,6 +104,15 @@ def test_a_hanging_claim_ends_as_error_timeout_and_the_run_goes_on(run_toy):
     assert "not met: toyfault.hang: error (expected holds): timeout after 1.0 s" in stdout
 
 
+def test_a_worker_that_dies_is_an_error_verdict_and_the_run_goes_on(run_toy):
+    code, stdout, err, out = run_toy("toyfault.exits", "toyfault.after", claims=TOY_FAULTS)
+    assert code == 1, stdout + err
+    recs = {r["claim"]: r for r in read_summary(out)["claims"]}
+    assert recs["toyfault.exits"]["verdict"] == "error"
+    assert "WorkerDied: the worker process exited (code 3)" in recs["toyfault.exits"]["error"]
+    assert recs["toyfault.after"]["verdict"] == "holds"
+
+
 def test_time_limit_precedence():
     from verify import discovery
     cat = discovery.load((TOY_FAULTS, TOY))

@@ -1,7 +1,9 @@
 """Toy claims for the fault tests: a check that never returns (pure Python, busy), one after it, and checks
-that return None or a float instead of an Outcome."""
+that return None or a float instead of an Outcome, and one that ends its own process."""
 
 from __future__ import annotations
+
+import os
 
 from hypothesis import strategies as st
 
@@ -38,3 +40,10 @@ def returns_none(inputs, dropped):
 def returns_float(inputs, dropped):
     """Returns the bare margin instead of an Outcome."""
     return 1.0 + inputs["x"]
+
+
+@claim("toyfault.exits", title="kills its own process", source="Toy 2024, Remark 12", statement="1 > 0",
+       kind="exact", strategy=UNIT, cost=50.0)
+def exits(inputs, dropped):
+    """Ends the process that runs it (as a segfault or the OOM killer would)."""
+    os._exit(3)
