@@ -50,11 +50,11 @@ RESOLVED = 1.0
 
 #: what to try when an engine cannot go on, by (engine, status); the sentence is appended to the run's message
 ADVICE = {
-    ("gf", Status.PRECISION_LOST): "gf-mp (high precision: --engine gf-mp, more --digits) would go on",
+    ("gf", Status.PRECISION_LOST): "gf-mp (--engine gf-mp; more --digits for smaller losses) goes further",
     ("gf", Status.SOLVER_FAILED): "gf-mp (--engine gf-mp) or a smaller rtol (--rtol) may go on",
     ("gf", Status.DIVERGED): "a smaller init scale, or gf-mp (--engine gf-mp), may go on",
     ("gf", Status.INACCURATE): "gf-mp (--engine gf-mp) or a smaller rtol (--rtol) gives a smaller error",
-    ("gf-mp", Status.PRECISION_LOST): "more digits (--digits) would go on",
+    ("gf-mp", Status.PRECISION_LOST): "more digits (--digits) go further",
     ("gf-mp", Status.SOLVER_FAILED): "more digits (--digits) or more steps (max_steps) may go on",
     ("gf-mp", Status.DIVERGED): "a smaller init scale may go on",
     ("gf-mp", Status.INACCURATE): "more digits (--digits) give a smaller error",

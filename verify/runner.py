@@ -2,12 +2,17 @@
 
 A run:
 
-1. selects claims (:mod:`verify.discovery`), reads the baseline if one is given (bad input fails before any work);
+1. checks that ``DIR`` is a writable directory, selects claims (:mod:`verify.discovery`), reads the baseline if
+   one is given (bad input fails before any work), and locks ``DIR`` for the whole run (:mod:`verify.outdir`: a
+   second run into it fails at once, naming this one); a fresh run moves an earlier run's outputs into
+   ``DIR/previous/``;
 2. opens ``DIR/results.jsonl`` (:class:`~verify.store.ResultStore`): truncated for a fresh run, kept with
    ``--resume`` (whose records must have the same profile and seed), and runs only the claims without a record;
 3. sends one :class:`Task` per claim to the executor (:mod:`verify.executors`), keeping a bounded number in
    flight; a worker rebuilds the claim from its id and calls :func:`verify.driver.run_claim`; whatever it raises
-   becomes an ``error`` verdict with the traceback, and the other claims still run;
+   becomes an ``error`` verdict with the traceback, and the other claims still run. Each task has a time limit
+   (:func:`time_limit`); a local worker still running past it is killed (:mod:`verify.workers`) and the claim's
+   verdict is ``error`` with ``reason: "timeout"``;
 4. as each claim finishes, writes its counterexample to ``DIR/counterexamples/ID.json`` and *then* appends its
    record to ``results.jsonl`` (flushed), so a record on disk always has its counterexample file beside it;
 5. writes ``summary.json`` (records in claim order), the figure data (:mod:`verify.figure_data`), the figures and

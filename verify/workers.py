@@ -63,6 +63,10 @@ def _worker_main(conn, initializer) -> None:
             msg = conn.recv()
         except (EOFError, OSError):
             return
+        except Exception as exc:  # noqa: BLE001 -- a task that does not unpickle here (a module that fails to import)
+            conn.send(("start", None))
+            conn.send(("error", exc))
+            continue
         if msg is None:
             return
         fn, args, kwargs, context = msg
