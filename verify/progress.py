@@ -28,7 +28,7 @@ def describe(record: dict) -> str:
         flag = "" if record.get("met") else "  (expectation not met)"
     n = int(record.get("examples") or 0)
     return (f"{record.get('claim', '?'):<{ID_WIDTH}} {record.get('verdict', '?'):<12} "
-            f"{n:>6} example{'' if n == 1 else 's'} {float(record.get('seconds') or 0.0):>8.2f} s{flag}")
+            f"{n:>6} {'example' if n == 1 else 'examples':<8} {float(record.get('seconds') or 0.0):>8.2f} s{flag}")
 
 
 class NoProgress:

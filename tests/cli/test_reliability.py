@@ -172,3 +172,12 @@ def test_reproduce_a_check_that_returned_no_outcome_answers_in_a_line(run_toy, c
     assert code == 0 and err == "" and "Traceback" not in stdout, stdout + err
     assert f"TypeError: check of {claim} returned {returned}, not an Outcome" in stdout
     assert "reproduced: error" in stdout
+
+
+def test_progress_lines_say_1_example_and_stay_aligned_for_long_ids():
+    from verify.progress import describe
+    short = describe({"claim": "toy.holds", "verdict": "holds", "examples": 1, "seconds": 1.0, "met": True})
+    long = describe({"claim": "rc20.prop.norm_minimizers_bounded.without_is_quasi_norm", "verdict": "violated",
+                     "examples": 12, "seconds": 1.0, "met": True})
+    assert " 1 example " in short and "1 examples" not in short and "12 examples" in long
+    assert short.index("holds") == long.index("violated") and short.index(" s") == long.index(" s")
