@@ -180,4 +180,4 @@ def test_progress_lines_say_1_example_and_stay_aligned_for_long_ids():
     long = describe({"claim": "rc20.prop.norm_minimizers_bounded.without_is_quasi_norm", "verdict": "violated",
                      "examples": 12, "seconds": 1.0, "met": True})
     assert " 1 example " in short and "1 examples" not in short and "12 examples" in long
-    assert short.index("holds") == long.index("violated") and short.index(" s") == long.index(" s")
+    assert short.index(" holds ") == long.index(" violated ") and short.rindex(" s") == long.rindex(" s")
