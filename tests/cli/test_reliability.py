@@ -61,6 +61,16 @@ def test_two_concurrent_runs_into_one_directory_lose_nothing(cli, tmp_path):
     assert code == 1 and "ran 0, kept 3" in stdout, stdout + err
 
 
+def test_ablate_into_a_directory_in_use_is_refused_naming_the_owner(cli, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    with outdir.DirLock(out, "verify run"):  # held by this process, on another open file
+        code, stdout, err = cli("ablate", "toy.theorem", "--claims", TOY, "--out", out)
+        line = _one_line(code, err)
+    assert f"in use by another run (verify run, pid {os.getpid()} on " in line
+    assert not (out / "ablations").exists()
+
+
 def test_the_lock_of_a_dead_run_is_no_obstacle(run_toy, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
