@@ -41,11 +41,11 @@ _STATUS_MESSAGES = {
     Status.PRECISION_LOST: "the working precision can no longer resolve the trajectory (for example the det sign); "
                            "the points after the loss of precision were discarded",
     Status.SOLVER_FAILED: "the integrator failed (step size underflow or no convergence of the implicit solve)",
-    Status.INACCURATE: "reached the requested end, but the error estimate does not resolve the recorded points "
-                       "(an end-to-end entry error as large as the largest entry: not one correct digit)",
+    Status.INACCURATE: "the error estimate does not resolve the recorded points (an end-to-end entry error as "
+                       "large as the largest entry: not one correct digit)",
 }
 
-#: a completed run whose relative ``error_estimate`` is not below this is ``inaccurate``
+#: a completed (or budget) run whose relative ``error_estimate`` is not below this is ``inaccurate``
 RESOLVED = 1.0
 
 #: what to try when an engine cannot go on, by (engine, status); the sentence is appended to the run's message
@@ -112,9 +112,10 @@ class Trajectory:
 
     An error estimate is never silently wrong (both rules are applied when the record is made):
 
-    - a run that reached its end (``completed``) but whose estimate does not resolve its points (relative error
-      ``>=`` :data:`RESOLVED` = 1, i.e. not one correct digit of the end-to-end entries, or an estimate that is not
-      a finite number) gets status ``inaccurate`` instead, which is not :attr:`Status.trustworthy`;
+    - a run that reached its end (``completed``) or its budget (``budget``) but whose estimate does not resolve its
+      points (relative error ``>=`` :data:`RESOLVED` = 1, i.e. not one correct digit of the end-to-end entries, or
+      an estimate that is not a finite number) gets status ``inaccurate`` instead, which is not
+      :attr:`Status.trustworthy`;
     - a run that failed (``diverged``, ``precision_lost``, ``solver_failed``) reports an unknown estimate as
       infinite: an ``error_estimate`` of 0 or NaN becomes ``inf``, and so do per-point errors of exactly 0 after
       the initial point (an integrated point is never exact; 0 there means "not estimated").
@@ -140,12 +141,12 @@ class Trajectory:
             if not (err > 0 and math.isfinite(err)) and not math.isinf(err):
                 err = math.inf
             points = tuple(_unknown_as_inf(p, i) for i, p in enumerate(points))
-        elif status is Status.COMPLETED and not _resolves(err, points):
+        elif status.trustworthy and not _resolves(err, points):
             status = Status.INACCURATE
         message = self.message
         advice = ADVICE.get((self.engine, status))
-        if status is Status.INACCURATE and self.status is Status.COMPLETED:
-            message = Status.INACCURATE.message
+        if status is Status.INACCURATE and self.status is not Status.INACCURATE:
+            message = f"{message or self.status.message}; but {Status.INACCURATE.message}"
         if advice and advice not in (message or ""):
             message = f"{message or status.message}; {advice}"
         for name, value in (("status", status), ("error_estimate", err), ("points", points), ("message", message)):

@@ -116,6 +116,9 @@ def test_unknown_errors_of_a_failed_record_are_infinite_and_the_start_stays_exac
     assert ok.status is Status.COMPLETED and ok.error_estimate == 0.5 and ok.points[1].loss_err == 0.0
     assert Trajectory("gf", {}, pts, Status.COMPLETED, "", 1.0).status is Status.INACCURATE
     assert Trajectory("gf", {}, pts, Status.COMPLETED, "", math.nan).status is Status.INACCURATE
+    late = Trajectory("gf", {}, pts, Status.BUDGET, "stopped at the wall budget", 3.0)
+    assert late.status is Status.INACCURATE and late.message.startswith("stopped at the wall budget; but the error")
+    assert Trajectory("gf", {}, pts, Status.BUDGET, "", 0.5).status is Status.BUDGET
     assert not Status.INACCURATE.trustworthy
 
 

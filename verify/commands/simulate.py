@@ -10,9 +10,9 @@ Examples::
 The JSON holds ``engine``, ``settings`` (problem, model, init, engine options, stopping rule), ``points`` (a
 list of ``{t or step, loss, product, det_sign, loss_err, product_err}``; ``hp`` with decimal strings for gf-mp),
 ``final`` (the last point), ``error_estimate`` (largest relative error of the recorded end-to-end entries;
-"inf" when a failed run could not estimate it), ``status`` (completed, inaccurate: the end was reached but the
-error estimate does not resolve the points, budget, diverged, precision_lost, solver_failed), ``message`` (for
-a failure or inaccurate run, what would go on: gf-mp, a smaller --rtol, more --digits, a smaller --lr),
+"inf" when a failed run could not estimate it), ``status`` (completed, inaccurate: the error estimate does not
+resolve the points, budget, diverged, precision_lost, solver_failed), ``message`` (for a failure or an
+inaccurate run, what would go on: gf-mp, a smaller --rtol, more --digits, a smaller --lr),
 ``det_sign_change`` (null, or where the det sign first changed between recorded points: gradient descent with a
 finite step can flip it; a warning is printed too), ``stats`` and ``seconds``. Non-finite numbers are written as
 the strings "nan", "inf", "-inf" (strict JSON). --json is checked writable before the run starts.
