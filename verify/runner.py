@@ -2,8 +2,8 @@
 
 A run:
 
-1. checks that ``DIR`` is a writable directory, selects claims (:mod:`verify.discovery`), reads the baseline if
-   one is given (bad input fails before any work), and locks ``DIR`` for the whole run (:mod:`verify.outdir`: a
+1. selects claims (:mod:`verify.discovery`), reads the baseline if one is given, checks that ``DIR`` is (or can
+   be made) a writable directory (bad input fails before any work), and locks ``DIR`` for the whole run (:mod:`verify.outdir`: a
    second run into it fails at once, naming this one); a fresh run moves an earlier run's outputs into
    ``DIR/previous/``;
 2. opens ``DIR/results.jsonl`` (:class:`~verify.store.ResultStore`): truncated for a fresh run, kept with
@@ -315,12 +315,12 @@ def _check_resumable(kept: Iterable[dict], config: RunConfig, out: Path) -> None
 def run(config: RunConfig, progress=None) -> RunResult:
     """Run the selected claims (see the module docstring); returns the summary and the exit status."""
     progress = progress or NoProgress()
-    out = outdir.writable_dir(config.out)
     catalog = discovery.load(config.modules)
     claims = catalog.select(config.patterns)
     if not claims:
         raise InvalidInput("no claims to run" + (f" in {', '.join(catalog.modules)}" if config.modules else ""))
     base = store.load_summary(config.baseline) if config.baseline is not None else None
+    out = outdir.writable_dir(config.out)
     with outdir.DirLock(out, "verify run"):
         return _run_locked(config, progress, out, catalog, claims, base)
 
