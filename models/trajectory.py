@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 import numpy as np
@@ -17,6 +17,7 @@ class Status(Enum):
     DIVERGED = "diverged"
     PRECISION_LOST = "precision_lost"
     SOLVER_FAILED = "solver_failed"
+    INACCURATE = "inaccurate"
 
     @property
     def message(self) -> str:
@@ -27,6 +28,11 @@ class Status(Enum):
         """Whether the recorded points may be used as evidence (they are up to the last point)."""
         return self in (Status.COMPLETED, Status.BUDGET)
 
+    @property
+    def failed(self) -> bool:
+        """The engine could not go on (diverged, lost precision, solver failed)."""
+        return self in (Status.DIVERGED, Status.PRECISION_LOST, Status.SOLVER_FAILED)
+
 
 _STATUS_MESSAGES = {
     Status.COMPLETED: "reached the requested end (time, step count or loss)",
@@ -35,6 +41,26 @@ _STATUS_MESSAGES = {
     Status.PRECISION_LOST: "the working precision can no longer resolve the trajectory (for example the det sign); "
                            "the points after the loss of precision were discarded",
     Status.SOLVER_FAILED: "the integrator failed (step size underflow or no convergence of the implicit solve)",
+    Status.INACCURATE: "the error estimate does not resolve the recorded points (an end-to-end entry error as "
+                       "large as the largest entry: not one correct digit)",
+}
+
+#: a completed (or budget) run whose relative ``error_estimate`` is not below this is ``inaccurate``
+RESOLVED = 1.0
+
+#: what to try when an engine cannot go on, by (engine, status); the sentence is appended to the run's message
+ADVICE = {
+    ("gf", Status.PRECISION_LOST): "gf-mp (--engine gf-mp; more --digits for smaller losses) goes further",
+    ("gf", Status.SOLVER_FAILED): "gf-mp (--engine gf-mp) or a smaller rtol (--rtol) may go on",
+    ("gf", Status.DIVERGED): "a smaller init scale, or gf-mp (--engine gf-mp), may go on",
+    ("gf", Status.INACCURATE): "gf-mp (--engine gf-mp) or a smaller rtol (--rtol) gives a smaller error",
+    ("gf-mp", Status.PRECISION_LOST): "more digits (--digits) go further",
+    ("gf-mp", Status.SOLVER_FAILED): "more digits (--digits) or more steps (max_steps) may go on",
+    ("gf-mp", Status.DIVERGED): "a smaller init scale may go on",
+    ("gf-mp", Status.INACCURATE): "more digits (--digits) give a smaller error",
+    ("gd", Status.DIVERGED): "a smaller step size (--lr) may go on",
+    ("gd", Status.PRECISION_LOST): "gf or gf-mp (--engine gf-mp) follow the flow itself",
+    ("gd", Status.INACCURATE): "a smaller step size (--lr), or gf / gf-mp for the flow itself",
 }
 
 
@@ -83,6 +109,19 @@ class Trajectory:
 
     ``error_estimate`` is the engine's estimate of the largest error in the recorded end-to-end entries,
     relative to the largest entry at the same point (``max_p product_err_p / max|W_p|``).
+
+    An error estimate is never silently wrong (both rules are applied when the record is made):
+
+    - a run that reached its end (``completed``) or its budget (``budget``) but whose estimate does not resolve its
+      points (relative error ``>=`` :data:`RESOLVED` = 1, i.e. not one correct digit of the end-to-end entries, or
+      an estimate that is not a finite number) gets status ``inaccurate`` instead, which is not
+      :attr:`Status.trustworthy`;
+    - a run that failed (``diverged``, ``precision_lost``, ``solver_failed``) reports an unknown estimate as
+      infinite: an ``error_estimate`` of 0 or NaN becomes ``inf``, and so do per-point errors of exactly 0 after
+      the initial point (an integrated point is never exact; 0 there means "not estimated").
+
+    A failed or inaccurate run's ``message`` ends with what would go on (:data:`ADVICE`: gf-mp, a smaller rtol,
+    more digits, a smaller step size).
     """
 
     engine: str
@@ -96,9 +135,40 @@ class Trajectory:
     stats: dict = field(default_factory=dict)
     seconds: float = 0.0
 
+    def __post_init__(self) -> None:
+        status, err, points = self.status, float(self.error_estimate), self.points
+        if status.failed:
+            if not (err > 0 and math.isfinite(err)) and not math.isinf(err):
+                err = math.inf
+            points = tuple(_unknown_as_inf(p, i) for i, p in enumerate(points))
+        elif status.trustworthy and not _resolves(err, points):
+            status = Status.INACCURATE
+        message = self.message
+        advice = ADVICE.get((self.engine, status))
+        if status is Status.INACCURATE and self.status is not Status.INACCURATE:
+            message = f"{message or self.status.message}; but {Status.INACCURATE.message}"
+        if advice and advice not in (message or ""):
+            message = f"{message or status.message}; {advice}"
+        for name, value in (("status", status), ("error_estimate", err), ("points", points), ("message", message)):
+            object.__setattr__(self, name, value)
+
     @property
     def final(self) -> Point:
         return self.points[-1]
+
+    @property
+    def det_sign_change(self) -> dict | None:
+        """The first change of det sign between recorded points: ``{"from", "to", "after", "at"}``, ``after`` and
+        ``at`` locating (``{"t": ...}`` or ``{"step": ...}``) the last point with the first sign and the first point
+        with the other; None when the sign never changes (points whose sign is unresolved are skipped). Gradient
+        flow preserves the sign; gradient descent with a finite step need not."""
+        prev = None
+        for p in self.points:
+            if p.det_sign in (-1, 1):
+                if prev is not None and p.det_sign != prev.det_sign:
+                    return {"from": prev.det_sign, "to": p.det_sign, "after": _where(prev), "at": _where(p)}
+                prev = p
+        return None
 
     @property
     def losses(self) -> np.ndarray:
@@ -122,6 +192,7 @@ class Trajectory:
             "precision": self.precision,
             "tolerances": {k: _num(v) if isinstance(v, float) else v for k, v in self.tolerances.items()},
             "error_estimate": _num(self.error_estimate),
+            "det_sign_change": self.det_sign_change,
             "stats": self.stats,
             "seconds": round(float(self.seconds), 6),
             "points": [p.to_json(with_factors=with_factors) for p in self.points],
@@ -152,6 +223,27 @@ def _arr(a) -> list:
     if np.all(np.isfinite(a)):
         return a.tolist()
     return np.vectorize(_num, otypes=[object])(a).tolist()
+
+
+def _where(p: Point) -> dict:
+    return {"step": int(p.step)} if p.step is not None else {"t": _num(p.t)}
+
+
+def _resolves(err: float, points) -> bool:
+    """Whether an error estimate resolves the points (see :class:`Trajectory`)."""
+    return math.isfinite(err) and err < RESOLVED
+
+
+def _unknown_as_inf(p: Point, index: int) -> Point:
+    at_start = index == 0 and (p.t == 0 or p.step == 0)
+    if at_start:
+        return p
+    changes = {}
+    if p.loss_err == 0.0:
+        changes["loss_err"] = math.inf
+    if p.product_err == 0.0:
+        changes["product_err"] = math.inf
+    return replace(p, **changes) if changes else p
 
 
 def relative_error(points) -> float:

@@ -101,6 +101,7 @@ class Claim:
     parent: str | None = None
     how: str = ""
     cost: float = 1.0
+    timeout: float | None = None  # seconds before the run stops the claim (None: the profile's claim_timeout)
 
     def __post_init__(self) -> None:
         require(bool(self.id) and all(part.isidentifier() or part.replace("_", "").isalnum()
@@ -113,6 +114,8 @@ class Claim:
         unknown = set(self.dropped) - set(names)
         require(not unknown, f"claim {self.id}: cannot drop unknown hypotheses {sorted(unknown)}")
         require(self.cost > 0, f"claim {self.id}: cost must be > 0, got {self.cost!r}")
+        ok = self.timeout is None or (isinstance(self.timeout, (int, float)) and 0 < self.timeout < math.inf)
+        require(ok, f"claim {self.id}: timeout must be None or a number of seconds > 0, got {self.timeout!r}")
 
     @property
     def active_hypotheses(self) -> tuple[Hyp, ...]:
@@ -167,11 +170,14 @@ def register(c: Claim, *, replace_existing: bool = False) -> Claim:
 
 
 def claim(id: str, *, title: str, source: str, statement: str, kind: str | Kind, strategy,
-          expectation: str | Expectation = "holds", hypotheses=(), how: str = "", cost: float = 1.0):
+          expectation: str | Expectation = "holds", hypotheses=(), how: str = "", cost: float = 1.0,
+          timeout: float | None = None):
     """Decorator registering ``check(inputs, dropped) -> Outcome`` as a claim; returns the :class:`Claim`.
 
     ``hypotheses`` is a sequence of ``(name, text)`` pairs or :class:`Hyp`. ``strategy`` is a function of the
     dropped set returning a Hypothesis strategy of input dicts (or a strategy, used whatever is dropped).
+    ``timeout`` (seconds) overrides the profile's per-claim time limit (``verify run --claim-timeout`` overrides
+    both); a claim past it is stopped and reported ``error`` with reason ``timeout``.
     """
     try:
         k = kind if isinstance(kind, Kind) else Kind(kind)
@@ -183,7 +189,7 @@ def claim(id: str, *, title: str, source: str, statement: str, kind: str | Kind,
 
     def wrap(check: Callable[[dict, frozenset], Outcome]) -> Claim:
         c = Claim(id, title, source, statement, k, e, strat, check, hyps, how=how or (check.__doc__ or "").strip(),
-                  cost=cost)
+                  cost=cost, timeout=timeout)
         return register(c)
 
     return wrap

@@ -20,7 +20,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, TextIO
 
-from models.errors import InvalidInput
 from verify.oneclaim import failure_text
 
 
@@ -29,22 +28,6 @@ def add_arguments(parser) -> None:
                         help="also write a JUnit XML file: one testcase per claim, failures with the "
                              "counterexample, margin and reproduce command (GitHub annotations are printed "
                              "when GITHUB_ACTIONS=true)")
-
-
-def check_writable(path: Path | None) -> None:
-    """Bad input (exit 2) before any work when ``path`` cannot be written."""
-    if path is None:
-        return
-    path = Path(path)
-    if path.is_dir():
-        raise InvalidInput(f"--junit-xml {str(path)!r} is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InvalidInput(f"--junit-xml {str(path)!r}: cannot create its directory: {exc}") from None
-    if not os.access(parent, os.W_OK):
-        raise InvalidInput(f"--junit-xml {str(path)!r}: directory {str(parent)!r} is not writable")
 
 
 def reproduce_command(record: dict, out: Path) -> str | None:

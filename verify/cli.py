@@ -5,7 +5,9 @@ Each subcommand lives in ``verify/commands/<name>.py`` with ``HELP``, ``add_argu
 ``verify run --profile quick``.
 
 Exit status: 0 every claim met its expectation (or the command succeeded), 1 some claim did not (or regressed
-against a baseline), 2 bad usage or bad input, with a one-line reason on stderr.
+against a baseline), 2 bad usage or bad input, with a one-line reason on stderr, 3 an internal error: any other
+exception is a bug of the suite, not an answer; its traceback is saved to a file (``verify-crash-*.txt`` in the
+temporary directory) and stderr gets one line naming it. 130: interrupted.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import tempfile
+import traceback
 
 from models.errors import SuiteError
 
@@ -41,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "With no command: verify run --profile quick. Claims also run as pytest items "
                     "(pytest --verify-claims MODULE, or @claim in a test file) and from Python "
                     "(verify.check(ID)); see the README.",
+        epilog="exit status: 0 every claim met its expectation (or the command succeeded); 1 some claim did not "
+               "(or a run did not complete); 2 bad usage or bad input, one line on stderr; 3 an internal error, "
+               "one line on stderr naming the file that holds the traceback; 130 interrupted.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, modname in COMMANDS.items():
@@ -76,6 +83,29 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"verify {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 -- a bug: save the traceback, answer with one line
+        where = save_traceback(exc, argv)
+        print(f"verify {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)}; "
+              f"traceback in {where}", file=sys.stderr)
+        return 3
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def save_traceback(exc: BaseException, argv: list[str]) -> str:
+    """Write the traceback of ``exc`` (and the command line) to a new file; its path (or why it could not)."""
+    text = "verify " + " ".join(argv) + "\n\n" + "".join(
+        traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="verify-crash-", suffix=".txt", delete=False,
+                                         encoding="utf-8") as fh:
+            fh.write(text)
+        return fh.name
+    except OSError as err:
+        return f"nowhere (could not write one: {err.strerror or err})"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,26 +1,28 @@
 """Where tasks run, behind the ``concurrent.futures.Executor`` seam (style notes 5.5).
 
-``--executor local`` with ``--jobs 1`` runs tasks in this process, one at a time (:class:`SerialExecutor`);
-``--jobs N`` in a :class:`~concurrent.futures.ProcessPoolExecutor` of N spawned workers (torch and threaded BLAS do
-not survive ``fork``); ``--executor dask://HOST:PORT`` on a dask.distributed cluster through
+``--executor local`` runs tasks in a :class:`~verify.workers.KillablePool` of ``--jobs`` spawned worker processes
+(one with ``--jobs 1``), so that a claim past its time limit can be killed without stopping the run;
+``--executor dask://HOST:PORT`` on a dask.distributed cluster through
 ``Client(address).get_executor()``, an optional extra (``pip install 'implicit-reg-verify[dask]'``).
 
 Tasks are small picklable records and workers return plain dicts, so every executor runs the same code; the
 runner alone writes results. :func:`open_executor` yields an :class:`ExecutorHandle` with the executor, how many
-tasks to keep in flight, and a ``terminate`` that stops workers on Ctrl-C.
+tasks to keep in flight, a ``terminate`` that stops workers on Ctrl-C, and whether the executor enforces time
+limits (``limits``: local pools do, through ``submit_limited``; a dask cluster cannot kill a running task, so
+there a claim's time limit is not enforced). :class:`SerialExecutor` (in this process, no limits) remains for
+callers that want it.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import signal
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from models.errors import InvalidInput
+from verify.workers import KillablePool
 
 DASK_EXTRA = "pip install 'implicit-reg-verify[dask]' (or pip install distributed)"
 
@@ -39,11 +41,6 @@ class SerialExecutor(Executor):
         return fut
 
 
-def _ignore_sigint() -> None:
-    """Pool workers leave Ctrl-C to the parent, which cancels and terminates them."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 @dataclass
 class ExecutorHandle:
     """An open executor: ``window`` tasks are kept in flight; ``terminate()`` stops running work."""
@@ -52,6 +49,7 @@ class ExecutorHandle:
     name: str
     window: int
     terminate: Callable[[], None] = field(default=lambda: None)
+    limits: bool = False
 
 
 def parse(spec: str) -> str:
@@ -64,11 +62,6 @@ def parse(spec: str) -> str:
     raise InvalidInput(f"--executor must be 'local' or 'dask://HOST:PORT', got {spec!r}")
 
 
-def _mp_context():
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-
-
 @contextmanager
 def open_executor(spec: str = "local", jobs: int = 1) -> Iterator[ExecutorHandle]:
     """Open the executor named by ``spec`` for ``jobs`` local workers (see the module docstring)."""
@@ -76,22 +69,9 @@ def open_executor(spec: str = "local", jobs: int = 1) -> Iterator[ExecutorHandle
     if jobs < 1:
         raise InvalidInput(f"--jobs must be >= 1, got {jobs!r}")
     if spec == "local":
-        if jobs == 1:
-            yield ExecutorHandle(SerialExecutor(), "local", 1)
-            return
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context(), initializer=_ignore_sigint)
-
-        def terminate() -> None:
-            procs = list(getattr(pool, "_processes", {}).values())  # no public API before Python 3.14
-            pool.shutdown(wait=False, cancel_futures=True)
-            for p in procs:
-                if p.is_alive():
-                    p.terminate()
-            for p in procs:
-                p.join(timeout=5)
-
+        pool = KillablePool(jobs)
         try:
-            yield ExecutorHandle(pool, f"local x{jobs}", jobs, terminate)
+            yield ExecutorHandle(pool, f"local x{jobs}", jobs, pool.terminate, limits=True)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         return

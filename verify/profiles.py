@@ -4,12 +4,15 @@ A claim declares ``cost`` (about the seconds one example takes on one core); a p
 ``budget`` and turns it into ``max_examples = clamp(round(budget / cost), min_examples, max_examples)``. The
 driver also stops *evaluating* new examples after ``hard_limit`` seconds and, once a violation is found, after
 ``shrink_budget`` more seconds of shrinking (skipped inputs are counted and reported, never counted as passes).
+Those limits are checked between examples; ``claim_timeout`` is the hard one: the runner kills a claim still
+running after it (a check that hangs) and records the verdict ``error`` with reason ``timeout``. A claim may set
+its own (``@claim(..., timeout=S)``), and ``verify run --claim-timeout S`` overrides both.
 
-| profile  | budget/claim | examples      | seeds               | database           | use                           |
-|----------|--------------|---------------|---------------------|--------------------|-------------------------------|
-| quick    | 7 s          | 2 .. 25       | fixed per claim id  | in memory          | default ``verify``; < 3 min   |
-| ci       | 30 s         | 3 .. 100      | fixed per claim id  | in memory          | the CI gate; < 15 min         |
-| thorough | 1200 s       | 50 .. 10000   | fixed per claim id  | .hypothesis/verify | nightly counterexample hunts  |
+| profile  | budget/claim | examples    | limit | seeds        | database           | use                          |
+|----------|--------------|-------------|-------|--------------|--------------------|------------------------------|
+| quick    | 7 s          | 2 .. 25     | 300 s | per claim id | in memory          | default ``verify``; < 3 min  |
+| ci       | 30 s         | 3 .. 100    | 600 s | per claim id | in memory          | the CI gate; < 15 min        |
+| thorough | 1200 s       | 50 .. 10000 | 6 h   | per claim id | .hypothesis/verify | nightly counterexample hunts |
 
 Every profile is deterministic for a given ``--seed``: the Hypothesis seed of a claim is derived from
 (seed, claim id), so the same seed gives the same examples, verdicts and counterexamples (up to the wall-clock
@@ -38,6 +41,7 @@ class Profile:
     max_examples: int
     shrink_budget: float
     hard_limit: float
+    claim_timeout: float
     phases: tuple = _NO_EXPLAIN
     derandomize: bool = True
     database: str | None = None
@@ -49,6 +53,8 @@ class Profile:
                 f"profile {self.name}: need 1 <= min_examples <= max_examples, got {self.min_examples}, "
                 f"{self.max_examples}")
         require(self.shrink_budget >= 0 and self.hard_limit > 0, f"profile {self.name}: bad time limits")
+        require(self.claim_timeout > self.hard_limit + self.shrink_budget,
+                f"profile {self.name}: claim_timeout must exceed hard_limit + shrink_budget")
 
     def examples_for(self, cost: float) -> int:
         """``max_examples`` for a claim whose examples cost about ``cost`` seconds."""
@@ -58,11 +64,13 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", budget=7.0, min_examples=2, max_examples=25, shrink_budget=8.0, hard_limit=40.0,
+                     claim_timeout=300.0,
                      description="default: every claim in under 3 minutes on 2 cores"),
     "ci": Profile("ci", budget=30.0, min_examples=3, max_examples=100, shrink_budget=30.0, hard_limit=120.0,
+                  claim_timeout=600.0,
                   phases=_ALL, description="the CI gate: derandomized, under 15 minutes on 2 cores"),
     "thorough": Profile("thorough", budget=1200.0, min_examples=50, max_examples=10_000, shrink_budget=600.0,
-                        hard_limit=4 * 3600.0, phases=_ALL, database=".hypothesis/verify",
+                        hard_limit=4 * 3600.0, claim_timeout=6 * 3600.0, phases=_ALL, database=".hypothesis/verify",
                         description="nightly or manual counterexample hunts (hours); a directory database keeps "
                                     "failures between runs"),
 }

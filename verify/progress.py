@@ -15,14 +15,18 @@ import sys
 from typing import TextIO
 
 
+ID_WIDTH = 56  # the longest built-in id, an ablation (claim.without_hypothesis), is 55 characters
+
+
 def describe(record: dict) -> str:
     """``id  verdict  N examples  S s`` for one finished claim record."""
     if record.get("ablation"):
         flag = "  (hypothesis necessary)" if record.get("verdict") == "violated" else ""
     else:
         flag = "" if record.get("met") else "  (expectation not met)"
-    return (f"{record.get('claim', '?'):<44} {record.get('verdict', '?'):<12} "
-            f"{int(record.get('examples') or 0):>6} examples {float(record.get('seconds') or 0.0):>8.2f} s{flag}")
+    n = int(record.get("examples") or 0)
+    return (f"{record.get('claim', '?'):<{ID_WIDTH}} {record.get('verdict', '?'):<12} "
+            f"{n:>6} {'example' if n == 1 else 'examples':<8} {float(record.get('seconds') or 0.0):>8.2f} s{flag}")
 
 
 class NoProgress:

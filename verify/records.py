@@ -24,7 +24,8 @@ class VerdictStatus(Enum):
             VerdictStatus.VIOLATED: "a counterexample was found whose violation clears its error estimate",
             VerdictStatus.INCONCLUSIVE: "no violation, but some margins stayed within the error estimate after "
                                         "escalation",
-            VerdictStatus.ERROR: "the check raised or an engine failed (diverged, NaN, lost precision)",
+            VerdictStatus.ERROR: "the check raised, an engine failed (diverged, NaN, lost precision), or the claim "
+                                 "ran past its time limit (the record's reason is then 'timeout')",
         }[self]
 
 

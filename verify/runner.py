@@ -2,12 +2,17 @@
 
 A run:
 
-1. selects claims (:mod:`verify.discovery`), reads the baseline if one is given (bad input fails before any work);
+1. selects claims (:mod:`verify.discovery`), reads the baseline if one is given, checks that ``DIR`` is (or can
+   be made) a writable directory (bad input fails before any work), and locks ``DIR`` for the whole run (:mod:`verify.outdir`: a
+   second run into it fails at once, naming this one); a fresh run moves an earlier run's outputs into
+   ``DIR/previous/``;
 2. opens ``DIR/results.jsonl`` (:class:`~verify.store.ResultStore`): truncated for a fresh run, kept with
    ``--resume`` (whose records must have the same profile and seed), and runs only the claims without a record;
 3. sends one :class:`Task` per claim to the executor (:mod:`verify.executors`), keeping a bounded number in
    flight; a worker rebuilds the claim from its id and calls :func:`verify.driver.run_claim`; whatever it raises
-   becomes an ``error`` verdict with the traceback, and the other claims still run;
+   becomes an ``error`` verdict with the traceback, and the other claims still run. Each task has a time limit
+   (:func:`time_limit`); a local worker still running past it is killed (:mod:`verify.workers`) and the claim's
+   verdict is ``error`` with ``reason: "timeout"``;
 4. as each claim finishes, writes its counterexample to ``DIR/counterexamples/ID.json`` and *then* appends its
    record to ``results.jsonl`` (flushed), so a record on disk always has its counterexample file beside it;
 5. writes ``summary.json`` (records in claim order), the figure data (:mod:`verify.figure_data`), the figures and
@@ -32,10 +37,12 @@ from typing import Callable, Iterable, Sequence
 
 from models.errors import InvalidInput
 from properties.api import Claim
-from verify import discovery, store
+from verify import discovery, outdir, store
 from verify.executors import ExecutorHandle, open_executor
 from verify.progress import NoProgress
 from verify.profiles import PROFILES as _PROFILES
+from verify.profiles import get_profile
+from verify.workers import TaskTimeout
 from verify.records import SCHEMA_VERSION
 
 PROFILES = tuple(_PROFILES)
@@ -54,6 +61,7 @@ class Task:
     seed: int
     modules: tuple[str, ...]
     dropped: tuple[str, ...] = ()
+    timeout: float | None = None  # seconds; past it the worker is killed and the verdict is error (timeout)
 
     @property
     def run_id(self) -> str:
@@ -61,8 +69,21 @@ class Task:
 
 
 def _error(stage: str, exc: BaseException) -> dict:
+    if isinstance(exc, TaskTimeout):
+        return {"status": "error", "met": False, "traceback": None, "reason": "timeout", "seconds": exc.seconds,
+                "error": f"timeout: the claim {exc}; set a longer limit with --claim-timeout SECONDS or "
+                         f"@claim(..., timeout=SECONDS)"}
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return {"status": "error", "met": False, "traceback": tb, "error": f"{stage}: {type(exc).__name__}: {exc}"}
+
+
+def time_limit(claim: Claim, profile: str, override: float | None = None) -> float:
+    """The claim's time limit in seconds: ``--claim-timeout``, else the claim's own, else the profile's."""
+    if override is not None:
+        return float(override)
+    if getattr(claim, "timeout", None) is not None:
+        return float(claim.timeout)
+    return float(get_profile(profile).claim_timeout)
 
 
 _CONSTANTS_LOCK = threading.Lock()
@@ -159,6 +180,7 @@ def make_record(claim: Claim, task: Task, v: dict, *, cx_file: str | None = None
         "counterexample_file": cx_file,
         "traceback": v.get("traceback"),
         "error": v.get("error"),
+        **({"reason": v["reason"]} if v.get("reason") else {}),
         "notes": v.get("notes") or [],
         "extra": v.get("extra") or {},
     }
@@ -211,7 +233,11 @@ def drive(tasks: Sequence[Task], handle: ExecutorHandle, on_done: Callable[[Task
             if task is None:
                 return
             try:
-                pending[handle.executor.submit(execute, task)] = task
+                if handle.limits and task.timeout is not None:
+                    fut = handle.executor.submit_limited(task.timeout, execute, task)
+                else:
+                    fut = handle.executor.submit(execute, task)
+                pending[fut] = task
             except Exception as exc:  # noqa: BLE001 -- a broken pool: this task is an error, go on
                 on_done(task, _error("submitting the task", exc))
 
@@ -249,12 +275,15 @@ class RunConfig:
     resume: bool = False
     figures: bool = True
     report: bool = True
+    claim_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise InvalidInput(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if self.jobs < 1:
             raise InvalidInput(f"--jobs must be >= 1, got {self.jobs!r}")
+        if self.claim_timeout is not None and not 0 < float(self.claim_timeout) < float("inf"):
+            raise InvalidInput(f"--claim-timeout must be a number of seconds > 0, got {self.claim_timeout!r}")
 
 
 @dataclass
@@ -291,22 +320,31 @@ def run(config: RunConfig, progress=None) -> RunResult:
     if not claims:
         raise InvalidInput("no claims to run" + (f" in {', '.join(catalog.modules)}" if config.modules else ""))
     base = store.load_summary(config.baseline) if config.baseline is not None else None
-    out = Path(config.out)
+    out = outdir.writable_dir(config.out)
+    with outdir.DirLock(out, "verify run"):
+        return _run_locked(config, progress, out, catalog, claims, base)
+
+
+def _run_locked(config: RunConfig, progress, out: Path, catalog, claims, base) -> RunResult:
     order = [c.id for c in claims]
     by_id = {c.id: c for c in claims}
+    if not config.resume:
+        moved = outdir.set_aside(out)
+        if moved:
+            progress.note(f"the earlier run's {', '.join(moved)} moved to {out / outdir.PREVIOUS}")
 
     with store.ResultStore(out) as results, open_executor(config.executor, config.jobs) as handle:
         kept = [r for r in results.open(resume=config.resume) if r.get("claim") in by_id]
         _check_resumable(kept, config, out)
         kept = list({r["claim"]: r for r in kept}.values())
         done_ids = {r["claim"] for r in kept}
-        if not config.resume:
-            for cid in order:
-                _cx_path(out, cid).unlink(missing_ok=True)
         todo = sorted((c for c in claims if c.id not in done_ids), key=lambda c: -c.cost)
-        tasks = [Task(c.id, config.profile, config.seed, catalog.modules) for c in todo]
+        tasks = [Task(c.id, config.profile, config.seed, catalog.modules,
+                      timeout=time_limit(c, config.profile, config.claim_timeout)) for c in todo]
         records = list(kept)
         progress.start(len(tasks), skipped=len(kept), title=f"verify run --profile {config.profile}: ")
+        if not handle.limits:
+            progress.note(f"note: {handle.name} cannot stop a running task; claims' time limits are not enforced")
 
         def on_done(task: Task, v: dict) -> None:
             claim = by_id[task.claim]
@@ -337,8 +375,9 @@ def run(config: RunConfig, progress=None) -> RunResult:
         if config.figures:
             from verify import figure_data
             try:
-                files["figure_data"] = figure_data.ensure(out / "figures" / "data", progress=progress,
-                                                          executor=handle.executor)
+                files["figure_data"] = figure_data.ensure(
+                    out / "figures" / "data", progress=progress,
+                    executor=handle.executor if config.jobs > 1 or not handle.limits else None)
             except BaseException:
                 handle.terminate()
                 raise
@@ -353,7 +392,7 @@ def run(config: RunConfig, progress=None) -> RunResult:
 # ----- ablations -----------------------------------------------------------------------------------------------
 def ablate(claim_id: str, *, profile: str = "quick", seed: int = 0, modules: Sequence[str] = (),
            out: Path = DEFAULT_OUT, jobs: int = 1, executor: str = "local", progress=None,
-           report: bool = True) -> dict:
+           report: bool = True, claim_timeout: float | None = None) -> dict:
     """Rerun a theorem claim once per named hypothesis dropped; writes ``DIR/ablations/ID.json``.
 
     A dropped hypothesis is *shown necessary* when the claim is then violated (a counterexample is stored under
@@ -369,8 +408,15 @@ def ablate(claim_id: str, *, profile: str = "quick", seed: int = 0, modules: Seq
     if claim.expectation.value != "holds" or claim.dropped:
         raise InvalidInput(f"claim {claim_id!r} is not a theorem (expected {claim.expectation.value!r}"
                            f"{', already ablated' if claim.dropped else ''}); ablate the theorem it comes from")
-    out = Path(out)
-    tasks = [Task(claim.id, profile, seed, catalog.modules, (h.name,)) for h in claim.hypotheses]
+    out = outdir.writable_dir(out)
+    with outdir.DirLock(out, f"verify ablate {claim.id}"):
+        return _ablate_locked(claim, catalog, profile, seed, out, jobs, executor, progress, report, claim_timeout)
+
+
+def _ablate_locked(claim: Claim, catalog, profile: str, seed: int, out: Path, jobs: int, executor: str, progress,
+                   report: bool, claim_timeout: float | None) -> dict:
+    tasks = [Task(claim.id, profile, seed, catalog.modules, (h.name,),
+                  timeout=time_limit(claim, profile, claim_timeout)) for h in claim.hypotheses]
     rows: dict[str, dict] = {}
     progress.start(len(tasks), title=f"verify ablate {claim.id}: ")
 

@@ -1256,7 +1256,7 @@ class GradientFlowMP(AbstractEngine):
 
     Options (validated here, eagerly):
 
-    - ``digits`` (default 40): decimal digits of the high-precision record ``Point.hp`` and the base working
+    - ``digits`` (default 40; 20..300): decimal digits of the high-precision record ``Point.hp`` and the base working
       precision; the chart path works at ``digits + guard`` digits, the raw path at ``digits + 10``.
     - ``tol`` (default ``10^-(digits - 10)``, i.e. 1e-30): local error tolerance of each step in the scaled max
       norm (relative, with absolute floors: see ``_ChartSystem.atol``).
@@ -1274,7 +1274,7 @@ class GradientFlowMP(AbstractEngine):
     def __init__(self, digits: int = 40, tol: float | None = None, max_steps: int = 20_000, path: str = "auto",
                  guard: int | None = None, estimate: bool = True, extra_digits: int = 20, tighter: float = 100.0,
                  stages: int = 10):
-        digits = _int_option("digits", digits, 20, 2000)
+        digits = _int_option("digits", digits, 20, 300)  # the default tol 10^-(digits-10) must be a float64 > 0
         if tol is not None:
             require(isinstance(tol, (int, float)) and not isinstance(tol, bool) and math.isfinite(tol)
                     and 10.0 ** -digits <= tol <= 1e-6,

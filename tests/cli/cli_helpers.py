@@ -9,6 +9,7 @@ HERE = Path(__file__).resolve().parent
 TOY = str(HERE / "toy_claims.py")
 TOY_ERRORS = str(HERE / "toy_errors.py")
 BROKEN = str(HERE / "broken_claims.py")
+TOY_FAULTS = str(HERE / "toy_faults.py")
 TIMING_KEYS = {"seconds", "check_seconds"}
 
 

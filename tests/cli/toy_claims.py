@@ -2,7 +2,8 @@
 
 Environment switches (read in the check, so pool and dask workers see them too):
 ``VERIFY_TOY_INTERRUPT=1`` makes ``toy.interrupt`` raise KeyboardInterrupt; ``VERIFY_TOY_SLOW=S`` makes
-``toy.slow`` sleep S seconds per example.
+``toy.slow`` sleep S seconds per example; ``VERIFY_TOY_WAIT=PATH`` makes ``toy.slow`` wait (at most 120 s) until
+PATH exists.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def theorem(inputs, dropped):
 
 @claim("toy.slow", title="slow", source="Toy 2024, Remark 7", statement="1 > 0", kind="exact", strategy=UNIT)
 def slow(inputs, dropped):
-    """Sleeps VERIFY_TOY_SLOW seconds."""
+    """Sleeps VERIFY_TOY_SLOW seconds (and waits for the file VERIFY_TOY_WAIT)."""
     time.sleep(float(os.environ.get("VERIFY_TOY_SLOW", "0")))
+    gate, start = os.environ.get("VERIFY_TOY_WAIT"), time.monotonic()
+    while gate and not os.path.exists(gate) and time.monotonic() - start < 120:
+        time.sleep(0.05)
     return Outcome(1.0, engine="toy")

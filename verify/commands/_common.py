@@ -28,6 +28,23 @@ def jobs(text: str) -> int:
     return value
 
 
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def add_claim_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--claim-timeout", type=seconds, default=None, metavar="SECONDS",
+                        help="stop a claim still running after SECONDS and record it as error (reason timeout); "
+                             "overrides the claim's own limit and the profile's (quick 300, ci 600, thorough "
+                             "21600); enforced by killing the worker process with --executor local, not on dask")
+
+
 def add_claims(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--claims", metavar="MODULE", action="append", default=[],
                         help="import claims from MODULE (dotted name or .py path) instead of the built-in ones; "

@@ -19,11 +19,13 @@ def add_arguments(parser) -> None:
     _common.add_search(parser)
     _common.add_claims(parser)
     _common.add_out(parser, "where ablations/ID.json and counterexamples go")
+    _common.add_claim_timeout(parser)
 
 
 def run(args) -> int:
     doc = runner.ablate(args.id, profile=args.profile, seed=args.seed, modules=tuple(args.claims), out=args.out,
-                        jobs=args.jobs, executor=args.executor, progress=make_progress(sys.stdout, quiet=args.quiet))
+                        jobs=args.jobs, executor=args.executor, progress=make_progress(sys.stdout, quiet=args.quiet),
+                        claim_timeout=args.claim_timeout)
     rows = doc["hypotheses"]
     width = max(len(h["hypothesis"]) for h in rows)
     print(f"ablation of {doc['claim']} ({doc['title']}), profile {doc['profile']}, seed {doc['seed']}:")
@@ -35,7 +37,8 @@ def run(args) -> int:
         elif h["verdict"] == "error":
             result = f"error: {h['record'].get('error') or 'see the record'}"
         else:
-            result = f"not shown necessary: {h['verdict']} on {h['examples']} examples"
+            n = h["examples"]
+            result = f"not shown necessary: {h['verdict']} on {n} example{'' if n == 1 else 's'}"
         print(f"  without {h['hypothesis']:<{width}}  {result}")
     print(f"written to {doc['file']}")
     return 1 if any(h["verdict"] == "error" for h in rows) else 0

@@ -6,6 +6,7 @@ import traceback
 from pathlib import Path
 
 from models.errors import InvalidInput
+from properties.api import Outcome
 from verify import discovery, evidence, store
 from verify.commands import _common
 
@@ -66,6 +67,8 @@ def run(args) -> int:
           f"seed {doc.get('seed')}, commit {str(doc.get('git_commit'))[:12]})")
     try:
         outcome = driver.replay(claim, inputs)
+        if not isinstance(outcome, Outcome):  # as the driver records it: an error verdict
+            raise TypeError(f"check of {claim.id} returned {type(outcome).__name__}, not an Outcome")
     except Exception as exc:  # noqa: BLE001 -- an error is a verdict to compare with the stored one
         status = "error"
         print("".join(traceback.format_exception_only(type(exc), exc)).strip())

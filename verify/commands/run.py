@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from verify import ci_outputs, runner
+from verify import ci_outputs, outdir, runner
 from verify.commands import _common
 from verify.progress import make_progress
 
@@ -19,11 +19,16 @@ report.md, report.html, figures/ (plots drawn from the trajectories stored in fi
 counterexamples/ID.json (each with the command that reproduces it). With --junit-xml PATH, also a
 JUnit XML file (one testcase per claim); with GITHUB_ACTIONS=true in the environment, one
 ::error annotation per claim that did not meet its expectation. Compare two runs with verify diff.
+One run at a time owns DIR (a second run into it exits 2 naming the owner); a fresh run first
+moves an earlier run's results, report, counterexamples and ablations into DIR/previous/ (--resume
+keeps them).
 
-exit status: 0 every claim met its expectation; 1 some claim did not, or a claim that met its
-expectation in --baseline no longer does; 2 bad usage or bad input (unknown claim, pattern or
-profile, a claims module that does not import, an unreadable baseline, --resume over results of
-another profile or seed); 130 interrupted (finish with --resume)."""
+exit status: 0 every claim met its expectation; 1 some claim did not (a claim past its time limit
+is an error, reason timeout), or a claim that met its expectation in --baseline no longer does;
+2 bad usage or bad input (unknown claim, pattern or profile, a claims module that does not import,
+an unreadable baseline, --resume over results of another profile or seed, an --out that is not a
+writable directory or is in use by another run); 3 an internal error (the traceback is saved to a
+file named on stderr); 130 interrupted (finish with --resume)."""
 
 
 def add_arguments(parser) -> None:
@@ -33,6 +38,7 @@ def add_arguments(parser) -> None:
     _common.add_search(parser)
     _common.add_claims(parser)
     _common.add_out(parser)
+    _common.add_claim_timeout(parser)
     parser.add_argument("--baseline", metavar="SUMMARY.json", type=Path,
                         help="exit 1 when a claim that met its expectation there no longer does")
     parser.add_argument("--resume", action="store_true",
@@ -47,8 +53,9 @@ def run(args) -> int:
     config = runner.RunConfig(
         patterns=tuple(args.claims_selected), profile=args.profile, seed=args.seed, modules=tuple(args.claims),
         out=args.out, baseline=args.baseline, jobs=args.jobs, executor=args.executor, resume=args.resume,
-        figures=args.figures)
-    ci_outputs.check_writable(args.junit_xml)
+        figures=args.figures, claim_timeout=args.claim_timeout)
+    if args.junit_xml is not None:
+        outdir.writable_file(args.junit_xml, "--junit-xml")
     progress = make_progress(sys.stdout, quiet=args.quiet)
     result = runner.run(config, progress)
     t = result.summary["totals"]
@@ -60,6 +67,8 @@ def run(args) -> int:
     for r in result.summary["claims"]:
         if not r["met"]:
             line = f"not met: {r['claim']}: {r['verdict']} (expected {r['expectation']})"
+            if r.get("reason") == "timeout":
+                line += f": timeout after {r.get('seconds')} s"
             if r.get("counterexample_file"):
                 line += f"; verify reproduce {Path(args.out) / r['counterexample_file']}"
             print(line)

@@ -25,10 +25,17 @@ are listed at the end of ``verify simulate --help``.
 
 The JSON holds ``engine``, ``settings`` (problem, model, init, engine options, stopping rule), ``points`` (a
 list of ``{t or step, loss, product, det_sign, loss_err, product_err}``; ``hp`` with decimal strings for gf-mp),
-``final`` (the last point), ``error_estimate`` (largest relative error of the recorded end-to-end entries),
-``status`` (completed, budget, diverged, precision_lost, solver_failed), ``message``, ``stats`` and ``seconds``.
-Non-finite numbers are written as the strings "nan", "inf", "-inf" (strict JSON). Exit status 0 when the run
-completed, 1 when the engine stopped early (the record says why), 2 for bad input.
+``final`` (the last point), ``error_estimate`` (largest relative error of the recorded end-to-end entries;
+"inf" when a failed run could not estimate it), ``status`` (completed, inaccurate: the error estimate does not
+resolve the points, budget, diverged, precision_lost, solver_failed), ``message`` (for a failure or an
+inaccurate run, what would go on: gf-mp, a smaller --rtol, more --digits, a smaller --lr),
+``det_sign_change`` (null, or where the det sign first changed between recorded points: gradient descent with a
+finite step can flip it; a warning is printed too), ``stats`` and ``seconds``. Non-finite numbers are written as
+the strings "nan", "inf", "-inf" (strict JSON). --json is checked writable before the run starts.
+
+Exit status 0 when the run completed, 1 when it did not (inaccurate, or the engine stopped early: the record
+says why), 2 for bad input (including an init that overflows float64 or is a stationary point of the loss),
+3 for an internal error.
 """
 
 from __future__ import annotations
@@ -37,7 +44,6 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 
 from models import inits
 from models.engines import ENGINES, get_engine
@@ -46,6 +52,7 @@ from models.factorizations import CP, DeepMatrix
 from models.generators import generate, generator_help, parse_problem_spec
 from models.problem_files import is_problem_file, load_problem, save_problem
 from models.problems import MatrixProblem
+from verify import outdir, preflight
 
 HELP = "run one trajectory (gf, gf-mp or gd) on a built-in or given problem and write it as JSON"
 
@@ -83,6 +90,21 @@ def _int_at_least(name: str, low: int):
     return parse
 
 
+def _int_in(name: str, low: int, high: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if not low <= v <= high:
+            raise argparse.ArgumentTypeError(f"{name} must be between {low} and {high}, got {text!r}")
+        return v
+    return parse
+
+
+DIGITS = (20, 300)  # gf-mp's range: its default tolerance 10^-(digits-10) must be a float64 > 0
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = (__doc__.split("\n\n", 1)[1] + "\nBuilt-in problems (--problem NAME:key=value,...), with their "
@@ -109,18 +131,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="balanced (deep: from a Gaussian end-to-end matrix; cp: equal factor norms per component), "
                         "identity (deep: scale * I end to end), gaussian (per-layer or per-factor, unbalanced), or a "
                         "JSON file with the factors W_1..W_L, first layer first (default balanced)")
-    g.add_argument("--scale", type=_positive("--scale"), default=0.1,
+    g.add_argument("--scale", type=_positive("--scale"), default=None,
                    help="init scale: entry std of the end-to-end matrix (balanced), alpha (identity), per-layer std "
-                        "(gaussian) (default 0.1)")
-    g.add_argument("--det", choices=["positive", "negative", "any"], default="positive",
-                   help="det sign of the initial end-to-end matrix (balanced, gaussian; default positive)")
+                        "(gaussian) (default 0.1; not for FILE)")
+    g.add_argument("--det", choices=["positive", "negative", "any"], default=None,
+                   help="det sign of the initial end-to-end matrix (balanced, gaussian; default positive; not for "
+                        "identity, whose det is scale^2 > 0, or FILE)")
     g.add_argument("--seed", type=_int_at_least("--seed", 0), default=0, help="init seed (default 0)")
     g = p.add_argument_group("engine")
     g.add_argument("--engine", default="gf", metavar="|".join(ENGINES),
                    help="gf (float64 gradient flow), gf-mp (mpmath gradient flow), gd (torch gradient descent); "
                         "default gf")
     g.add_argument("--rtol", type=_positive("--rtol"), default=None, help="gf: BDF relative tolerance (default 1e-10)")
-    g.add_argument("--digits", type=_int_at_least("--digits", 1), default=None, help="gf-mp: decimal digits (default 40)")
+    g.add_argument("--digits", type=_int_in("--digits", DIGITS[0], DIGITS[1]), default=None,
+                   help=f"gf-mp: decimal digits, {DIGITS[0]}..{DIGITS[1]} (default 40; the time grows steeply with "
+                        f"the digits)")
     g.add_argument("--lr", type=_positive("--lr"), default=None, help="gd: step size (default 1e-2)")
     g.add_argument("--steps", type=_int_at_least("--steps", 0), default=None,
                    help="gd: number of steps (default: until --until-loss)")
@@ -138,7 +163,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "last of them at the latest (gd: at these step numbers)")
     g.add_argument("--wall-budget", type=_positive("--wall-budget"), default=300.0,
                    help="wall-clock budget in seconds; the run stops with status budget (default 300)")
-    g.add_argument("--factors", action="store_true", help="include the factors of every point")
+    g.add_argument("--factors", action="store_true",
+                   help="include the factors of every point (engines that integrate the end-to-end matrix on its "
+                        "chart, gf and gf-mp from balanced inits, have none: a warning says so)")
     g.add_argument("--json", metavar="PATH", default="-", help="where to write the trajectory JSON; - is stdout "
                                                                "(default)")
 
@@ -199,22 +226,30 @@ def _engine(args):
 
 def _init(args, model):
     kind = args.init
+    scale = 0.1 if args.scale is None else args.scale
     if isinstance(model, CP):
+        require(args.det is None, f"--det {args.det} does not apply to a cp model (it has no det)")
         if kind == "balanced":
-            return inits.cp_balanced(model, args.scale, seed=args.seed)
+            return inits.cp_balanced(model, scale, seed=args.seed)
         if kind == "gaussian":
-            return inits.cp_gaussian(model, args.scale, seed=args.seed)
+            return inits.cp_gaussian(model, scale, seed=args.seed)
         require(kind.endswith(".json"),
                 f"--init for a cp model must be balanced, gaussian or a .json file, got {kind!r}")
+        require(args.scale is None, f"--scale does not apply to --init {kind} (the file gives the factors)")
         return inits.from_json(model, kind)
+    det = "positive" if args.det is None else args.det
     if kind == "balanced":
-        require(args.det != "any", "--det any needs --init gaussian (balanced inits choose a det sign)")
-        return inits.balanced(model, args.scale, seed=args.seed, det=args.det)
+        require(det != "any", "--det any needs --init gaussian (balanced inits choose a det sign)")
+        return inits.balanced(model, scale, seed=args.seed, det=det)
     if kind == "identity":
-        return inits.identity(model, args.scale)
+        require(args.det is None, f"--det {args.det} does not apply to --init identity (its det is scale^2 > 0); "
+                                  f"use --init balanced or gaussian")
+        return inits.identity(model, scale)
     if kind == "gaussian":
-        return inits.gaussian(model, args.scale, seed=args.seed, det=args.det)
+        return inits.gaussian(model, scale, seed=args.seed, det=det)
     require(kind.endswith(".json"), f"--init must be balanced, identity, gaussian or a .json file, got {kind!r}")
+    stray = [opt for opt in ("scale", "det") if getattr(args, opt) is not None]
+    require(not stray, f"--{stray[0]} does not apply to --init {kind} (the file gives the factors)" if stray else "")
     return inits.from_json(model, kind)
 
 
@@ -226,6 +261,7 @@ def simulate(args):
     require(not (args.engine == "gf-mp" and isinstance(model, CP)),
             "engine gf-mp integrates deep matrix factorizations only; engines gf and gd run a cp model")
     init = _init(args, model)
+    preflight.check_start(problem, model, init, what=f"--init {args.init}")
     if args.save_problem is not None:
         save_problem(problem, args.save_problem)
     until = args.until_loss
@@ -251,20 +287,22 @@ def simulate(args):
 
 
 def run(args) -> int:
+    outdir.writable_file(args.json, "--json")
+    if args.save_problem is not None:
+        outdir.writable_file(args.save_problem, "--save-problem")
     traj = simulate(args)
     text = json.dumps(traj.to_json(with_factors=args.factors), allow_nan=False, indent=1)
     if args.json == "-":
         sys.stdout.write(text + "\n")
     else:
-        path = Path(args.json)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text + "\n")
-            tmp.replace(path)
-        except OSError as exc:
-            raise InvalidInput(f"cannot write {str(path)!r}: {exc.strerror or exc}") from None
+        path = outdir.write_text(args.json, text + "\n", "--json")
         f = traj.final
         print(f"{traj.engine}: {traj.status.value}, loss {f.loss:.3g}, det sign {f.det_sign}, "
               f"{len(traj.points)} points, {traj.seconds:.2f} s -> {path}", file=sys.stderr)
+    if args.factors and any(p.factors is None for p in traj.points):
+        print(f"warning: --factors: {traj.engine} integrated the end-to-end matrix on its chart here, so the points "
+              f"have no factors (the factors are not tracked); use gd, or an unbalanced init, to get them",
+              file=sys.stderr)
+    for line in preflight.run_warnings(traj):
+        print(line, file=sys.stderr)
     return 0 if traj.status.value == "completed" else 1
