@@ -85,7 +85,9 @@ def test_github_annotations_only_under_github_actions(run_toy, monkeypatch):
     code, out, err, d = run_toy("toy.holds", "toy.violated")
     lines = [ln for ln in out.splitlines() if ln.startswith("::")]
     assert len(lines) == 1, out
-    assert lines[0].startswith("::error file=tests/cli/toy_claims.py,line=27,title=verify%3A toy.violated "
+    src = (ROOT / "tests/cli/toy_claims.py").read_text().splitlines()
+    line = 1 + next(i for i, text in enumerate(src) if text.startswith('@claim("toy.violated"'))
+    assert lines[0].startswith(f"::error file=tests/cli/toy_claims.py,line={line},title=verify%3A toy.violated "
                                "violated::violated (expected holds); counterexample {'x': ")
     assert "verify reproduce " in lines[0]
 
