@@ -1262,7 +1262,8 @@ class GradientFlowMP(AbstractEngine):
     - ``path``: "auto" (chart when it applies), "chart" (required, else InvalidInput) or "raw".
     - ``estimate`` (default True): run the reference integration for ``loss_err`` / ``product_err``;
       ``extra_digits`` (default 20) and ``tighter`` (default 100) set its precision and tolerance. Without it
-      the errors are only the rounding floor ``10^-digits`` relative: no discretization error is estimated.
+      (or where the reference ended early) every point's ``loss_err`` / ``product_err`` is ``inf``: an error
+      nobody estimated is unknown, never zero.
     - ``stages`` (default 10): Radau IIA stages ``s`` (order ``2 s - 1``), 2 .. 15.
     """
 
@@ -1354,8 +1355,8 @@ class GradientFlowMP(AbstractEngine):
         scale = max(abs(v) for v in w)
         floor_w = scale * ctx.mpf(10) ** (-D)
         floor_l = loss * ctx.mpf(10) ** (-D)
-        if ref is None:
-            perr, lerr = (math.inf, math.inf) if self.estimate else (float(floor_w), float(floor_l))
+        if ref is None:  # no reference run, or it ended before this record: the error is unknown, so infinite
+            perr, lerr = math.inf, math.inf
         else:
             # The reference, moved along the flow to the main record's time (first order, with its own slope),
             # against the main record; the change of slope between the two points bounds the remainder.
