@@ -26,6 +26,8 @@ from . import measures as M
 from . import strategies as S
 from ._common import combine, escalate, point_outcome, rc20_setting
 from .api import Outcome, claim
+from .flow_check import validated
+from .rc20_theorem import RESTS_ON, theorem_level
 
 SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
 EPS = float(np.finfo(float).eps)
@@ -58,6 +60,22 @@ def _trajectory_setting(dropped, *, depths=(2, 6), until=(-8.0, -4.0), with_det=
         det=S.det_signs("det_positive" not in dropped) if with_det else "positive",
         until_loss=S.log_scale(*until) if balanced else S.log_scale(-4.0, -2.0),
     )
+
+
+def _sign0(inputs) -> int:
+    return 1 if inputs.get("det", "positive") == "positive" else -1
+
+
+def _thm(evaluate, inputs, theorem="thm1", until_loss=None):
+    """``evaluate`` as a theorem-level check (:func:`properties.rc20_theorem.theorem_level`)."""
+    problem = rc20(inputs.get("z", 1.0), inputs.get("z_prime", 1.0), inputs.get("eps", 0.0))
+    return theorem_level(evaluate, theorem, problem, int(inputs["depth"]), _sign0(inputs), until_loss)
+
+
+_THM_HOW = (" Theorem-level: the outcome combines the bound at every point with the exact static part "
+            "(rc20.{0}.static), the det sign at every recorded point, and the gradient-flow check of the "
+            "trajectory (engine tangent against the gradient-flow field computed independently from the raw "
+            "factors' gradient, properties/flow_check.py; a path that is not gradient flow is an error).")
 
 
 def _run_setting(inputs, engine, **extra):
@@ -215,15 +233,17 @@ def det_sign(inputs, dropped):
     """Integrate the raw factors (not the chart, which keeps the det sign by construction) with the float64 engine
     until the loss reaches 5e-2 (L = 2), 1e-4 (L = 3) or 1e-6 (L >= 4), where float64 still resolves the det
     (catalog RC20-Pitfall-Depth2); at every recorded point (8 per decade of loss) the det sign is the product of
-    the factors' det signs. Margin: sign0 * sign(t) * sigma_2/sigma_1, error (2 product_err + 4 eps sigma_1)/sigma_1."""
+    the factors' det signs. Margin: sign0 * sign(t) * sigma_2/sigma_1, error (2 product_err + 4 eps sigma_1)/sigma_1.
+    The trajectory is first checked to be gradient flow (engine tangent against the field computed from the
+    recorded raw factors, properties/flow_check.py); a path that is not is an error."""
     until = _DET_UNTIL.get(int(inputs["depth"]), 1e-6)
     sign0 = 1 if inputs["det"] == "positive" else -1
 
     def run(engine):
         return _run_setting(inputs, engine, until_loss=until, per_decade=8)
 
-    return escalate(run, lambda tr: _det_margins(tr.points, sign0, tr.engine),
-                    ladder=(("gf", {"rtol": 1e-10, "path": "raw"}), ("gf", {"rtol": 1e-12, "path": "raw"})))
+    check = validated(lambda tr: _det_margins(tr.points, sign0, tr.engine), rc20(), int(inputs["depth"]))
+    return escalate(run, check, ladder=(("gf", {"rtol": 1e-10, "path": "raw"}), ("gf", {"rtol": 1e-12, "path": "raw"})))
 
 
 def _det_sign_gd_strategy(dropped):
@@ -306,7 +326,7 @@ def thm1_unobserved_entry(inputs, dropped):
     """Float64 gradient flow to the drawn loss (chart for balanced inits), escalating to a tighter tolerance and then
     mpmath; at every recorded point with s < 1 the margin is |w11| - (1-s)^2/s, error
     product_err + (1-s^2)/s^3 * loss_err."""
-    return escalate(lambda eng: _run_setting(inputs, eng), _unobserved_eval)
+    return escalate(lambda eng: _run_setting(inputs, eng), _thm(_unobserved_eval, inputs, until_loss=inputs["until_loss"]))
 
 
 def _norms_eval(measure):
@@ -337,7 +357,8 @@ def thm1_norms(inputs, dropped):
     """As rc20.thm1.unobserved_entry, with margin ||W|| - c (1-s)^2/s; the norm's error is the measure's own
     perturbation bound at the engine's entry error."""
     measure = M.from_spec(inputs["measure"])
-    return escalate(lambda eng: _run_setting(inputs, eng), _norms_eval(measure))
+    return escalate(lambda eng: _run_setting(inputs, eng),
+                    _thm(_norms_eval(measure), inputs, until_loss=inputs["until_loss"]))
 
 
 def erank_bound_ratio(rho: float) -> float:
@@ -395,7 +416,7 @@ def thm1_rank(inputs, dropped):
     """Float64 gradient flow as in rc20.thm1.unobserved_entry; two margins per point: s - sigma_2 (error
     2 product_err + 2 eps sigma_1 + loss_err/s) and 1 - (erank - 1)/(2 rho ln(e/rho)) (error: the spread of that
     ratio over the uncertainty interval of rho; see :func:`erank_bound_ratio`)."""
-    return escalate(lambda eng: _run_setting(inputs, eng), _rank_eval)
+    return escalate(lambda eng: _run_setting(inputs, eng), _thm(_rank_eval, inputs, until_loss=inputs["until_loss"]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -458,7 +479,7 @@ def cor_norms_diverge(inputs, dropped):
     the margin normalized by the bound. Near loss 1e-30 the relative margin is ~2s ~ 3e-15, below float64's
     resolution: this is the claim that needs gf-mp."""
     return escalate(lambda eng: _run_setting(inputs, eng, until_loss=inputs["until_loss"], per_decade=1,
-                                             wall_budget=60.0), _cor_eval, COR_LADDER)
+                                             wall_budget=60.0), _thm(_cor_eval, inputs), COR_LADDER)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -517,7 +538,8 @@ def thm2_perturbed(inputs, dropped):
     """Float64 gradient flow until the drawn loss or t = 1e9 (the loss need not vanish when eps != 0), escalating;
     the two margins at every recorded point where s < min(|z|, |z'|)."""
     full = _perturbed_inputs(inputs)
-    return escalate(lambda eng: _run_setting(full, eng, t_max=1e9, wall_budget=30.0), _perturbed_eval(full))
+    return escalate(lambda eng: _run_setting(full, eng, t_max=1e9, wall_budget=30.0),
+                    _thm(_perturbed_eval(full), full, theorem="thm2"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -594,7 +616,7 @@ def _conv_strategy(dropped):
 def convergence_depth2(inputs, dropped):
     """Float64 gradient flow (raw factors until the singular values separate, then the chart) recorded at 37
     log-spaced times in [0.1, 1e8]; margins: (l_k - l_{k+1} + tiny)/l_k between consecutive points (error: the two
-    loss errors) and (1e-6 - l(1e8))/1e-6."""
+    loss errors) and (1e-6 - l(1e8))/1e-6; the trajectory is first checked to be gradient flow (flow_check)."""
     model = DeepMatrix(2, (2, 2))
     times = tuple(float(t) for t in np.logspace(-1, 8, 37))
 
@@ -617,4 +639,21 @@ def convergence_depth2(inputs, dropped):
                                   loss=fin.loss))
         return combine(outs)
 
-    return escalate(run, evaluate)
+    return escalate(run, validated(evaluate, rc20(), 2))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The theorem-level claims: what they rest on (issue 11; properties/rc20_theorem.py)
+# ----------------------------------------------------------------------------------------------------------------
+def _rest(cid: str, theorem: str) -> None:
+    from dataclasses import replace
+
+    from .api import CLAIMS, register
+
+    c = CLAIMS[cid]
+    register(replace(c, how=c.how + _THM_HOW.format(theorem), rests_on=RESTS_ON[theorem]), replace_existing=True)
+
+
+for _cid in ("rc20.thm1.unobserved_entry", "rc20.thm1.norms", "rc20.thm1.rank", "rc20.cor.norms_diverge"):
+    _rest(_cid, "thm1")
+_rest("rc20.thm2.perturbed", "thm2")

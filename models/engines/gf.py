@@ -125,7 +125,7 @@ LOSS_FLOOR = 64 * EPS  # relative: the rounding of a loss evaluated from a state
 
 
 def _unknown_error(p: Point) -> Point:
-    return Point(p.t, p.step, p.loss, p.product, p.det_sign, p.factors, math.inf, math.inf, p.hp)
+    return Point(p.t, p.step, p.loss, p.product, p.det_sign, p.factors, math.inf, math.inf, p.hp, p.tangent)
 
 
 def _with_errors(main: "_Integration", comp: "_Integration") -> tuple[list[Point], int]:
@@ -167,7 +167,7 @@ def _with_errors(main: "_Integration", comp: "_Integration") -> tuple[list[Point
         else:
             unmatched += 1
             perr = lerr = math.inf
-        out.append(Point(p.t, None, p.loss, p.product, p.det_sign, p.factors, lerr, perr))
+        out.append(Point(p.t, None, p.loss, p.product, p.det_sign, p.factors, lerr, perr, None, p.tangent))
     return out, unmatched
 
 
@@ -416,6 +416,23 @@ class _Integration:
                         f"t ~ {math.expm1(tau_new):.3g}: float64 can no longer resolve its det sign")
 
     def _record(self, tau, y, event):
-        W, loss, ds, fs = self._state(np.asarray(y, dtype=float))
-        self.points.append(Point(math.expm1(tau), None, loss, W, ds, fs))
+        y = np.asarray(y, dtype=float)
+        W, loss, ds, fs = self._state(y)
+        self.points.append(Point(math.expm1(tau), None, loss, W, ds, fs, tangent=self._tangent(y)))
         self.events.append(event)
+
+    def _tangent(self, y):
+        """``dW/dt`` of the integrated right-hand side at state ``y`` (complex step along it: exact to rounding);
+        ``None`` for CP tensors."""
+        if isinstance(self.model, CP):
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.use_chart_now:
+                v = np.array(chart.scaled_rhs(y, self.signs, self.model.depth, self.problem, chart.FLOAT))
+                h = 1e-30 / max(float(np.max(np.abs(v))), 1e-300)
+                zc = [complex(a, h * b) for a, b in zip(y, v)]
+                w = chart.entries(chart.from_scaled(zc, chart.COMPLEX), self.signs, chart.COMPLEX)
+                return (np.array([c.imag for c in w]) / h).reshape(2, 2)
+            v = -self._raw_grad(y)
+            h = 1e-30 / max(float(np.max(np.abs(v))), 1e-300)
+            return product(self._unflatten(y + 1j * h * v)).imag / h

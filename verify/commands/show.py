@@ -50,6 +50,10 @@ def run(args) -> int:
         print(f"  - {h['name']}{' (dropped)' if h['dropped'] else ''}: {h['text']}")
     print("how it is checked:")
     print(wrap(d["how"] or "(not described)"))
+    if d.get("rests_on"):
+        print("rests on:")
+        for part in d["rests_on"]:
+            print(wrap("- " + part))
     rec = last_record(Path(args.out), claim.id)
     if rec is None:
         print(f"last stored verdict: none in {args.out}")
