@@ -18,10 +18,12 @@ At each point the defect ``max|T - F| / max|F|`` is compared with ``FLOW_TOL`` (
 below what a wrong coefficient does: a chart whose log singular values move at half speed, or a gradient scaled by
 2, gives defects of order 0.1-1). The defect's numerical error is the sensitivity of ``F`` to the rounding of the
 recorded W (``F`` re-evaluated with each entry moved by its relative rounding, float64 or the engine's decimal
-digits, summed, times 10), plus the rounding of the tangent. A point whose defect clears ``FLOW_TOL`` beyond that error shows the path is not gradient flow:
-:func:`validated` then raises :class:`NotGradientFlow` (the claim ends in ``error``, never ``holds``); a point
-without a tangent cannot be validated (also an error). The check is local (the tangent at every recorded point,
-not the accumulated path error, which is the engine's own error estimate, ``product_err``).
+digits, summed, times 10), plus the rounding of the tangent; for gf-mp's raw path, whose recorded float64
+factors round its state, each factor entry is moved by its float64 rounding instead. A point whose defect clears
+``FLOW_TOL`` beyond that error shows the path is not gradient flow: :func:`validated` then raises
+:class:`NotGradientFlow` (the claim ends in ``error``, never ``holds``); a point without a tangent cannot be
+validated (also an error). The check is local (the tangent at every recorded point, not the accumulated path
+error, which is the engine's own error estimate, ``product_err``).
 """
 
 from __future__ import annotations
@@ -117,14 +119,16 @@ def point_defect(p, problem, depth: int) -> tuple[float, float]:
     with mpmath.workdps(max(50, (work or 16) + 25)):   # the decimal strings are parsed at this precision
         W, _ = _point_matrix(p, "product_work" if "product_work" in hp else "product", p.product)
         T, _ = _point_matrix(p, "tangent", p.tangent)
+        fs0 = [mpmath.matrix(np.asarray(f, dtype=float).tolist()) for f in p.factors] if raw else None
+
+        def F_raw(fs):
+            Wm = fs[0]
+            for f in fs[1:]:
+                Wm = f * Wm
+            return field(problem, Wm, fs)
+
         def F_of(Wm):
-            if raw:   # the engine's own state: exact as stored, no rounding to propagate
-                fs = [mpmath.matrix(np.asarray(f, dtype=float).tolist()) for f in p.factors]
-                Wm = fs[0]
-                for f in fs[1:]:
-                    Wm = f * Wm
-                return field(problem, Wm, fs)
-            return field(problem, Wm, balanced_factors(Wm, depth))
+            return F_raw(fs0) if raw else field(problem, Wm, balanced_factors(Wm, depth))
 
         F = F_of(W)
         scale = _max(F)
@@ -132,6 +136,13 @@ def point_defect(p, problem, depth: int) -> tuple[float, float]:
             return (0.0 if _max(T) == 0 else math.inf), 0.0
         defect = _max(T - F) / scale
         sens = mpmath.mpf(0)
+        if raw and digits is not None:   # gf-mp: the float64 factors are a rounding of its state (gf: its state)
+            for k, f in enumerate(fs0):
+                for i in range(f.rows):
+                    for j in range(f.cols):
+                        fs = [g.copy() for g in fs0]
+                        fs[k][i, j] += EPS * abs(f[i, j])
+                        sens += _max(F_raw(fs) - F)
         if not raw:   # each recorded entry is rounded relatively (float64, or decimal strings of `digits`)
             for i in range(W.rows):
                 for j in range(W.cols):

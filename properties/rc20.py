@@ -243,7 +243,8 @@ def det_sign(inputs, dropped):
         return _run_setting(inputs, engine, until_loss=until, per_decade=8)
 
     check = validated(lambda tr: _det_margins(tr.points, sign0, tr.engine), rc20(), int(inputs["depth"]))
-    return escalate(run, check, ladder=(("gf", {"rtol": 1e-10, "path": "raw"}), ("gf", {"rtol": 1e-12, "path": "raw"})))
+    return escalate(run, check,
+                    ladder=(("gf", {"rtol": 1e-10, "path": "raw"}), ("gf", {"rtol": 1e-12, "path": "raw"})))
 
 
 def _det_sign_gd_strategy(dropped):
@@ -326,7 +327,8 @@ def thm1_unobserved_entry(inputs, dropped):
     """Float64 gradient flow to the drawn loss (chart for balanced inits), escalating to a tighter tolerance and then
     mpmath; at every recorded point with s < 1 the margin is |w11| - (1-s)^2/s, error
     product_err + (1-s^2)/s^3 * loss_err."""
-    return escalate(lambda eng: _run_setting(inputs, eng), _thm(_unobserved_eval, inputs, until_loss=inputs["until_loss"]))
+    return escalate(lambda eng: _run_setting(inputs, eng),
+                    _thm(_unobserved_eval, inputs, until_loss=inputs["until_loss"]))
 
 
 def _norms_eval(measure):
