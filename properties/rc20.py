@@ -14,14 +14,14 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
-from scipy.stats import binomtest
 
 from models import inits
 from models.engines import get_engine
 from models.errors import EngineFailure
-from models.factorizations import DeepMatrix, det_sign_of_product
+from models.factorizations import DeepMatrix
 from models.problems import rc20
 
+from . import det_half as DH
 from . import measures as M
 from . import strategies as S
 from ._common import combine, escalate, point_outcome, rc20_setting
@@ -547,57 +547,38 @@ def thm2_perturbed(inputs, dropped):
 # ----------------------------------------------------------------------------------------------------------------
 # P(det W(0) > 0) = 1/2
 # ----------------------------------------------------------------------------------------------------------------
-DET_HALF_N = 2000
-DET_HALF_ALPHA = 1e-6
-
-
 def _det_half_strategy(dropped):
     laws = ["gaussian", "balanced"] if "symmetric_law" not in dropped else ["shifted", "gaussian", "balanced"]
     return S.fixed_dicts(law=st.sampled_from(laws), depth=S.depths(1, 6), scale=S.log_scale(-8.0, 2.0),
                          seed=st.integers(0, 10**6))
 
 
-def _det_signs(inputs, n: int) -> np.ndarray:
-    model = DeepMatrix(int(inputs["depth"]), (2, 2))
-    law, scale, base = inputs["law"], float(inputs["scale"]), int(inputs["seed"]) * n
-    out = np.empty(n)
-    rng = np.random.default_rng(int(inputs["seed"]))
-    for k in range(n):
-        if law == "gaussian":
-            fs = inits.gaussian(model, scale, seed=base + k, det="any").factors
-        elif law == "balanced":
-            fs = inits.balanced(model, scale, seed=base + k, det="any").factors
-        else:  # not symmetric under W_L -> diag(-1, 1) W_L: mean scale*I plus noise of a tenth of that
-            fs = [scale * (np.eye(2) + 0.1 * rng.standard_normal((2, 2))) for _ in range(model.depth)]
-        sg = det_sign_of_product(list(fs))
-        out[k] = 0 if sg is None else sg
-    return out
-
-
 @claim("rc20.prop.det_half",
        title="P(det W(0) > 0) = 1/2 under per-layer Gaussian and balanced-Gaussian inits, at any scale",
        source=SRC + ", slides ('holds with prob 0.5 under standard inits'); catalog RC20-Claim-Prob",
        statement="for an init law invariant under W_L -> diag(-1,1) W_L with P(det = 0) = 0: P(det W_{L:1}(0) > 0) "
-                 "= 1/2, independently of the scale. Test: n = 2000 draws per setting, two-sided exact binomial test "
-                 "of p = 1/2 at level 1e-6 (confidence 1 - 1e-6)",
+                 "= 1/2, independently of the scale. Test per setting: n = 2^18 draws at level 1e-6: violated when "
+                 "the exact two-sided binomial test rejects p = 1/2; holds when the equivalence test (TOST) rejects "
+                 "|p - 1/2| >= 0.01; power against p = 0.52: 1 - 1e-50; under p = 1/2 holds with probability "
+                 ">= 1 - 1e-6 (never inconclusive at this n)",
        kind="statistical", strategy=_det_half_strategy,
        hypotheses=[("symmetric_law", "the init law is invariant under W_L -> diag(-1, 1) W_L (Gaussian layers or "
                                      "the balanced construction from a Gaussian product)")],
-       cost=0.5)
+       cost=0.4)
 def det_half(inputs, dropped):
-    """n = 2000 inits from the suite's own init functions (seeds seed*n .. seed*n + n-1), det sign as the product
-    of factor det signs (unresolvable counts as a failure of the draw). Margin: log10(p-value) - log10(1e-6)
-    (holds when the binomial test does not reject p = 1/2 at level 1e-6; violated when it does). Deterministic."""
-    signs = _det_signs(inputs, DET_HALF_N)
+    """n = 2^18 draws of the init law, vectorized (properties/det_half.py: the suite's laws, one generator per
+    setting seed), det sign as the product of the factors' det signs (an unresolvable one is an engine failure).
+    Decision (properties.det_half.decide): violated when the exact binomial test rejects p = 1/2 at 1e-6, holds
+    when two one-sided exact tests reject |p - 1/2| >= 0.01 at 1e-6, else inconclusive; margin in log10 p-value
+    units beyond the level. Deterministic."""
+    signs = DH.det_signs(inputs["law"], int(inputs["depth"]), float(inputs["scale"]), int(inputs["seed"]))
     unresolved = int(np.sum(signs == 0))
     if unresolved:
-        raise EngineFailure(f"{unresolved} of {DET_HALF_N} det signs were not resolvable in float64")
-    k = int(np.sum(signs > 0))
-    pval = binomtest(k, DET_HALF_N, 0.5).pvalue
-    margin = math.log10(max(pval, 1e-300)) - math.log10(DET_HALF_ALPHA)
-    return Outcome(margin, 0.0, {"n": DET_HALF_N, "positive": k, "frequency": k / DET_HALF_N, "p_value": pval,
-                                 "test": "two-sided exact binomial, H0: p = 1/2", "level": DET_HALF_ALPHA},
-                   "numpy float64", 6.0)
+        raise EngineFailure(f"{unresolved} of {len(signs)} det signs were not resolvable in float64")
+    d = DH.decide(int(np.sum(signs > 0)), len(signs))
+    detail = {**d, "test": "violated: exact two-sided binomial, H0 p = 1/2; holds: TOST, H0 |p - 1/2| >= 0.01",
+              "level": DH.ALPHA, "delta": DH.DELTA, "power_vs_0.52": "1 - 1e-50"}
+    return Outcome(d["margin"], 0.0, detail, "numpy float64", 6.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
