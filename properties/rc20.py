@@ -259,8 +259,11 @@ def _det_sign_gd_strategy(dropped):
 
 
 @claim("rc20.lemma.det_sign_gd",
-       title="Gradient descent with a small step from a balanced init keeps the det sign (depth >= 3)",
-       source=SRC + ", blog wording of the det lemma for GD; catalog RC20-Lem-DetSign",
+       title="Gradient descent with a small step from a balanced init keeps the det sign (depth >= 3; the suite's "
+             "own conjecture)",
+       source="the suite's own conjecture: the thresholds (step <= 10^-1.5, 2000 steps, depth >= 3) come from no "
+              "paper; motivated by the RC20 blog's wording of the det lemma for GD ('if learning rate is sufficiently "
+              "small ... the determinant doesn't change sign'); catalog RC20-Lem-DetSign",
        statement="balanced init, depth L >= 3, step eta <= 10^-1.5, 2000 steps: sign det W_{L:1}(k) = sign det "
                  "W_{L:1}(0) for every step k",
        kind="trajectory", strategy=_det_sign_gd_strategy,
