@@ -73,6 +73,9 @@ class Point:
     when unresolvable or undefined). ``loss_err`` and ``product_err`` are the engine's estimates of the absolute
     error of ``loss`` and of the entries of ``product`` (max over entries). ``hp`` holds high-precision values as
     decimal strings (``{"digits": D, "loss": "...", "product": [["..."]]}``) for engines that have them.
+    ``tangent`` is the engine's own ``dW/dt`` at the recorded state (gradient-flow engines; the right-hand side it
+    integrates, mapped to the end-to-end matrix), so that a claim can check it against the gradient-flow vector
+    field computed independently (``properties.flow_check``).
     """
 
     t: float | None
@@ -84,6 +87,7 @@ class Point:
     loss_err: float = 0.0
     product_err: float = 0.0
     hp: dict | None = None
+    tangent: np.ndarray | None = None
 
     def to_json(self, *, with_factors: bool = False) -> dict:
         out = {}
@@ -98,6 +102,8 @@ class Point:
         out["product_err"] = _num(self.product_err)
         if self.hp is not None:
             out["hp"] = self.hp
+        if self.tangent is not None:
+            out["tangent"] = _arr(self.tangent)
         if with_factors and self.factors is not None:
             out["factors"] = [_arr(W) for W in self.factors]
         return out

@@ -67,10 +67,25 @@ def rc20_setting(inputs: dict):
 # Outcomes
 # ----------------------------------------------------------------------------------------------------------------
 def point_outcome(margin: float, error: float, scale: float, **detail) -> Outcome:
-    """An outcome for one point; non-finite margins or errors become a failure of the engine."""
-    if not (math.isfinite(margin) and math.isfinite(error)):
-        raise EngineFailure(f"non-finite margin {margin!r} or error {error!r} at {detail}")
-    return Outcome(float(margin), float(max(error, 0.0)), _jsonable(detail), "", float(scale) if scale > 0 else 1.0)
+    """An outcome for one point. A non-finite margin is a failure of the engine; an infinite or NaN error (an
+    error nobody estimated, or one propagated from such an error) is unknown, hence infinite: the point is
+    inconclusive, never decided."""
+    if not math.isfinite(margin):
+        raise EngineFailure(f"non-finite margin {margin!r} (error {error!r}) at {detail}")
+    error = float(error)
+    if not math.isfinite(error):
+        error = math.inf
+    return Outcome(float(margin), max(error, 0.0), _jsonable(detail), "", float(scale) if scale > 0 else 1.0)
+
+
+def error_unknown(traj) -> int:
+    """How many recorded points of ``traj`` carry no error estimate (a non-finite ``loss_err`` or
+    ``product_err``); a trajectory whose ``error_estimate`` is not finite counts all of its points."""
+    bad = sum(1 for p in traj.points if not (math.isfinite(p.loss_err) and math.isfinite(p.product_err)))
+    est = getattr(traj, "error_estimate", 0.0)
+    if bad == 0 and est is not None and not math.isfinite(est):
+        return len(traj.points)
+    return bad
 
 
 def combine(outcomes: Iterable[Outcome], engine: str = "", **detail) -> Outcome:
@@ -160,7 +175,9 @@ def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict
     """Run ``run(engine) -> Trajectory`` and ``evaluate(trajectory) -> Outcome`` up the ``ladder``.
 
     Stops at the first level whose trajectory is trustworthy and whose outcome is decided (holds or violated),
-    or whose trustworthy prefix already shows a violation. Levels whose engine is not available are skipped
+    or whose trustworthy prefix already shows a violation. A level whose trajectory has a point without an error
+    estimate (:func:`error_unknown`: the companion or reference run was skipped or ended early) decides
+    nothing: its outcome is kept as inconclusive with an infinite error, whatever its margin. Levels whose engine is not available are skipped
     (noted in the detail). With ``accept_precision_loss`` (claims that do not depend on the det sign), a run that
     stopped with ``precision_lost`` is judged on the points it kept, which are valid."""
     tried: list[str] = []
@@ -178,7 +195,9 @@ def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict
         except InvalidInput as exc:  # this engine does not support the setting
             tried.append(f"{label}: not applicable ({exc})")
             continue
-        tried.append(f"{label}: {traj.status.value}")
+        unknown = error_unknown(traj)
+        tried.append(f"{label}: {traj.status.value}" + (f", {unknown} point(s) without an error estimate"
+                                                         if unknown else ""))
         try:
             out = evaluate(traj)
         except EngineFailure as exc:
@@ -189,6 +208,11 @@ def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict
         out = Outcome(out.margin, out.error, {**out.detail, "escalation": list(tried), "status": traj.status.value,
                                              "engine_error_estimate": _jsonable(traj.error_estimate)},
                       label, out.scale)
+        if unknown and out.status != "inconclusive":
+            # a verdict from a run whose error is (partly) unknown is no verdict: its margin may be anywhere
+            # within an infinite error. Keep it as inconclusive and go on up the ladder.
+            out = Outcome(out.margin, math.inf, {**out.detail, "decided_on_unknown_error": out.status}, label,
+                          out.scale)
         if out.status == "violated":
             return out
         usable = traj.status.trustworthy or (accept_precision_loss and traj.status is Status.PRECISION_LOST)
@@ -205,4 +229,5 @@ def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict
 
 
 
-__all__ = ["GF_LADDER", "combine", "engine_label", "escalate", "identity_outcome", "point_outcome", "rc20_setting"]
+__all__ = ["GF_LADDER", "combine", "engine_label", "error_unknown", "escalate", "identity_outcome", "point_outcome",
+           "rc20_setting"]

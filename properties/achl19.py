@@ -25,6 +25,7 @@ from models.problems import sensing
 from . import strategies as S
 from ._common import combine, escalate, identity_outcome, point_outcome
 from .api import claim
+from .commuting_alt import alternative
 
 SRC_ACH18 = "Arora, Cohen & Hazan 2018 (ICML)"
 SRC_ACHL19 = "Arora, Cohen, Hu & Luo 2019 (NeurIPS), arXiv 1905.13655"
@@ -328,17 +329,33 @@ def _commuting_strategy(dropped):
                          commuting=True if "commuting" not in dropped else st.booleans())
 
 
+COMMUTING_GAP = 0.2     # depth >= 3: the LP solution and the sum w^(2/N) minimizer differ by >= 20% (relative)
+
+
 def _commuting_problem(inputs):
+    """``(problem, w_LP, w_alt)``. For depth >= 3 the instance (two measurements) is redrawn from the same
+    generator until the LP solution and the ruled-out alternative (properties/commuting_alt.py) differ by
+    ``COMMUTING_GAP`` relative; ``w_alt`` is None at depth 2 (where the two are the same)."""
     d, m = int(inputs["d"]), int(inputs["measurements"])
+    N = int(inputs.get("depth", 2))
+    separate = N >= 3 and inputs.get("commuting", True)
+    if separate:
+        m = 2     # with one measurement every vertex has one nonzero: the alternative is the LP solution
     rng = np.random.default_rng(int(inputs["seed"]))
-    A = rng.standard_normal((m, d))
-    wstar = np.zeros(d)
-    support = rng.choice(d, m, replace=False)
-    wstar[support] = rng.uniform(0.5, 1.5, m)
-    y = A @ wstar
-    lp = linprog(np.ones(d), A_eq=A, b_eq=y, bounds=[(0, None)] * d, method="highs")
-    if lp.status != 0:
-        raise EngineFailure(f"the LP failed: {lp.message}")
+    for _ in range(2000):
+        A = rng.standard_normal((m, d))
+        wstar = np.zeros(d)
+        support = rng.choice(d, m, replace=False)
+        wstar[support] = rng.uniform(0.5, 1.5, m)
+        y = A @ wstar
+        lp = linprog(np.ones(d), A_eq=A, b_eq=y, bounds=[(0, None)] * d, method="highs")
+        if lp.status != 0:
+            raise EngineFailure(f"the LP failed: {lp.message}")
+        w_alt = alternative(A, y, N) if separate else None
+        if w_alt is None or np.linalg.norm(w_alt - lp.x) >= COMMUTING_GAP * np.linalg.norm(lp.x):
+            break
+    else:
+        raise EngineFailure("no instance where the LP solution and the sum w^(2/N) minimizer differ in 2000 draws")
     if inputs.get("commuting", True):
         Ms = np.stack([np.diag(a) for a in A])
     else:  # symmetric, not commuting: add a random symmetric off-diagonal part to each measurement
@@ -347,7 +364,7 @@ def _commuting_problem(inputs):
     # keeps it exactly 0, so the flow on the d x d block is unchanged; the float64 engine then does not stop when
     # the (irrelevant) det of a square product stops being resolvable, which the sparse LP limit forces.
     Ms = np.concatenate([Ms, np.zeros((m, d, 1))], axis=2)
-    return sensing(Ms, y), lp.x
+    return sensing(Ms, y), lp.x, w_alt
 
 
 @claim("achl19.thm.commuting",
@@ -359,16 +376,21 @@ def _commuting_problem(inputs):
                  "{2,3,4} from W_j(0) = alpha I: the limit W_inf(alpha) = diag(w(alpha)) approaches argmin{sum_k w_k :"
                  " A w = y, w >= 0} as alpha -> 0. Checked at alpha = 1e-1, 1e-2, 1e-3: the relative distance to the "
                  "LP solution decreases strictly (until it is at the resolution floor) and at alpha = 1e-3 is below "
-                 "max(0.25 x its value at alpha = 1e-1, 1e-6) (depth 2 approaches only like 1/log(1/alpha))",
+                 "max(0.25 x its value at alpha = 1e-1, 1e-6) (depth 2 approaches only like 1/log(1/alpha)). For "
+                 "depth >= 3 the instances (two measurements) are those where the ruled-out alternative, the "
+                 "minimizer of sum w^(2/N) over {A w = y, w >= 0}, differs from the LP solution by >= 20%, and the "
+                 "distance at alpha = 1e-3 must be below half that gap",
        kind="trajectory", strategy=_commuting_strategy,
        hypotheses=[("commuting", "the measurement matrices are diagonal (pairwise commuting)")], cost=5.0)
 def commuting(inputs, dropped):
-    """Random diagonal sensing with a sparse nonnegative solution, LP solution by HiGHS; float64 gradient flow on
+    """Random diagonal sensing with a sparse nonnegative solution, LP solution by HiGHS (depth >= 3: redrawn from
+    the seed's generator until the sum w^(2/N) minimizer, found by vertex enumeration, differs from it by >= 20%,
+    so that the check tells the theorem from the alternative it rules out); float64 gradient flow on
     the raw factors from W_j(0) = alpha I until loss 1e-10 for each alpha (points before a loss of det resolution
     are valid: the det sign plays no role here). Margins: relative decrease between consecutive alphas and
     the distance at 1e-3 against max(0.25 x distance at 1e-1, 1e-6) (consecutive pairs already at the resolution floor are skipped); error
     10 sqrt(2 loss) / sigma_min(A) / ||w_LP|| (distance from the state at the final loss to the limit, first order)."""
-    problem, w_lp = _commuting_problem(inputs)
+    problem, w_lp, w_alt = _commuting_problem(inputs)
     N = int(inputs["depth"])
     d = int(inputs["d"])
     model = DeepMatrix(N, (d, d + 1))
@@ -410,4 +432,10 @@ def commuting(inputs, dropped):
     outs.append(point_outcome((target - dists[-1]) / target, errs[-1] / target, 1.0,
                               part=f"distance at alpha={COMMUTING_ALPHAS[-1]:g} below max({COMMUTING_SHRINK} x the "
                                    f"distance at alpha={COMMUTING_ALPHAS[0]:g}, {COMMUTING_FLOOR:g})"))
-    return combine(outs, engine="gf rtol=1e-10", distances=dists, w_lp=w_lp, alphas=list(COMMUTING_ALPHAS))
+    if w_alt is not None:   # the limit is the theorem's, not the alternative's: closer to w_LP than half the gap
+        half = 0.5 * float(np.linalg.norm(w_alt - w_lp)) / nlp
+        outs.append(point_outcome((half - dists[-1]) / half, errs[-1] / half, 1.0, gap_to_alternative=2 * half,
+                                  part=f"distance at alpha={COMMUTING_ALPHAS[-1]:g} below half the distance from "
+                                       f"w_LP to the sum w^(2/N) minimizer"))
+    return combine(outs, engine="gf rtol=1e-10", distances=dists, w_lp=w_lp, alphas=list(COMMUTING_ALPHAS),
+                   w_alternative=None if w_alt is None else w_alt)

@@ -102,6 +102,7 @@ class Claim:
     how: str = ""
     cost: float = 1.0
     timeout: float | None = None  # seconds before the run stops the claim (None: the profile's claim_timeout)
+    rests_on: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         require(bool(self.id) and all(part.isidentifier() or part.replace("_", "").isalnum()
@@ -147,7 +148,7 @@ class Claim:
             "kind": self.kind.value, "expectation": self.expectation.value,
             "hypotheses": [{"name": h.name, "text": h.text, "dropped": h.name in self.dropped}
                            for h in self.hypotheses],
-            "parent": self.parent, "how": self.how,
+            "parent": self.parent, "how": self.how, "rests_on": list(self.rests_on),
         }
 
 
@@ -171,10 +172,11 @@ def register(c: Claim, *, replace_existing: bool = False) -> Claim:
 
 def claim(id: str, *, title: str, source: str, statement: str, kind: str | Kind, strategy,
           expectation: str | Expectation = "holds", hypotheses=(), how: str = "", cost: float = 1.0,
-          timeout: float | None = None):
+          timeout: float | None = None, rests_on=()):
     """Decorator registering ``check(inputs, dropped) -> Outcome`` as a claim; returns the :class:`Claim`.
 
-    ``hypotheses`` is a sequence of ``(name, text)`` pairs or :class:`Hyp`. ``strategy`` is a function of the
+    ``hypotheses`` is a sequence of ``(name, text)`` pairs or :class:`Hyp`. ``rests_on`` names the parts the
+    verdict rests on (exact, dynamic, statistical evidence), for ``verify show`` and the report. ``strategy`` is a function of the
     dropped set returning a Hypothesis strategy of input dicts (or a strategy, used whatever is dropped).
     ``timeout`` (seconds) overrides the profile's per-claim time limit (``verify run --claim-timeout`` overrides
     both); a claim past it is stopped and reported ``error`` with reason ``timeout``.
@@ -189,7 +191,7 @@ def claim(id: str, *, title: str, source: str, statement: str, kind: str | Kind,
 
     def wrap(check: Callable[[dict, frozenset], Outcome]) -> Claim:
         c = Claim(id, title, source, statement, k, e, strat, check, hyps, how=how or (check.__doc__ or "").strip(),
-                  cost=cost, timeout=timeout)
+                  cost=cost, timeout=timeout, rests_on=tuple(rests_on))
         return register(c)
 
     return wrap

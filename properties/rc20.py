@@ -14,18 +14,20 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
-from scipy.stats import binomtest
 
 from models import inits
 from models.engines import get_engine
 from models.errors import EngineFailure
-from models.factorizations import DeepMatrix, det_sign_of_product
+from models.factorizations import DeepMatrix
 from models.problems import rc20
 
+from . import det_half as DH
 from . import measures as M
 from . import strategies as S
 from ._common import combine, escalate, point_outcome, rc20_setting
 from .api import Outcome, claim
+from .flow_check import validated
+from .rc20_theorem import RESTS_ON, theorem_level
 
 SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
 EPS = float(np.finfo(float).eps)
@@ -58,6 +60,22 @@ def _trajectory_setting(dropped, *, depths=(2, 6), until=(-8.0, -4.0), with_det=
         det=S.det_signs("det_positive" not in dropped) if with_det else "positive",
         until_loss=S.log_scale(*until) if balanced else S.log_scale(-4.0, -2.0),
     )
+
+
+def _sign0(inputs) -> int:
+    return 1 if inputs.get("det", "positive") == "positive" else -1
+
+
+def _thm(evaluate, inputs, theorem="thm1", until_loss=None):
+    """``evaluate`` as a theorem-level check (:func:`properties.rc20_theorem.theorem_level`)."""
+    problem = rc20(inputs.get("z", 1.0), inputs.get("z_prime", 1.0), inputs.get("eps", 0.0))
+    return theorem_level(evaluate, theorem, problem, int(inputs["depth"]), _sign0(inputs), until_loss)
+
+
+_THM_HOW = (" Theorem-level: the outcome combines the bound at every point with the exact static part "
+            "(rc20.{0}.static), the det sign at every recorded point, and the gradient-flow check of the "
+            "trajectory (engine tangent against the gradient-flow field computed independently from the raw "
+            "factors' gradient, properties/flow_check.py; a path that is not gradient flow is an error).")
 
 
 def _run_setting(inputs, engine, **extra):
@@ -215,14 +233,17 @@ def det_sign(inputs, dropped):
     """Integrate the raw factors (not the chart, which keeps the det sign by construction) with the float64 engine
     until the loss reaches 5e-2 (L = 2), 1e-4 (L = 3) or 1e-6 (L >= 4), where float64 still resolves the det
     (catalog RC20-Pitfall-Depth2); at every recorded point (8 per decade of loss) the det sign is the product of
-    the factors' det signs. Margin: sign0 * sign(t) * sigma_2/sigma_1, error (2 product_err + 4 eps sigma_1)/sigma_1."""
+    the factors' det signs. Margin: sign0 * sign(t) * sigma_2/sigma_1, error (2 product_err + 4 eps sigma_1)/sigma_1.
+    The trajectory is first checked to be gradient flow (engine tangent against the field computed from the
+    recorded raw factors, properties/flow_check.py); a path that is not is an error."""
     until = _DET_UNTIL.get(int(inputs["depth"]), 1e-6)
     sign0 = 1 if inputs["det"] == "positive" else -1
 
     def run(engine):
         return _run_setting(inputs, engine, until_loss=until, per_decade=8)
 
-    return escalate(run, lambda tr: _det_margins(tr.points, sign0, tr.engine),
+    check = validated(lambda tr: _det_margins(tr.points, sign0, tr.engine), rc20(), int(inputs["depth"]))
+    return escalate(run, check,
                     ladder=(("gf", {"rtol": 1e-10, "path": "raw"}), ("gf", {"rtol": 1e-12, "path": "raw"})))
 
 
@@ -238,8 +259,11 @@ def _det_sign_gd_strategy(dropped):
 
 
 @claim("rc20.lemma.det_sign_gd",
-       title="Gradient descent with a small step from a balanced init keeps the det sign (depth >= 3)",
-       source=SRC + ", blog wording of the det lemma for GD; catalog RC20-Lem-DetSign",
+       title="Gradient descent with a small step from a balanced init keeps the det sign (depth >= 3; the suite's "
+             "own conjecture)",
+       source="the suite's own conjecture: the thresholds (step <= 10^-1.5, 2000 steps, depth >= 3) come from no "
+              "paper; motivated by the RC20 blog's wording of the det lemma for GD ('if learning rate is sufficiently "
+              "small ... the determinant doesn't change sign'); catalog RC20-Lem-DetSign",
        statement="balanced init, depth L >= 3, step eta <= 10^-1.5, 2000 steps: sign det W_{L:1}(k) = sign det "
                  "W_{L:1}(0) for every step k",
        kind="trajectory", strategy=_det_sign_gd_strategy,
@@ -306,7 +330,8 @@ def thm1_unobserved_entry(inputs, dropped):
     """Float64 gradient flow to the drawn loss (chart for balanced inits), escalating to a tighter tolerance and then
     mpmath; at every recorded point with s < 1 the margin is |w11| - (1-s)^2/s, error
     product_err + (1-s^2)/s^3 * loss_err."""
-    return escalate(lambda eng: _run_setting(inputs, eng), _unobserved_eval)
+    return escalate(lambda eng: _run_setting(inputs, eng),
+                    _thm(_unobserved_eval, inputs, until_loss=inputs["until_loss"]))
 
 
 def _norms_eval(measure):
@@ -337,7 +362,8 @@ def thm1_norms(inputs, dropped):
     """As rc20.thm1.unobserved_entry, with margin ||W|| - c (1-s)^2/s; the norm's error is the measure's own
     perturbation bound at the engine's entry error."""
     measure = M.from_spec(inputs["measure"])
-    return escalate(lambda eng: _run_setting(inputs, eng), _norms_eval(measure))
+    return escalate(lambda eng: _run_setting(inputs, eng),
+                    _thm(_norms_eval(measure), inputs, until_loss=inputs["until_loss"]))
 
 
 def erank_bound_ratio(rho: float) -> float:
@@ -395,7 +421,7 @@ def thm1_rank(inputs, dropped):
     """Float64 gradient flow as in rc20.thm1.unobserved_entry; two margins per point: s - sigma_2 (error
     2 product_err + 2 eps sigma_1 + loss_err/s) and 1 - (erank - 1)/(2 rho ln(e/rho)) (error: the spread of that
     ratio over the uncertainty interval of rho; see :func:`erank_bound_ratio`)."""
-    return escalate(lambda eng: _run_setting(inputs, eng), _rank_eval)
+    return escalate(lambda eng: _run_setting(inputs, eng), _thm(_rank_eval, inputs, until_loss=inputs["until_loss"]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -458,7 +484,7 @@ def cor_norms_diverge(inputs, dropped):
     the margin normalized by the bound. Near loss 1e-30 the relative margin is ~2s ~ 3e-15, below float64's
     resolution: this is the claim that needs gf-mp."""
     return escalate(lambda eng: _run_setting(inputs, eng, until_loss=inputs["until_loss"], per_decade=1,
-                                             wall_budget=60.0), _cor_eval, COR_LADDER)
+                                             wall_budget=60.0), _thm(_cor_eval, inputs), COR_LADDER)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -517,63 +543,45 @@ def thm2_perturbed(inputs, dropped):
     """Float64 gradient flow until the drawn loss or t = 1e9 (the loss need not vanish when eps != 0), escalating;
     the two margins at every recorded point where s < min(|z|, |z'|)."""
     full = _perturbed_inputs(inputs)
-    return escalate(lambda eng: _run_setting(full, eng, t_max=1e9, wall_budget=30.0), _perturbed_eval(full))
+    return escalate(lambda eng: _run_setting(full, eng, t_max=1e9, wall_budget=30.0),
+                    _thm(_perturbed_eval(full), full, theorem="thm2"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # P(det W(0) > 0) = 1/2
 # ----------------------------------------------------------------------------------------------------------------
-DET_HALF_N = 2000
-DET_HALF_ALPHA = 1e-6
-
-
 def _det_half_strategy(dropped):
     laws = ["gaussian", "balanced"] if "symmetric_law" not in dropped else ["shifted", "gaussian", "balanced"]
     return S.fixed_dicts(law=st.sampled_from(laws), depth=S.depths(1, 6), scale=S.log_scale(-8.0, 2.0),
                          seed=st.integers(0, 10**6))
 
 
-def _det_signs(inputs, n: int) -> np.ndarray:
-    model = DeepMatrix(int(inputs["depth"]), (2, 2))
-    law, scale, base = inputs["law"], float(inputs["scale"]), int(inputs["seed"]) * n
-    out = np.empty(n)
-    rng = np.random.default_rng(int(inputs["seed"]))
-    for k in range(n):
-        if law == "gaussian":
-            fs = inits.gaussian(model, scale, seed=base + k, det="any").factors
-        elif law == "balanced":
-            fs = inits.balanced(model, scale, seed=base + k, det="any").factors
-        else:  # not symmetric under W_L -> diag(-1, 1) W_L: mean scale*I plus noise of a tenth of that
-            fs = [scale * (np.eye(2) + 0.1 * rng.standard_normal((2, 2))) for _ in range(model.depth)]
-        sg = det_sign_of_product(list(fs))
-        out[k] = 0 if sg is None else sg
-    return out
-
-
 @claim("rc20.prop.det_half",
        title="P(det W(0) > 0) = 1/2 under per-layer Gaussian and balanced-Gaussian inits, at any scale",
        source=SRC + ", slides ('holds with prob 0.5 under standard inits'); catalog RC20-Claim-Prob",
        statement="for an init law invariant under W_L -> diag(-1,1) W_L with P(det = 0) = 0: P(det W_{L:1}(0) > 0) "
-                 "= 1/2, independently of the scale. Test: n = 2000 draws per setting, two-sided exact binomial test "
-                 "of p = 1/2 at level 1e-6 (confidence 1 - 1e-6)",
+                 "= 1/2, independently of the scale. Test per setting: n = 2^18 draws at level 1e-6: violated when "
+                 "the exact two-sided binomial test rejects p = 1/2; holds when the equivalence test (TOST) rejects "
+                 "|p - 1/2| >= 0.01; power against p = 0.52: 1 - 1e-50; under p = 1/2 holds with probability "
+                 ">= 1 - 1e-6 (never inconclusive at this n)",
        kind="statistical", strategy=_det_half_strategy,
        hypotheses=[("symmetric_law", "the init law is invariant under W_L -> diag(-1, 1) W_L (Gaussian layers or "
                                      "the balanced construction from a Gaussian product)")],
-       cost=0.5)
+       cost=0.4)
 def det_half(inputs, dropped):
-    """n = 2000 inits from the suite's own init functions (seeds seed*n .. seed*n + n-1), det sign as the product
-    of factor det signs (unresolvable counts as a failure of the draw). Margin: log10(p-value) - log10(1e-6)
-    (holds when the binomial test does not reject p = 1/2 at level 1e-6; violated when it does). Deterministic."""
-    signs = _det_signs(inputs, DET_HALF_N)
+    """n = 2^18 draws of the init law, vectorized (properties/det_half.py: the suite's laws, one generator per
+    setting seed), det sign as the product of the factors' det signs (an unresolvable one is an engine failure).
+    Decision (properties.det_half.decide): violated when the exact binomial test rejects p = 1/2 at 1e-6, holds
+    when two one-sided exact tests reject |p - 1/2| >= 0.01 at 1e-6, else inconclusive; margin in log10 p-value
+    units beyond the level. Deterministic."""
+    signs = DH.det_signs(inputs["law"], int(inputs["depth"]), float(inputs["scale"]), int(inputs["seed"]))
     unresolved = int(np.sum(signs == 0))
     if unresolved:
-        raise EngineFailure(f"{unresolved} of {DET_HALF_N} det signs were not resolvable in float64")
-    k = int(np.sum(signs > 0))
-    pval = binomtest(k, DET_HALF_N, 0.5).pvalue
-    margin = math.log10(max(pval, 1e-300)) - math.log10(DET_HALF_ALPHA)
-    return Outcome(margin, 0.0, {"n": DET_HALF_N, "positive": k, "frequency": k / DET_HALF_N, "p_value": pval,
-                                 "test": "two-sided exact binomial, H0: p = 1/2", "level": DET_HALF_ALPHA},
-                   "numpy float64", 6.0)
+        raise EngineFailure(f"{unresolved} of {len(signs)} det signs were not resolvable in float64")
+    d = DH.decide(int(np.sum(signs > 0)), len(signs))
+    detail = {**d, "test": "violated: exact two-sided binomial, H0 p = 1/2; holds: TOST, H0 |p - 1/2| >= 0.01",
+              "level": DH.ALPHA, "delta": DH.DELTA, "power_vs_0.52": "1 - 1e-50"}
+    return Outcome(d["margin"], 0.0, detail, "numpy float64", 6.0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -584,17 +592,35 @@ def _conv_strategy(dropped):
     return S.fixed_dicts(alpha=S.log_scale(-2.0, hi))
 
 
+#: the decades at which the rate is checked: R(t) = 2 loss(t) (6 t)^(2/3) approaches 1 (see convergence_depth2)
+CONV_DECADES = (1e4, 1e5, 1e6, 1e7, 1e8)
+CONV_SHRINK = 2.0       # |R - 1| must shrink at least this much per decade (the derivation gives 10^(2/3) ~ 4.6)
+CONV_FINAL = 1e-3       # and be below this at t = 1e8 (the derivation gives ~1e-5 there)
+CONV_RATE = 6.0         # loss ~ (CONV_RATE t)^(-2/3) / 2 (derived below)
+
+
 @claim("rc20.prop.convergence_depth2",
-       title="Depth 2 from W(0) = alpha*I (0 < alpha <= 1): the loss decreases monotonically to 0",
-       source=SRC + ", Proposition (convergence); catalog RC20-Prop-Conv",
+       title="Depth 2 from W(0) = alpha*I (0 < alpha <= 1): the loss decreases to 0 at the rate (6t)^(-2/3)/2",
+       source=SRC + ", Proposition (convergence); catalog RC20-Prop-Conv (rate derived in the claim's description)",
        statement="depth 2, gradient flow, W_1(0) = W_2(0) = sqrt(alpha) I with 0 < alpha <= 1: loss(t) is "
-                 "non-increasing and loss(1e8) < 1e-6",
+                 "non-increasing and loss(t) = (1 + o(1)) (6t)^(-2/3) / 2 -> 0: R(t) = 2 loss(t) (6t)^(2/3) has "
+                 "|R(t) - 1| shrinking at least 2x per decade over t = 1e4..1e8 and below 1e-3 at t = 1e8",
        kind="trajectory", strategy=_conv_strategy,
        hypotheses=[("alpha_at_most_one", "0 < alpha <= 1")], cost=1.5)
 def convergence_depth2(inputs, dropped):
     """Float64 gradient flow (raw factors until the singular values separate, then the chart) recorded at 37
-    log-spaced times in [0.1, 1e8]; margins: (l_k - l_{k+1} + tiny)/l_k between consecutive points (error: the two
-    loss errors) and (1e-6 - l(1e8))/1e-6."""
+    log-spaced times in [0.1, 1e8]; the trajectory is first checked to be gradient flow (flow_check).
+
+    The rate (derived; not fitted to a run): W = [[a, b], [b, c]] follows a' = 2b(1-b), b' = (1-b)(a+c) - bc,
+    c' = 2b(1-b) - 2c^2 (catalog RC20-Prop-Conv). With u = 1 - b -> 0, the fast variable relaxes to u ~ c/a,
+    then c' ~ 2c/a - 2c^2 balances at c ~ 1/a and a' ~ 2u ~ 2/a^2, so a^3 ~ 6t, c ~ (6t)^(-1/3) and
+    loss = u^2 + c^2/2 ~ (6t)^(-2/3)/2 (u^2 is of higher order). So R(t) = 2 loss(t) (6t)^(2/3) -> 1, with
+    corrections O(t^(-2/3)). The old threshold "loss(1e8) < 1e-6" was this rate's value 7.03e-7 rounded up; a flow
+    at a different speed (a wrong coefficient) has R -> a constant != 1. Margins: (l_k - l_{k+1})/l_k between
+    consecutive points (monotone; error: the two loss errors); at t = 1e4..1e8 per decade
+    (|R_k - 1|/CONV_SHRINK - |R_{k+1} - 1|)/|R_k - 1|, and (CONV_FINAL - |R(1e8) - 1|)/CONV_FINAL; R's error is
+    R loss_err/loss. Numerically (alpha = 0.01 .. 30) |R - 1| = 0.11, 0.024, 0.005, 0.001, ... at t = 1e2, 1e3, ...
+    whatever alpha: dropping alpha <= 1 (verify ablate) shows it is not needed for this rate."""
     model = DeepMatrix(2, (2, 2))
     times = tuple(float(t) for t in np.logspace(-1, 8, 37))
 
@@ -612,9 +638,38 @@ def convergence_depth2(inputs, dropped):
                 continue  # the same time recorded twice
             outs.append(point_outcome((a.loss - b.loss) / a.loss, (a.loss_err + b.loss_err) / a.loss, 1.0,
                                       part="monotone", t=b.t, loss=b.loss))
-        fin = pts[-1]
-        outs.append(point_outcome((1e-6 - fin.loss) / 1e-6, fin.loss_err / 1e-6, 1.0, part="loss(1e8) < 1e-6",
-                                  loss=fin.loss))
+        dev = []
+        for t in CONV_DECADES:
+            hit = [p for p in pts if abs(p.t - t) <= 1e-9 * t]
+            if not hit:
+                raise EngineFailure(f"no point recorded at t = {t:g}")
+            p = hit[0]
+            R = 2.0 * p.loss * (CONV_RATE * p.t) ** (2.0 / 3.0)
+            dev.append((abs(R - 1.0), R * p.loss_err / p.loss, t, R))
+        for (d0, e0, t0, _), (d1, e1, t1, R1) in zip(dev[:-1], dev[1:]):
+            outs.append(point_outcome((d0 / CONV_SHRINK - d1) / d0, (e0 / CONV_SHRINK + e1) / d0, 1.0,
+                                      part=f"|R - 1| shrinks {CONV_SHRINK:g}x per decade", t=t1, R=R1,
+                                      previous_deviation=d0, deviation=d1))
+        d, e, t, R = dev[-1]
+        outs.append(point_outcome((CONV_FINAL - d) / CONV_FINAL, e / CONV_FINAL, 1.0,
+                                  part=f"|R(1e8) - 1| < {CONV_FINAL:g}", R=R, loss=pts[-1].loss))
         return combine(outs)
 
-    return escalate(run, evaluate)
+    return escalate(run, validated(evaluate, rc20(), 2))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The theorem-level claims: what they rest on (issue 11; properties/rc20_theorem.py)
+# ----------------------------------------------------------------------------------------------------------------
+def _rest(cid: str, theorem: str) -> None:
+    from dataclasses import replace
+
+    from .api import CLAIMS, register
+
+    c = CLAIMS[cid]
+    register(replace(c, how=c.how + _THM_HOW.format(theorem), rests_on=RESTS_ON[theorem]), replace_existing=True)
+
+
+for _cid in ("rc20.thm1.unobserved_entry", "rc20.thm1.norms", "rc20.thm1.rank", "rc20.cor.norms_diverge"):
+    _rest(_cid, "thm1")
+_rest("rc20.thm2.perturbed", "thm2")

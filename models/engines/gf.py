@@ -26,7 +26,10 @@ Error estimate: the same run is repeated at a tolerance ``loose`` times looser (
 compared with the looser run's point of the same event (the same loss level, or the same time for points recorded
 at times), and ``SAFETY`` (10) times the running maximum of the difference is reported as ``product_err`` /
 ``loss_err``. A point recorded at a loss level therefore carries the error of the *path* through that loss, not
-of the time at which it is reached (see :func:`_with_errors` for why, and how it was calibrated).
+of the time at which it is reached (see :func:`_with_errors` for why, and how it was calibrated). The companion
+also runs after a run that lost precision, diverged or failed (the points it kept are evidence). A point the
+companion did not reach, and every point of a run with ``loose=0``, carries ``loss_err = product_err = inf``: an
+error nobody estimated is unknown, never zero.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class GradientFlow(AbstractEngine):
 
     Options: ``rtol`` (BDF relative tolerance, default 1e-10), ``atol`` (absolute, default 1e-14 on the chart's
     O(1) angles and log singular values; 1e-14 times the init scale on raw factors), ``path`` ("auto", "chart",
-    "raw"), ``loose`` (tolerance ratio of the error-estimate run; 0 disables it), ``max_steps``.
+    "raw"), ``loose`` (tolerance ratio of the error-estimate run; 0 disables it, and every point's error is then
+    infinite), ``max_steps``.
     """
 
     name = "gf"
@@ -100,7 +104,13 @@ class GradientFlow(AbstractEngine):
         main.run()
         points = main.points
         stats = dict(main.stats)
-        if self.loose and len(points) > 1 and main.status.trustworthy:
+        if not self.loose:
+            # no companion run: nothing estimates the error, so it is unknown, i.e. infinite (never zero)
+            points = [_unknown_error(p) for p in points]
+            stats["error_run_note"] = "loose=0: no companion run, every point's error is unknown (infinite)"
+        elif points:
+            # also on an untrustworthy run (precision lost, diverged, solver failed): the points it kept are valid
+            # and a claim may use them, so they need an estimate as much as any other
             taus = [math.log1p(p.t) for p in points]
             comp = _Integration(spec, use_chart, min(self.rtol * self.loose, 1e-3),
                                 None if self.atol is None else self.atol * self.loose, self.max_steps,
@@ -127,6 +137,10 @@ class GradientFlow(AbstractEngine):
 
 SAFETY = 10.0
 LOSS_FLOOR = 64 * EPS  # relative: the rounding of a loss evaluated from a state, and of locating a level
+
+
+def _unknown_error(p: Point) -> Point:
+    return Point(p.t, p.step, p.loss, p.product, p.det_sign, p.factors, math.inf, math.inf, p.hp, p.tangent)
 
 
 def _with_errors(main: "_Integration", comp: "_Integration") -> tuple[list[Point], int]:
@@ -168,7 +182,7 @@ def _with_errors(main: "_Integration", comp: "_Integration") -> tuple[list[Point
         else:
             unmatched += 1
             perr = lerr = math.inf
-        out.append(Point(p.t, None, p.loss, p.product, p.det_sign, p.factors, lerr, perr))
+        out.append(Point(p.t, None, p.loss, p.product, p.det_sign, p.factors, lerr, perr, None, p.tangent))
     return out, unmatched
 
 
@@ -441,6 +455,23 @@ class _Integration:
                         f"t ~ {math.expm1(tau_new):.3g}: float64 can no longer resolve its det sign")
 
     def _record(self, tau, y, event):
-        W, loss, ds, fs = self._state(np.asarray(y, dtype=float))
-        self.points.append(Point(math.expm1(tau), None, loss, W, ds, fs))
+        y = np.asarray(y, dtype=float)
+        W, loss, ds, fs = self._state(y)
+        self.points.append(Point(math.expm1(tau), None, loss, W, ds, fs, tangent=self._tangent(y)))
         self.events.append(event)
+
+    def _tangent(self, y):
+        """``dW/dt`` of the integrated right-hand side at state ``y`` (complex step along it: exact to rounding);
+        ``None`` for CP tensors."""
+        if isinstance(self.model, CP):
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            if self.use_chart_now:
+                v = np.array(chart.scaled_rhs(y, self.signs, self.model.depth, self.problem, chart.FLOAT))
+                h = 1e-30 / max(float(np.max(np.abs(v))), 1e-300)
+                zc = [complex(a, h * b) for a, b in zip(y, v)]
+                w = chart.entries(chart.from_scaled(zc, chart.COMPLEX), self.signs, chart.COMPLEX)
+                return (np.array([c.imag for c in w]) / h).reshape(2, 2)
+            v = -self._raw_grad(y)
+            h = 1e-30 / max(float(np.max(np.abs(v))), 1e-300)
+            return product(self._unflatten(y + 1j * h * v)).imag / h

@@ -754,6 +754,22 @@ class _ChartSystem(_System):
         return [a * ct * cp + b * st * sp, a * ct * sp - b * st * cp, a * st * cp - b * ct * sp,
                 a * st * sp + b * ct * cp]
 
+    def dW_dt(self, z):
+        """``dW/dt`` entrywise: the chart's velocity ``dz/dt`` pushed through :meth:`entries` analytically (a
+        finite difference loses the small entries' digits when ``rho_2`` moves fast late in the flow)."""
+        f = self.terms(z)[0]
+        e1, em, th, ph, ct, st, cp, sp = self._trig(z)
+        s1, s2 = self.signs
+        e2 = self.ctx.exp(z[3])
+        a, b = (e1 if s1 > 0 else -e1), (e2 if s2 > 0 else -e2)
+        da, db = a * f[2], b * f[3]
+        dth, dph = em * f[0] - th * f[2], em * f[1] - ph * f[2]
+        dct, dst, dcp, dsp = -st * dth, ct * dth, -sp * dph, cp * dph
+        return [da * ct * cp + a * (dct * cp + ct * dcp) + db * st * sp + b * (dst * sp + st * dsp),
+                da * ct * sp + a * (dct * sp + ct * dsp) - db * st * cp - b * (dst * cp + st * dcp),
+                da * st * cp + a * (dst * cp + st * dcp) - db * ct * sp - b * (dct * sp + ct * dsp),
+                da * st * sp + a * (dst * sp + st * dsp) + db * ct * cp + b * (dct * cp + ct * dcp)]
+
     def observe(self, z):
         """``(entries, loss, det_sign, factors)`` of a real state."""
         w = self.entries(z)
@@ -894,6 +910,18 @@ class _RawSystem(_System):
         W = self._product(self.unflatten(z))
         return [v for row in W for v in row]
 
+    def dW_dt(self, z):
+        """``dW/dt = sum_j W_L .. (dW_j/dt) .. W_1`` with the factors' velocity ``-grad``, exactly."""
+        fs = self.unflatten(z)
+        vs = self.unflatten(list(self.terms(z)[0]) + [z[-1]])
+        out = None
+        for j in range(len(fs)):
+            W = vs[0] if j == 0 else fs[0]
+            for k in range(1, len(fs)):
+                W = _matmul(vs[k] if k == j else fs[k], W)
+            out = W if out is None else [[x + y for x, y in zip(r1, r2)] for r1, r2 in zip(out, W)]
+        return [v for row in out for v in row]
+
     def det(self, z):
         """``det W``: the product of the factor dets when they are square (no cancellation), else from ``W``."""
         fs = self.unflatten(z)
@@ -997,7 +1025,7 @@ class _Integration:
         tau = z[-1]
         self.records.append({"key": key, "tau": tau, "t": ctx.expm1(tau), "w": w, "loss": loss, "det_sign": sign,
                              "factors": factors, "dw": self.system.dW_dtau(z),
-                             "dloss": self.system.dloss_dtau(z)})
+                             "dloss": self.system.dloss_dtau(z), "dw_dt": self.system.dW_dt(z)})
         if self.max_records is not None and len(self.records) >= self.max_records:
             raise _Done()
 
@@ -1265,7 +1293,8 @@ class GradientFlowMP(AbstractEngine):
     - ``path``: "auto" (chart when it applies), "chart" (required, else InvalidInput) or "raw".
     - ``estimate`` (default True): run the reference integration for ``loss_err`` / ``product_err``;
       ``extra_digits`` (default 20) and ``tighter`` (default 100) set its precision and tolerance. Without it
-      the errors are only the rounding floor ``10^-digits`` relative: no discretization error is estimated.
+      (or where the reference ended early) every point's ``loss_err`` / ``product_err`` is ``inf``: an error
+      nobody estimated is unknown, never zero.
     - ``stages`` (default 10): Radau IIA stages ``s`` (order ``2 s - 1``), 2 .. 15.
     """
 
@@ -1360,8 +1389,8 @@ class GradientFlowMP(AbstractEngine):
         scale = max(abs(v) for v in w)
         floor_w = scale * ctx.mpf(10) ** (-D)
         floor_l = loss * ctx.mpf(10) ** (-D)
-        if ref is None:
-            perr, lerr = (math.inf, math.inf) if self.estimate else (float(floor_w), float(floor_l))
+        if ref is None:  # no reference run, or it ended before this record: the error is unknown, so infinite
+            perr, lerr = math.inf, math.inf
         else:
             # The reference, moved along the flow to the main record's time (first order, with its own slope),
             # against the main record; the change of slope between the two points bounds the remainder.
@@ -1375,8 +1404,16 @@ class GradientFlowMP(AbstractEngine):
         hp = {"digits": D, "loss": ctx.nstr(loss, D),
               "product": [[ctx.nstr(w[i * dp + j], D) for j in range(dp)] for i in range(d)],
               "t": ctx.nstr(rec["t"], D)}
+        # the engine's dW/dt at the record (its velocity pushed through the entries map), for the gradient-flow
+        # check of the claims, and the product at the full working precision:
+        # the field is stiff late in the flow, so the check needs the state, not its D-digit rounding
+        tangent = rec["dw_dt"]
+        hp["tangent"] = [[ctx.nstr(tangent[i * dp + j], D) for j in range(dp)] for i in range(d)]
+        hp["work_digits"] = int(ctx.dps)
+        hp["product_work"] = [[ctx.nstr(w[i * dp + j], int(ctx.dps)) for j in range(dp)] for i in range(d)]
         W = np.array([float(v) for v in w]).reshape(d, dp)
-        return Point(float(rec["t"]), None, float(loss), W, rec["det_sign"], rec["factors"], lerr, perr, hp)
+        return Point(float(rec["t"]), None, float(loss), W, rec["det_sign"], rec["factors"], lerr, perr, hp,
+                     np.array([float(v) for v in tangent]).reshape(d, dp))
 
 
 def _float_product(factors):

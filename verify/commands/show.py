@@ -57,6 +57,10 @@ def run(args) -> int:
         print(f"  - {h['name']}{' (dropped)' if h['dropped'] else ''}: {h['text']}")
     print("how it is checked:")
     print(wrap(d["how"] or "(not described)"))
+    if d.get("rests_on"):
+        print("rests on:")
+        for part in d["rests_on"]:
+            print(wrap("- " + part))
     from properties import catalog
     refs = catalog.for_claim(claim, loaded.claims)
     if not refs:

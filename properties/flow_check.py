@@ -1,0 +1,191 @@
+"""Evidence that a trajectory is gradient flow: the engine's tangent against the gradient-flow vector field.
+
+A trajectory claim about gradient flow is evidence only if the engine integrated gradient flow. Every point a
+gradient-flow engine records carries ``Point.tangent``, the engine's own ``dW/dt`` there (the right-hand side it
+integrates, mapped to the end-to-end matrix). This module recomputes the vector field at the recorded state with
+code that shares no formula with the engine (no chart, no ``factor_grads``, no ``problem.grad``), in mpmath:
+
+- the loss gradient ``G = c * sum_i r_i A_i`` from the problem's raw data (``operator``, ``targets``,
+  ``reduction``), ``r_i = <A_i, W> - y_i``;
+- the factors: the recorded ones when the engine integrated the raw factors (``Point.factors``), else the
+  balanced factors rebuilt from ``W = U diag(sigma) V^T``: ``W_1 = diag(sigma)^(1/L) V^T``, ``W_j =
+  diag(sigma)^(1/L)``, ``W_L = U diag(sigma)^(1/L)`` (any balanced factorization of W gives the same end-to-end
+  velocity, ACH18);
+- each factor's gradient ``g_j = S_j^T G P_j^T`` (``S_j = W_L..W_{j+1}``, ``P_j = W_{j-1}..W_1``) and the
+  end-to-end velocity ``F = -sum_j S_j g_j P_j``.
+
+At each point the defect ``max|T - F| / max|F|`` is compared with ``FLOW_TOL`` (1e-2: far above rounding, and far
+below what a wrong coefficient does: a chart whose log singular values move at half speed, or a gradient scaled by
+2, gives defects of order 0.1-1). The defect's numerical error is the sensitivity of ``F`` to the rounding of the
+recorded W (``F`` re-evaluated with each entry moved by its relative rounding, float64 or the engine's decimal
+digits, summed, times 10), plus the rounding of the tangent; for gf-mp's raw path, whose recorded float64
+factors round its state, each factor entry is moved by its float64 rounding instead. A point whose defect clears
+``FLOW_TOL`` beyond that error shows the path is not gradient flow: :func:`validated` then raises
+:class:`NotGradientFlow` (the claim ends in ``error``, never ``holds``); a point without a tangent cannot be
+validated (also an error). The check is local (the tangent at every recorded point, not the accumulated path
+error, which is the engine's own error estimate, ``product_err``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import mpmath
+import numpy as np
+
+from models.errors import EngineFailure
+
+from ._common import combine, point_outcome
+from .api import Outcome
+
+FLOW_TOL = 1e-2
+SAFETY = 10.0
+EPS = float(np.finfo(float).eps)
+
+
+class NotGradientFlow(EngineFailure):
+    """The recorded path's tangent is not the gradient-flow vector field (the engine is wrong)."""
+
+
+def _mat(rows, cols, vals):
+    return mpmath.matrix([[vals[i * cols + j] for j in range(cols)] for i in range(rows)])
+
+
+def loss_gradient(problem, W):
+    """``grad l(W)`` from the problem's raw data, in mpmath (``W`` an mpmath matrix)."""
+    d, dp = problem.shape
+    flat = [W[i, j] for i in range(d) for j in range(dp)]
+    c = mpmath.mpf(1) if problem.reduction == "half_sum" else mpmath.mpf(2) / problem.m
+    g = [mpmath.mpf(0)] * (d * dp)
+    for row, y in zip(np.asarray(problem.operator), np.asarray(problem.targets)):
+        nz = np.flatnonzero(row)
+        r = mpmath.fsum(mpmath.mpf(float(row[k])) * flat[k] for k in nz) - mpmath.mpf(float(y))
+        for k in nz:
+            g[k] += c * r * mpmath.mpf(float(row[k]))
+    return _mat(d, dp, g)
+
+
+def balanced_factors(W, depth: int):
+    """A balanced factorization of the square matrix ``W`` (mpmath), rebuilt from its SVD."""
+    U, S, V = mpmath.svd_r(W)         # W = U diag(S) V (V is already transposed)
+    n = W.rows
+    root = mpmath.diag([S[i] ** (mpmath.mpf(1) / depth) for i in range(n)])
+    if depth == 1:
+        return [W]
+    return [root * V] + [root.copy() for _ in range(depth - 2)] + [U * root]
+
+
+def field(problem, W, factors):
+    """``dW/dt`` of gradient flow on ``factors`` (first layer first, mpmath matrices) whose product is ``W``."""
+    G = loss_gradient(problem, W)
+    L = len(factors)
+    n_out = factors[-1].rows
+    F = mpmath.zeros(W.rows, W.cols)
+    for j in range(L):
+        S = mpmath.eye(n_out)
+        for k in range(L - 1, j, -1):
+            S = S * factors[k]
+        P = mpmath.eye(factors[0].cols)
+        for k in range(j):
+            P = factors[k] * P
+        g = S.T * G * P.T                 # d phi / d W_j
+        F -= S * g * P
+    return F
+
+
+def _point_matrix(p, key, fallback):
+    hp = getattr(p, "hp", None)
+    if hp and key in hp:
+        return mpmath.matrix([[mpmath.mpf(v) for v in row] for row in hp[key]]), int(hp["digits"])
+    if fallback is None:
+        return None, None
+    return mpmath.matrix(np.asarray(fallback, dtype=float).tolist()), None
+
+
+def _max(M):
+    return max(abs(M[i, j]) for i in range(M.rows) for j in range(M.cols))
+
+
+def point_defect(p, problem, depth: int) -> tuple[float, float]:
+    """``(defect, error)`` at one recorded point (see the module docstring)."""
+    if p.tangent is None and not (p.hp and "tangent" in p.hp):
+        raise EngineFailure(f"the point at t = {p.t} carries no tangent: it cannot be shown to be gradient flow")
+    hp = p.hp or {}
+    digits = int(hp["digits"]) if "digits" in hp else None
+    work = int(hp["work_digits"]) if "product_work" in hp else digits
+    rnd = EPS if work is None else 10.0 ** -work                          # rounding of the recorded W
+    rnd_t = EPS if digits is None else max(10.0 ** -digits, 10.0 ** -(work // 2))   # of the tangent
+    raw = p.factors is not None and len(p.factors) == depth
+    with mpmath.workdps(max(50, (work or 16) + 25)):   # the decimal strings are parsed at this precision
+        W, _ = _point_matrix(p, "product_work" if "product_work" in hp else "product", p.product)
+        T, _ = _point_matrix(p, "tangent", p.tangent)
+        fs0 = [mpmath.matrix(np.asarray(f, dtype=float).tolist()) for f in p.factors] if raw else None
+
+        def F_raw(fs):
+            Wm = fs[0]
+            for f in fs[1:]:
+                Wm = f * Wm
+            return field(problem, Wm, fs)
+
+        def F_of(Wm):
+            return F_raw(fs0) if raw else field(problem, Wm, balanced_factors(Wm, depth))
+
+        F = F_of(W)
+        scale = _max(F)
+        if scale == 0:
+            return (0.0 if _max(T) == 0 else math.inf), 0.0
+        defect = _max(T - F) / scale
+        sens = mpmath.mpf(0)
+        if raw and digits is not None:   # gf-mp: the float64 factors are a rounding of its state (gf: its state)
+            for k, f in enumerate(fs0):
+                for i in range(f.rows):
+                    for j in range(f.cols):
+                        fs = [g.copy() for g in fs0]
+                        fs[k][i, j] += EPS * abs(f[i, j])
+                        sens += _max(F_raw(fs) - F)
+        if not raw:   # each recorded entry is rounded relatively (float64, or decimal strings of `digits`)
+            for i in range(W.rows):
+                for j in range(W.cols):
+                    Wd = W.copy()
+                    Wd[i, j] += rnd * abs(W[i, j])
+                    sens += _max(F_of(Wd) - F)
+        err = SAFETY * (sens / scale + 64 * rnd_t * (1 + _max(T) / scale))
+        return float(defect), float(err)
+
+
+def flow_outcome(traj, problem, depth: int) -> Outcome:
+    """The gradient-flow check of every recorded point, combined (margin ``FLOW_TOL - defect``)."""
+    outs = []
+    for k, p in enumerate(traj.points):
+        defect, err = point_defect(p, problem, depth)
+        outs.append(point_outcome(FLOW_TOL - defect, err, FLOW_TOL, point=k, t=p.t, loss=p.loss,
+                                  part="tangent = gradient-flow field", defect=defect))
+    return combine(outs, engine=traj.engine)
+
+
+def validated(evaluate, problem, depth: int):
+    """``evaluate`` with the gradient-flow check of the trajectory first: raises :class:`NotGradientFlow` when
+    a point's tangent is not the gradient-flow field beyond its error, else returns the claim's outcome combined
+    with the check (an inconclusive check leaves the claim inconclusive), with the largest defect in the detail."""
+    def ev(traj):
+        flow = flow_outcome(traj, problem, depth)
+        if flow.status == "violated":
+            d = flow.detail
+            raise NotGradientFlow(f"the trajectory is not gradient flow: at point {d.get('point')} (t = "
+                                  f"{d.get('t')}, loss {d.get('loss')}) the engine's tangent differs from the "
+                                  f"gradient-flow field by {d.get('defect'):.3g} (relative; tolerance {FLOW_TOL:g})")
+        out = evaluate(traj)
+        summary = {"points": flow.detail.get("points_checked"), "tolerance": FLOW_TOL,
+                   "largest_defect": max((o for o in [flow.detail.get("defect")] if o is not None), default=None),
+                   "status": flow.status}
+        res = combine([out, Outcome(flow.margin, flow.error, {}, flow.engine, flow.scale)])
+        if res.status == out.status:
+            res = out
+        return Outcome(res.margin, res.error, {**out.detail, "gradient_flow_check": summary}, out.engine,
+                       res.scale)
+
+    return ev
+
+
+__all__ = ["FLOW_TOL", "NotGradientFlow", "balanced_factors", "field", "flow_outcome", "loss_gradient",
+           "point_defect", "validated"]

@@ -1,0 +1,75 @@
+"""properties/flow_check.py: the engine's tangent at every recorded point against the gradient-flow field computed
+independently (issue 11). Gradient-flow trajectories of both engines pass with defects near rounding; a tangent
+that is not the field (scaled, or missing) makes the check fail."""
+
+from dataclasses import replace
+
+import mpmath
+import numpy as np
+import pytest
+
+from models import inits
+from models.engines import get_engine
+from models.errors import EngineFailure
+from models.factorizations import DeepMatrix
+from models.problems import rc20
+from properties.flow_check import (FLOW_TOL, NotGradientFlow, balanced_factors, field, flow_outcome,
+                                   loss_gradient, validated)
+from properties import Outcome
+
+
+def _run(depth, path="auto", until=1e-5, scale=0.1):
+    model = DeepMatrix(depth, (2, 2))
+    init = inits.balanced(model, scale, seed=3, det="positive")
+    return get_engine("gf", path=path).run(rc20(), model, init, until_loss=until)
+
+
+@pytest.mark.parametrize("depth,path", [(2, "auto"), (4, "auto"), (3, "raw")])
+def test_gf_trajectories_are_gradient_flow(depth, path):
+    tr = _run(depth, path)
+    out = flow_outcome(tr, rc20(), depth)
+    assert out.status == "holds" and out.detail["points_checked"] == len(tr.points) > 5
+    assert out.detail["defect"] < 1e-8 and out.error < FLOW_TOL / 10
+
+
+def test_gf_mp_trajectory_is_gradient_flow():
+    model = DeepMatrix(3, (2, 2))
+    init = inits.balanced(model, 0.1, seed=3, det="positive")
+    tr = get_engine("gf-mp", digits=20, tol=1e-8, estimate=False).run(rc20(), model, init, until_loss=1e-6,
+                                                                       per_decade=1)
+    out = flow_outcome(tr, rc20(), 3)
+    assert out.status == "holds" and out.detail["defect"] < 1e-12
+
+
+def test_field_is_the_end_to_end_formula_at_depth_2():
+    # ACH18 at depth 2: dW/dt = -(G (W^T W)^(1/2) + (W W^T)^(1/2) G), computed here from the SVD directly
+    with mpmath.workdps(40):
+        W = mpmath.matrix([[0.3, -1.2], [0.7, 0.4]])
+        F = field(rc20(), W, balanced_factors(W, 2))
+        G = loss_gradient(rc20(), W)
+        U, S, V = mpmath.svd_r(W)
+        want = -(G * (V.T * mpmath.diag(S) * V) + (U * mpmath.diag(S) * U.T) * G)
+        assert mpmath.mnorm(F - want, 1) < mpmath.mpf(10) ** -35
+        assert G[0, 1] == W[0, 1] - 1 and G[0, 0] == 0 and G[1, 1] == W[1, 1]   # [[*, 1], [1, 0]]
+
+
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_a_scaled_tangent_is_not_gradient_flow(factor):
+    tr = _run(3)
+    bad = replace(tr, points=tuple(replace(p, tangent=factor * p.tangent) for p in tr.points))
+    assert flow_outcome(bad, rc20(), 3).status == "violated"
+    with pytest.raises(NotGradientFlow):
+        validated(lambda t: Outcome(1.0), rc20(), 3)(bad)
+
+
+def test_a_point_without_tangent_cannot_be_validated():
+    tr = _run(3)
+    bad = replace(tr, points=tuple(replace(p, tangent=None) for p in tr.points))
+    with pytest.raises(EngineFailure):
+        flow_outcome(bad, rc20(), 3)
+
+
+def test_the_wrong_problem_is_not_gradient_flow():
+    # the same trajectory checked against a different loss (perturbed observations): the field differs
+    tr = _run(3)
+    assert flow_outcome(tr, rc20(1.0, 1.0, 0.5), 3).status == "violated"
