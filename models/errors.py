@@ -22,7 +22,12 @@ class InvalidInput(SuiteError, ValueError):
 
 
 class EngineFailure(SuiteError, RuntimeError):
-    """An engine could not produce a trustworthy trajectory."""
+    """An engine could not produce a trustworthy trajectory.
+
+    ``decisive``: the failure says the engine is wrong, not merely imprecise (a path that is not the gradient
+    flow), so escalating to another run of the ladder must not hide it, however untrustworthy the run was."""
+
+    decisive = False
 
 
 def require(condition: bool, message: str) -> None:

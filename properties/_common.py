@@ -201,7 +201,8 @@ def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict
         try:
             out = evaluate(traj)
         except EngineFailure as exc:
-            if traj.status.trustworthy or (accept_precision_loss and traj.status is Status.PRECISION_LOST):
+            if exc.decisive or traj.status.trustworthy or (accept_precision_loss
+                                                           and traj.status is Status.PRECISION_LOST):
                 raise
             failure = f"{traj.status.value}: {traj.message}; {exc}"
             continue

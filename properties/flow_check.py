@@ -46,6 +46,8 @@ EPS = float(np.finfo(float).eps)
 class NotGradientFlow(EngineFailure):
     """The recorded path's tangent is not the gradient-flow vector field (the engine is wrong)."""
 
+    decisive = True
+
 
 def _mat(rows, cols, vals):
     return mpmath.matrix([[vals[i * cols + j] for j in range(cols)] for i in range(rows)])
