@@ -72,7 +72,10 @@ def test_e2e_trajectory_matches_the_raw_factor_flow(shape, depth, kind):
     runs = {}
     for path in ("e2e", "raw"):
         traj = get_engine("gf", path=path, loose=0).run(problem, model, init, record_at=times, until_loss=1e-8)
-        assert traj.stats["path"] == path and traj.status.value == "completed"
+        # loose=0 (no companion run, for speed): the error is unknown, so the run that reached its end is
+        # 'inaccurate', never 'completed'; the comparison of the two paths is the evidence here
+        assert traj.stats["path"] == path and traj.status.value == "inaccurate"
+        assert traj.final.loss <= 1e-8 * (1 + 1e-9) or traj.final.t == pytest.approx(max(times))
         runs[path] = {round(p.t, 9): p.product for p in traj.points if any(abs(p.t - t) < 1e-9 for t in times)}
     assert runs["e2e"].keys() == runs["raw"].keys() and len(runs["e2e"]) >= 2
     for t, W in runs["e2e"].items():  # both at rtol 1e-10: the paths agree to ~1e-9 of the entries

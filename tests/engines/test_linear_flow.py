@@ -88,7 +88,12 @@ def test_inconsistent_problem_without_end_time_stops_with_budget():
     problem = sensing(A, [1.0, -1.0])  # w = 1 and w = -1: minimum loss 1 at w = 0
     model = DeepMatrix(1, (1, 1))
     traj = get_engine("gf").run(problem, model, inits.explicit(model, [np.array([[0.5]])]), until_loss=1e-6)
-    assert traj.status.value == "budget" and traj.final.loss == pytest.approx(1.0, rel=1e-15)
+    # it stops at its time budget; and since w decays to 0 while the closed form computes it as w0 - (1 - e^{-2t})/2
+    # (a difference of two numbers near 1/2), the late entries keep an absolute error ~1e-16 but no relative digit,
+    # so the run is reported 'inaccurate' rather than 'budget' (issue 15: an estimate that does not resolve the
+    # points), with the budget reason kept in its message
+    assert traj.status.value == "inaccurate" and traj.message.startswith("the loss converges to 1 (the least-squares minimum)")
+    assert traj.final.loss == pytest.approx(1.0, rel=1e-15)
     assert abs(traj.final.product[0, 0]) <= 1e-15
     # rate 2 (two unit measurements, half_sum): w(t) = 0.5 e^{-2t}; loss = 1/2((w-1)^2 + (w+1)^2) = 1 + w^2
     for p in traj.points:
