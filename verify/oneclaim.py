@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from properties.api import CLAIMS, Claim
-from verify import runner, store
+from verify import evidence, runner, store
 from verify.executors import ExecutorHandle, SerialExecutor
 
 _REGISTRY_LOCK = threading.RLock()
@@ -113,7 +113,8 @@ def failure_text(record: dict, out: Path | None = None) -> str:
         if outcome.get("detail"):
             lines.append(f"detail: {store.dumps(outcome['detail'])[:1000]}")
     elif verdict == "holds":
-        lines.append(f"no counterexample in {record.get('examples')} examples; smallest normalized margin "
+        lines.append(f"no counterexample in {evidence.plural(record.get('examples'), 'example')}; "
+                     f"smallest normalized margin "
                      f"{record.get('smallest_margin')!r}")
     if record.get("error"):
         lines.append(f"error: {record['error']}")
