@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from verify import chain as evidence_chain
 from verify import evidence
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -229,9 +230,17 @@ def context(out: str | Path, *, figures: bool = True) -> dict:
         "refuted_as_expected": refuted,
         "counterexamples": counterexamples(records, out, draw=figures),
         "which_words": evidence.WHICH,
+        "chains": [{"claim": r["claim"], "verdict": verdict_text(r), "class": verdict_class(r),
+                    **evidence_chain.rows(r)} for r in records],
+        "chain_note": CHAIN_NOTE,
     }
 
 
+CHAIN_NOTE = ("What each verdict rests on: the exact part (proven symbolically, certified, or computed in floating "
+              "point with an error bound), the dynamic part (the engines and their precision, how the path was "
+              "shown to be gradient flow, the smallest margin against its error) and the statistical part (the "
+              "test, its level and its power, where the claim states them). 'declared' lines are the claim's own "
+              "account (verify show ID).")
 NO_CX_FIGURE = "No figure: the check records no trajectory, only its decisive point."
 MARGIN_NOTE = ("Each claim's margin is that of the example its verdict rests on (the shrunk counterexample when "
                "violated, else the first example within its error when inconclusive, else the example with the "
@@ -302,6 +311,11 @@ def markdown(ctx: dict) -> str:
         lines += md_table(["claim", "title", "kind", "expected", "verdict", "met", "examples", "margin",
                            "error", "margin/error", "engine", "seconds", "counterexample"], rows)
         lines.append("")
+    lines += ["## What each verdict rests on", "", ctx["chain_note"], ""]
+    crows = [[f"`{code(c['claim'])}`", md(c["verdict"])] + ["; ".join(md(x) for x in c[k]) or "-"
+                                                          for k in ("exact", "dynamic", "statistical")]
+             for c in ctx["chains"]]
+    lines += md_table(["claim", "verdict", "exact", "dynamic", "statistical"], crows) + [""]
     if ctx["not_met"]:
         lines += ["## Claims that did not meet their expectation", ""]
         for r in ctx["not_met"]:
