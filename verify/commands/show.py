@@ -77,7 +77,8 @@ def run(args) -> int:
     else:
         word = evidence.verdict_phrase(rec)
         print(f"last stored verdict: {word} ({'met' if rec.get('met') else 'NOT met'}; "
-              f"{evidence.plural(rec.get('examples'), 'example')}, {rec.get('seconds')} s; profile {rec.get('profile')}, "
+              f"{evidence.plural(rec.get('examples'), 'example')}, {rec.get('seconds')} s; "
+              f"profile {rec.get('profile')}, "
               f"seed {rec.get('seed')}, commit {str(rec.get('git_commit'))[:12]})")
         ev = evidence.of_record(rec)
         if ev is not None:
