@@ -66,10 +66,25 @@ def _how_exact(engine: str) -> str:
     return "floating point with an error bound"
 
 
+def precision(engine: str) -> str:
+    """The arithmetic an engine label stands for (``gf-mp digits=40``: mpmath at 40 digits; ``gf ...``: float64)."""
+    words = engine.split()
+    name = words[0] if words else ""
+    if name == "gf-mp":
+        digits = next((w.split("=", 1)[1] for w in words if w.startswith("digits=")), None)
+        return f"mpmath, {digits} digits" if digits else "mpmath"
+    if name in ("gf", "gd") or "float64" in engine:
+        return "float64"
+    return ""
+
+
 def _engines(chain: dict, *, how: bool = False) -> str:
     eng = chain.get("engines") or {}
-    return ", ".join(f"{k} ({_how_exact(k) + ', ' if how else ''}{evidence.plural(v, 'example')})"
-                     for k, v in eng.items()) or "none recorded"
+    out = []
+    for k, v in eng.items():
+        what = _how_exact(k) if how else precision(k)
+        out.append(f"{k} ({what + ', ' if what else ''}{evidence.plural(v, 'example')})")
+    return ", ".join(out) or "none recorded"
 
 
 def _flow(fc: dict | None) -> str:
@@ -109,13 +124,17 @@ def rows(record: dict) -> dict:
     for item in declared:
         key = "exact" if _is_exact(item) else ("statistical" if _is_statistical(item) else "dynamic")
         out[key].append(f"declared: {item}")
-    if parts:
+    static = {k: v for k, v in parts.items() if k == "static" or "proven" in v}
+    other = {k: v for k, v in parts.items() if k not in static}
+    if static:
+        out["exact"].append("part of the combined check: " + ", ".join(f"{k} {v}" for k, v in static.items()))
+    if other:
         out["dynamic" if kind == "trajectory" else kind].append(
-            "parts of the combined check: " + ", ".join(f"{k} {v}" for k, v in parts.items()))
+            "parts of the combined check: " + ", ".join(f"{k} {v}" for k, v in other.items()))
     if kind == "exact":
         out["exact"].append(f"checked by {_engines(chain, how=True)}; {margin}")
     elif kind == "trajectory":
-        out["dynamic"].append(f"engines (precision in the label): {_engines(chain)}")
+        out["dynamic"].append(f"engines: {_engines(chain)}")
         out["dynamic"].append(f"path: {_flow(chain.get('flow_check'))}")
         out["dynamic"].append(margin)
     elif kind == "statistical":
@@ -135,4 +154,4 @@ def rows(record: dict) -> dict:
     return out
 
 
-__all__ = ["STAT_KEYS", "build", "rows"]
+__all__ = ["STAT_KEYS", "build", "precision", "rows"]

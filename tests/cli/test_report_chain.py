@@ -37,13 +37,16 @@ def test_the_report_renders_the_chain_of_an_exact_a_dynamic_and_a_statistical_cl
     assert fc["status"] == "holds" and fc["points"] >= 2 and fc["largest_defect"] < fc["tolerance"] == 1e-2
     ev = rec["extra"]["evidence"]
     _, verdict, exact, dynamic, stat = _md_row(report, "toychain.dynamic")
-    assert exact == "-" and stat == "-"
-    assert "engines (precision in the label): gf rtol=1e-10 (1 example)" in dynamic
+    assert exact == "part of the combined check: static toychain.exact proven (sympy)" and stat == "-"
+    assert "engines: gf rtol=1e-10 (float64, 1 example)" in dynamic
     assert f"at {fc['points']} recorded points: holds, largest defect" in dynamic
     assert "against tolerance 0.01" in dynamic
     assert f"margin {ev['margin']:.4g}, error {ev['error']:.4g}" in dynamic
     assert ev["error"] > 0 and ev["margin"] > ev["error"]        # a real margin, cleared beyond its error
     assert "loss\\_decreased holds" in dynamic                    # the parts of the combined check
+
+    from verify.chain import precision
+    assert precision("gf-mp digits=40") == "mpmath, 40 digits" and precision("gf rtol=1e-12 path=raw") == "float64"
 
     # a trajectory claim whose path was not validated says so
     _, _, _, dynamic, _ = _md_row(report, "toy.theorem")
