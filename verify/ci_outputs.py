@@ -40,7 +40,7 @@ def reproduce_command(record: dict, out: Path) -> str | None:
 def one_line(record: dict, out: Path) -> str:
     """The verdict, counterexample inputs, margin against error and reproduce command on one line."""
     expected = "holds" if record.get("expectation") == "holds" else "violated"
-    parts = [f"{record.get('verdict')} (expected {expected})"]
+    parts = [f"{evidence.verdict_phrase(record)} (expected {expected})"]
     cx = record.get("counterexample") or {}
     if cx.get("inputs_repr"):
         parts.append(f"counterexample {cx['inputs_repr']}")

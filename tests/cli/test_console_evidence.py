@@ -76,6 +76,8 @@ def test_a_timeout_reads_error_timeout_after_n_s_on_the_console_in_show_and_the_
     progress = next(ln for ln in stdout.splitlines() if ln.startswith("[1/1]"))
     assert f" {word} " in progress
     assert f"not met: toyfault.hang: {word} (expected holds)" in stdout
+    from verify import ci_outputs
+    assert ci_outputs.one_line(rec, out).startswith(f"{word} (expected holds)")   # JUnit and annotations
     code, shown, _ = cli("show", "toyfault.hang", "--claims", TOY_FAULTS, "--out", out, "--no-notes")
     assert f"last stored verdict: {word} (NOT met;" in shown
     md = (out / "report.md").read_text()
