@@ -102,7 +102,8 @@ def failure_text(record: dict, out: Path | None = None) -> str:
         why = VerdictStatus(verdict).message
     except ValueError:
         why = ""
-    lines = [f"claim {record.get('claim')}: {verdict} (expected {expected})" + (f": {why}" if why else "")]
+    lines = [f"claim {record.get('claim')}: {evidence.verdict_phrase(record)} (expected {expected})"
+             + (f": {why}" if why else "")]
     cx = record.get("counterexample") or {}
     if cx.get("inputs_repr"):
         lines.append(f"counterexample inputs: {cx['inputs_repr']}")

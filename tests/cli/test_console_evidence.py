@@ -78,6 +78,8 @@ def test_a_timeout_reads_error_timeout_after_n_s_on_the_console_in_show_and_the_
     assert f"not met: toyfault.hang: {word} (expected holds)" in stdout
     from verify import ci_outputs
     assert ci_outputs.one_line(rec, out).startswith(f"{word} (expected holds)")   # JUnit and annotations
+    from verify.oneclaim import failure_text
+    assert failure_text(rec, out).startswith(f"claim toyfault.hang: {word} (expected holds)")  # pytest plugin
     code, shown, _ = cli("show", "toyfault.hang", "--claims", TOY_FAULTS, "--out", out, "--no-notes")
     assert f"last stored verdict: {word} (NOT met;" in shown
     md = (out / "report.md").read_text()
