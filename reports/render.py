@@ -237,10 +237,10 @@ def context(out: str | Path, *, figures: bool = True) -> dict:
 
 
 CHAIN_NOTE = ("What each verdict rests on: the exact part (proven symbolically, certified, or computed in floating "
-              "point with an error bound), the dynamic part (the engines and their precision, how the path was "
-              "shown to be gradient flow, the smallest margin against its error) and the statistical part (the "
-              "test, its level and its power, where the claim states them). 'declared' lines are the claim's own "
-              "account (verify show ID).")
+              "point with the error the check bounds), the dynamic part (the engines and their arithmetic, how the "
+              "path was shown to be gradient flow, the margin against its error of the example the verdict rests "
+              "on) and the statistical part (the test, its level and its power, where the claim states them). "
+              "'declared' lines are the claim's own account (verify show ID).")
 NO_CX_FIGURE = "No figure: the check records no trajectory, only its decisive point."
 MARGIN_NOTE = ("Each claim's margin is that of the example its verdict rests on (the shrunk counterexample when "
                "violated, else the first example within its error when inconclusive, else the example with the "

@@ -14,7 +14,8 @@ Each part is one line of the form ``what: how it is known``:
 - **dynamic** (trajectory claims): the engines with their precision (``gf rtol=1e-10`` is float64 at that
   tolerance, ``gf-mp digits=40`` mpmath at 40 digits), how the path was validated (the gradient-flow check:
   points, largest defect against its tolerance, status; or that no check was recorded), and the smallest margin
-  against its error (:func:`verify.evidence.sentence`);
+  against its error (:func:`verify.evidence.sentence`, of the example :func:`verify.evidence.pick` chose: the
+  smallest normalized margin, or the shrunk counterexample);
 - **statistical**: the test, its level and its power, as the claim states them (or that it does not state them).
 """
 
@@ -63,7 +64,7 @@ def _how_exact(engine: str) -> str:
         return "symbolic"
     if any(w in e for w in ("arb", "flint", "ball", "certif")):
         return "certified"
-    return "floating point with an error bound"
+    return "floating point, error as the check bounds it"
 
 
 def precision(engine: str) -> str:
@@ -118,7 +119,8 @@ def rows(record: dict) -> dict:
         return out
     kind = chain.get("kind") or record.get("kind")
     ev = evidence.of_record(record)
-    margin = f"smallest margin against its error: {evidence.sentence(ev)}"
+    which = evidence.WHICH.get((ev or {}).get("which"), "the example the verdict rests on")
+    margin = f"margin against its error ({which}): {evidence.sentence(ev)}"
     declared = [str(x) for x in chain.get("rests_on") or []]
     parts = chain.get("parts") or {}
     for item in declared:
