@@ -9,8 +9,8 @@ record alone (:func:`rows`), so ``verify report DIR`` redraws it without running
 
 Each part is one line of the form ``what: how it is known``:
 
-- **exact**: checked symbolically (sympy), certified (ball arithmetic, certificates), or in floating point with
-  an error bound, by the engines named; the claim's own ``rests_on`` items that say "exact";
+- **exact**: checked symbolically (sympy), certified (ball arithmetic, certificates), in exact arithmetic
+  (rationals), or in floating point with the error the check bounds, by the engines named; the claim's own ``rests_on`` items that say "exact";
 - **dynamic** (trajectory claims): the engines with their precision (``gf rtol=1e-10`` is float64 at that
   tolerance, ``gf-mp digits=40`` mpmath at 40 digits), how the path was validated (the gradient-flow check:
   points, largest defect against its tolerance, status; or that no check was recorded), and the smallest margin
@@ -58,12 +58,14 @@ def build(claim, outcome, engines: dict) -> dict:
     return chain
 
 
-def _how_exact(engine: str) -> str:
+def how_exact(engine: str) -> str:
     e = engine.lower()
     if "sympy" in e or "symbolic" in e:
         return "symbolic"
     if any(w in e for w in ("arb", "flint", "ball", "certif")):
         return "certified"
+    if any(w in e for w in ("rational", "fraction", "exact", "integer")):
+        return "exact arithmetic"
     return "floating point, error as the check bounds it"
 
 
@@ -83,7 +85,7 @@ def _engines(chain: dict, *, how: bool = False) -> str:
     eng = chain.get("engines") or {}
     out = []
     for k, v in eng.items():
-        what = _how_exact(k) if how else precision(k)
+        what = how_exact(k) if how else precision(k)
         out.append(f"{k} ({what + ', ' if what else ''}{evidence.plural(v, 'example')})")
     return ", ".join(out) or "none recorded"
 
@@ -156,4 +158,4 @@ def rows(record: dict) -> dict:
     return out
 
 
-__all__ = ["STAT_KEYS", "build", "precision", "rows"]
+__all__ = ["STAT_KEYS", "build", "how_exact", "precision", "rows"]
