@@ -17,6 +17,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
+from verify import chain as evidence_chain
 from verify import evidence
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -106,8 +107,19 @@ def fmt_num(x, digits: int = 3) -> str:
 
 def verdict_text(record: dict) -> str:
     """The verdict as the report shows it: a conjecture or negative control (expectation ``refuted``) that was
-    refuted reads "refuted, as expected", in the words of ``verify list``."""
-    return evidence.verdict_word(record.get("verdict"), record.get("expectation"))
+    refuted reads "refuted, as expected", in the words of ``verify list``; a claim stopped at its time limit
+    reads "error (timeout after N s)" (:func:`verify.evidence.verdict_phrase`, as ``verify show`` and the
+    console)."""
+    return evidence.verdict_phrase(record)
+
+
+def verdict_meaning(record: dict) -> str:
+    """What the verdict means (:data:`VERDICT_WORDS`; a timeout says so)."""
+    word = evidence.verdict_word(record.get("verdict"), record.get("expectation"))
+    limit = evidence.timeout_seconds(record)
+    if limit is not None:
+        return f"the claim ran past its time limit of {limit:g} s and was stopped"
+    return VERDICT_WORDS.get(word, "")
 
 
 def verdict_class(record: dict) -> str:
@@ -122,10 +134,7 @@ def verdict_class(record: dict) -> str:
     return f"v-{v}"
 
 
-def plural(n, word: str) -> str:
-    """``1 example``, ``2 examples``."""
-    n = int(n or 0)
-    return f"{n} {word}" + ("" if n == 1 else "s")
+plural = evidence.plural  # ``1 example``, ``2 examples``: the helper every command uses
 
 
 def evidence_of(record: dict) -> dict:
@@ -221,9 +230,17 @@ def context(out: str | Path, *, figures: bool = True) -> dict:
         "refuted_as_expected": refuted,
         "counterexamples": counterexamples(records, out, draw=figures),
         "which_words": evidence.WHICH,
+        "chains": [{"claim": r["claim"], "verdict": verdict_text(r), "class": verdict_class(r),
+                    **evidence_chain.rows(r)} for r in records],
+        "chain_note": CHAIN_NOTE,
     }
 
 
+CHAIN_NOTE = ("What each verdict rests on: the exact part (proven symbolically, certified, or computed in floating "
+              "point with the error the check bounds), the dynamic part (the engines and their arithmetic, how the "
+              "path was shown to be gradient flow, the margin against its error of the example the verdict rests "
+              "on) and the statistical part (the test, its level and its power, where the claim states them). "
+              "'declared' lines are the claim's own account (verify show ID).")
 NO_CX_FIGURE = "No figure: the check records no trajectory, only its decisive point."
 MARGIN_NOTE = ("Each claim's margin is that of the example its verdict rests on (the shrunk counterexample when "
                "violated, else the first example within its error when inconclusive, else the example with the "
@@ -294,11 +311,18 @@ def markdown(ctx: dict) -> str:
         lines += md_table(["claim", "title", "kind", "expected", "verdict", "met", "examples", "margin",
                            "error", "margin/error", "engine", "seconds", "counterexample"], rows)
         lines.append("")
+    lines += ["## What each verdict rests on", "", ctx["chain_note"], ""]
+    crows = [[f"`{code(c['claim'])}`", md(c["verdict"])] + ["; ".join(md(x) for x in c[k]) or "-"
+                                                          for k in ("exact", "dynamic", "statistical")]
+             for c in ctx["chains"]]
+    lines += md_table(["claim", "verdict", "exact", "dynamic", "statistical"], crows) + [""]
     if ctx["not_met"]:
         lines += ["## Claims that did not meet their expectation", ""]
         for r in ctx["not_met"]:
-            lines += [f"### `{code(r['claim'])}`: {md(r.get('verdict'))} (expected {md(r.get('expectation'))})", ""]
-            lines += [md(VERDICT_WORDS.get(r.get("verdict"), "")) + ".", ""]
+            lines += [f"### `{code(r['claim'])}`: {md(verdict_text(r))} (expected {md(r.get('expectation'))})", ""]
+            lines += [md(verdict_meaning(r)) + ".", ""]
+            if r.get("error"):
+                lines += [f"Error: {md(r['error'])}", ""]
             if r.get("counterexample"):
                 lines += [f"Counterexample inputs: `{code(short_inputs(r['counterexample']))}`", ""]
             if r.get("counterexample_file"):
@@ -333,7 +357,7 @@ def markdown(ctx: dict) -> str:
                 elif h.get("verdict") == "error":
                     shown = "error"
                 else:
-                    shown = f"not shown necessary ({h.get('examples', 0)} examples tried)"
+                    shown = f"not shown necessary ({plural(h.get('examples', 0), 'example')} tried)"
                 rows.append([f"`{code(h['hypothesis'])}`", md(h.get("text")), md(h.get("verdict")), shown])
             lines += md_table(["dropped hypothesis", "statement", "verdict without it", "result"], rows) + [""]
     if ctx["figures"]:
@@ -355,6 +379,7 @@ def _environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
     env.filters.update(num=fmt_num, seconds=fmt_seconds, first_line=first_line, inputs=short_inputs,
                        basename=lambda p: Path(p).name, verdict=verdict_text, vclass=verdict_class,
+                       verdict_meaning=verdict_meaning,
                        evidence=evidence_of)
     env.globals.update(plural=plural, margin_note=MARGIN_NOTE, no_cx_figure=NO_CX_FIGURE)
     return env

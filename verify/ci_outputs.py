@@ -20,6 +20,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, TextIO
 
+from verify import evidence
 from verify.oneclaim import failure_text
 
 
@@ -39,7 +40,7 @@ def reproduce_command(record: dict, out: Path) -> str | None:
 def one_line(record: dict, out: Path) -> str:
     """The verdict, counterexample inputs, margin against error and reproduce command on one line."""
     expected = "holds" if record.get("expectation") == "holds" else "violated"
-    parts = [f"{record.get('verdict')} (expected {expected})"]
+    parts = [f"{evidence.verdict_phrase(record)} (expected {expected})"]
     cx = record.get("counterexample") or {}
     if cx.get("inputs_repr"):
         parts.append(f"counterexample {cx['inputs_repr']}")
@@ -84,8 +85,8 @@ def junit_tree(records: Iterable[dict], out: Path, settings: dict) -> ET.Element
             tag, kind = _failure_kind(r)
             el = ET.SubElement(case, tag, type=kind, message=one_line(r, out))
             el.text = failure_text(r, out)
-        out_text = f"{r.get('verdict')}: {r.get('examples')} examples, smallest normalized margin " \
-                   f"{r.get('smallest_margin')!r}, engine {r.get('engine') or '-'}"
+        out_text = (f"{evidence.verdict_phrase(r)}: {evidence.plural(r.get('examples'), 'example')}, smallest "
+                    f"normalized margin {r.get('smallest_margin')!r}, engine {r.get('engine') or '-'}")
         ET.SubElement(case, "system-out").text = out_text
     ET.indent(suites)
     return ET.ElementTree(suites)

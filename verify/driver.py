@@ -23,7 +23,9 @@ Everything is keyed by claim id so it runs the same in a worker process: pass a 
 or its id (built-in claims are imported on demand).
 
 The verdict's ``extra["evidence"]`` is the margin, its error and their ratio of the example the verdict rests on
-(:mod:`verify.evidence`: the shrunk counterexample when violated), the numbers every command prints.
+(:mod:`verify.evidence`: the shrunk counterexample when violated), the numbers every command prints; its
+``extra["chain"]`` what that verdict rests on, exact, dynamic and statistical (:mod:`verify.chain`), for the
+report.
 
 Helpers: :func:`replay` (used by ``verify reproduce``), :func:`inputs_to_json` / :func:`inputs_from_json` (exact
 round trip of floats through ``float.hex()``, with ``repr`` alongside for people).
@@ -44,7 +46,7 @@ from hypothesis import HealthCheck, Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDatabase
 
 from properties.api import CLAIMS, Claim, Expectation, Outcome
-from verify import evidence
+from verify import chain, evidence
 from verify.profiles import Profile, get_profile
 from verify.records import SCHEMA_VERSION, Verdict, VerdictStatus
 from verify.store import package_versions
@@ -307,6 +309,9 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
     ev = evidence.pick(status.value, counterexample=rec.last_fail[1] if rec.last_fail else None,
                        inconclusive=rec.inconclusive_example[1] if rec.inconclusive_example else None,
                        smallest=rec.smallest_outcome)
+    basis = {"counterexample": rec.last_fail[1] if rec.last_fail else None,
+             "inconclusive": rec.inconclusive_example[1] if rec.inconclusive_example else None,
+             "smallest": rec.smallest_outcome}.get((ev or {}).get("which"))
     expected = VerdictStatus.HOLDS if claim.expectation is Expectation.HOLDS else VerdictStatus.VIOLATED
     engine = max(rec.engines, key=rec.engines.get) if rec.engines else ""
     return Verdict(
@@ -317,7 +322,8 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
         extra={"hypothesis_seed": hseed, "max_examples": prof.examples_for(claim.cost), "calls": rec.calls,
                "skipped": rec.skipped, "errors": rec.errors, "holds": rec.holds, "violations": rec.violations,
                "check_seconds": round(rec.check_seconds, 4), "engines": rec.engines,
-               "smallest_raw_margin": rec.smallest_raw, "evidence": ev, "dropped": sorted(claim.dropped),
+               "smallest_raw_margin": rec.smallest_raw, "evidence": ev,
+               "chain": chain.build(claim, basis, rec.engines), "dropped": sorted(claim.dropped),
                "parent": claim.parent},
     )
 

@@ -40,6 +40,31 @@ def verdict_word(verdict: str | None, expectation: str | None) -> str:
     return REFUTED_AS_EXPECTED if v == "violated" and expectation == "refuted" else v
 
 
+def plural(n: Any, word: str) -> str:
+    """``1 example``, ``2 examples`` (``word`` is the singular; a missing count is 0)."""
+    try:
+        k = int(n or 0)
+    except (TypeError, ValueError):
+        k = 0
+    return f"{k} {word}" + ("" if k == 1 else "s")
+
+
+def timeout_seconds(record: dict) -> float | None:
+    """The time limit an ``error`` record with reason ``timeout`` ran past (its ``seconds``), else None."""
+    if (record.get("verdict") or record.get("status")) != "error" or record.get("reason") != "timeout":
+        return None
+    s = _f(record.get("seconds"))
+    return None if math.isnan(s) else s
+
+
+def verdict_phrase(record: dict) -> str:
+    """A record's verdict as every command shows it: :func:`verdict_word` ("refuted, as expected" for an expected
+    refutation), and for a claim stopped at its time limit ``error (timeout after N s)``."""
+    word = verdict_word(record.get("verdict") or record.get("status"), record.get("expectation"))
+    limit = timeout_seconds(record)
+    return word if limit is None else f"{word} (timeout after {limit:g} s)"
+
+
 def _f(x: Any) -> float:
     """A stored number (``"nan"``/``"inf"``/``"-inf"`` strings included) as a float; None is NaN."""
     if x is None:
@@ -135,5 +160,5 @@ def sentence(ev: dict | None) -> str:
     return f"margin {m}, error {e}, margin/error {r}"
 
 
-__all__ = ["REFUTED_AS_EXPECTED", "WHICH", "cells", "make", "num", "of_outcome", "of_record", "pick", "ratio",
-           "sentence", "verdict_word"]
+__all__ = ["REFUTED_AS_EXPECTED", "WHICH", "cells", "make", "num", "of_outcome", "of_record", "pick", "plural",
+           "ratio", "sentence", "timeout_seconds", "verdict_phrase", "verdict_word"]

@@ -8,9 +8,9 @@
 Tasks are small picklable records and workers return plain dicts, so every executor runs the same code; the
 runner alone writes results. :func:`open_executor` yields an :class:`ExecutorHandle` with the executor, how many
 tasks to keep in flight, a ``terminate`` that stops workers on Ctrl-C, and whether the executor enforces time
-limits (``limits``: local pools do, through ``submit_limited``; a dask cluster cannot kill a running task, so
-there a claim's time limit is not enforced). :class:`SerialExecutor` (in this process, no limits) remains for
-callers that want it.
+limits (``limits``, through ``submit_limited``: local pools kill the worker; on dask each claim runs in a child
+process of the dask worker, killed past its limit, with a client-side backstop: :mod:`verify.dask_limits`).
+:class:`SerialExecutor` (in this process, no limits) remains for callers that want it.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from models.errors import InvalidInput
+from verify.dask_limits import LimitedExecutor
 from verify.workers import KillablePool
 
 DASK_EXTRA = "pip install 'implicit-reg-verify[dask]' (or pip install distributed)"
@@ -90,12 +91,14 @@ def _dask(spec: str) -> Iterator[ExecutorHandle]:
         raise InvalidInput(f"cannot reach the dask scheduler at {address}: {exc}") from None
     try:
         threads = sum(client.nthreads().values()) or 1
-        executor = client.get_executor(pure=False)
+        executor = LimitedExecutor(client.get_executor(pure=False))
 
         def terminate() -> None:
             executor.shutdown(wait=False)
 
-        yield ExecutorHandle(executor, f"dask {address}", 2 * threads, terminate)
+        # no more tasks in flight than threads: a task starts when it is submitted (its limit's backstop counts
+        # from then)
+        yield ExecutorHandle(executor, f"dask {address}", threads, terminate, limits=True)
         executor.shutdown(wait=True)
     finally:
         client.close()

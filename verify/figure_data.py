@@ -84,7 +84,8 @@ def w11_bound(loss: float) -> float:
     return (1.0 - r) ** 2 / r if r < 1.0 else 0.0
 
 
-def _matrix_run(run: dict) -> dict:
+def matrix_run(run: dict) -> dict:
+    """One 2x2 run of a figure spec (``FIGURES[name]["runs"][k]``): the points as the figure data stores them."""
     from models import DeepMatrix, get_engine, inits, rc20
 
     model = DeepMatrix(run["depth"], (2, 2))
@@ -161,7 +162,7 @@ def compute(name: str) -> dict:
     runs = []
     for run in spec["runs"]:
         try:
-            data = _cp_run(run) if run.get("kind") == "cp" else _matrix_run(run)
+            data = _cp_run(run) if run.get("kind") == "cp" else matrix_run(run)
         except Exception as exc:  # noqa: BLE001 -- a figure that cannot be made is reported, not fatal
             data = {"status": "error", "message": f"{type(exc).__name__}: {exc}", "points": []}
         runs.append({"label": run["label"], "settings": run, **data})

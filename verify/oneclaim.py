@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Sequence
 
 from properties.api import CLAIMS, Claim
-from verify import runner, store
+from verify import evidence, runner, store
 from verify.executors import ExecutorHandle, SerialExecutor
 
 _REGISTRY_LOCK = threading.RLock()
@@ -102,7 +102,8 @@ def failure_text(record: dict, out: Path | None = None) -> str:
         why = VerdictStatus(verdict).message
     except ValueError:
         why = ""
-    lines = [f"claim {record.get('claim')}: {verdict} (expected {expected})" + (f": {why}" if why else "")]
+    lines = [f"claim {record.get('claim')}: {evidence.verdict_phrase(record)} (expected {expected})"
+             + (f": {why}" if why else "")]
     cx = record.get("counterexample") or {}
     if cx.get("inputs_repr"):
         lines.append(f"counterexample inputs: {cx['inputs_repr']}")
@@ -113,7 +114,8 @@ def failure_text(record: dict, out: Path | None = None) -> str:
         if outcome.get("detail"):
             lines.append(f"detail: {store.dumps(outcome['detail'])[:1000]}")
     elif verdict == "holds":
-        lines.append(f"no counterexample in {record.get('examples')} examples; smallest normalized margin "
+        lines.append(f"no counterexample in {evidence.plural(record.get('examples'), 'example')}; "
+                     f"smallest normalized margin "
                      f"{record.get('smallest_margin')!r}")
     if record.get("error"):
         lines.append(f"error: {record['error']}")

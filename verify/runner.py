@@ -11,8 +11,9 @@ A run:
 3. sends one :class:`Task` per claim to the executor (:mod:`verify.executors`), keeping a bounded number in
    flight; a worker rebuilds the claim from its id and calls :func:`verify.driver.run_claim`; whatever it raises
    becomes an ``error`` verdict with the traceback, and the other claims still run. Each task has a time limit
-   (:func:`time_limit`); a local worker still running past it is killed (:mod:`verify.workers`) and the claim's
-   verdict is ``error`` with ``reason: "timeout"``;
+   (:func:`time_limit`); a local worker still running past it is killed (:mod:`verify.workers`; on dask the
+   claim's child process on the dask worker, :mod:`verify.dask_limits`) and the claim's verdict is ``error``
+   with ``reason: "timeout"``;
 4. as each claim finishes, writes its counterexample to ``DIR/counterexamples/ID.json`` and *then* appends its
    record to ``results.jsonl`` (flushed), so a record on disk always has its counterexample file beside it;
 5. writes ``summary.json`` (records in claim order), the figure data (:mod:`verify.figure_data`), the figures and
@@ -377,7 +378,7 @@ def _run_locked(config: RunConfig, progress, out: Path, catalog, claims, base) -
             try:
                 files["figure_data"] = figure_data.ensure(
                     out / "figures" / "data", progress=progress,
-                    executor=handle.executor if config.jobs > 1 or not handle.limits else None)
+                    executor=handle.executor if config.jobs > 1 or config.executor != "local" else None)
             except BaseException:
                 handle.terminate()
                 raise

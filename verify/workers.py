@@ -37,6 +37,9 @@ class TaskTimeout(Exception):
         super().__init__(f"ran past its time limit of {seconds:g} s and was stopped")
         self.seconds = seconds
 
+    def __reduce__(self):  # pickled with its seconds (a dask worker sends it back to the client)
+        return (TaskTimeout, (self.seconds,))
+
 
 class WorkerDied(Exception):
     """The worker process running a task exited without answering."""

@@ -111,7 +111,7 @@ def test_a_hanging_claim_ends_as_error_timeout_and_the_run_goes_on(run_toy):
     assert hang["verdict"] == "error" and hang["reason"] == "timeout" and hang["met"] is False
     assert hang["seconds"] == 1.0 and "time limit of 1 s" in hang["error"]
     assert recs["toyfault.after"]["verdict"] == "holds" and recs["toyfault.after"]["examples"] > 0
-    assert "not met: toyfault.hang: error (expected holds): timeout after 1.0 s" in stdout
+    assert "not met: toyfault.hang: error (timeout after 1 s) (expected holds)" in stdout
 
 
 def test_a_worker_that_dies_is_an_error_verdict_and_the_run_goes_on(run_toy):

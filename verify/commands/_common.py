@@ -42,7 +42,9 @@ def add_claim_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--claim-timeout", type=seconds, default=None, metavar="SECONDS",
                         help="stop a claim still running after SECONDS and record it as error (reason timeout); "
                              "overrides the claim's own limit and the profile's (quick 300, ci 600, thorough "
-                             "21600); enforced by killing the worker process with --executor local, not on dask")
+                             "21600); enforced by killing the worker process (on dask: the claim's child process "
+                             "on the dask worker; a worker that stops answering is given up on after the limit + "
+                             "330 s)")
 
 
 def add_claims(parser: argparse.ArgumentParser) -> None:

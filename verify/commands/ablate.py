@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from verify import runner
+from verify import evidence, runner
 from verify.commands import _common
 from verify.progress import make_progress
 
@@ -37,8 +37,7 @@ def run(args) -> int:
         elif h["verdict"] == "error":
             result = f"error: {h['record'].get('error') or 'see the record'}"
         else:
-            n = h["examples"]
-            result = f"not shown necessary: {h['verdict']} on {n} example{'' if n == 1 else 's'}"
+            result = f"not shown necessary: {h['verdict']} on {evidence.plural(h['examples'], 'example')}"
         print(f"  without {h['hypothesis']:<{width}}  {result}")
     print(f"written to {doc['file']}")
     return 1 if any(h["verdict"] == "error" for h in rows) else 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from verify import ci_outputs, outdir, runner
+from verify import ci_outputs, evidence, outdir, runner
 from verify.commands import _common
 from verify.progress import make_progress
 
@@ -49,6 +49,19 @@ def add_arguments(parser) -> None:
     ci_outputs.add_arguments(parser)
 
 
+def not_met_line(record: dict, out: Path) -> str:
+    """``not met: ID: VERDICT (expected E); margin m, error e, margin/error r; verify reproduce FILE``: the verdict
+    in the report's words and the margin against its error through :mod:`verify.evidence` (the numbers of the
+    report, ``verify show`` and ``verify reproduce``)."""
+    line = f"not met: {record['claim']}: {evidence.verdict_phrase(record)} (expected {record['expectation']})"
+    ev = evidence.of_record(record)
+    if ev is not None:
+        line += f"; {evidence.sentence(ev)}"
+    if record.get("counterexample_file"):
+        line += f"; verify reproduce {out / record['counterexample_file']}"
+    return line
+
+
 def run(args) -> int:
     config = runner.RunConfig(
         patterns=tuple(args.claims_selected), profile=args.profile, seed=args.seed, modules=tuple(args.claims),
@@ -59,19 +72,17 @@ def run(args) -> int:
     progress = make_progress(sys.stdout, quiet=args.quiet)
     result = runner.run(config, progress)
     t = result.summary["totals"]
-    print(f"{t['met']} of {t['claims']} claims met their expectation (holds {t['holds']}, violated "
-          f"{t['violated']}, inconclusive {t['inconclusive']}, error {t['error']}); "
+    records = result.summary["claims"]
+    refuted = sum(1 for r in records if evidence.verdict_word(r.get("verdict"), r.get("expectation"))
+                  == evidence.REFUTED_AS_EXPECTED)
+    print(f"{t['met']} of {t['claims']} claims met their expectation (holds {t['holds']}, refuted as expected "
+          f"{refuted}, violated {t['violated'] - refuted}, inconclusive {t['inconclusive']}, error {t['error']}); "
           f"ran {result.ran}, kept {result.kept} from results.jsonl")
     for r in result.summary["regressions"]:
         print(f"regression: {r['claim']}: {r['baseline']} in the baseline, {r['now']} now")
-    for r in result.summary["claims"]:
+    for r in records:
         if not r["met"]:
-            line = f"not met: {r['claim']}: {r['verdict']} (expected {r['expectation']})"
-            if r.get("reason") == "timeout":
-                line += f": timeout after {r.get('seconds')} s"
-            if r.get("counterexample_file"):
-                line += f"; verify reproduce {Path(args.out) / r['counterexample_file']}"
-            print(line)
+            print(not_met_line(r, Path(args.out)))
     report = result.files.get("report_html")
     print(f"results in {args.out}" + (f" (report: {report})" if report else ""))
     ci_outputs.after_run(args, result, sys.stdout)

@@ -75,10 +75,10 @@ def run(args) -> int:
     if rec is None:
         print(f"last stored verdict: none in {args.out}")
     else:
-        n = rec.get("examples")
-        word = evidence.verdict_word(rec.get("verdict"), rec.get("expectation"))
+        word = evidence.verdict_phrase(rec)
         print(f"last stored verdict: {word} ({'met' if rec.get('met') else 'NOT met'}; "
-              f"{n} example{'' if n == 1 else 's'}, {rec.get('seconds')} s; profile {rec.get('profile')}, "
+              f"{evidence.plural(rec.get('examples'), 'example')}, {rec.get('seconds')} s; "
+              f"profile {rec.get('profile')}, "
               f"seed {rec.get('seed')}, commit {str(rec.get('git_commit'))[:12]})")
         ev = evidence.of_record(rec)
         if ev is not None:

@@ -152,7 +152,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=None, help="gd: torch device, cpu or cuda (default: cuda when torch sees one)")
     g = p.add_argument_group("stopping and output")
     g.add_argument("--until-loss", type=_positive("--until-loss"), default=None,
-                   help="stop when the loss reaches this value (default 1e-12 for gf, 1e-30 for gf-mp: ~15-45 s)")
+                   help="stop when the loss reaches this value (default 1e-12 for gf, 1e-30 for gf-mp: 35-70 s "
+                        "at depths 2-3 with its error estimate at 40 digits, verify bench --only gf-mp)")
     g.add_argument("--t-max", type=_positive("--t-max"), default=None, help="gf, gf-mp: stop at this time")
     g.add_argument("--per-decade", type=_int_at_least("--per-decade", 1), default=4,
                    help="record this many points per decade of loss (default 4)")
