@@ -64,8 +64,9 @@ def add_search(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=seed, default=0, help="run seed (default 0); the same seed gives the same "
                                                              "verdicts and counterexamples")
     parser.add_argument("--jobs", type=jobs, default=1, metavar="N",
-                        help="with --executor local, run claims in a pool of N processes (default 1: in this "
-                             "process); a dask cluster uses all its worker threads")
+                        help="with --executor local, run claims in a pool of N worker processes (default 1; each "
+                             "claim runs in a worker that its time limit can stop); a dask cluster uses all its "
+                             "worker threads")
     parser.add_argument("--executor", default="local", metavar="local|dask://HOST:PORT",
                         help="where tasks run: local (default) or a dask.distributed scheduler (optional extra)")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
