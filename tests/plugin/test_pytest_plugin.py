@@ -175,3 +175,39 @@ def test_plugin_does_nothing_in_a_project_without_claims(tmp_path):
     assert res.returncode == 2, res.stdout + res.stderr          # a collection error, reported as such
     assert "ERROR verify-claims:no_such_claims_module" in res.stdout
     assert "claims module 'no_such_claims_module' not found" in res.stdout
+
+
+SLEEPY = '''
+import time
+
+from hypothesis import strategies as st
+
+from properties.api import Outcome, claim
+
+
+@claim("mine.sleepy", title="hangs", source="test", statement="0 < 1", kind="exact",
+       strategy=st.fixed_dictionaries({"x": st.just(0.0)}), timeout=2)
+def sleepy(inputs, dropped):
+    time.sleep(600)
+    return Outcome(1.0, engine="exact")
+
+
+@claim("mine.after", title="runs after the hung one", source="test", statement="1 > 0", kind="exact",
+       strategy=st.fixed_dictionaries({"x": st.just(0.0)}))
+def after(inputs, dropped):
+    return Outcome(1.0, engine="exact")
+'''
+
+
+def test_a_claims_time_limit_is_honoured(tmp_path):
+    # @claim(timeout=2) on a check that sleeps 600 s: the item fails as error/timeout within seconds and the
+    # next claim still runs (the plugin uses verify run's killable workers)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    (tmp_path / "test_sleepy.py").write_text(textwrap.dedent(SLEEPY))
+    res = _pytest(tmp_path, "--verify-out", "out")
+    assert _outcomes(res.stdout) == {"test_sleepy.py::mine.sleepy": "FAILED",
+                                     "test_sleepy.py::mine.after": "PASSED"}, res.stdout + res.stderr
+    assert "claim mine.sleepy: error" in res.stdout and "timeout" in res.stdout, res.stdout
+    rows = {json.loads(line)["claim"]: json.loads(line) for line in
+            (tmp_path / "out" / "results.jsonl").read_text().splitlines()}
+    assert rows["mine.sleepy"]["verdict"] == "error" and rows["mine.sleepy"].get("reason") == "timeout"
