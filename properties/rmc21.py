@@ -142,12 +142,14 @@ def thm1_bounds(norm: float, g: float, N: int, eps: float) -> tuple[float, float
 
 def gf_pair(problem, model, init, times, rtol: float, wall: float = 30.0):
     """Float64 gradient flow on the raw factors at ``rtol`` and ``10 rtol`` (no engine companion), recorded at the
-    same ``times``; returns ``(main, companion)`` trajectories, both trustworthy, with matching points."""
+    same ``times``; returns ``(main, companion)`` trajectories with matching points. Each run alone has no error
+    estimate (``loose=0``), so the engine calls it ``inaccurate``; the pair is the estimate (:func:`running_error`).
+    A run that failed (diverged, lost precision, solver failure) is refused."""
     runs = []
     for tol in (rtol, rtol * 10.0):
         eng = get_engine("gf", rtol=tol, path="raw", loose=0)
         tr = eng.run(problem, model, init, record_at=tuple(float(t) for t in times), wall_budget=wall)
-        if not tr.status.trustworthy or any(p.factors is None for p in tr.points):
+        if tr.status.failed or any(p.factors is None for p in tr.points):
             raise EngineFailure(f"gf rtol={tol:g} ended with status {tr.status.value}: {tr.message}")
         runs.append(tr)
     main, comp = runs
