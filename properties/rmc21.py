@@ -662,15 +662,17 @@ LTR_FRACTIONS = {3: tuple(k / 512 for k in (50, 100, 150, 200, 250, 300, 350, 40
 def ltr_fractions(dims) -> tuple:
     """The papers' fractions for this order that leave at least 4 observations per degree of freedom of a rank-1
     tensor (sum d_n - N + 1); the scaled-down tensors have too few entries for the smaller fractions (at 3 per
-    degree of freedom, 3^4 with 30 observations succeeded in 41 of 66 inits: the claim does not hold there)."""
+    degree of freedom, 3^4 with 30 observations succeeded in 41 of 66 inits: the claim does not hold there), and at
+    most 90% of the entries (511/512 and 4095/4096 round up to every entry of a small tensor, where the linear
+    baseline is exact and there is nothing to beat)."""
     dof = sum(dims) - len(dims) + 1
     total = int(np.prod(dims))
-    return tuple(f for f in LTR_FRACTIONS[len(dims)] if math.ceil(f * total) >= 4 * dof)
+    return tuple(f for f in LTR_FRACTIONS[len(dims)] if 4 * dof <= math.ceil(f * total) <= 0.9 * total)
 
 
 def _ltr_strategy(dropped):
     dims = st.one_of(st.lists(st.integers(4, 5), min_size=3, max_size=3),
-                     st.lists(st.integers(3, 4), min_size=4, max_size=4))
+                     st.just([3, 3, 3, 3]))      # 4^4 (R = 64) costs ~10 s an example: out of ci's budget
     # small init: component norm 1e-4..1e-3; dropping "small_init" draws 0.3..3 (RMC21: 'as init -> 0')
     alpha = S.log_scale(-4.0, -3.0) if "small_init" not in dropped else S.log_scale(-0.5, 0.5)
     return dims.flatmap(lambda d: S.fixed_dicts(dims=d, frac=st.sampled_from(ltr_fractions(d)), alpha=alpha,
@@ -728,9 +730,9 @@ def ltr_batch(problem, T, model, alpha, seeds):
        title="GD from small init on rank-1 tensor completion, R unconstrained, ends near rank 1 and beats the linear "
              "baseline, with probability >= 0.9 over the init",
        source=SRC + ", Theorem 2 and experiments; catalog RMC21-Thm2, RC20-Exp-TC ('linear' baseline)",
-       statement="rank-1 target (||W*|| = 1), order 3 (dims 4-5) or 4 (dims 3-4), the papers' observation fractions "
+       statement="rank-1 target (||W*|| = 1), order 3 (dims 4-5) or 4 (dims 3), the papers' observation fractions "
                  "(k/512 of an 8^3 tensor, k/4096 of an 8^4 one) where they leave >= 4 observations per rank-1 degree "
-                 "of freedom, every slice observed, R = size / max dim (the largest rank, unconstrained), balanced "
+                 "of freedom and observe at most 90% of the entries, every slice observed, R = size / max dim (the largest rank, unconstrained), balanced "
                  "init of component scale 1e-4..1e-3 with random directions, GD (step 0.6): with probability >= 0.9 "
                  "over the init the run ends with relative distance to its best rank-1 fit < 0.05 and relative "
                  "reconstruction error below the linear baseline's (observed entries fitted, zeros elsewhere). "
