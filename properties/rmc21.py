@@ -444,7 +444,7 @@ def zero_setting(inputs):
                  "0 implies W_r(t) != 0 for all t. Drawn where the bounds are nearly attained: a small component "
                  "(x0 = 1e-4..1e-1) aligned with or against a target close to its own direction, times up to the "
                  "upper bound's blow-up time",
-       kind="trajectory", strategy=_zero_strategy, hypotheses=[H_BALANCED], cost=3.0)
+       kind="trajectory", strategy=_zero_strategy, hypotheses=[H_BALANCED], cost=1.0)
 def zero_component(inputs, dropped):
     """Float64 gradient flow on the raw factors (:func:`zero_setting`), at rtol 1e-10 and 1e-9 (then 1e-12 and
     1e-11 when inconclusive). Margins at every recorded point and component: (hi(t) - ||W_r(t)||) / hi(t) (while
@@ -599,7 +599,7 @@ def incremental_measures(problem, model, batch, lr=INC_LR, chunk=INC_CHUNK, max_
                  "largest at a/100, and the first escape step k1 follows k1 = C alpha^-(1-2/N) + O(1) (from d/dt "
                  "||W_r|| = N ||W_r||^(2-2/N) g_r): |log10((k1(a/100) - k1(a/10)) / (k1(a/10) - k1(a))) - (1 - 2/N)| "
                  "<= 0.1 (a rate exponent 1 instead of 2 - 2/N would give 0)",
-       kind="trajectory", strategy=_inc_strategy, hypotheses=[H_BALANCED], cost=3.0)
+       kind="trajectory", strategy=_inc_strategy, hypotheses=[H_BALANCED], cost=1.5)
 def incremental_learning(inputs, dropped):
     """The three scales run as one GD batch (same problem and directions), in chunks of 16 steps; every event
     (loss <= L0/2, first and second escape) is then located to the exact step by single steps from the last chunk
@@ -656,20 +656,22 @@ LTR_REL_LOSS = 1e-5
 LTR_BATCH = 16
 #: The test: P(success) >= 0.9 claimed, P(success) <= 0.5 ruled out (properties.stats.ProportionAtLeast).
 LTR_TEST = ProportionAtLeast(p0=0.5, p1=0.9, alpha=1e-3, run_level=RUN_LEVEL, n_max=10 * LTR_BATCH)
-#: The papers' observation counts (RC20-Exp-TC): order 3 of 8^3 = 512 entries, order 4 of 8^4 = 4096, as fractions.
-LTR_FRACTIONS = {3: tuple(k / 512 for k in (50, 100, 150, 200, 250, 300, 350, 400, 450, 511)),
-                 4: tuple(k / 4096 for k in (100, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4095))}
+#: The papers' observation counts (RC20-Exp-TC): order 3 of 8^3 = 512 entries, order 4 of 8^4 = 4096; an example
+#: observes the same fraction, count / 8^N, of its smaller tensor (drawn as the integer count, so that it shrinks).
+LTR_COUNTS = {3: (50, 100, 150, 200, 250, 300, 350, 400, 450, 511),
+              4: (100, 500, 1000, 1500, 2000, 2500, 3000, 3500, 4095)}
 
 
-def ltr_fractions(dims) -> tuple:
-    """The papers' fractions for this order that leave at least 4 observations per degree of freedom of a rank-1
-    tensor (sum d_n - N + 1); the scaled-down tensors have too few entries for the smaller fractions (at 3 per
-    degree of freedom, 3^4 with 30 observations succeeded in 41 of 66 inits: the claim does not hold there), and at
-    most 90% of the entries (511/512 and 4095/4096 round up to every entry of a small tensor, where the linear
-    baseline is exact and there is nothing to beat)."""
+def ltr_counts(dims) -> tuple:
+    """The papers' observation counts (of 8^N entries) whose fraction leaves at least 4 observations per degree of
+    freedom of a rank-1 tensor (sum d_n - N + 1) of these dims: the scaled-down tensors have too few entries for
+    the smaller fractions (at 3 per degree of freedom, 3^4 with 30 observations succeeded in 41 of 66 inits: the
+    claim does not hold there); and that observe at most 90% of the entries (511/512 and 4095/4096 round up to
+    every entry of a small tensor, where the linear baseline is exact and there is nothing to beat)."""
     dof = sum(dims) - len(dims) + 1
     total = int(np.prod(dims))
-    return tuple(f for f in LTR_FRACTIONS[len(dims)] if 4 * dof <= math.ceil(f * total) <= 0.9 * total)
+    N = len(dims)
+    return tuple(k for k in LTR_COUNTS[N] if 4 * dof <= math.ceil(k / 8 ** N * total) <= 0.9 * total)
 
 
 def _ltr_strategy(dropped):
@@ -677,7 +679,7 @@ def _ltr_strategy(dropped):
                      st.just([3, 3, 3, 3]))      # 4^4 (R = 64) costs ~10 s an example: out of ci's budget
     # small init: component norm 1e-4..1e-3; dropping "small_init" draws 0.3..3 (RMC21: 'as init -> 0')
     alpha = S.log_scale(-4.0, -3.0) if "small_init" not in dropped else S.log_scale(-0.5, 0.5)
-    return dims.flatmap(lambda d: S.fixed_dicts(dims=d, frac=st.sampled_from(ltr_fractions(d)), alpha=alpha,
+    return dims.flatmap(lambda d: S.fixed_dicts(dims=d, count=st.sampled_from(ltr_counts(d)), alpha=alpha,
                                                 seed=st.integers(0, 10**6)))
 
 
@@ -744,14 +746,14 @@ def ltr_batch(problem, T, model, alpha, seeds):
                  "against P = 0.9. Dropping small_init (component scale 0.3..3) must refute it",
        kind="statistical", strategy=_ltr_strategy,
        hypotheses=[("small_init", "small initialization: component scale 1e-4..1e-3 (RMC21: the bias to low tensor "
-                                  "rank appears as the init scale goes to 0)")], cost=4.0)
+                                  "rank appears as the init scale goes to 0)")], cost=1.0)
 def low_tensor_rank(inputs, dropped):
     """One problem per example (target and observed entries from the seed), inits from seeds seed*160 + i run in GD
     batches of 16; the sequential test reads the members in order and stops at its decision (no later batch is
     run). Margin: log10 of the likelihood ratio of P = 0.9 against P = 0.5; error: log10(1/alpha) = 3 on the holds
     side, log10(1/beta) = 7 on the violated side (properties.stats). Deterministic under the seed."""
     dims = tuple(int(d) for d in inputs["dims"])
-    problem, T = ltr_problem(dims, float(inputs["frac"]), int(inputs["seed"]))
+    problem, T = ltr_problem(dims, int(inputs["count"]) / 8 ** len(dims), int(inputs["seed"]))
     model = CP(dims, int(np.prod(dims)) // max(dims))
     alpha = float(inputs["alpha"])
     base = int(inputs["seed"]) * LTR_TEST.n_max

@@ -40,7 +40,7 @@ def test_zero_component_without_balance_is_violated():
 
 
 def test_low_tensor_rank_from_large_init_is_refuted_and_from_small_init_holds():
-    inputs = {"dims": [4, 4, 4], "frac": 0.68359375, "alpha": 1.0, "seed": 1}
+    inputs = {"dims": [4, 4, 4], "count": 350, "alpha": 1.0, "seed": 1}     # 350/512 of 64 entries
     out = CLAIMS["rmc21.low_tensor_rank"].run_check(inputs)
     assert out.status == "violated" and out.detail["successes"] <= 1
     out = CLAIMS["rmc21.low_tensor_rank"].run_check({**inputs, "alpha": 1e-4})
