@@ -237,12 +237,21 @@ class ProportionEquals:
         return Decision(_status(margin, error), margin, error, self.n, int(k))
 
     def operating(self, p: float) -> Operating:
-        ks = np.arange(self.n + 1)
-        pmf = binom.pmf(ks, self.n, p)
-        sts = [self.decide(k).status for k in ks]
-        h = float(sum(w for w, s in zip(pmf, sts) if s == "holds"))
-        v = float(sum(w for w, s in zip(pmf, sts) if s == "violated"))
-        return Operating(p, h, v, max(0.0, 1.0 - h - v), float(self.n))
+        """Exact P(holds), P(violated), P(inconclusive) at success probability p (the decisions of :meth:`decide`,
+        vectorized over every count k)."""
+        n, ps = self.n, self.p_star
+        ks = np.arange(n + 1)
+        two = np.minimum(1.0, 2.0 * np.minimum(binom.sf(ks - 1, n, ps), binom.cdf(ks, n, ps)))
+        p_lo, p_hi = max(ps - self.delta, 0.0), min(ps + self.delta, 1.0)
+        t_lo = binom.sf(ks - 1, n, p_lo) if p_lo > 0 else np.zeros(n + 1)
+        t_hi = binom.cdf(ks, n, p_hi) if p_hi < 1 else np.zeros(n + 1)
+        against = -np.log10(np.maximum(two, 1e-300))
+        for_ = -np.log10(np.maximum(np.maximum(t_lo, t_hi), 1e-300))
+        violated = against > -math.log10(self.beta)
+        holds = ~violated & (for_ > -math.log10(self.alpha))
+        pmf = binom.pmf(ks, n, p)
+        h, v = float(pmf[holds].sum()), float(pmf[violated].sum())
+        return Operating(p, h, v, max(0.0, 1.0 - h - v), float(n))
 
     def red_by_chance(self) -> float:
         """Union bound on a red run when p = p_star exactly."""

@@ -62,3 +62,15 @@ def test_equivalence_test_never_takes_non_rejection_as_evidence():
     d = big.decide(10000)
     assert d.status == "holds" and big.outcome(d).status == "holds"
     assert big.decide(10600).status == "violated"                            # 0.53: 8.5 sigma from 1/2
+
+
+def test_equivalence_operating_characteristic_matches_its_decisions():
+    e = T.ProportionEquals(0.5, 0.1, 300)
+    ks = np.arange(301)
+    from scipy.stats import binom
+    for p in (0.45, 0.5, 0.62):
+        pmf = binom.pmf(ks, 300, p)
+        sts = [e.decide(int(k)).status for k in ks]
+        op = e.operating(p)
+        assert op.holds == pytest.approx(sum(w for w, s in zip(pmf, sts) if s == "holds"), abs=1e-12)
+        assert op.violated == pytest.approx(sum(w for w, s in zip(pmf, sts) if s == "violated"), abs=1e-12)
