@@ -56,15 +56,16 @@ def test_incremental_learning_escape_exponent_is_the_theorems_not_exponential_gr
     """Order 4: 1 - 2/N = 1/2. Were the rate exponent 2 - 2/N replaced by 1 (exponential escape), the escape times
     would grow like log(1/alpha) and the estimate would be near 0."""
     out = CLAIMS["rmc21.incremental_learning"].run_check({"dims": [3, 2, 3, 2], "alpha": 0.01, "frac": 1.0,
-                                                          "seed": 2, "lam": 1.0})
+                                                          "seed": 2, "lam": 1.0, "lead": R.INC_LEAD})
     assert out.status == "holds"
-    d1, d2 = np.diff(np.array([e[0] for e in out.detail["escapes"]], dtype=float))
+    d1, d2 = np.diff(np.array(out.detail["e1"], dtype=float))
     est = math.log10(d2 / d1)
     assert abs(est - 0.5) <= R.INC_EXP_TOL and abs(est - 0.0) > 4 * R.INC_EXP_TOL
 
 
 HYPS = [("rmc21.zero_component", "balanced", lambda d: d["lam"] != 1.0),
         ("rmc21.incremental_learning", "balanced", lambda d: d["lam"] != 1.0),
+        ("rmc21.incremental_learning", "distinct_leader", lambda d: d["lead"] == 0.0),
         ("rmc21.low_tensor_rank", "small_init", lambda d: d["alpha"] > 1e-3),
         ("rmc21.conservation", "gradient_flow", lambda d: d["dynamics"] != "gf"),
         ("gunasekar17.conj.nuclear_norm", "small_init", lambda d: d["scale"] > 0.1),
@@ -82,5 +83,11 @@ def test_every_declared_hypothesis_changes_what_is_drawn(cid, hyp, breaks):
 
 
 
-def test_incremental_learning_declares_no_head_start_hypothesis():
-    assert {h.name for h in CLAIMS["rmc21.incremental_learning"].hypotheses} == {"balanced"}
+def test_incremental_learning_has_no_head_start_in_the_norms():
+    """The unused unique_leader (a head start in norm) is gone; the leader is one by alignment only."""
+    assert {h.name for h in CLAIMS["rmc21.incremental_learning"].hypotheses} == {"balanced", "distinct_leader"}
+    inputs = {"dims": [3, 3, 3], "alpha": 0.01, "frac": 0.95, "seed": 4, "lam": 1.0, "lead": R.INC_LEAD}
+    problem, model, dirs, c, _ = R._inc_setting(inputs)
+    assert np.all(c == 1.0) and model.rank == 4
+    g = np.sort(R.alignments(dirs, problem.grad(np.zeros(model.dims))))[::-1]
+    assert (g[0] - g[1]) / g[0] >= R.INC_LEAD
