@@ -89,3 +89,16 @@ def test_incremental_learning_has_no_head_start():
                                                  "lam": 1.0})
     assert np.all(c == 1.0) and model.rank == 4
     assert np.allclose([np.linalg.norm(U, axis=0) for U in dirs], 1.0, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("N", [3, 4, 5])
+def test_norm_upper_bound_solves_the_comparison_ode(N):
+    """hi(t) solves d/dt x = N x^(2-2/N) K from x0, blows up at blowup_time, and is 0 for x0 = 0."""
+    x0, K, h = 1e-3, 0.7, 1e-6
+    tb = R.blowup_time(x0, K, N)
+    for t in (0.1 * tb, 0.5 * tb, 0.9 * tb):
+        x = R.norm_upper_bound(x0, K, N, t)
+        d = (R.norm_upper_bound(x0, K, N, t + h) - R.norm_upper_bound(x0, K, N, t - h)) / (2 * h)
+        assert d == pytest.approx(N * x ** (2 - 2 / N) * K, rel=1e-6)
+    assert R.norm_upper_bound(x0, K, N, 0.0) == pytest.approx(x0, rel=1e-14)
+    assert R.norm_upper_bound(x0, K, N, 1.01 * tb) == math.inf and R.norm_upper_bound(0.0, K, N, 1e6) == 0.0
