@@ -17,7 +17,7 @@ from . import strategies as S
 from ._common import escalate, point_outcome, rc20_setting
 from .api import CLAIMS, claim, register
 from . import rc20 as _rc20  # noqa: F401  -- the theorem claims the controls are derived from
-from . import rmc21 as _rmc21  # noqa: F401
+from . import rmc21_lowrank as _rmc21_lowrank  # noqa: F401
 
 
 def _nuclear_strategy(dropped):

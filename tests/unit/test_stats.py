@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from properties import stats as T
-from properties.rmc21 import LTR_TEST
+from properties.rmc21_lowrank import LTR_TEST
 from verify.profiles import PROFILES
 
 
