@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Callable, Iterable
 
 import numpy as np
@@ -191,7 +192,9 @@ class ProportionAtLeast:
         """The :class:`~properties.api.Outcome` of a decision (margin and error in decades of evidence)."""
         d = {"test": "SPRT", "p0": self.p0, "p1": self.p1, "alpha": self.alpha, "beta": self.beta,
              "run_level": self.run_level, "n_max": self.n_max, "trials": dec.n, "successes": dec.successes,
-             "log10_likelihood_ratio": dec.margin, "decision": dec.status, **detail}
+             "log10_likelihood_ratio": dec.margin, "decision": dec.status,
+             "power": {"alternative": f"P(success) = {self.p1:g}", "P(holds)": _holds_at(self, self.p1)},
+             **detail}
         return Outcome(dec.margin, dec.error, _plain(d), engine, max(dec.error, 1e-12))
 
 
@@ -261,8 +264,15 @@ class ProportionEquals:
     def outcome(self, dec: Decision, engine: str = "", **detail) -> Outcome:
         d = {"test": "exact binomial: two-sided (violated) and TOST (holds)", "p_star": self.p_star,
              "delta": self.delta, "alpha": self.alpha, "beta": self.beta, "n": self.n, "successes": dec.successes,
-             "frequency": dec.successes / self.n, "decision": dec.status, **detail}
+             "frequency": dec.successes / self.n, "decision": dec.status,
+             "power": {"alternative": f"P(success) = {self.p_star:g}", "P(holds)": _holds_at(self, self.p_star)},
+             **detail}
         return Outcome(dec.margin, dec.error, _plain(d), engine, max(dec.error, 1e-12))
+
+
+@lru_cache(maxsize=64)
+def _holds_at(test, p: float) -> float:
+    return test.operating(p).holds
 
 
 def _plain(x):
