@@ -14,7 +14,7 @@ needs only this package::
 and runs with ``verify run --claims my_module`` (see ``properties/examples/my_claims.py``).
 """
 
-from . import measures, strategies
+from . import measures, stats, strategies
 from .api import CLAIMS, Claim, Expectation, Hyp, Kind, Outcome, claim, register
 from ._common import combine, escalate, identity_outcome, point_outcome, rc20_setting
 
@@ -22,8 +22,9 @@ from . import rc20 as _rc20  # noqa: E402,F401  -- registers the built-in claims
 from . import rc20_static as _rc20_static  # noqa: E402,F401
 from . import achl19 as _achl19  # noqa: E402,F401
 from . import rmc21 as _rmc21  # noqa: E402,F401
+from . import rmc21_lowrank as _rmc21_lowrank  # noqa: E402,F401
 from . import gd as _gd  # noqa: E402,F401
 from . import conjectures as _conjectures  # noqa: E402,F401
 
 __all__ = ["CLAIMS", "Claim", "Expectation", "Hyp", "Kind", "Outcome", "claim", "combine", "escalate",
-           "identity_outcome", "measures", "point_outcome", "rc20_setting", "register", "strategies"]
+           "identity_outcome", "measures", "point_outcome", "rc20_setting", "register", "stats", "strategies"]

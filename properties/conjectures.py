@@ -17,11 +17,15 @@ from . import strategies as S
 from ._common import escalate, point_outcome, rc20_setting
 from .api import CLAIMS, claim, register
 from . import rc20 as _rc20  # noqa: F401  -- the theorem claims the controls are derived from
+from . import rmc21_lowrank as _rmc21_lowrank  # noqa: F401
 
 
 def _nuclear_strategy(dropped):
-    return S.fixed_dicts(depth=2, init="balanced", scale=S.log_scale(-4.0, -1.0), seed=S.seeds(),
-                         det=S.det_signs(positive_only=False), until_loss=1e-8)
+    # each hypothesis changes what is drawn when dropped: scale up to 10 without small_init, depth 2..4 without
+    # depth_two (the conjecture is refuted either way; `verify ablate` shows what each one changes)
+    return S.fixed_dicts(depth=2 if "depth_two" not in dropped else S.depths(2, 4), init="balanced",
+                         scale=S.log_scale(-4.0, -1.0) if "small_init" not in dropped else S.log_scale(-4.0, 1.0),
+                         seed=S.seeds(), det=S.det_signs(positive_only=False), until_loss=1e-8)
 
 
 @claim("gunasekar17.conj.nuclear_norm",
@@ -77,4 +81,12 @@ register(CLAIMS["rc20.lemma.det_sign_gd"].drop(
               "eta <= 10^-1.5 dropped), 2000 steps: sign det W_{L:1}(k) = sign det W_{L:1}(0) for every step k; "
               "expected to fail for some large step"))
 
-NEGATIVE_CONTROLS = ("rc20.neg.det_negative", "rc20.neg.unbalanced", "rc20.neg.large_step")
+register(CLAIMS["rmc21.low_tensor_rank"].drop(
+    "small_init", id="rmc21.neg.large_init",
+    title="Negative control: rmc21.low_tensor_rank from large init (component scale 0.3..3)",
+    statement="the setting of rmc21.low_tensor_rank with the init's component scale drawn in 0.3..3 (the hypothesis "
+              "of a small init dropped): P(the run ends near rank 1 and beats the linear baseline) >= 0.9, by the "
+              "same sequential test; expected to be refuted (the test decides P < 0.9 at level 1e-7): the small- "
+              "versus large-init contrast of RMC21 and RC20-Exp-TC"))
+
+NEGATIVE_CONTROLS = ("rc20.neg.det_negative", "rc20.neg.unbalanced", "rc20.neg.large_step", "rmc21.neg.large_init")

@@ -21,18 +21,17 @@ from functools import lru_cache
 
 import numpy as np
 from hypothesis import strategies as st
-from scipy.stats import binomtest
 
 from models import inits
 from models.engines import get_engine
 from models.errors import EngineFailure
 from models.factorizations import CP, component_norms, cp_tensor
-from models.problems import TensorProblem, random_tensor_completion, tensor_completion
+from models.problems import TensorProblem, tensor_completion
 
 from . import measures as M
 from . import strategies as S
 from ._common import combine, identity_outcome, point_outcome
-from .api import Outcome, claim
+from .api import claim
 
 SRC = "Razin, Maman & Cohen 2021 (ICML), arXiv 2102.09972"
 EPS = float(np.finfo(float).eps)
@@ -223,7 +222,25 @@ CONSERVATION_TOL = 1e-6
 def _conservation_strategy(dropped):
     return S.fixed_dicts(dims=S.tensor_dims((3, 4), 2, 3), R=st.integers(1, 3), scale=S.log_scale(-1.0, 0.3),
                          frac=st.floats(0.3, 1.0), reduction=st.sampled_from(["half_sum", "mean"]),
-                         t_max=S.log_scale(0.0, 1.3), seed=S.seeds())
+                         t_max=S.log_scale(0.0, 1.3), seed=S.seeds(),
+                         # dropping "gradient_flow": gradient descent with step 10^-1.5..10^-0.5 to the same time
+                         dynamics="gf" if "gradient_flow" not in dropped else "gd",
+                         lr=S.log_scale(-1.5, -0.5) if "gradient_flow" in dropped else 0.0)
+
+
+def _conservation_gd(problem, model, init, inputs, D0):
+    """Gradient descent to the drawn time (ceil(t_max / lr) steps): the relative drift of the conserved quantities
+    at the end, with the GD engine's rounding model (8 eps N (k+1) relative per entry, x4 for squared norms)."""
+    lr = float(inputs["lr"])
+    steps = max(1, math.ceil(float(inputs["t_max"]) / lr))
+    res = get_engine("gd", lr=lr, device="cpu").run_batch(problem, model, [F[None] for F in init.factors], steps=steps)
+    if res.status[0] != "completed":
+        raise EngineFailure(f"GD ended with status {res.status[0]}")
+    fs = [np.asarray(F)[0] for F in res.final_factors]
+    scale = max(float(np.max(np.sum(U ** 2, axis=0))) for U in fs + list(init.factors))
+    drift = float(np.max(np.abs(norm_differences(fs) - D0))) / scale
+    return identity_outcome(drift, CONSERVATION_TOL, 4 * 8 * EPS * model.order * (steps + 1),
+                            part="gradient descent drift", lr=lr, steps=steps)
 
 
 @claim("rmc21.conservation",
@@ -247,6 +264,9 @@ def conservation(inputs, dropped):
     problem = random_problem(dims, _n_obs(dims, inputs["frac"]), rng, inputs["reduction"])
     init = inits.cp_gaussian(model, float(inputs["scale"]) ** (1.0 / model.order), seed=int(inputs["seed"]))
     D0 = norm_differences(init.factors)
+    if inputs.get("dynamics", "gf") == "gd":
+        outs.append(_conservation_gd(problem, model, init, inputs, D0))
+        return combine(outs, engine=f"sympy + gd lr={float(inputs['lr']):.3g}")
     times = np.linspace(0.0, float(inputs["t_max"]), 9)[1:]
     last = None
     for rtol in (1e-10, 1e-12):
@@ -339,17 +359,11 @@ def thm1_component_norms(inputs, dropped):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Corollaries: a zero component stays zero, a nonzero one never reaches zero
+# Corollaries: a component near zero stays near zero, a nonzero one never reaches zero (quantitative)
 # ----------------------------------------------------------------------------------------------------------------
-def _zero_strategy(dims_orders=(3, 4)):
-    return lambda dropped: S.fixed_dicts(dims=S.tensor_dims(dims_orders, 2, 3), R=st.integers(2, 4),
-                                         zeros=st.integers(1, 3), scale=S.log_scale(-1.5, 0.0),
-                                         frac=st.floats(0.3, 1.0), t_max=S.log_scale(0.0, 1.3), seed=S.seeds())
-
-
 def norm_lower_bound(x0: float, K: float, N: int, t: float) -> float:
     """Lower bound on ||W_r(t)|| for a balanced component under gradient flow, from d/dt ||W_r|| >= -N
-    ||W_r||^(2-2/N) K with K >= ||grad L(W(t))||_F >= |g_r(t)| (the loss does not increase along the flow):
+    ||W_r||^(2-2/N) K with K >= ||grad L(W(t))||_F >= |g_r(t)| (||grad L|| does not increase along the flow):
     x0 exp(-2 K t) for N = 2, (x0^-(1-2/N) + (N-2) K t)^(-N/(N-2)) for N >= 3. Positive for every finite t."""
     if N == 2:
         return x0 * math.exp(-2.0 * K * t)
@@ -357,47 +371,106 @@ def norm_lower_bound(x0: float, K: float, N: int, t: float) -> float:
     return (x0 ** (-a) + (N - 2) * K * t) ** (-1.0 / a)
 
 
-@claim("rmc21.zero_component",
-       title="With balanced init a zero component stays zero and a nonzero one never reaches zero",
-       source=SRC + ", corollary of Theorem 1; catalog RMC21-Thm1 (corollaries)",
-       statement="gradient flow from a balanced init: W_r(0) = 0 implies W_r(t) = 0 for all t; W_r(0) != 0 implies "
-                 "||W_r(t)|| >= (||W_r(0)||^-(1-2/N) + (N-2) K t)^(-N/(N-2)) > 0 with K = ||grad L(W(0))||_F "
-                 "(order N >= 3)",
-       kind="trajectory", strategy=_zero_strategy(), hypotheses=[H_BALANCED], cost=2.0)
-def zero_component(inputs, dropped):
-    """Balanced CP init (cp_balanced) with the first min(zeros, R-1) components set to exactly zero, random
-    completion values, float64 gradient flow on the raw factors to the drawn time (8 recorded times). Margins: the
-    largest norm of a zero component relative to the largest component norm against a tolerance of one ulp (it is
-    exactly 0: zero is a fixed point of the arithmetic), and at every point (||W_r(t)|| - bound(t))/||W_r(t)|| for
-    the nonzero components, error 10 x the running difference to a 10x looser run."""
+def norm_upper_bound(x0: float, K: float, N: int, t: float) -> float:
+    """Upper bound on ||W_r(t)|| for a balanced component, from d/dt ||W_r|| <= N ||W_r||^(2-2/N) K: x0 exp(2 K t)
+    for N = 2, (x0^-(1-2/N) - (N-2) K t)^(-N/(N-2)) for N >= 3 while positive (inf from the blow-up time
+    x0^-(1-2/N) / ((N-2) K) on). Zero for x0 = 0 at every t: a zero component stays zero."""
+    if N == 2:
+        return x0 * math.exp(2.0 * K * t)
+    if x0 == 0.0:
+        return 0.0
+    a = 1.0 - 2.0 / N
+    y = x0 ** (-a) - (N - 2) * K * t
+    return math.inf if y <= 0 else y ** (-1.0 / a)
+
+
+def blowup_time(x0: float, K: float, N: int) -> float:
+    """``x0^-(1-2/N) / ((N-2) K)``: the time scale on which the bounds of a component of norm x0 move (N >= 3)."""
+    return x0 ** (-(1.0 - 2.0 / N)) / ((N - 2) * K)
+
+
+def _zero_strategy(dropped):
+    fields = dict(dims=S.tensor_dims((3, 4), 2, 3), R=st.integers(2, 4), x0=S.log_scale(-4.0, -1.0),
+                  others=S.log_scale(-4.0, -1.0), sign=st.sampled_from(["grow", "shrink"]), noise=st.floats(0.0, 1.0),
+                  frac=st.floats(0.3, 0.95), tau=st.floats(0.05, 0.9), seed=S.seeds())
+    # dropping "balanced": component 0's vectors get squared norms x0^(2/N) (lam^2, 1/lam^2, 1, ...), lam >= 3
+    fields["lam"] = S.log_scale(0.5, 2.0) if "balanced" in dropped else 1.0
+    return S.fixed_dicts(**fields)
+
+
+def zero_setting(inputs):
+    """``(problem, model, init, x0s, K, times)`` of a zero_component example. Component 0 has norm x0 and a random
+    direction d0; the target is ``+-(d0 + noise * Z/||Z||)`` (sign "grow": aligned with d0, so g_0 > 0 and the
+    norm grows; "shrink": opposed), observed on a fraction of the entries; the other components are balanced with
+    norms others * U[0.5, 1]. Times: 8 points up to tau x the blow-up time of component 0 (tau x 2 when shrinking)."""
     dims = tuple(int(d) for d in inputs["dims"])
     model = _cp_setting(dims, inputs["R"])
     N, R = model.order, model.rank
     rng = np.random.default_rng(int(inputs["seed"]))
-    problem = random_problem(dims, _n_obs(dims, inputs["frac"]), rng, "half_sum")
-    base = inits.cp_balanced(model, float(inputs["scale"]), seed=int(inputs["seed"]))
-    z = min(int(inputs["zeros"]), R - 1)
-    fs = [U.copy() for U in base.factors]
-    for U in fs:
-        U[:, :z] = 0.0
-    init = inits.explicit(model, fs, "cp_balanced_with_zeros", {"zeros": z})
-    x0 = component_norms(fs)
+    base = inits.cp_balanced(model, float(inputs["others"]), seed=int(inputs["seed"]) + 1)
+    fs = [np.array(U, dtype=float) for U in base.factors]
+    x0 = float(inputs["x0"])
+    lam = float(inputs.get("lam", 1.0))
+    scales = np.ones(N)
+    scales[0], scales[1] = lam, 1.0 / lam
+    d0 = []
+    for n, d in enumerate(dims):
+        v = rng.standard_normal(d)
+        v /= np.linalg.norm(v)
+        d0.append(v)
+        fs[n][:, 0] = v * x0 ** (1.0 / N) * scales[n]
+    comp0 = d0[0]
+    for v in d0[1:]:
+        comp0 = np.multiply.outer(comp0, v)
+    Z = rng.standard_normal(dims)
+    T = (1.0 if inputs["sign"] == "grow" else -1.0) * (comp0 + float(inputs["noise"]) * Z / np.linalg.norm(Z))
+    total = int(np.prod(dims))
+    flat = np.sort(rng.choice(total, size=_n_obs(dims, inputs["frac"]), replace=False))
+    idx = np.stack(np.unravel_index(flat, dims), axis=1)
+    problem = tensor_completion(dims, idx, T.reshape(-1)[flat])
+    init = inits.explicit(model, fs, "cp_balanced_small_component", {"x0": x0, "lam": lam})
     K = problem.grad_scale * float(np.linalg.norm(problem.residuals(cp_tensor(fs))))
-    times = np.linspace(0.0, float(inputs["t_max"]), 9)[1:]
+    span = float(inputs["tau"]) * blowup_time(x0, K, N) * (1.0 if inputs["sign"] == "grow" else 2.0)
+    times = np.linspace(0.0, span, 9)[1:]
+    return problem, model, init, component_norms(fs), K, times
+
+
+@claim("rmc21.zero_component",
+       title="With balanced init a component near zero stays near zero and a nonzero one never reaches zero: "
+             "explicit two-sided bounds on ||W_r(t)||",
+       source=SRC + ", corollary of Theorem 1; catalog RMC21-Thm1 (corollaries)",
+       statement="gradient flow on a completion loss from a balanced init, order N >= 3, K = ||grad L(W(0))||_F, "
+                 "x0 = ||W_r(0)||: (x0^-(1-2/N) + (N-2) K t)^(-N/(N-2)) <= ||W_r(t)|| <= (x0^-(1-2/N) - (N-2) K "
+                 "t)^(-N/(N-2)) (the upper bound until it blows up). So W_r(0) = 0 implies W_r(t) = 0, and W_r(0) != "
+                 "0 implies W_r(t) != 0 for all t. Drawn where the bounds are nearly attained: a small component "
+                 "(x0 = 1e-4..1e-1) aligned with or against a target close to its own direction, times up to the "
+                 "upper bound's blow-up time",
+       kind="trajectory", strategy=_zero_strategy, hypotheses=[H_BALANCED], cost=1.0)
+def zero_component(inputs, dropped):
+    """Float64 gradient flow on the raw factors (:func:`zero_setting`), at rtol 1e-10 and 1e-9 (then 1e-12 and
+    1e-11 when inconclusive). Margins at every recorded point and component: (hi(t) - ||W_r(t)||) / hi(t) (while
+    hi is finite) and (||W_r(t)|| - lo(t)) / ||W_r(t)||; error 10 x the running difference to the looser run, plus
+    64 eps. The bounds are nearly attained for component 0 when the target is close to its direction and the
+    fraction observed is high (g_0 close to +-K), so a bound with K halved, or with the exponent 2 - 2/N replaced by
+    2, fails (tests/unit/test_rmc21_strength.py)."""
+    problem, model, init, x0, K, times = zero_setting(inputs)
+    N, R = model.order, model.rank
     out = None
     for rtol in (1e-10, 1e-12):
         main, comp = gf_pair(problem, model, init, times, rtol)
         cm = np.array([component_norms(p.factors) for p in main])
         cc = np.array([component_norms(p.factors) for p in comp])
-        errs = running_error(cm, cc)
-        outs = [identity_outcome(float(np.max(cm[:, :z])) / float(np.max(cm)), EPS, 0.0, part="zero stays zero",
-                                 zeros=z)]
+        errs = running_error(cm, cc) + 64 * EPS * cm
+        outs = []
         for k, p in enumerate(main):
-            for r in range(z, R):  # (t > 0: every recorded time is positive; at t = 0 the bound is an equality)
-                b = norm_lower_bound(x0[r], K, N, p.t)
-                outs.append(point_outcome((cm[k, r] - b) / cm[k, r], errs[k, r] / cm[k, r], 1.0,
-                                          part="nonzero stays away from zero", t=p.t, component=r,
-                                          norm=cm[k, r], bound=b))
+            for r in range(R):
+                hi = norm_upper_bound(x0[r], K, N, p.t)
+                if math.isfinite(hi):
+                    outs.append(point_outcome((hi - cm[k, r]) / hi, errs[k, r] / hi, 1.0, part="upper bound",
+                                              t=p.t, component=r, norm=cm[k, r], bound=hi))
+                lo = norm_lower_bound(x0[r], K, N, p.t)
+                outs.append(point_outcome((cm[k, r] - lo) / cm[k, r], errs[k, r] / cm[k, r], 1.0,
+                                          part="lower bound", t=p.t, component=r, norm=cm[k, r], bound=lo))
         out = combine(outs, engine=f"gf raw rtol={rtol:g}", K=K, initial_norms=x0)
         if out.status != "inconclusive":
             break
@@ -408,16 +481,23 @@ def zero_component(inputs, dropped):
 # Incremental learning (catalog RMC21-Thm1 escape-time heuristic and RMC21-Thm2 falsification test (a))
 # ----------------------------------------------------------------------------------------------------------------
 INC_LADDER = (1.0, 0.1, 0.01)
-INC_THETA = 0.05          # a component has "escaped" once its norm reaches 0.05 ||W*|| (the catalog's threshold)
+INC_THETA = 0.05          # the tensor has "escaped" once ||W|| reaches 0.05 ||W*|| (the catalog's threshold)
 INC_LR = 0.1
 INC_CHUNK = 16
 INC_MAX_STEPS = 30_000
-INC_SHRINK = 0.25         # rho at the smallest scale is at most a quarter of rho at the largest (two decades)
+
+
+INC_RANK = 4             # R = target rank + 2
+INC_EXP_TOL = 0.1         # |estimated escape exponent - (1 - 2/N)| <= 0.1 (exponent 1 in the theorem would give 0)
 
 
 def _inc_strategy(dropped):
-    return S.fixed_dicts(dims=S.tensor_dims((3, 4), 2, 3), alpha=S.log_scale(-2.5, -2.0),
-                         frac=st.floats(0.9, 1.0), seed=S.seeds())
+    # dropping "balanced": each component's first two vectors scaled by lam and 1/lam (same component norm)
+    # order 3 with dims 3-4, order 4 with dims 3: with a mode of size 2, random directions in R^2 are often close,
+    # and two components escape together (rho 0.28, 0.26, 0.32 over the ladder for dims (2, 4, 3))
+    dims = st.one_of(S.tensor_dims((3,), 3, 4), S.tensor_dims((4,), 3, 3))
+    return S.fixed_dicts(dims=dims, alpha=S.log_scale(-2.5, -2.0), frac=st.floats(0.9, 1.0), seed=S.seeds(),
+                         lam=1.0 if "balanced" not in dropped else S.log_scale(0.3, 1.0))
 
 
 def rank2_target(dims, rng, strengths=(1.0, 0.7)) -> np.ndarray:
@@ -439,8 +519,9 @@ def _inc_setting(inputs):
     flat = np.sort(rng.choice(total, size=_n_obs(dims, inputs["frac"]), replace=False))
     idx = np.stack(np.unravel_index(flat, dims), axis=1)
     problem = tensor_completion(dims, idx, T.reshape(-1)[flat])
-    model = CP(dims, 3)
-    # fixed unit directions; the component best aligned with -grad L(0) starts at norm alpha, the others alpha / 2
+    model = CP(dims, INC_RANK)
+    # fixed random unit directions, every component at the same norm alpha: no head start (neither in norm nor
+    # by selecting the directions)
     dirs = []
     for d in dims:
         U = rng.standard_normal((d, model.rank))
@@ -450,9 +531,7 @@ def _inc_setting(inputs):
     # odd orders: flip the first mode's sign of anti-aligned components (same component norm, aligned)
     if model.order % 2 == 1:
         dirs[0] = dirs[0] * np.where(g < 0, -1.0, 1.0)
-        g = np.abs(g)
-    c = np.full(model.rank, 0.5)
-    c[int(np.argmax(g))] = 1.0
+    c = np.ones(model.rank)
     return problem, model, dirs, c, T
 
 
@@ -480,152 +559,79 @@ def first_step(problem, model, lr, factors, k0: int, k1: int, pred) -> tuple[int
 
 
 def incremental_measures(problem, model, batch, lr=INC_LR, chunk=INC_CHUNK, max_steps=INC_MAX_STEPS, theta=INC_THETA):
-    """Per member: (rho at the first step where the loss <= L0/2, the first step e1 where some component norm >= theta,
-    the first step e2 where a second one does (or None), the step count reached)."""
+    """Per member: the first step e1 at which the tensor's norm ||W|| reaches theta (the first escape), located
+    exactly (chunks of ``chunk`` steps, then single steps from the last chunk boundary), and rho = the relative
+    distance of W(e1) to its best rank-1 fit (how much of the tensor is not the escaping direction)."""
     B = np.asarray(batch[0]).shape[0]
-    L0 = np.array([problem.loss(cp_tensor(_member(batch, b))) for b in range(B)])
-    preds = {
-        "half": lambda b: (lambda fs: problem.loss(cp_tensor(fs)) <= L0[b] / 2),
-        "e1": lambda b: (lambda fs: np.sort(component_norms(fs))[-1] >= theta),
-        "e2": lambda b: (lambda fs: np.sort(component_norms(fs))[-2] >= theta),
-    }
-    found = [dict() for _ in range(B)]
+    pred = lambda fs: float(np.linalg.norm(cp_tensor(fs))) >= theta  # noqa: E731
+    found: list = [None] * B
     k, cur = 0, [np.asarray(F) for F in batch]
-    while k < max_steps and not all(len(f) == 3 for f in found):
+    while k < max_steps and any(f is None for f in found):
         nxt, _ = _gd_run(problem, model, cur, lr, chunk)
         for b in range(B):
-            mem = _member(nxt, b)
-            for name, mk in preds.items():
-                if name not in found[b] and mk(b)(mem):
-                    step, fs = first_step(problem, model, lr, _member(cur, b), k, k + chunk, mk(b))
-                    found[b][name] = (step, fs)
+            if found[b] is None and pred(_member(nxt, b)):
+                found[b] = first_step(problem, model, lr, _member(cur, b), k, k + chunk, pred)
         cur, k = nxt, k + chunk
     out = []
     for b in range(B):
-        if "half" not in found[b] or "e1" not in found[b]:
-            raise EngineFailure(f"member {b}: the loss did not halve or no component escaped in {max_steps} steps")
-        cn = np.sort(component_norms(found[b]["half"][1]))
-        out.append({"rho": float(cn[-2] / cn[-1]), "k_half": found[b]["half"][0], "e1": found[b]["e1"][0],
-                    "e2": found[b]["e2"][0] if "e2" in found[b] else None, "steps": k})
+        if found[b] is None:
+            raise EngineFailure(f"member {b}: ||W|| did not reach {theta} in {max_steps} steps")
+        step, fs = found[b]
+        out.append({"e1": step, "rho": M.dist_rank1_tensor(cp_tensor(fs)), "steps": k})
     return out
 
 
 @claim("rmc21.incremental_learning",
-       title="As the init scale shrinks, components are learned one at a time: rho = (2nd largest / largest "
-             "component norm when the loss first halves) shrinks and the escape times separate",
+       title="As the init scale shrinks, the tensor leaves zero one direction at a time: rho = (distance to rank 1 / "
+             "norm when ||W|| first reaches 0.05) shrinks, and the first escape time scales like alpha^-(1-2/N)",
        source=SRC + ", Theorem 1's escape-time heuristic and the Theorem 2 falsification test (a); catalog RMC21-Thm1 "
                     "(corollaries), RMC21-Thm2, RMC21-Exp-Dynamics",
-       statement="rank-2 target (strengths 1 and 0.7, ||W*|| = 1), >= 90% of entries observed, R = 3, balanced init with "
-                 "fixed directions, the best-aligned component at norm alpha and the others at alpha/2, GD with step "
-                 "0.1 (gradient flow up to O(step)), alpha in {a, a/10, a/100}: rho(alpha) strictly decreases, "
-                 "rho(a/100) <= rho(a)/4, and the gap between the first and the second escape (component norm >= 0.05) "
-                 "strictly increases",
+       statement="rank-2 target (strengths 1 and 0.7, ||W*|| = 1), order 3 (dims 3-4) or 4 (dims 3), >= 90% of "
+                 "entries observed, R = 4 (target rank + 2), balanced init with fixed random directions and every "
+                 "component at the same norm alpha (no head start), GD with step 0.1 (gradient flow up to O(step)), alpha in {a, a/10, a/100}: rho(alpha) = (distance of W to its best rank-1 fit) / "
+                 "||W|| at the first step k1 where ||W|| >= 0.05 strictly decreases, and k1 = C alpha^-(1-2/N) + O(1) "
+                 "(from d/dt ||W_r|| = N ||W_r||^(2-2/N) g_r and the homogeneity of the flow near 0): "
+                 "|log10((k1(a/100) - k1(a/10)) / (k1(a/10) - k1(a))) - (1 - 2/N)| "
+                 "<= 0.1 (a rate exponent 1 instead of 2 - 2/N would give 0)",
        kind="trajectory", strategy=_inc_strategy,
-       hypotheses=[H_BALANCED, ("unique_leader", "one component has the largest initial head start (alignment with "
-                                                 "-grad L(0) and norm)")], cost=3.0)
+       hypotheses=[H_BALANCED], cost=1.5)
 def incremental_learning(inputs, dropped):
-    """The three scales run as one GD batch (same problem and directions), in chunks of 16 steps; every event
-    (loss <= L0/2, first and second escape) is then located to the exact step by single steps from the last chunk
-    boundary. Margins: (rho_k - rho_{k+1})/rho_k, (rho(a)/4 - rho(a/100))/(rho(a)/4) and (gap_{k+1} - gap_k)/gap_{k+1}
-    (a second escape not reached in 30000 steps counts as a gap of at least 30000 - e1). Errors: rho to 2 x 8 eps N
-    (k+1) relative (GD rounding model); a step count to 1 step."""
+    """The three scales run as one GD batch (same problem and directions), in chunks of 16 steps; the first escape
+    (||W|| >= 0.05) is then located to the exact step by single steps from the last chunk boundary. Margins:
+    (rho_k - rho_{k+1})/rho_k and 0.1 - |exponent estimate - (1 - 2/N)|. Errors: rho to 16 eps N (k+1) sqrt(size)
+    (GD rounding model on W); a step count to 1 step (the exponent: (2/D1 + 2/D2)/ln 10). Dropping "balanced" tilts
+    each component's first two vectors by lam and 1/lam (`verify ablate` does not show it necessary).
+
+    Not checked (measured without a head start, R = 4, alpha ~ 1e-2.5..1e-4.5): the ratio of the two largest
+    component norms when the loss first halves, and the gap between the first and second component escapes. Two
+    initial components close in direction escape together and share one target component (gaps 19, 11, 13 steps
+    over the ladder), and for some observation patterns the loss halves only once the second target component is
+    learned (rho 0.24, 0.26, 0.27): neither measures one-at-a-time learning at these scales."""
     problem, model, dirs, c, _ = _inc_setting(inputs)
     N = model.order
     alphas = [float(inputs["alpha"]) * s for s in INC_LADDER]
-    batch = [np.stack([U * (a * c) ** (1.0 / N) for a in alphas]) for U in dirs]
+    lam = float(inputs.get("lam", 1.0))
+    tilt = [lam, 1.0 / lam] + [1.0] * (N - 2)
+    batch = [np.stack([U * tilt[n] * (a * c) ** (1.0 / N) for a in alphas]) for n, U in enumerate(dirs)]
     ms = incremental_measures(problem, model, batch)
     outs = []
     rho = [m["rho"] for m in ms]
-    rerr = [2 * 8 * EPS * N * (m["k_half"] + 1) * m["rho"] for m in ms]
+    size = int(np.prod(model.dims))
+    rerr = [16 * EPS * N * (m["e1"] + 1) * math.sqrt(size) + 1e-12 for m in ms]
     for k in range(len(ms) - 1):
         outs.append(point_outcome((rho[k] - rho[k + 1]) / rho[k], (rerr[k] + rerr[k + 1]) / rho[k], 1.0,
                                   part=f"rho decreases from alpha={alphas[k]:.3g} to {alphas[k + 1]:.3g}"))
-    goal = INC_SHRINK * rho[0]
-    outs.append(point_outcome((goal - rho[-1]) / goal, (rerr[-1] + INC_SHRINK * rerr[0]) / goal, 1.0,
-                              part=f"rho(a/100) <= {INC_SHRINK} rho(a)"))
-    gaps, exact = [], []
-    for m in ms:
-        e2 = m["e2"] if m["e2"] is not None else m["steps"]
-        gaps.append(float(e2 - m["e1"]))
-        exact.append(m["e2"] is not None)
-    for k in range(len(ms) - 1):
-        if not exact[k]:
-            raise EngineFailure(f"no second escape within {INC_MAX_STEPS} steps at alpha={alphas[k]:.3g}")
-        outs.append(point_outcome((gaps[k + 1] - gaps[k]) / max(gaps[k + 1], 1.0), 2.0 / max(gaps[k + 1], 1.0), 1.0,
-                                  part=f"escape gap grows from alpha={alphas[k]:.3g} to {alphas[k + 1]:.3g}"))
-    return combine(outs, engine=f"gd lr={INC_LR}", alphas=alphas, rho=rho, gaps_steps=gaps,
-                   escapes=[[m["e1"], m["e2"]] for m in ms], k_half=[m["k_half"] for m in ms])
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Low tensor rank from small init (statistical)
-# ----------------------------------------------------------------------------------------------------------------
-LTR_N = 12
-LTR_LEVEL = 0.05
-LTR_DIST = 0.05
-LTR_LR = 0.2
-LTR_STEPS = 3000
-LTR_REL_LOSS = 1e-5
-
-
-def _ltr_strategy(dropped):
-    dims = st.one_of(st.lists(st.integers(3, 4), min_size=3, max_size=3),
-                     st.lists(st.integers(2, 3), min_size=4, max_size=4))
-    return S.fixed_dicts(dims=dims, alpha=S.log_scale(-4.0, -3.0), frac=st.floats(0.75, 0.85), seed=st.integers(0, 10**6))
-
-
-def ltr_trial(dims, frac, alpha, seed):
-    """One seed: (success, details). Rank-1 target of norm 1, ceil(frac * size) observed entries, R = min(4, size /
-    max dim), balanced init at component scale alpha, GD (step 0.2) until the loss is 1e-5 of its initial value
-    (at most 3000 steps)."""
-    total = int(np.prod(dims))
-    problem, T = random_tensor_completion(dims, _n_obs(dims, frac), rank=1, seed=seed)
-    model = CP(tuple(dims), int(min(4, total // max(dims))))
-    init = inits.cp_balanced(model, alpha, seed=seed + 1)
-    L0 = problem.loss(cp_tensor(list(init.factors)))
-    res = get_engine("gd", lr=LTR_LR, device="cpu", check_every=32).run_batch(
-        problem, model, [F[None] for F in init.factors], steps=LTR_STEPS, until_loss=LTR_REL_LOSS * L0)
-    if res.status[0] == "diverged":
-        raise EngineFailure(f"GD diverged (seed {seed})")
-    W = res.final_product[0]
-    nT = float(np.linalg.norm(T))
-    err = float(np.linalg.norm(W - T)) / nT
-    mask = np.zeros(total, bool)
-    mask[problem._flat] = True
-    lin = float(np.linalg.norm(T.reshape(-1)[~mask])) / nT        # zeros on the unobserved entries
-    d1 = M.dist_rank1_tensor(W)
-    rnd = float(res.final_product_err[0]) * math.sqrt(total) / max(float(np.linalg.norm(W)), 1e-300)
-    ok = (err + rnd < lin) and (d1 + rnd < LTR_DIST)
-    return ok, {"seed": seed, "error": err, "linear_error": lin, "dist_rank1": d1, "steps": int(res.final_step[0]),
-                "rounding": rnd}
-
-
-@claim("rmc21.low_tensor_rank",
-       title="GD from small init on rank-1 tensor completion ends near rank 1 and beats the linear baseline",
-       source=SRC + ", Theorem 2 and experiments; catalog RMC21-Thm2, RC20-Exp-TC ('linear' baseline)",
-       statement="rank-1 target (||W*|| = 1), order 3 (dims 3-4) or 4 (dims 2-3), 75-85% of entries observed, R = "
-                 "min(4, size / max dim), balanced init of component scale 1e-4..1e-3, GD: the typical run ends with "
-                 "relative distance to its best rank-1 fit < 0.05 and relative reconstruction error below the linear "
-                 "baseline's (observed entries fitted, zeros elsewhere). Test: n = 12 seeds, one-sided exact binomial "
-                 "test of H0: P(success) <= 1/2 at level 0.05 (confidence 95%; needs >= 10 successes)",
-       kind="statistical", strategy=_ltr_strategy, cost=1.0)
-def low_tensor_rank(inputs, dropped):
-    """n = 12 independent seeds (target, observed entries and init from seed*12 + i), each a success when both
-    measures clear their thresholds by more than the GD rounding estimate. Margin: log10(level) - log10(p-value)
-    (holds when H0 is rejected). Deterministic under the seed."""
-    dims = [int(d) for d in inputs["dims"]]
-    rows = [ltr_trial(dims, float(inputs["frac"]), float(inputs["alpha"]), int(inputs["seed"]) * LTR_N + i)
-            for i in range(LTR_N)]
-    k = sum(ok for ok, _ in rows)
-    p = binomtest(k, LTR_N, 0.5, alternative="greater").pvalue
-    margin = math.log10(LTR_LEVEL) - math.log10(max(p, 1e-300))
-    worst = max(rows, key=lambda r: r[1]["dist_rank1"])[1]
-    return Outcome(margin, 0.0, {"n": LTR_N, "successes": int(k), "p_value": p, "level": LTR_LEVEL,
-                                 "test": "one-sided exact binomial, H0: P(success) <= 1/2",
-                                 "median_error": float(np.median([r[1]["error"] for r in rows])),
-                                 "median_linear_error": float(np.median([r[1]["linear_error"] for r in rows])),
-                                 "failures": [r[1] for r in rows if not r[0]], "worst_dist_rank1": worst},
-                   f"gd lr={LTR_LR}", 1.0)
+    # exponent: t1(alpha) = C alpha^-(1-2/N) + O(1) (escape from ||W_r|| = alpha under d/dt ||W_r|| = N ||W_r||^(2-2/N)
+    # g_r); successive differences over the ladder cancel the O(1) part, log10(D2/D1) estimates 1 - 2/N
+    e1 = [float(m["e1"]) for m in ms]
+    d1, d2 = e1[1] - e1[0], e1[2] - e1[1]
+    if d1 <= 2.0 or d2 <= 2.0:
+        raise EngineFailure(f"first escapes {e1} too close to estimate an exponent")
+    est = math.log10(d2 / d1)
+    want = 1.0 - 2.0 / N
+    outs.append(point_outcome(INC_EXP_TOL - abs(est - want), (2.0 / d1 + 2.0 / d2) / math.log(10.0), INC_EXP_TOL,
+                              part="escape-time exponent", estimate=est, exponent=want, steps_differences=[d1, d2]))
+    return combine(outs, engine=f"gd lr={INC_LR}", alphas=alphas, rho=rho, e1=[m["e1"] for m in ms])
 
 
 # ----------------------------------------------------------------------------------------------------------------
