@@ -5,12 +5,14 @@ The statement (catalog RC20-Claim-Prob): for an init law invariant under ``W_L -
 of p = 1/2 does not reject) let p = 0.52 pass. Now, with ``n = 2^18`` draws per setting and level
 ``alpha = 1e-6``:
 
-- **violated** when the exact two-sided binomial test rejects ``p = 1/2`` at level alpha;
+- **violated** when the exact two-sided binomial test rejects ``p = 1/2`` at level ``1e-7`` (the run level 1e-3 of
+  :mod:`properties.stats` over at most 10^4 tests a run);
 - **holds** when an equivalence test (two one-sided exact binomial tests, TOST) rejects ``|p - 1/2| >= DELTA``
   (``DELTA = 0.01``) at level alpha, i.e. the data show p within 0.01 of 1/2;
 - **inconclusive** otherwise.
 
-Level: a true p = 1/2 is declared violated with probability <= 1e-6 per setting; a p outside [0.49, 0.51] is
+This is :class:`properties.stats.ProportionEquals`, the rule every statistical claim uses. Level: a true
+p = 1/2 is declared violated with probability <= 1e-7 per setting; a p outside [0.49, 0.51] is
 declared holds with probability <= 1e-6. Power (normal approximation, stated and tested in
 tests/unit/test_det_half.py): against p = 0.52 (the alternative the issue measured) the rejection has power
 1 - 1e-40 or more (z = 20.5 against 4.9); under p = 1/2 the equivalence test decides with probability
@@ -25,10 +27,11 @@ Gaussian product ``A = U S V^T`` (``W_1 = S^(1/L) V^T``, ``W_j = S^(1/L)``, ``W_
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from scipy.stats import binom, binomtest
+
+from models.errors import require
+
+from .stats import Decision, Operating, ProportionEquals
 
 N_DRAWS = 2 ** 18
 ALPHA = 1e-6
@@ -59,48 +62,21 @@ def det_signs(law: str, depth: int, scale: float, seed: int, n: int = N_DRAWS) -
     return sign
 
 
-def decide(k: int, n: int, alpha: float = ALPHA, delta: float = DELTA) -> dict:
-    """The decision of the module docstring for ``k`` positive signs out of ``n``: a dict with ``status``, the
-    two-sided p-value of ``p = 1/2``, the TOST p-value of ``|p - 1/2| >= delta``, and a margin (in log10
-    p-value units: positive when holds, negative when violated, 0 when inconclusive)."""
-    p_eq = binomtest(k, n, 0.5).pvalue
-    # TOST: reject p <= 1/2 - delta (large k) and p >= 1/2 + delta (small k)
-    p_lo = binom.sf(k - 1, n, 0.5 - delta)     # P(K >= k | p = 1/2 - delta)
-    p_hi = binom.cdf(k, n, 0.5 + delta)        # P(K <= k | p = 1/2 + delta)
-    p_tost = max(p_lo, p_hi)
-    lg = lambda p: math.log10(max(p, 1e-300))  # noqa: E731
-    if p_eq <= alpha:
-        status, margin = "violated", lg(p_eq) - lg(alpha)
-    elif p_tost <= alpha:
-        status, margin = "holds", lg(alpha) - lg(p_tost)
-    else:
-        status, margin = "inconclusive", 0.0
-    return {"status": status, "margin": margin, "p_value_half": p_eq, "p_value_equivalence": p_tost,
-            "positive": k, "n": n, "frequency": k / n}
+#: the test (the suite's one statistical rule, :mod:`properties.stats`): violated when the exact two-sided binomial
+#: test rejects p = 1/2 at ``run_level / tests_per_run`` (1e-3 / 10^4 = 1e-7); holds when TOST rejects
+#: ``|p - 1/2| >= DELTA`` at ``ALPHA``; else inconclusive
+TEST = ProportionEquals(0.5, DELTA, N_DRAWS, alpha=ALPHA)
 
 
-def power(p: float, n: int = N_DRAWS, alpha: float = ALPHA, delta: float = DELTA) -> dict:
-    """Exact probabilities (binomial) of each decision of :func:`decide` when the true probability is ``p``:
-    the decision regions are ``k <= r`` or ``k >= n - r`` (violated) and ``e <= k <= n - e`` minus those (holds), whose
-    edges ``r``, ``e`` are found by bisection (the p-values are monotone in k on each side of n/2)."""
-    half = n // 2
-
-    def edge(pred, a, b):   # the largest k in [a, b) with pred true, given pred(a) and not pred(b)
-        while b - a > 1:
-            m = (a + b) // 2
-            if pred(m):
-                a = m
-            else:
-                b = m
-        return a
-
-    r = edge(lambda k: binomtest(k, n, 0.5).pvalue <= alpha, 0, half)
-    e = edge(lambda k: binom.sf(k - 1, n, 0.5 - delta) > alpha, 0, half) + 1
-    violated = binom.cdf(r, n, p) + binom.sf(n - r - 1, n, p)
-    lo, hi = max(e, r + 1), min(n - e, n - r - 1)      # decide() checks violated first
-    holds = max(binom.cdf(hi, n, p) - binom.cdf(lo - 1, n, p), 0.0)
-    return {"p": p, "violated": float(violated), "holds": float(holds),
-            "inconclusive": float(max(1.0 - violated - holds, 0.0)), "edges": [int(r), int(e)]}
+def decide(k: int, n: int = N_DRAWS) -> Decision:
+    """The decision of :data:`TEST` for ``k`` positive signs out of ``n`` (= :data:`N_DRAWS`)."""
+    require(n == TEST.n, f"the test is sized for n = {TEST.n} draws, got {n}")
+    return TEST.decide(int(k))
 
 
-__all__ = ["ALPHA", "DELTA", "LAWS", "N_DRAWS", "decide", "det_signs", "power"]
+def power(p: float) -> Operating:
+    """Exact probabilities (binomial) of each decision when the true probability is ``p``."""
+    return TEST.operating(p)
+
+
+__all__ = ["ALPHA", "DELTA", "LAWS", "N_DRAWS", "TEST", "decide", "det_signs", "power"]

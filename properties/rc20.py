@@ -25,7 +25,7 @@ from . import det_half as DH
 from . import measures as M
 from . import strategies as S
 from ._common import combine, escalate, point_outcome, rc20_setting
-from .api import Outcome, claim
+from .api import claim
 from .flow_check import validated
 from .rc20_theorem import RESTS_ON, theorem_level
 
@@ -560,10 +560,10 @@ def _det_half_strategy(dropped):
        title="P(det W(0) > 0) = 1/2 under per-layer Gaussian and balanced-Gaussian inits, at any scale",
        source=SRC + ", slides ('holds with prob 0.5 under standard inits'); catalog RC20-Claim-Prob",
        statement="for an init law invariant under W_L -> diag(-1,1) W_L with P(det = 0) = 0: P(det W_{L:1}(0) > 0) "
-                 "= 1/2, independently of the scale. Test per setting: n = 2^18 draws at level 1e-6: violated when "
-                 "the exact two-sided binomial test rejects p = 1/2; holds when the equivalence test (TOST) rejects "
-                 "|p - 1/2| >= 0.01; power against p = 0.52: 1 - 1e-50; under p = 1/2 holds with probability "
-                 ">= 1 - 1e-6 (never inconclusive at this n)",
+                 "= 1/2, independently of the scale. Test per setting (properties.stats.ProportionEquals): n = 2^18 "
+                 "draws; violated when the exact two-sided binomial test rejects p = 1/2 at 1e-7; holds when the "
+                 "equivalence test (TOST) rejects |p - 1/2| >= 0.01 at 1e-6; P(violated) against p = 0.52: "
+                 "1 - 1e-50 or more; under p = 1/2 holds with probability >= 1 - 1e-6",
        kind="statistical", strategy=_det_half_strategy,
        hypotheses=[("symmetric_law", "the init law is invariant under W_L -> diag(-1, 1) W_L (Gaussian layers or "
                                      "the balanced construction from a Gaussian product)")],
@@ -571,17 +571,15 @@ def _det_half_strategy(dropped):
 def det_half(inputs, dropped):
     """n = 2^18 draws of the init law, vectorized (properties/det_half.py: the suite's laws, one generator per
     setting seed), det sign as the product of the factors' det signs (an unresolvable one is an engine failure).
-    Decision (properties.det_half.decide): violated when the exact binomial test rejects p = 1/2 at 1e-6, holds
-    when two one-sided exact tests reject |p - 1/2| >= 0.01 at 1e-6, else inconclusive; margin in log10 p-value
-    units beyond the level. Deterministic."""
+    Decision (properties.det_half.TEST, a properties.stats.ProportionEquals): violated when the exact binomial
+    test rejects p = 1/2 at 1e-7, holds when two one-sided exact tests reject |p - 1/2| >= 0.01 at 1e-6, else
+    inconclusive; margin and error in decades of evidence. Deterministic."""
     signs = DH.det_signs(inputs["law"], int(inputs["depth"]), float(inputs["scale"]), int(inputs["seed"]))
     unresolved = int(np.sum(signs == 0))
     if unresolved:
         raise EngineFailure(f"{unresolved} of {len(signs)} det signs were not resolvable in float64")
-    d = DH.decide(int(np.sum(signs > 0)), len(signs))
-    detail = {**d, "test": "violated: exact two-sided binomial, H0 p = 1/2; holds: TOST, H0 |p - 1/2| >= 0.01",
-              "level": DH.ALPHA, "delta": DH.DELTA, "power_vs_0.52": "1 - 1e-50"}
-    return Outcome(d["margin"], 0.0, detail, "numpy float64", 6.0)
+    return DH.TEST.outcome(DH.decide(int(np.sum(signs > 0))), engine="numpy float64",
+                           power_vs_052=DH.power(0.52).violated)
 
 
 # ----------------------------------------------------------------------------------------------------------------

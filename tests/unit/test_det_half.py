@@ -5,24 +5,25 @@ test let pass) and on a non-symmetric law. Seeds fixed: deterministic."""
 import numpy as np
 import pytest
 
-from properties.det_half import ALPHA, N_DRAWS, decide, det_signs, power
+from properties.det_half import ALPHA, N_DRAWS, TEST, decide, det_signs, power
 
 
 def test_level_and_power():
     null = power(0.5)
-    assert null["violated"] <= ALPHA * 1.01            # level: a true p = 1/2 is refuted at most 1e-6 of the time
-    assert null["holds"] >= 1 - 2 * ALPHA              # and is decided "holds" otherwise
+    assert null.violated <= 1e-7 * 1.01               # level: a true p = 1/2 is refuted at most 1e-7 of the time
+    assert null.holds >= 1 - 2 * ALPHA                # and is decided "holds" otherwise
+    assert TEST.red_by_chance() <= 1e-3               # the run level of properties.stats
     for p in (0.52, 0.48, 0.51):
         alt = power(p)
-        assert alt["violated"] >= 1 - 1e-6 and alt["holds"] <= ALPHA   # p = 0.52 (or 0.51) cannot survive
+        assert alt.violated >= 1 - 1e-6 and alt.holds <= ALPHA   # p = 0.52 (or 0.51) cannot survive
 
 
 def test_a_biased_law_is_refuted():
     rng = np.random.default_rng(0)
     k = int((rng.random(N_DRAWS) < 0.52).sum())
-    assert decide(k, N_DRAWS)["status"] == "violated"
+    assert decide(k, N_DRAWS).status == "violated"
     k = int((rng.random(N_DRAWS) < 0.5).sum())
-    assert decide(k, N_DRAWS)["status"] == "holds"
+    assert decide(k, N_DRAWS).status == "holds"
 
 
 @pytest.mark.parametrize("law,depth,want", [("gaussian", 3, "holds"), ("balanced", 2, "holds"),
@@ -30,4 +31,4 @@ def test_a_biased_law_is_refuted():
 def test_decisions_on_the_init_laws(law, depth, want):
     signs = det_signs(law, depth, 1e-3, seed=11)
     assert len(signs) == N_DRAWS and not np.any(signs == 0)
-    assert decide(int((signs > 0).sum()), len(signs))["status"] == want
+    assert decide(int((signs > 0).sum()), len(signs)).status == want
