@@ -5,8 +5,9 @@ RC20 down to loss 1e-30 in 34 / 40 / 42 / 43 s at depths 2 / 3 / 4 / 6, *includi
 error estimate (the main run alone: ~15 s), with 30 .. 34 correct digits of ``w11`` by that estimate.
 
 Solver.
-    :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, default 10: order ``2s - 1``,
-    stiffly accurate, L-stable), solved by Newton's method on the full ``s n x s n`` stage system with one
+    :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, by default chosen from the
+    tolerance so that the step count does not grow with the digits, see :mod:`models.engines.radau_mp`: order
+    ``2s - 1``, stiffly accurate, L-stable), solved by Newton's method on the full ``s n x s n`` stage system with one
     Jacobian per stage (forward differences at 2/3 of the working precision). The stage Jacobians are taken at
     the predicted stages and recomputed (up to 3 times) when the iteration contracts slowly: the flow's stiffness
     grows like ``loss^-(L-1)/L`` and changes by O(1) factors within one step late in the flow, which is why a
@@ -85,6 +86,8 @@ from ..factorizations import DeepMatrix
 from ..inits import is_balanced
 from ..trajectory import Point, Status
 from .base import AbstractEngine, Result, Spec
+from .radau_mp import StageMatrix, apply_weights, auto_stages, interp_many, lagrange_weights, \
+    stage_residual
 
 PATHS = ("auto", "chart", "raw")
 
@@ -199,40 +202,6 @@ class _FlintKit:
 FLINT_KIT = _FlintKit()
 
 
-class StageMatrix:
-    """The Newton matrix ``N = I - h (A kron I_n) diag(J_1, .., J_s)`` of an ``s``-stage collocation step, held
-    as a FLINT ``arb_mat`` and solved by floating-point Gaussian elimination with partial pivoting at the
-    context's precision (python-flint's ``solve(algorithm="approx")``: the same algorithm as a Python LU on
-    lists of mpf, about 100x faster (measured on the 28x28 system of a 7-stage chart step). FLINT's precision is a
-    global setting, so it is set for the duration of each call and restored (:func:`arb_prec`).
-
-    Raises ``ZeroDivisionError`` when ``N`` is singular at working precision.
-    """
-
-    def __init__(self, h, A, Js, ctx):
-        self.ctx, self.prec = ctx, ctx.prec
-        s, n = len(A), Js[0].nrows()
-        self.size = s * n
-        with arb_prec(self.prec):
-            J = [Jj.tolist() for Jj in Js]
-            hA = [[to_arb(h * a) for a in row] for row in A]
-            entries = []
-            for i in range(s):
-                for k in range(n):
-                    for j in range(s):
-                        ha, Jjk = hA[i][j], J[j][k]
-                        entries.extend(-ha * v for v in Jjk)
-                    entries[-s * n + i * n + k] += 1
-            self.N = flint.arb_mat(self.size, self.size, entries)
-            self.N.solve(flint.arb_mat(self.size, 1, [0] * self.size), algorithm="approx")   # singular: raise now
-
-    def solve(self, b) -> list:
-        """``N^-1 b`` for a list ``b`` of mpf."""
-        with arb_prec(self.prec):
-            x = self.N.solve(flint.arb_mat(self.size, 1, [to_arb(v) for v in b]), algorithm="approx")
-            return [from_arb(x[i, 0], self.ctx) for i in range(self.size)]
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The stiff solver: Radau IIA.
 # ---------------------------------------------------------------------------------------------------------------
@@ -290,14 +259,7 @@ def half_step_weights(s: int, ctx) -> list[list[list]]:
 
 
 def _lagrange(nodes, x):
-    out = []
-    for j, xj in enumerate(nodes):
-        w = 1
-        for m, xm in enumerate(nodes):
-            if m != j:
-                w = w * (x - xm) / (xj - xm)
-        out.append(w)
-    return out
+    return lagrange_weights(nodes, x)
 
 
 class Radau:
@@ -403,16 +365,15 @@ class Radau:
                 fac = None
             if fac is None:
                 try:
-                    fac = StageMatrix(h, A, Js, ctx)
+                    fac = StageMatrix(h, A, Js, ctx, arb_prec)
                 except ZeroDivisionError:
                     return None
                 self.stats["nlu"] += 1
-            R = []
-            for i in range(s):
-                Ai = A[i]
-                for k in range(n):
-                    R.append(h * ctx.fsum(Ai[j] * Fs[j][k] for j in range(s)) - Z[i][k])
-            d = fac.solve(R)
+            R = stage_residual(h, A, Fs, Z, ctx, arb_prec)
+            try:
+                d = fac.solve(R)
+            except ZeroDivisionError:       # the Newton matrix is singular at working precision
+                return None
             self.stats["newton"] += 1
             dZ = [d[i * n:(i + 1) * n] for i in range(s)]
             Z = [[a + b for a, b in zip(Zi, di)] for Zi, di in zip(Z, dZ)]
@@ -442,7 +403,8 @@ class Radau:
         sc = self._scales(z0, z0)
         Zp = None
         if self._poly is not None:
-            Zp = [self._interp(self._poly, x0 + ci * h) for ci in self.c]
+            xs_, hp_, _, Zprev = self._poly
+            Zp = interp_many([0] + self.c, [(x0 + ci * h - xs_) / hp_ for ci in self.c], Zprev, ctx, arb_prec)
             off = [a - b for a, b in zip(z0, self._poly[2])]
             Zp = [[a - o for a, o in zip(Zi, off)] for Zi in Zp]
             # far beyond the last step, the extrapolated polynomial can leave the chart's domain: then start
@@ -475,7 +437,7 @@ class Radau:
         out = []
         xa, za = x0, z0
         for half in range(2):
-            Zp = [self._interp_w(Zf, w) for w in W[half]]
+            Zp = apply_weights([w[1:] for w in W[half]], Zf, ctx, arb_prec)
             off = [a - b for a, b in zip(za, z0)]
             Zp = [[a - o for a, o in zip(Zi, off)] for Zi in Zp]
             r = self._solve(xa, za, h2, Zp, [combine(w, Jnodes, ctx.prec) for w in W[half]], sc)
@@ -965,6 +927,7 @@ class _Integration:
     def __init__(self, spec: Spec, *, use_chart: bool, digits: int, work_dps: int, tol: float, kmax: int,
                  max_steps: int, deadline: float, max_records: int | None = None):
         self.spec, self.use_chart, self.digits, self.work_dps = spec, use_chart, digits, work_dps
+        kmax = kmax or auto_stages(tol)
         self.kmax, self.max_steps, self.deadline, self.max_records = kmax, max_steps, deadline, max_records
         self.ctx = ctx = make_context(work_dps)
         self.tol = ctx.mpf(tol)
@@ -973,7 +936,8 @@ class _Integration:
         self.records: list[dict] = []
         self.status, self.message = Status.COMPLETED, ""
         self.stats = dict.fromkeys(SOLVER_COUNTERS, 0)
-        self.stats.update({"recharts": 0, "loose_landings": 0, "path": None, "work_dps": work_dps, "tol": float(tol)})
+        self.stats.update({"recharts": 0, "loose_landings": 0, "path": None, "work_dps": work_dps, "tol": float(tol),
+                           "stages": kmax})
         self.seconds = 0.0
         self.solver = None
 
@@ -1266,14 +1230,16 @@ class GradientFlowMP(AbstractEngine):
     - ``estimate`` (default True): run the reference integration for ``loss_err`` / ``product_err``;
       ``extra_digits`` (default 20) and ``tighter`` (default 100) set its precision and tolerance. Without it
       the errors are only the rounding floor ``10^-digits`` relative: no discretization error is estimated.
-    - ``stages`` (default 10): Radau IIA stages ``s`` (order ``2 s - 1``), 2 .. 15.
+    - ``stages`` (default None: chosen from the tolerance by :func:`models.engines.radau_mp.auto_stages`, 10 at
+      tol 1e-26 .. 1e-27, 19 at 1e-50, 34 at 1e-90; the reference run chooses for its own tolerance): Radau IIA
+      stages ``s`` (order ``2 s - 1``), 2 .. 40.
     """
 
     name = "gf-mp"
 
     def __init__(self, digits: int = 40, tol: float | None = None, max_steps: int = 20_000, path: str = "auto",
                  guard: int | None = None, estimate: bool = True, extra_digits: int = 20, tighter: float = 100.0,
-                 stages: int = 10):
+                 stages: int | None = None):
         digits = _int_option("digits", digits, 20, 2000)
         if tol is not None:
             require(isinstance(tol, (int, float)) and not isinstance(tol, bool) and math.isfinite(tol)
@@ -1287,7 +1253,7 @@ class GradientFlowMP(AbstractEngine):
         extra_digits = _int_option("extra_digits", extra_digits, 1, 1000)
         require(isinstance(tighter, (int, float)) and not isinstance(tighter, bool) and math.isfinite(tighter)
                 and tighter >= 2, f"tighter must be a number >= 2, got {tighter!r}")
-        kmax = _int_option("stages", stages, 2, 15)
+        kmax = None if stages is None else _int_option("stages", stages, 2, 40)
         self.digits = digits
         self.tol = float(tol) if tol is not None else 10.0 ** -(digits - 10)
         self.max_steps, self.path, self.guard, self.estimate = max_steps, path, guard, estimate
@@ -1396,7 +1362,7 @@ def bench_gf_mp(depths: Sequence[int] = (2, 3, 4, 6), until_loss: float = 1e-30,
     ``w11_rel_err`` (the error estimate ``product_err / |w11|`` at the end: 1e-20 means 20 correct digits),
     ``w11_digits`` (correct decimal digits of w11 by that estimate), ``w11_times_s`` (``|w11| sqrt(2 loss)`` as a
     20-digit string: it tends to 1, and at loss 1e-30 differs from it by less than 1e-14), ``steps`` (main run),
-    ``w11`` (decimal string)."""
+    ``w11`` (decimal string), ``main_seconds`` (the main run alone), ``stages`` (Radau stages of the main run)."""
     from .. import inits
     from ..problems import rc20
 
@@ -1411,8 +1377,10 @@ def bench_gf_mp(depths: Sequence[int] = (2, 3, 4, 6), until_loss: float = 1e-30,
         loss = ctx.mpf(fin.hp["loss"]) if fin.hp else ctx.mpf(fin.loss)
         rel = float(fin.product_err / abs(w11)) if w11 else math.inf
         rows.append({
-            "workload": f"gf-mp rc20 balanced s={scale:g} to loss {until_loss:g}",
+            "workload": f"gf-mp {digits} digits rc20 balanced s={scale:g} to loss {until_loss:g}",
             "depth": int(L), "seconds": round(tr.seconds, 3), "loss": float(loss), "status": tr.status.value,
+            "main_seconds": tr.stats.get("main", {}).get("seconds"),
+            "stages": tr.stats.get("main", {}).get("stages"),
             "w11_rel_err": rel,
             "w11_digits": int(math.floor(-math.log10(rel))) if 0 < rel < 1 else 0,
             "w11_times_s": ctx.nstr(abs(w11) * ctx.sqrt(2 * loss), 20),

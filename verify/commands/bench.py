@@ -7,9 +7,12 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   column: ``scipy.integrate.solve_ivp(method="LSODA")`` on the raw factors with the same tolerances and a wall
   budget; it reports the smallest loss it reached while the det sign (product of the factor dets) was still
   right, and where the det flipped.
-- ``gf-mp`` on the same problem at depths 2, 3, 4, 6 towards loss 1e-30 within ``--mp-budget`` seconds per
-  trajectory (default 60, the engine's target): seconds, the loss reached and the status (``budget`` when it did
-  not get there), correct digits of w11 (from the engine's error estimate) and |w11| * sqrt(2 loss).
+- ``gf-mp`` on the same problem at depths 2, 3, 4, 6 (``--mp-depth``) towards loss 1e-30 at 40 digits
+  (``--mp-digits D``, repeatable: 60 digits aim at loss 1e-30 too, 100 digits and more at loss 1e-60) within
+  ``--mp-budget`` seconds per trajectory (default: the engine's targets, 60 s up to 60 digits, 300 s above):
+  seconds (main run plus the error-estimate run; ``main_seconds`` alone), Radau stages, the loss reached and the
+  status (``budget`` when it did not get there), correct digits of w11 (from the engine's error estimate) and
+  |w11| * sqrt(2 loss).
 - ``gf-e2e``: ``gf`` on random low-rank completion (the ACHL19 generator, half the entries observed, seed 0),
   balanced init 1e-2, down to loss 1e-10, including the error-estimate run: depth 3 on 10x10 rank 1, 20x20
   rank 2 and 50x50 rank 2 (the end-to-end path), depth 1 on 50x50 rank 2 (closed form). Naive column (10x10
@@ -48,8 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="run only this part (gf, gf-mp, gd, gf-e2e); repeatable (default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
                    help="wall budget of each naive LSODA run in seconds (default 20)")
-    p.add_argument("--mp-budget", type=float, default=60.0, metavar="S",
-                   help="wall budget of each gf-mp trajectory in seconds (default 60)")
+    p.add_argument("--mp-budget", type=float, default=None, metavar="S",
+                   help="wall budget of each gf-mp trajectory in seconds (default 60 up to 60 digits, else 300)")
+    p.add_argument("--mp-digits", type=int, action="append", default=None, metavar="D",
+                   help="gf-mp digits, repeatable (default 40; 60 aims at loss 1e-30, 100+ at loss 1e-60)")
+    p.add_argument("--mp-depth", type=int, action="append", default=None, metavar="L",
+                   help="gf-mp depth, repeatable (default 2, 3, 4, 6)")
     p.add_argument("--seconds", type=float, default=1.0, metavar="S",
                    help="minimum measuring time per gd throughput figure (default 1)")
 
@@ -186,13 +193,23 @@ def bench_gf_e2e(naive_budget: float = 20.0,
     return rows
 
 
-def _bench_gf_mp(budget: float) -> list[dict]:
+def mp_target(digits: int) -> tuple[float, float]:
+    """``(until_loss, default budget in s)`` of the gf-mp bench at ``digits`` (the issue-12 targets)."""
+    return (1e-30, 60.0) if digits <= 60 else (1e-60, 300.0)
+
+
+def _bench_gf_mp(budget: float | None, digits=None, depths=None) -> list[dict]:
     from models.engines import gf_mp
 
     fn = getattr(gf_mp, "bench_gf_mp", None)
     if fn is None:
         return [{"workload": "gf-mp", "status": "not measured: models.engines.gf_mp has no bench_gf_mp"}]
-    return fn(wall_budget=budget)
+    rows = []
+    for d in digits or [40]:
+        loss, default_budget = mp_target(d)
+        rows += fn(depths=tuple(depths or (2, 3, 4, 6)), until_loss=loss, digits=d,
+                   wall_budget=default_budget if budget is None else budget)
+    return rows
 
 
 def _bench_gd(seconds: float) -> list[dict]:
@@ -254,8 +271,14 @@ def _machine() -> dict:
 def run(args) -> int:
     if not (args.naive_budget > 0 and math.isfinite(args.naive_budget)):
         raise InvalidInput(f"--naive-budget must be a positive number of seconds, got {args.naive_budget!r}")
-    if not (args.mp_budget > 0 and math.isfinite(args.mp_budget)):
+    if args.mp_budget is not None and not (args.mp_budget > 0 and math.isfinite(args.mp_budget)):
         raise InvalidInput(f"--mp-budget must be a positive number of seconds, got {args.mp_budget!r}")
+    for d in args.mp_digits or []:
+        if not 20 <= d <= 2000:
+            raise InvalidInput(f"--mp-digits must be an integer in [20, 2000], got {d}")
+    for L in args.mp_depth or []:
+        if not 2 <= L <= 8:
+            raise InvalidInput(f"--mp-depth must be an integer in [2, 8], got {L}")
     if not (args.seconds > 0 and math.isfinite(args.seconds)):
         raise InvalidInput(f"--seconds must be a positive number, got {args.seconds!r}")
     parts = args.only or list(PARTS)
@@ -268,10 +291,11 @@ def run(args) -> int:
                             "naive_seconds", "naive_outcome", "naive_best_loss_det_kept", "naive_loss_at_det_flip",
                             "ratio"]) + "\n", flush=True)
     if "gf-mp" in parts:
-        rows = _bench_gf_mp(args.mp_budget)
+        rows = _bench_gf_mp(args.mp_budget, args.mp_digits, args.mp_depth)
         out["rows"]["gf-mp"] = rows
-        print(_table(rows, [c for c in ("workload", "depth", "seconds", "loss", "status", "w11_rel_err", "w11_digits",
-                                        "w11_times_s") if any(c in r for r in rows)]) + "\n", flush=True)
+        print(_table(rows, [c for c in ("workload", "depth", "seconds", "main_seconds", "stages", "loss", "status",
+                                        "w11_rel_err", "w11_digits", "w11_times_s") if any(c in r for r in rows)])
+              + "\n", flush=True)
     if "gd" in parts:
         rows = _bench_gd(args.seconds)
         out["rows"]["gd"] = rows
