@@ -82,6 +82,7 @@ GRAIN = 32768          # torch's at::internal::GRAIN_SIZE: elementwise CPU calls
 SMALL_DIM = 8          # widest layer the elementwise kernel handles
 MIN_CHUNK = 2048       # smallest chunk worth a coarser elementwise layout
 MIN_BATCH = 64         # below this many members, bmm (fewer calls) beats the unrolled elementwise products
+MAX_RUNS = 16         # completion with more runs of consecutive observed entries: gather/scatter (matmul kernel)
 KERNELS = ("auto", "elementwise", "matmul")
 _MAX_STEPS_NO_LIMIT = 2 ** 62
 
@@ -223,7 +224,12 @@ def _runs(flat_idx: np.ndarray, width: int) -> list[tuple[int, int, int]]:
 
 
 def _completion_pattern(problem: MatrixProblem):
-    """``(flat indices sorted, targets in that order)`` when every measurement reads one distinct entry, else None."""
+    """``(flat indices sorted, targets in that order)`` when every measurement reads one distinct entry, else None.
+
+    Completion problems give their observed indices directly (their dense operator is never built)."""
+    if problem.obs_flat is not None:
+        order = np.argsort(problem.obs_flat, kind="stable")
+        return problem.obs_flat[order], problem.targets[order]
     op = problem.operator
     nz = op != 0
     if not np.all(nz.sum(axis=1) == 1):
@@ -454,13 +460,25 @@ class _DeepMatmul(_DeepKernel):
             self._obs = torch.tensor(flat, dtype=torch.long, device=device)
             self._y = torch.tensor(y, **kw)
             self._obs_np, self._y_np = flat, y
-            for start, stop, off in _runs(flat, d * dp):
-                g = Gflat[:, start:stop]
-                self._res_ops.append(partial(torch.sub, self.Pflat[:, start:stop], self._y[off:off + stop - start],
-                                             out=g))
+            runs = _runs(flat, d * dp)
+            if len(runs) <= MAX_RUNS:
+                for start, stop, off in runs:
+                    g = Gflat[:, start:stop]
+                    self._res_ops.append(partial(torch.sub, self.Pflat[:, start:stop],
+                                                 self._y[off:off + stop - start], out=g))
+                    if c != 1.0:
+                        self._res_ops.append(partial(g.mul_, c))
+                    self._mask_targets.append(g)
+            else:
+                # scattered observations (random completion): one gather, the residual in place, one scatter
+                # into G (whose unobserved entries stay 0): O(m) work and 3 .. 5 calls, whatever the pattern
+                self._r = torch.zeros((b, len(flat)), **kw)
+                self._res_ops.append(partial(torch.index_select, self.Pflat, 1, self._obs, out=self._r))
+                self._res_ops.append(partial(self._r.sub_, self._y))
                 if c != 1.0:
-                    self._res_ops.append(partial(g.mul_, c))
-                self._mask_targets.append(g)
+                    self._res_ops.append(partial(self._r.mul_, c))
+                self._mask_targets.append(self._r)
+                self._scatter = partial(Gflat.index_copy_, 1, self._obs, self._r)
             self._op = None
         else:
             self._obs = None
@@ -489,6 +507,8 @@ class _DeepMatmul(_DeepKernel):
         ops = list(self._res_ops)
         if mask is not None:
             ops += [partial(t.mul_, mask.reshape(-1, 1)) for t in self._mask_targets]
+        if getattr(self, "_scatter", None) is not None:
+            ops.append(self._scatter)
         if self._op is not None:
             ops += self._res_tail
         self.tail_ops = ops + self._bwd_ops
@@ -681,7 +701,7 @@ def _run_loop(K: _Chunks, problem, model, *, steps: int | None, until_loss: floa
     B = K.b
     depth = model.depth if isinstance(model, DeepMatrix) else model.order
     is_matrix = isinstance(model, DeepMatrix)
-    a_rows = (np.abs(problem.operator).sum(axis=1) if is_matrix else np.ones(problem.m))
+    a_rows = problem.measurement_norms() if is_matrix else np.ones(problem.m)
     m = problem.m
     ls = problem.loss_scale
     end_step = steps if steps is not None else _MAX_STEPS_NO_LIMIT
@@ -963,7 +983,8 @@ def _torch_loss(problem, model, params, op_T=None, y=None):
         P = params[0]
         for W in params[1:]:
             P = torch.matmul(W, P)
-        r = P.reshape(P.shape[0], -1) @ op_T - y
+        Pf = P.reshape(P.shape[0], -1)
+        r = (Pf[:, op_T] if op_T.dtype == torch.long else Pf @ op_T) - y
     else:
         letters = "abcdefghijklmnopqrstuvwxy"[: model.order]
         T = torch.einsum(",".join(f"...{c}z" for c in letters) + "->..." + letters, *params)
@@ -981,7 +1002,9 @@ def autograd_gd_reference(problem, model, factors_batch, lr: float, steps: int, 
     params = [torch.tensor(np.asarray(F, dtype=float), dtype=F64, device=dev, requires_grad=True)
               for F in factors_batch]
     if isinstance(model, DeepMatrix):
-        op_T = torch.tensor(problem.operator.T, dtype=F64, device=dev)
+        # completion: gather the observed entries (what a user writes: W[rows, cols] - y), never a dense operator
+        op_T = (torch.tensor(problem.obs_flat, dtype=torch.long, device=dev) if problem.obs_flat is not None
+                else torch.tensor(problem.operator.T, dtype=F64, device=dev))
     else:
         op_T = torch.tensor(problem._flat, dtype=torch.long, device=dev)
     y = torch.tensor(problem.targets, dtype=F64, device=dev)

@@ -98,13 +98,12 @@ class StageMatrix:
         self.size = size = s * n
         with scope(self.prec):
             K = _kron_eye(A, n, ctx.prec)
-            entries = [0] * (size * size)
+            D = flint.arb_mat(size, size)
             for j, Jj in enumerate(Js):
+                o = j * n
                 for a in range(n):
-                    row = (j * n + a) * size + j * n
                     for b in range(n):
-                        entries[row + b] = Jj[a, b]
-            D = flint.arb_mat(size, size, entries)
+                        D[o + a, o + b] = Jj[a, b]
             self.N = _eye(size) - (K * D) * _to_arb(h)
 
     def solve(self, b) -> list:

@@ -69,3 +69,26 @@ def test_gd_batch_matches_sgd_on_every_problem_kind(tmp_path, spec, size):
             scale = max(float(np.max(np.abs(ref[s]))), 1e-300)
             assert float(np.max(np.abs(res.product[k, b] - ref[s]))) <= REL * scale
 
+
+
+@pytest.mark.parametrize("reduction, depth", [("mean", 3), ("half_sum", 2)])
+def test_gd_scattered_completion_gathers_and_matches_sgd(reduction, depth):
+    # random observations form many runs of consecutive entries: the matmul kernel gathers and scatters them
+    # (models.engines.gd.MAX_RUNS); no dense m x d d' operator is built by the problem or the engine
+    from models.engines.gd import MAX_RUNS, _runs
+
+    problem, _ = G.random_completion((12, 10), rank=2, m=60, seed=3, reduction=reduction)
+    assert len(_runs(np.sort(problem.obs_flat), 120)) > MAX_RUNS
+    model = DeepMatrix(depth, problem.shape)
+    members = [inits.gaussian(model, 0.3, seed=s).factors for s in range(2)]
+    batch = [np.stack([fs[j] for fs in members]) for j in range(depth)]
+    steps, lr = 20, 0.05
+    res = GradientDescent(lr=lr, record_every=10, kernel="matmul").run_batch(problem, model, batch, steps=steps)
+    assert "operator" not in problem.__dict__          # the engine never asked for the dense operator
+    for b, fs in enumerate(members):
+        ref = _sgd_products(problem, model, fs, lr, steps)
+        for k, s in enumerate(res.steps):
+            scale = max(float(np.max(np.abs(ref[s]))), 1e-300)
+            assert float(np.max(np.abs(res.product[k, b] - ref[s]))) <= REL * scale
+        W = res.product[-1, b]
+        assert res.loss[-1, b] == pytest.approx(problem.loss(W), rel=1e-12)
