@@ -451,6 +451,7 @@ class _DeepMatmul(_DeepKernel):
         self.P = P
         self.Pflat = P[L].view(b, d * dp)
         G = torch.zeros((b, d, dp), **kw)
+        self.G = G          # the end-to-end gradient (grad_scale A^T r, masked), for step rules (gd_rules.py)
         Gflat = G.view(b, d * dp)
         c = problem.grad_scale
         pattern = _completion_pattern(problem)
@@ -651,6 +652,11 @@ class _Chunks:
                 k.restore(sel[s:e])
 
 
+# public names for the step-rule kernels of models.engines.gd_rules
+DeepMatmulKernel = _DeepMatmul
+Chunks = _Chunks
+
+
 def _split(B: int, size: int) -> list[tuple[int, int]]:
     n = max(1, -(-B // max(1, size)))
     edges = [round(i * B / n) for i in range(n + 1)]
@@ -658,9 +664,13 @@ def _split(B: int, size: int) -> list[tuple[int, int]]:
 
 
 def _build_kernel(problem, model, factors: list[np.ndarray], lr: float, device: torch.device, kernel: str,
-                  gran: str | None = None, chunk: int | None = None) -> _Chunks:
-    """Pick and build the kernel (module docstring). ``gran``/``chunk`` force the elementwise layout (benchmarks)."""
+                  gran: str | None = None, chunk: int | None = None, rule: dict | None = None) -> _Chunks:
+    """Pick and build the kernel (module docstring). ``gran``/``chunk`` force the elementwise layout (benchmarks).
+    ``rule``: a step rule other than the constant step (:mod:`models.engines.gd_rules`)."""
     B = factors[0].shape[0]
+    if rule is not None and rule.get("step_rule", "constant") != "constant":
+        from .gd_rules import build_rule_kernel
+        return build_rule_kernel(problem, model, factors, lr, device, rule)
     cpu = device.type == "cpu"
     if isinstance(model, CP):
         per = problem.m * model.rank
@@ -861,13 +871,17 @@ class GradientDescent(AbstractEngine):
     Options: ``lr`` (step size, positive finite), ``device`` (None: CUDA if torch sees one, else CPU; or "cpu",
     "cuda"), ``record_every`` (record every k steps; None: the start and the end only, or ``per_decade`` points per
     decade of loss in :meth:`run`), ``check_every`` (steps between divergence / ``until_loss`` / budget checks),
-    ``kernel`` ("auto", "elementwise", "matmul": deep matrix kernels; CP always uses its sparse kernel).
+    ``kernel`` ("auto", "elementwise", "matmul": deep matrix kernels; CP always uses its sparse kernel),
+    ``step_rule`` ("constant", the default: ``lr`` every step; "normalized": one global step per iteration,
+    ``lr / (sqrt(avg ||grad||^2) + rms_eps)`` with the average's decay ``rms_alpha``, as the official trainers'
+    GroupRMSprop; deep matrix factorizations only; see :mod:`models.engines.gd_rules`). The step rule and its
+    options are part of every result's settings (``describe_options``).
     """
 
     name = "gd"
 
     def __init__(self, lr: float = 1e-2, device=None, record_every: int | None = None, check_every: int = 128,
-                 kernel: str = "auto"):
+                 kernel: str = "auto", step_rule: str = "constant", rms_alpha: float = 0.99, rms_eps: float = 1e-6):
         require(isinstance(lr, (int, float, np.floating)) and not isinstance(lr, bool) and math.isfinite(lr)
                 and lr > 0, f"lr must be a positive finite number, got {lr!r}")
         self.lr = float(lr)
@@ -878,10 +892,12 @@ class GradientDescent(AbstractEngine):
         self.check_every = ce
         require(kernel in KERNELS, f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.kernel = kernel
+        from .gd_rules import check_rule
+        self.rule = check_rule(step_rule, rms_alpha, rms_eps)
 
     def describe_options(self) -> dict:
         return {"lr": self.lr, "device": str(self.device), "record_every": self.record_every,
-                "check_every": self.check_every, "kernel": self.kernel}
+                "check_every": self.check_every, "kernel": self.kernel, **self.rule}
 
     # ------------------------------------------------------------------------------------------------------
     def run_batch(self, problem, model, factors_batch, *, steps: int | None, record_every: int | None = None,
@@ -903,13 +919,16 @@ class GradientDescent(AbstractEngine):
         require(steps is not None or (until_loss is not None and wall_budget is not None),
                 "gradient descent needs steps, or until_loss together with wall_budget")
         every = _positive_int_or_none("record_every", record_every) or self.record_every
-        K = _build_kernel(problem, model, factors, self.lr, self.device, self.kernel)
+        K = _build_kernel(problem, model, factors, self.lr, self.device, self.kernel, rule=self.rule)
         settings = {"engine": self.name, "problem": problem.describe(), "model": _describe_model(model),
                     "steps": steps, "until_loss": until_loss, **self.describe_options()}
         with torch.no_grad():
-            return _run_loop(K, problem, model, steps=steps, until_loss=until_loss, record_every=every,
-                             record_at=None, per_decade=None, check_every=self.check_every,
-                             wall_budget=wall_budget, settings=settings, device=self.device)
+            res = _run_loop(K, problem, model, steps=steps, until_loss=until_loss, record_every=every,
+                            record_at=None, per_decade=None, check_every=self.check_every,
+                            wall_budget=wall_budget, settings=settings, device=self.device)
+        if hasattr(K, "rule_time"):
+            res.stats["rule_time"] = [float(v) for v in K.rule_time()]
+        return res
 
     @staticmethod
     def _check_batch(problem, model, factors_batch) -> list[np.ndarray]:
@@ -941,6 +960,8 @@ class GradientDescent(AbstractEngine):
 
     def _run(self, spec: Spec) -> Result:
         steps = spec.steps
+        require(spec.t_max is None or self.rule["step_rule"] == "constant",
+                "t_max converts to steps only with the constant step rule; give steps or until_loss")
         if spec.t_max is not None:
             from_t = int(math.ceil(spec.t_max / self.lr - 1e-9))
             steps = from_t if steps is None else min(steps, from_t)
@@ -960,13 +981,16 @@ class GradientDescent(AbstractEngine):
             record_at = tuple(record_at)
         per_decade = None if (every or record_at) else spec.per_decade
         factors = [np.asarray(F, dtype=float)[None] for F in spec.init.factors]
-        K = _build_kernel(spec.problem, spec.model, factors, self.lr, self.device, self.kernel)
+        K = _build_kernel(spec.problem, spec.model, factors, self.lr, self.device, self.kernel, rule=self.rule)
         with torch.no_grad():
             res = _run_loop(K, spec.problem, spec.model, steps=steps, until_loss=spec.until_loss, record_every=every,
                             record_at=record_at, per_decade=per_decade, check_every=check_every,
                             wall_budget=spec.wall_budget, settings={}, device=self.device)
         traj = res.trajectory(0)
         stats = dict(res.stats)
+        stats["step_rule"] = self.rule["step_rule"]
+        if hasattr(K, "rule_time"):
+            stats["rule_time"] = float(K.rule_time()[0])
         stats["steps"] = int(res.final_step[0])
         stats["steps_per_s"] = stats["trajectory_steps"] / max(res.seconds, 1e-12)
         stats.pop("member", None)

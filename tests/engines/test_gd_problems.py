@@ -92,3 +92,23 @@ def test_gd_scattered_completion_gathers_and_matches_sgd(reduction, depth):
             assert float(np.max(np.abs(res.product[k, b] - ref[s]))) <= REL * scale
         W = res.product[-1, b]
         assert res.loss[-1, b] == pytest.approx(problem.loss(W), rel=1e-12)
+
+
+def test_gd_keeps_what_it_records_not_the_history():
+    # the bytes per recorded point stated in models.trajectory.Trajectory's docstring (8 d d' + 26 per member and
+    # point, 8 per recorded step), and the final factors once; a 30x30 depth-3 stand-in for the 100x100 case
+    problem, _ = G.random_completion((30, 30), rank=2, m=400, seed=0, reduction="mean")
+    model = DeepMatrix(3, (30, 30))
+    fs = inits.balanced(model, 0.5, seed=0).factors
+    B, steps, every = 2, 60, 20
+    res = GradientDescent(lr=0.1).run_batch(problem, model, [np.stack([F] * B) for F in fs], steps=steps,
+                                            record_every=every)
+    rows = steps // every + 1
+    assert list(res.steps) == [0, 20, 40, 60]
+    held = sum(getattr(res, k).nbytes for k in ("steps", "loss", "product", "det_sign", "recorded", "loss_err",
+                                                 "product_err"))
+    assert held == rows * B * (8 * 30 * 30 + 26) + 8 * rows
+    assert sum(F.nbytes for F in res.final_factors) == B * 8 * 3 * 30 * 30
+    tr = res.trajectory(0)
+    assert len(tr.points) == rows and all(p.factors is None for p in tr.points[:-1])
+    assert all(p.product.nbytes == 8 * 30 * 30 for p in tr.points)
