@@ -652,7 +652,7 @@ class _Chunks:
                 k.restore(sel[s:e])
 
 
-# public names for the step-rule kernels of models.engines.gd_rules
+# public names for the step-rule kernels of models.engines.gd_rules and the benchmarks of bench_scaling
 DeepMatmulKernel = _DeepMatmul
 Chunks = _Chunks
 
@@ -855,6 +855,9 @@ def _resolve_device(device) -> torch.device:
     if dev.type == "cuda":
         require(torch.cuda.is_available(), "device 'cuda' requested but torch sees no CUDA device")
     return dev
+
+
+resolve_device = _resolve_device
 
 
 def _positive_int_or_none(name: str, v) -> int | None:

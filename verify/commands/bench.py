@@ -18,7 +18,12 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   rank 2 and 50x50 rank 2 (the end-to-end path), depth 1 on 50x50 rank 2 (closed form). Naive column (10x10
   only; raw factors of 50x50 need a 7,500-unknown dense LU): LSODA on the raw factors as above.
 - ``gd`` at depth 4: trajectory-steps per second at B = 1, 100, 10 000; CP tensor GD (order 4, dims 5, rank 10):
-  steps per second. Naive column: a torch autograd GD loop on the same batch.
+  steps per second. Naive column: a torch autograd GD loop on the same batch. The B = 1 depth-4 row also shows
+  the official RC20 DMF trainer's throughput as stated in issue 12 (2,000-2,800 epochs/s on this machine; one
+  epoch is one step of one model) and ``ratio_official`` against its top.
+- ``gd-dmf``: depth-3 100x100 completion (ACHL19 generator, rank 5, m = 2,000 and 5,000) at B = 1 and 64,
+  marginal trajectory-steps per second of ``gd`` and of the torch autograd loop a user would write (SGD on the
+  gathered observed entries), and their ratio (see :mod:`models.engines.bench_scaling`).
 
 ``--json PATH`` writes every row (and the machine: CPU count, torch threads, versions) as strict JSON.
 """
@@ -40,7 +45,7 @@ from models.errors import InvalidInput
 
 HELP = "measure the engines (gf, gf-mp, gd) against naive alternatives and write a table"
 
-PARTS = ("gf", "gf-mp", "gd", "gf-e2e")
+PARTS = ("gf", "gf-mp", "gd", "gf-e2e", "gd-dmf")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = __doc__.split("\n\n", 1)[1]
     p.add_argument("--json", metavar="PATH", default=None, help="write the rows as JSON to PATH (- for stdout)")
     p.add_argument("--only", metavar="PART", action="append", choices=PARTS, default=None,
-                   help="run only this part (gf, gf-mp, gd, gf-e2e); repeatable (default: all)")
+                   help="run only this part (gf, gf-mp, gd, gf-e2e, gd-dmf); repeatable (default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
                    help="wall budget of each naive LSODA run in seconds (default 20)")
     p.add_argument("--mp-budget", type=float, default=None, metavar="S",
@@ -298,7 +303,15 @@ def run(args) -> int:
               + "\n", flush=True)
     if "gd" in parts:
         rows = _bench_gd(args.seconds)
+        from models.engines.bench_scaling import official_ratios
+        official_ratios(rows, "rc20_dmf", "depth4")
         out["rows"]["gd"] = rows
+        print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "official_epochs_per_s",
+                            "ratio_official", "device"]) + "\n", flush=True)
+    if "gd-dmf" in parts:
+        from models.engines.bench_scaling import bench_gd_dmf
+        rows = bench_gd_dmf(seconds=args.seconds)
+        out["rows"]["gd-dmf"] = rows
         print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "device"]) + "\n", flush=True)
     if "gf-e2e" in parts:
         rows = bench_gf_e2e(naive_budget=args.naive_budget)
