@@ -12,15 +12,16 @@
   of these full-batch trainers is one GD step of one model (B = 1). :func:`official_ratios` sets each ``gd``
   row of the same workload next to them.
 
-Why ``gd`` is not 5x the autograd loop on 100x100 (measured, rows below): a step of either is six dense products
-of 100x100 matrices per member (two forward, four backward) and ~0.1 .. 2 ms of them; the autograd graph adds
-~0.2 ms per step at B = 1 and nothing proportional to B. ``gd`` saves the graph, the optimizer's separate
-update pass and the gather's temporaries: measured with one torch thread on the shared 2-core machine (m =
-5,000), 1,174 vs 744 steps/s at B = 1 (1.6x) and 494 vs 664 trajectory-steps/s at B = 64 (0.74x: there both run
-the same batched BLAS calls, and gd's in-place ``baddbmm_`` on transposed views is no faster); with two threads
-on the loaded machine single measurements ranged from 0.46x to 4x, so read these rows on an idle machine. The 5x target of the issue holds against the dense-operator formulation
-(``r = A vec(W) - y`` with the ``m x 10,000`` operator: 400 MB at m = 5,000, ~50x the flops of the factor
-products), which neither side uses any more.
+Why ``gd`` is not always 5x the autograd loop on 100x100: a step of either is six dense products of 100x100
+matrices per member (two forward, four backward), ~0.2 ms of BLAS per member on one core; the autograd graph
+and the optimizer's separate update pass add ~0.3 .. 0.6 ms per step whatever B. ``gd`` saves those, so the ratio
+is large at B = 1 and tends to 1 as B grows and both run the same batched BLAS calls. Measured with one torch
+thread on the shared (loaded) 2-core machine, ``bench_gd_dmf()``: m = 2,000: 3,769 vs 2,763 steps/s at B = 1
+(1.36x), 1,579 vs 1,212 at B = 64 (1.30x); m = 5,000: 6,633 vs 1,226 at B = 1 (5.4x), 1,720 vs 1,227 at
+B = 64 (1.40x). With two threads on the loaded machine single measurements ranged from 0.46x to 4x (OpenMP
+threads spinning against other processes): read these rows on an idle machine. The dense-operator
+formulation that the suite used before (``r = A vec(W) - y`` with the ``m x 10,000`` operator: 400 MB and
+~200 MFlop per member and step at m = 5,000, ~17x the factor products) is not measured: neither side uses it.
 """
 
 from __future__ import annotations
