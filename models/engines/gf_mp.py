@@ -3,6 +3,13 @@
 Measured (``verify bench --only gf-mp``, 2-core machine, 40 digits, tol 1e-30, balanced start at scale 0.1):
 RC20 down to loss 1e-30 in 34 / 40 / 42 / 43 s at depths 2 / 3 / 4 / 6, *including* the reference run of the
 error estimate (the main run alone: ~15 s), with 30 .. 34 correct digits of ``w11`` by that estimate.
+With the stage count chosen from the tolerance (issue 12; ``verify bench --only gf-mp --mp-digits D``, depth 2,
+on the shared machine at load 4 .. 9, so the seconds vary 2x between runs): 40 digits, 11 stages: 377 steps, 49 s
+(main run 23 s); 60 digits (tol 1e-50), 19 stages: 421 steps, 149 .. 174 s (main run 41 .. 89 s), 59 digits of
+``w11`` by the estimate, where 10 stages used to stall (loss 1.8e-2 after 634 steps and 60 s); 100 digits to
+loss 1e-60, 34 stages: the 300 s main-run share of a 600 s budget ended at loss 3e-4 after 135 steps (1.8 s per
+step: the ``136 x 136`` elimination of the stage system at 465 bits dominates). Depth 6 at 60 digits: budget
+at loss 5.6e-19 (300 s). The issue-12 targets (60 digits in 60 s, 100 digits in 5 min) are not met.
 
 Solver.
     :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, by default chosen from the
