@@ -7,15 +7,15 @@ With the stage count chosen from the tolerance (issue 12; ``verify bench --only 
 on the shared machine at load 4 .. 9, so the seconds vary 2x between runs): 40 digits, 11 stages: 377 steps, 49 s
 (main run 23 s); 60 digits (tol 1e-50), 19 stages: 421 steps, 149 .. 174 s (main run 41 .. 89 s), 59 digits of
 ``w11`` by the estimate, where 10 stages used to stall (loss 1.8e-2 after 634 steps and 60 s); 100 digits to
-loss 1e-60, 34 stages: the 300 s main-run share of a 600 s budget ended at loss 3e-4 after 135 steps (1.8 s per
-step: the ``136 x 136`` elimination of the stage system at 465 bits dominates). Depth 6 at 60 digits: budget
-at loss 5.6e-19 (300 s). The issue-12 targets (60 digits in 60 s, 100 digits in 5 min) are not met.
+loss 1e-60, 34 stages: the main run's 40% share (240 s) of a 600 s budget ended at loss 3e-4 after 135 steps
+(1.8 s per step: the ``136 x 136`` elimination of the stage system at 465 bits dominates). Depth 6 at 60
+digits: status budget at loss 5.6e-19 with a 300 s budget. The issue-12 targets (60 digits in 60 s, 100 digits in 5 min) are not met.
 
 Solver.
     :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, by default chosen from the
     tolerance so that the step count does not grow with the digits, see :mod:`models.engines.radau_mp`: order
-    ``2s - 1``, stiffly accurate, L-stable), solved by Newton's method on the full ``s n x s n`` stage system with one
-    Jacobian per stage (forward differences at 2/3 of the working precision). The stage Jacobians are taken at
+    ``2s - 1``, stiffly accurate, L-stable), solved by Newton's method on the full ``s n x s n`` stage system with
+    one Jacobian per stage (forward differences at 2/3 of the working precision). The stage Jacobians are taken at
     the predicted stages and recomputed (up to 3 times) when the iteration contracts slowly: the flow's stiffness
     grows like ``loss^-(L-1)/L`` and changes by O(1) factors within one step late in the flow, which is why a
     single Jacobian per step (simplified Newton) does not converge at useful step sizes. The Newton matrix is a

@@ -108,8 +108,8 @@ def test_bench_gd_part_writes_strict_json(capsys, tmp_path):
     assert b1["ratio_official"] == pytest.approx(b1["steps_per_s"] / 2800.0)
 
 
-@pytest.mark.parametrize("args, needle", [(["--mp-digits", "10"], "--mp-digits"), (["--mp-depth", "1"], "--mp-depth"),
-                                          (["--mp-budget", "0"], "--mp-budget")])
+@pytest.mark.parametrize("args, needle", [(["--mp-digits", "10"], "--mp-digits"),
+                                          (["--mp-depth", "1"], "--mp-depth"), (["--mp-budget", "0"], "--mp-budget")])
 def test_bench_bad_gf_mp_options_exit_2(capsys, args, needle):
     code, out, err = call(capsys, "bench", "--only", "gf-mp", *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err

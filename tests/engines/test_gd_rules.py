@@ -70,8 +70,8 @@ def test_normalized_small_step_limit_is_the_gradient_flow_path():
     init = inits.balanced(model, 0.1, seed=0, det="positive")
     errs = []
     for lr in (1e-3, 5e-4):
-        res = GradientDescent(lr=lr, step_rule="normalized").run_batch(problem, model, [F[None] for F in init.factors],
-                                                                       steps=int(round(2 / lr)))
+        batch = [F[None] for F in init.factors]
+        res = GradientDescent(lr=lr, step_rule="normalized").run_batch(problem, model, batch, steps=int(round(2 / lr)))
         tau = res.stats["rule_time"][0]
         assert tau > 5.0           # the normalized steps are ~2.7x lr here: far more flow time than 2.0
         ref = get_engine("gf", rtol=1e-12).run(problem, model, init, t_max=tau).final
