@@ -109,7 +109,8 @@ def test_bench_gd_part_writes_strict_json(capsys, tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [(["--mp-digits", "10"], "--mp-digits"),
-                                          (["--mp-depth", "1"], "--mp-depth"), (["--mp-budget", "0"], "--mp-budget")])
+                                          (["--mp-depth", "1"], "--mp-depth"), (["--mp-budget", "0"], "--mp-budget"),
+                                          (["--mp-per-decade", "0"], "--mp-per-decade")])
 def test_bench_bad_gf_mp_options_exit_2(capsys, args, needle):
     code, out, err = call(capsys, "bench", "--only", "gf-mp", *args)
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err

@@ -10,7 +10,9 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
 - ``gf-mp`` on the same problem at depths 2, 3, 4, 6 (``--mp-depth``) towards loss 1e-30 at 40 digits
   (``--mp-digits D``, repeatable: 60 digits aim at loss 1e-30 too, 100 digits and more at loss 1e-60) within
   ``--mp-budget`` seconds per trajectory (default: the engine's targets, 60 s up to 60 digits, 300 s above):
-  seconds (main run plus the error-estimate run; ``main_seconds`` alone), Radau stages, the loss reached and the
+  seconds (main run plus the error-estimate run; ``main_seconds`` alone), Radau stages, loss levels recorded
+  per decade (``--mp-per-decade``, default 4: each level ends a step, so at 60 digits 4 per decade cost 421
+  steps where 1 per decade costs 171), the loss reached and the
   status (``budget`` when it did not get there), correct digits of w11 (from the engine's error estimate) and
   |w11| * sqrt(2 loss).
 - ``gf-e2e``: ``gf`` on random low-rank completion (the ACHL19 generator, half the entries observed, seed 0),
@@ -62,6 +64,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gf-mp digits, repeatable (default 40; 60 aims at loss 1e-30, 100+ at loss 1e-60)")
     p.add_argument("--mp-depth", type=int, action="append", default=None, metavar="L",
                    help="gf-mp depth, repeatable (default 2, 3, 4, 6)")
+    p.add_argument("--mp-per-decade", type=int, default=4, metavar="K",
+                   help="gf-mp loss levels recorded per decade (default 4; each costs about one step)")
     p.add_argument("--seconds", type=float, default=1.0, metavar="S",
                    help="minimum measuring time per gd throughput figure (default 1)")
 
@@ -203,7 +207,7 @@ def mp_target(digits: int) -> tuple[float, float]:
     return (1e-30, 60.0) if digits <= 60 else (1e-60, 300.0)
 
 
-def _bench_gf_mp(budget: float | None, digits=None, depths=None) -> list[dict]:
+def _bench_gf_mp(budget: float | None, digits=None, depths=None, per_decade: int = 4) -> list[dict]:
     from models.engines import gf_mp
 
     fn = getattr(gf_mp, "bench_gf_mp", None)
@@ -213,7 +217,7 @@ def _bench_gf_mp(budget: float | None, digits=None, depths=None) -> list[dict]:
     for d in digits or [40]:
         loss, default_budget = mp_target(d)
         rows += fn(depths=tuple(depths or (2, 3, 4, 6)), until_loss=loss, digits=d,
-                   wall_budget=default_budget if budget is None else budget)
+                   wall_budget=default_budget if budget is None else budget, per_decade=per_decade)
     return rows
 
 
@@ -281,6 +285,8 @@ def run(args) -> int:
     for d in args.mp_digits or []:
         if not 20 <= d <= 2000:
             raise InvalidInput(f"--mp-digits must be an integer in [20, 2000], got {d}")
+    if not 1 <= args.mp_per_decade <= 100:
+        raise InvalidInput(f"--mp-per-decade must be an integer in [1, 100], got {args.mp_per_decade}")
     for L in args.mp_depth or []:
         if not 2 <= L <= 8:
             raise InvalidInput(f"--mp-depth must be an integer in [2, 8], got {L}")
@@ -296,10 +302,11 @@ def run(args) -> int:
                             "naive_seconds", "naive_outcome", "naive_best_loss_det_kept", "naive_loss_at_det_flip",
                             "ratio"]) + "\n", flush=True)
     if "gf-mp" in parts:
-        rows = _bench_gf_mp(args.mp_budget, args.mp_digits, args.mp_depth)
+        rows = _bench_gf_mp(args.mp_budget, args.mp_digits, args.mp_depth, args.mp_per_decade)
         out["rows"]["gf-mp"] = rows
-        print(_table(rows, [c for c in ("workload", "depth", "seconds", "main_seconds", "stages", "loss", "status",
-                                        "w11_rel_err", "w11_digits", "w11_times_s") if any(c in r for r in rows)])
+        cols = ("workload", "depth", "per_decade", "seconds", "main_seconds", "stages", "loss", "status",
+                "w11_rel_err", "w11_digits", "w11_times_s")
+        print(_table(rows, [c for c in cols if any(c in r for r in rows)])
               + "\n", flush=True)
     if "gd" in parts:
         rows = _bench_gd(args.seconds)
