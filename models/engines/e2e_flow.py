@@ -82,8 +82,7 @@ class EndToEnd:
         d, dp = self.shape
         self.n = d * dp
         c = problem.grad_scale
-        op = problem.operator
-        if problem.observed is not None:
+        if problem.observed is not None:   # completion: indices only, never the dense operator
             self.mask = np.zeros(self.n)
             idx = [i * dp + j for i, j in problem.observed]
             self.mask[idx] = c
@@ -94,6 +93,7 @@ class EndToEnd:
             self.h_mean = float(self.mask.mean())
         else:
             self.mask = None
+            op = problem.operator
             self.A = op
             self.c = c
             self.h_mean = c * float(np.sum(op * op)) / self.n

@@ -82,6 +82,7 @@ GRAIN = 32768          # torch's at::internal::GRAIN_SIZE: elementwise CPU calls
 SMALL_DIM = 8          # widest layer the elementwise kernel handles
 MIN_CHUNK = 2048       # smallest chunk worth a coarser elementwise layout
 MIN_BATCH = 64         # below this many members, bmm (fewer calls) beats the unrolled elementwise products
+MAX_RUNS = 16         # completion with more runs of consecutive observed entries: gather/scatter (matmul kernel)
 KERNELS = ("auto", "elementwise", "matmul")
 _MAX_STEPS_NO_LIMIT = 2 ** 62
 
@@ -223,7 +224,12 @@ def _runs(flat_idx: np.ndarray, width: int) -> list[tuple[int, int, int]]:
 
 
 def _completion_pattern(problem: MatrixProblem):
-    """``(flat indices sorted, targets in that order)`` when every measurement reads one distinct entry, else None."""
+    """``(flat indices sorted, targets in that order)`` when every measurement reads one distinct entry, else None.
+
+    Completion problems give their observed indices directly (their dense operator is never built)."""
+    if problem.obs_flat is not None:
+        order = np.argsort(problem.obs_flat, kind="stable")
+        return problem.obs_flat[order], problem.targets[order]
     op = problem.operator
     nz = op != 0
     if not np.all(nz.sum(axis=1) == 1):
@@ -445,6 +451,7 @@ class _DeepMatmul(_DeepKernel):
         self.P = P
         self.Pflat = P[L].view(b, d * dp)
         G = torch.zeros((b, d, dp), **kw)
+        self.G = G          # the end-to-end gradient (grad_scale A^T r, masked), for step rules (gd_rules.py)
         Gflat = G.view(b, d * dp)
         c = problem.grad_scale
         pattern = _completion_pattern(problem)
@@ -454,13 +461,25 @@ class _DeepMatmul(_DeepKernel):
             self._obs = torch.tensor(flat, dtype=torch.long, device=device)
             self._y = torch.tensor(y, **kw)
             self._obs_np, self._y_np = flat, y
-            for start, stop, off in _runs(flat, d * dp):
-                g = Gflat[:, start:stop]
-                self._res_ops.append(partial(torch.sub, self.Pflat[:, start:stop], self._y[off:off + stop - start],
-                                             out=g))
+            runs = _runs(flat, d * dp)
+            if len(runs) <= MAX_RUNS:
+                for start, stop, off in runs:
+                    g = Gflat[:, start:stop]
+                    self._res_ops.append(partial(torch.sub, self.Pflat[:, start:stop],
+                                                 self._y[off:off + stop - start], out=g))
+                    if c != 1.0:
+                        self._res_ops.append(partial(g.mul_, c))
+                    self._mask_targets.append(g)
+            else:
+                # scattered observations (random completion): one gather, the residual in place, one scatter
+                # into G (whose unobserved entries stay 0): O(m) work and 3 .. 5 calls, whatever the pattern
+                self._r = torch.zeros((b, len(flat)), **kw)
+                self._res_ops.append(partial(torch.index_select, self.Pflat, 1, self._obs, out=self._r))
+                self._res_ops.append(partial(self._r.sub_, self._y))
                 if c != 1.0:
-                    self._res_ops.append(partial(g.mul_, c))
-                self._mask_targets.append(g)
+                    self._res_ops.append(partial(self._r.mul_, c))
+                self._mask_targets.append(self._r)
+                self._scatter = partial(Gflat.index_copy_, 1, self._obs, self._r)
             self._op = None
         else:
             self._obs = None
@@ -489,6 +508,8 @@ class _DeepMatmul(_DeepKernel):
         ops = list(self._res_ops)
         if mask is not None:
             ops += [partial(t.mul_, mask.reshape(-1, 1)) for t in self._mask_targets]
+        if getattr(self, "_scatter", None) is not None:
+            ops.append(self._scatter)
         if self._op is not None:
             ops += self._res_tail
         self.tail_ops = ops + self._bwd_ops
@@ -631,6 +652,11 @@ class _Chunks:
                 k.restore(sel[s:e])
 
 
+# public names for the step-rule kernels of models.engines.gd_rules and the benchmarks of bench_scaling
+DeepMatmulKernel = _DeepMatmul
+Chunks = _Chunks
+
+
 def _split(B: int, size: int) -> list[tuple[int, int]]:
     n = max(1, -(-B // max(1, size)))
     edges = [round(i * B / n) for i in range(n + 1)]
@@ -638,9 +664,13 @@ def _split(B: int, size: int) -> list[tuple[int, int]]:
 
 
 def _build_kernel(problem, model, factors: list[np.ndarray], lr: float, device: torch.device, kernel: str,
-                  gran: str | None = None, chunk: int | None = None) -> _Chunks:
-    """Pick and build the kernel (module docstring). ``gran``/``chunk`` force the elementwise layout (benchmarks)."""
+                  gran: str | None = None, chunk: int | None = None, rule: dict | None = None) -> _Chunks:
+    """Pick and build the kernel (module docstring). ``gran``/``chunk`` force the elementwise layout (benchmarks).
+    ``rule``: a step rule other than the constant step (:mod:`models.engines.gd_rules`)."""
     B = factors[0].shape[0]
+    if rule is not None and rule.get("step_rule", "constant") != "constant":
+        from .gd_rules import build_rule_kernel
+        return build_rule_kernel(problem, model, factors, lr, device, rule)
     cpu = device.type == "cpu"
     if isinstance(model, CP):
         per = problem.m * model.rank
@@ -681,7 +711,7 @@ def _run_loop(K: _Chunks, problem, model, *, steps: int | None, until_loss: floa
     B = K.b
     depth = model.depth if isinstance(model, DeepMatrix) else model.order
     is_matrix = isinstance(model, DeepMatrix)
-    a_rows = (np.abs(problem.operator).sum(axis=1) if is_matrix else np.ones(problem.m))
+    a_rows = problem.measurement_norms() if is_matrix else np.ones(problem.m)
     m = problem.m
     ls = problem.loss_scale
     end_step = steps if steps is not None else _MAX_STEPS_NO_LIMIT
@@ -827,6 +857,9 @@ def _resolve_device(device) -> torch.device:
     return dev
 
 
+resolve_device = _resolve_device
+
+
 def _positive_int_or_none(name: str, v) -> int | None:
     if v is None:
         return None
@@ -841,13 +874,17 @@ class GradientDescent(AbstractEngine):
     Options: ``lr`` (step size, positive finite), ``device`` (None: CUDA if torch sees one, else CPU; or "cpu",
     "cuda"), ``record_every`` (record every k steps; None: the start and the end only, or ``per_decade`` points per
     decade of loss in :meth:`run`), ``check_every`` (steps between divergence / ``until_loss`` / budget checks),
-    ``kernel`` ("auto", "elementwise", "matmul": deep matrix kernels; CP always uses its sparse kernel).
+    ``kernel`` ("auto", "elementwise", "matmul": deep matrix kernels; CP always uses its sparse kernel),
+    ``step_rule`` ("constant", the default: ``lr`` every step; "normalized": one global step per iteration,
+    ``lr / (sqrt(avg ||grad||^2) + rms_eps)`` with the average's decay ``rms_alpha``, as the official trainers'
+    GroupRMSprop; deep matrix factorizations only; see :mod:`models.engines.gd_rules`). The step rule and its
+    options are part of every result's settings (``describe_options``).
     """
 
     name = "gd"
 
     def __init__(self, lr: float = 1e-2, device=None, record_every: int | None = None, check_every: int = 128,
-                 kernel: str = "auto"):
+                 kernel: str = "auto", step_rule: str = "constant", rms_alpha: float = 0.99, rms_eps: float = 1e-6):
         require(isinstance(lr, (int, float, np.floating)) and not isinstance(lr, bool) and math.isfinite(lr)
                 and lr > 0, f"lr must be a positive finite number, got {lr!r}")
         self.lr = float(lr)
@@ -858,10 +895,12 @@ class GradientDescent(AbstractEngine):
         self.check_every = ce
         require(kernel in KERNELS, f"kernel must be one of {KERNELS}, got {kernel!r}")
         self.kernel = kernel
+        from .gd_rules import check_rule
+        self.rule = check_rule(step_rule, rms_alpha, rms_eps)
 
     def describe_options(self) -> dict:
         return {"lr": self.lr, "device": str(self.device), "record_every": self.record_every,
-                "check_every": self.check_every, "kernel": self.kernel}
+                "check_every": self.check_every, "kernel": self.kernel, **self.rule}
 
     # ------------------------------------------------------------------------------------------------------
     def run_batch(self, problem, model, factors_batch, *, steps: int | None, record_every: int | None = None,
@@ -883,13 +922,16 @@ class GradientDescent(AbstractEngine):
         require(steps is not None or (until_loss is not None and wall_budget is not None),
                 "gradient descent needs steps, or until_loss together with wall_budget")
         every = _positive_int_or_none("record_every", record_every) or self.record_every
-        K = _build_kernel(problem, model, factors, self.lr, self.device, self.kernel)
+        K = _build_kernel(problem, model, factors, self.lr, self.device, self.kernel, rule=self.rule)
         settings = {"engine": self.name, "problem": problem.describe(), "model": _describe_model(model),
                     "steps": steps, "until_loss": until_loss, **self.describe_options()}
         with torch.no_grad():
-            return _run_loop(K, problem, model, steps=steps, until_loss=until_loss, record_every=every,
-                             record_at=None, per_decade=None, check_every=self.check_every,
-                             wall_budget=wall_budget, settings=settings, device=self.device)
+            res = _run_loop(K, problem, model, steps=steps, until_loss=until_loss, record_every=every,
+                            record_at=None, per_decade=None, check_every=self.check_every,
+                            wall_budget=wall_budget, settings=settings, device=self.device)
+        if hasattr(K, "rule_time"):
+            res.stats["rule_time"] = [float(v) for v in K.rule_time()]
+        return res
 
     @staticmethod
     def _check_batch(problem, model, factors_batch) -> list[np.ndarray]:
@@ -921,6 +963,8 @@ class GradientDescent(AbstractEngine):
 
     def _run(self, spec: Spec) -> Result:
         steps = spec.steps
+        require(spec.t_max is None or self.rule["step_rule"] == "constant",
+                "t_max converts to steps only with the constant step rule; give steps or until_loss")
         if spec.t_max is not None:
             from_t = int(math.ceil(spec.t_max / self.lr - 1e-9))
             steps = from_t if steps is None else min(steps, from_t)
@@ -940,13 +984,16 @@ class GradientDescent(AbstractEngine):
             record_at = tuple(record_at)
         per_decade = None if (every or record_at) else spec.per_decade
         factors = [np.asarray(F, dtype=float)[None] for F in spec.init.factors]
-        K = _build_kernel(spec.problem, spec.model, factors, self.lr, self.device, self.kernel)
+        K = _build_kernel(spec.problem, spec.model, factors, self.lr, self.device, self.kernel, rule=self.rule)
         with torch.no_grad():
             res = _run_loop(K, spec.problem, spec.model, steps=steps, until_loss=spec.until_loss, record_every=every,
                             record_at=record_at, per_decade=per_decade, check_every=check_every,
                             wall_budget=spec.wall_budget, settings={}, device=self.device)
         traj = res.trajectory(0)
         stats = dict(res.stats)
+        stats["step_rule"] = self.rule["step_rule"]
+        if hasattr(K, "rule_time"):
+            stats["rule_time"] = float(K.rule_time()[0])
         stats["steps"] = int(res.final_step[0])
         stats["steps_per_s"] = stats["trajectory_steps"] / max(res.seconds, 1e-12)
         stats.pop("member", None)
@@ -963,7 +1010,8 @@ def _torch_loss(problem, model, params, op_T=None, y=None):
         P = params[0]
         for W in params[1:]:
             P = torch.matmul(W, P)
-        r = P.reshape(P.shape[0], -1) @ op_T - y
+        Pf = P.reshape(P.shape[0], -1)
+        r = (Pf[:, op_T] if op_T.dtype == torch.long else Pf @ op_T) - y
     else:
         letters = "abcdefghijklmnopqrstuvwxy"[: model.order]
         T = torch.einsum(",".join(f"...{c}z" for c in letters) + "->..." + letters, *params)
@@ -981,7 +1029,9 @@ def autograd_gd_reference(problem, model, factors_batch, lr: float, steps: int, 
     params = [torch.tensor(np.asarray(F, dtype=float), dtype=F64, device=dev, requires_grad=True)
               for F in factors_batch]
     if isinstance(model, DeepMatrix):
-        op_T = torch.tensor(problem.operator.T, dtype=F64, device=dev)
+        # completion: gather the observed entries (what a user writes: W[rows, cols] - y), never a dense operator
+        op_T = (torch.tensor(problem.obs_flat, dtype=torch.long, device=dev) if problem.obs_flat is not None
+                else torch.tensor(problem.operator.T, dtype=F64, device=dev))
     else:
         op_T = torch.tensor(problem._flat, dtype=torch.long, device=dev)
     y = torch.tensor(problem.targets, dtype=F64, device=dev)

@@ -3,11 +3,24 @@
 Measured (``verify bench --only gf-mp``, 2-core machine, 40 digits, tol 1e-30, balanced start at scale 0.1):
 RC20 down to loss 1e-30 in 34 / 40 / 42 / 43 s at depths 2 / 3 / 4 / 6, *including* the reference run of the
 error estimate (the main run alone: ~15 s), with 30 .. 34 correct digits of ``w11`` by that estimate.
+With the stage count chosen from the tolerance (issue 12; ``verify bench --only gf-mp --mp-digits D``, depth 2,
+on the shared machine at load 4 .. 9, so the seconds vary 2x between runs): 40 digits, 11 stages: 377 steps, 49 s
+(main run 23 s); 60 digits (tol 1e-50), 19 stages: 421 steps, 149 .. 174 s (main run 41 .. 89 s), 59 digits of
+``w11`` by the estimate, where 10 stages used to stall (loss 1.8e-2 after 634 steps and 60 s); 100 digits to
+loss 1e-60, 34 stages: the main run's 40% share (240 s) of a 600 s budget ended at loss 3e-4 after 135 steps
+(1.8 s per step: the ``136 x 136`` elimination of the stage system at 465 bits dominates). Depth 6 at 60
+digits: status budget at loss 5.6e-19 with a 300 s budget. Most of those steps land on the recorded loss levels
+(``per_decade`` 4, each ends a step): with ``per_decade=1`` the 60-digit depth-2 run takes 171 steps and 32.5 s
+*with* its error estimate (main 14.3 s, reference 18.2 s; 44 correct digits of ``w11`` by it), under the issue's
+60 s; 100 digits to loss 1e-60 (34 stages) completes in 346 s with its estimate (main 158 s, 275 steps; 90
+correct digits of ``w11``), above the issue's 300 s. With the default 4 levels per decade neither issue-12
+target (60 digits in 60 s, 100 digits in 5 min) is met.
 
 Solver.
-    :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, default 10: order ``2s - 1``,
-    stiffly accurate, L-stable), solved by Newton's method on the full ``s n x s n`` stage system with one
-    Jacobian per stage (forward differences at 2/3 of the working precision). The stage Jacobians are taken at
+    :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, by default chosen from the
+    tolerance so that the step count does not grow with the digits, see :mod:`models.engines.radau_mp`: order
+    ``2s - 1``, stiffly accurate, L-stable), solved by Newton's method on the full ``s n x s n`` stage system with
+    one Jacobian per stage (forward differences at 2/3 of the working precision). The stage Jacobians are taken at
     the predicted stages and recomputed (up to 3 times) when the iteration contracts slowly: the flow's stiffness
     grows like ``loss^-(L-1)/L`` and changes by O(1) factors within one step late in the flow, which is why a
     single Jacobian per step (simplified Newton) does not converge at useful step sizes. The Newton matrix is a
@@ -85,6 +98,8 @@ from ..factorizations import DeepMatrix
 from ..inits import is_balanced
 from ..trajectory import Point, Status
 from .base import AbstractEngine, Result, Spec
+from .radau_mp import StageMatrix, apply_weights, auto_stages, interp_many, lagrange_weights, \
+    stage_residual
 
 PATHS = ("auto", "chart", "raw")
 
@@ -199,40 +214,6 @@ class _FlintKit:
 FLINT_KIT = _FlintKit()
 
 
-class StageMatrix:
-    """The Newton matrix ``N = I - h (A kron I_n) diag(J_1, .., J_s)`` of an ``s``-stage collocation step, held
-    as a FLINT ``arb_mat`` and solved by floating-point Gaussian elimination with partial pivoting at the
-    context's precision (python-flint's ``solve(algorithm="approx")``: the same algorithm as a Python LU on
-    lists of mpf, about 100x faster (measured on the 28x28 system of a 7-stage chart step). FLINT's precision is a
-    global setting, so it is set for the duration of each call and restored (:func:`arb_prec`).
-
-    Raises ``ZeroDivisionError`` when ``N`` is singular at working precision.
-    """
-
-    def __init__(self, h, A, Js, ctx):
-        self.ctx, self.prec = ctx, ctx.prec
-        s, n = len(A), Js[0].nrows()
-        self.size = s * n
-        with arb_prec(self.prec):
-            J = [Jj.tolist() for Jj in Js]
-            hA = [[to_arb(h * a) for a in row] for row in A]
-            entries = []
-            for i in range(s):
-                for k in range(n):
-                    for j in range(s):
-                        ha, Jjk = hA[i][j], J[j][k]
-                        entries.extend(-ha * v for v in Jjk)
-                    entries[-s * n + i * n + k] += 1
-            self.N = flint.arb_mat(self.size, self.size, entries)
-            self.N.solve(flint.arb_mat(self.size, 1, [0] * self.size), algorithm="approx")   # singular: raise now
-
-    def solve(self, b) -> list:
-        """``N^-1 b`` for a list ``b`` of mpf."""
-        with arb_prec(self.prec):
-            x = self.N.solve(flint.arb_mat(self.size, 1, [to_arb(v) for v in b]), algorithm="approx")
-            return [from_arb(x[i, 0], self.ctx) for i in range(self.size)]
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # The stiff solver: Radau IIA.
 # ---------------------------------------------------------------------------------------------------------------
@@ -290,14 +271,7 @@ def half_step_weights(s: int, ctx) -> list[list[list]]:
 
 
 def _lagrange(nodes, x):
-    out = []
-    for j, xj in enumerate(nodes):
-        w = 1
-        for m, xm in enumerate(nodes):
-            if m != j:
-                w = w * (x - xm) / (xj - xm)
-        out.append(w)
-    return out
+    return lagrange_weights(nodes, x)
 
 
 class Radau:
@@ -403,16 +377,15 @@ class Radau:
                 fac = None
             if fac is None:
                 try:
-                    fac = StageMatrix(h, A, Js, ctx)
+                    fac = StageMatrix(h, A, Js, ctx, arb_prec)
                 except ZeroDivisionError:
                     return None
                 self.stats["nlu"] += 1
-            R = []
-            for i in range(s):
-                Ai = A[i]
-                for k in range(n):
-                    R.append(h * ctx.fsum(Ai[j] * Fs[j][k] for j in range(s)) - Z[i][k])
-            d = fac.solve(R)
+            R = stage_residual(h, A, Fs, Z, ctx, arb_prec)
+            try:
+                d = fac.solve(R)
+            except ZeroDivisionError:       # the Newton matrix is singular at working precision
+                return None
             self.stats["newton"] += 1
             dZ = [d[i * n:(i + 1) * n] for i in range(s)]
             Z = [[a + b for a, b in zip(Zi, di)] for Zi, di in zip(Z, dZ)]
@@ -442,7 +415,8 @@ class Radau:
         sc = self._scales(z0, z0)
         Zp = None
         if self._poly is not None:
-            Zp = [self._interp(self._poly, x0 + ci * h) for ci in self.c]
+            xs_, hp_, _, Zprev = self._poly
+            Zp = interp_many([0] + self.c, [(x0 + ci * h - xs_) / hp_ for ci in self.c], Zprev, ctx, arb_prec)
             off = [a - b for a, b in zip(z0, self._poly[2])]
             Zp = [[a - o for a, o in zip(Zi, off)] for Zi in Zp]
             # far beyond the last step, the extrapolated polynomial can leave the chart's domain: then start
@@ -475,7 +449,7 @@ class Radau:
         out = []
         xa, za = x0, z0
         for half in range(2):
-            Zp = [self._interp_w(Zf, w) for w in W[half]]
+            Zp = apply_weights([w[1:] for w in W[half]], Zf, ctx, arb_prec)
             off = [a - b for a, b in zip(za, z0)]
             Zp = [[a - o for a, o in zip(Zi, off)] for Zi in Zp]
             r = self._solve(xa, za, h2, Zp, [combine(w, Jnodes, ctx.prec) for w in W[half]], sc)
@@ -993,6 +967,7 @@ class _Integration:
     def __init__(self, spec: Spec, *, use_chart: bool, digits: int, work_dps: int, tol: float, kmax: int,
                  max_steps: int, deadline: float, max_records: int | None = None):
         self.spec, self.use_chart, self.digits, self.work_dps = spec, use_chart, digits, work_dps
+        kmax = kmax or auto_stages(tol)
         self.kmax, self.max_steps, self.deadline, self.max_records = kmax, max_steps, deadline, max_records
         self.ctx = ctx = make_context(work_dps)
         self.tol = ctx.mpf(tol)
@@ -1001,7 +976,8 @@ class _Integration:
         self.records: list[dict] = []
         self.status, self.message = Status.COMPLETED, ""
         self.stats = dict.fromkeys(SOLVER_COUNTERS, 0)
-        self.stats.update({"recharts": 0, "loose_landings": 0, "path": None, "work_dps": work_dps, "tol": float(tol)})
+        self.stats.update({"recharts": 0, "loose_landings": 0, "path": None, "work_dps": work_dps, "tol": float(tol),
+                           "stages": kmax})
         self.seconds = 0.0
         self.solver = None
 
@@ -1295,14 +1271,16 @@ class GradientFlowMP(AbstractEngine):
       ``extra_digits`` (default 20) and ``tighter`` (default 100) set its precision and tolerance. Without it
       (or where the reference ended early) every point's ``loss_err`` / ``product_err`` is ``inf``: an error
       nobody estimated is unknown, never zero.
-    - ``stages`` (default 10): Radau IIA stages ``s`` (order ``2 s - 1``), 2 .. 15.
+    - ``stages`` (default None: chosen from the tolerance by :func:`models.engines.radau_mp.auto_stages`, 10 at
+      tol 1e-26 .. 1e-27, 19 at 1e-50, 34 at 1e-90; the reference run chooses for its own tolerance): Radau IIA
+      stages ``s`` (order ``2 s - 1``), 2 .. 40.
     """
 
     name = "gf-mp"
 
     def __init__(self, digits: int = 40, tol: float | None = None, max_steps: int = 20_000, path: str = "auto",
                  guard: int | None = None, estimate: bool = True, extra_digits: int = 20, tighter: float = 100.0,
-                 stages: int = 10):
+                 stages: int | None = None):
         digits = _int_option("digits", digits, 20, 300)  # the default tol 10^-(digits-10) must be a float64 > 0
         if tol is not None:
             require(isinstance(tol, (int, float)) and not isinstance(tol, bool) and math.isfinite(tol)
@@ -1316,7 +1294,7 @@ class GradientFlowMP(AbstractEngine):
         extra_digits = _int_option("extra_digits", extra_digits, 1, 1000)
         require(isinstance(tighter, (int, float)) and not isinstance(tighter, bool) and math.isfinite(tighter)
                 and tighter >= 2, f"tighter must be a number >= 2, got {tighter!r}")
-        kmax = _int_option("stages", stages, 2, 15)
+        kmax = None if stages is None else _int_option("stages", stages, 2, 40)
         self.digits = digits
         self.tol = float(tol) if tol is not None else 10.0 ** -(digits - 10)
         self.max_steps, self.path, self.guard, self.estimate = max_steps, path, guard, estimate
@@ -1427,13 +1405,14 @@ def _float_product(factors):
 # Benchmark (for ``verify bench``).
 # ---------------------------------------------------------------------------------------------------------------
 def bench_gf_mp(depths: Sequence[int] = (2, 3, 4, 6), until_loss: float = 1e-30, *, digits: int = 40,
-                scale: float = 0.1, seed: int = 0, wall_budget: float = 300.0) -> list[dict]:
+                scale: float = 0.1, seed: int = 0, wall_budget: float = 300.0, per_decade: int = 4) -> list[dict]:
     """One gf-mp run per depth on RC20 ``[[*, 1], [1, 0]]`` from a balanced start (``scale``, det > 0), down to
     ``until_loss``. Rows: ``workload, depth, seconds`` (main + reference run), ``loss`` (final), ``status``,
     ``w11_rel_err`` (the error estimate ``product_err / |w11|`` at the end: 1e-20 means 20 correct digits),
     ``w11_digits`` (correct decimal digits of w11 by that estimate), ``w11_times_s`` (``|w11| sqrt(2 loss)`` as a
     20-digit string: it tends to 1, and at loss 1e-30 differs from it by less than 1e-14), ``steps`` (main run),
-    ``w11`` (decimal string)."""
+    ``w11`` (decimal string), ``main_seconds`` (the main run alone), ``stages`` (Radau stages of the main run),
+    ``per_decade`` (loss levels recorded per decade: each is landed on by a step end, so it costs steps)."""
     from .. import inits
     from ..problems import rc20
 
@@ -1441,15 +1420,18 @@ def bench_gf_mp(depths: Sequence[int] = (2, 3, 4, 6), until_loss: float = 1e-30,
     for L in depths:
         model = DeepMatrix(int(L), (2, 2))
         init = inits.balanced(model, scale, seed=seed, det="positive")
-        tr = GradientFlowMP(digits=digits).run(rc20(), model, init, until_loss=until_loss, wall_budget=wall_budget)
+        tr = GradientFlowMP(digits=digits).run(rc20(), model, init, until_loss=until_loss, wall_budget=wall_budget,
+                                               per_decade=per_decade)
         fin = tr.final
         ctx = make_context(digits + 10)
         w11 = ctx.mpf(fin.hp["product"][0][0]) if fin.hp else ctx.mpf(float(fin.product[0, 0]))
         loss = ctx.mpf(fin.hp["loss"]) if fin.hp else ctx.mpf(fin.loss)
         rel = float(fin.product_err / abs(w11)) if w11 else math.inf
         rows.append({
-            "workload": f"gf-mp rc20 balanced s={scale:g} to loss {until_loss:g}",
+            "workload": f"gf-mp {digits} digits rc20 balanced s={scale:g} to loss {until_loss:g}",
             "depth": int(L), "seconds": round(tr.seconds, 3), "loss": float(loss), "status": tr.status.value,
+            "main_seconds": tr.stats.get("main", {}).get("seconds"),
+            "stages": tr.stats.get("main", {}).get("stages"), "per_decade": int(per_decade),
             "w11_rel_err": rel,
             "w11_digits": int(math.floor(-math.log10(rel))) if 0 < rel < 1 else 0,
             "w11_times_s": ctx.nstr(abs(w11) * ctx.sqrt(2 * loss), 20),

@@ -67,10 +67,9 @@ class LinearFlow:
     def __init__(self, problem: MatrixProblem, W0: np.ndarray):
         self.problem = problem
         self.shape = problem.shape
-        A = problem.operator
         c = problem.grad_scale
         self.w0 = np.asarray(W0, dtype=float).reshape(-1)
-        self.row_abs = np.abs(A).sum(axis=1)
+        self.row_abs = problem.measurement_norms()
         self.scale = max(float(np.max(np.abs(self.w0), initial=0.0)), float(np.max(np.abs(problem.targets))), 1e-300)
         if problem.observed is not None:  # completion: H is diagonal, every entry relaxes on its own
             d, dp = problem.shape
@@ -82,6 +81,7 @@ class LinearFlow:
             self.lam = self.diag
             return
         self.diag = None
+        A = problem.operator
         r0 = A @ self.w0 - problem.targets
         self.g0 = c * (A.T @ r0)
         # primary: SVD of sqrt(c) A (lambda = s^2 exactly representable in the rate); secondary: eigh of the

@@ -47,8 +47,7 @@ class _Flow:
         self.ls = ctx.mpf(1) / 2 if p.reduction == "half_sum" else ctx.mpf(1) / p.m
         self.w0 = [ctx.mpf(float(v)) for v in np.asarray(spec.init.factors[0], dtype=float).reshape(-1)]
         self.y = [ctx.mpf(float(v)) for v in p.targets]
-        self.rows = [[ctx.mpf(float(a)) for a in row] for row in p.operator]
-        if p.observed is not None:
+        if p.observed is not None:      # completion: indices only (no dense operator)
             dp = p.shape[1]
             self.flat = [i * dp + j for i, j in p.observed]
             r0 = [self.w0[k] - yk for k, yk in zip(self.flat, self.y)]
@@ -56,6 +55,7 @@ class _Flow:
             self.Q = None
             return
         self.flat = None
+        self.rows = [[ctx.mpf(float(a)) for a in row] for row in p.operator]
         A = ctx.matrix(self.rows)
         H = self.c * (A.T * A)
         lam, Q = ctx.eigsy(H)

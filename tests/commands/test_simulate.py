@@ -102,3 +102,24 @@ def test_bench_gd_part_writes_strict_json(capsys, tmp_path):
     for r in rows:
         assert r["steps_per_s"] > 0 and r["naive_steps_per_s"] > 0
     assert d["machine"]["cpus"] >= 1
+    # the official RC20 DMF trainer's stated throughput (issue 12) next to the B = 1 depth-4 row
+    (b1,) = [r for r in rows if r["workload"] == "gd depth4 B=1"]
+    assert b1["official_epochs_per_s"] == "2000-2800"
+    assert b1["ratio_official"] == pytest.approx(b1["steps_per_s"] / 2800.0)
+
+
+@pytest.mark.parametrize("args, needle", [(["--mp-digits", "10"], "--mp-digits"),
+                                          (["--mp-depth", "1"], "--mp-depth"), (["--mp-budget", "0"], "--mp-budget"),
+                                          (["--mp-per-decade", "0"], "--mp-per-decade")])
+def test_bench_bad_gf_mp_options_exit_2(capsys, args, needle):
+    code, out, err = call(capsys, "bench", "--only", "gf-mp", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err
+
+
+def test_bench_gd_dmf_rows_are_measured_side_by_side():
+    from models.engines.bench_scaling import bench_gd_dmf
+
+    (row,) = bench_gd_dmf(batches=(1,), observed=(2000,), seconds=0.05)
+    assert row["workload"] == "gd depth3 100x100 completion m=2000 B=1" and row["m"] == 2000
+    assert row["steps_per_s"] > 0 and row["naive_steps_per_s"] > 0
+    assert row["ratio"] == pytest.approx(row["steps_per_s"] / row["naive_steps_per_s"])

@@ -84,6 +84,18 @@ def test_gd_record_every_gives_checkpoints_every_k_steps(capsys):
     assert pts[-1]["step"] - pts[-2]["step"] <= 50
 
 
+def test_gd_normalized_step_rule_from_the_command_line(capsys):
+    code, out, err = call(capsys, "simulate", "--engine", "gd", "--lr", 0.01, "--steps", 200, "--step-rule",
+                          "normalized", "--record-every", 100, "--json", "-")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["settings"]["step_rule"] == "normalized" and doc["stats"]["rule_time"] > 0
+    pts = doc["points"]
+    assert [p["step"] for p in pts] == [0, 100, 200] and pts[-1]["loss"] < pts[0]["loss"]
+    code, out, err = call(capsys, "simulate", "--step-rule", "normalized", "--json", "-")
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--step-rule" in err
+
+
 BAD_FILES = [
     ('{"kind": "completion", "shape": [2, 2], "observed": [[0, 1], [0, 1]], "values": [1, 2]}', "appears 2 times"),
     ('{"kind": "completion", "shape": [2, 2], "observed": [[2, 0]], "values": [1]}', "out of range"),

@@ -69,3 +69,46 @@ def test_gd_batch_matches_sgd_on_every_problem_kind(tmp_path, spec, size):
             scale = max(float(np.max(np.abs(ref[s]))), 1e-300)
             assert float(np.max(np.abs(res.product[k, b] - ref[s]))) <= REL * scale
 
+
+
+@pytest.mark.parametrize("reduction, depth", [("mean", 3), ("half_sum", 2)])
+def test_gd_scattered_completion_gathers_and_matches_sgd(reduction, depth):
+    # random observations form many runs of consecutive entries: the matmul kernel gathers and scatters them
+    # (models.engines.gd.MAX_RUNS); no dense m x d d' operator is built by the problem or the engine
+    from models.engines.gd import MAX_RUNS, _runs
+
+    problem, _ = G.random_completion((12, 10), rank=2, m=60, seed=3, reduction=reduction)
+    assert len(_runs(np.sort(problem.obs_flat), 120)) > MAX_RUNS
+    model = DeepMatrix(depth, problem.shape)
+    members = [inits.gaussian(model, 0.3, seed=s).factors for s in range(2)]
+    batch = [np.stack([fs[j] for fs in members]) for j in range(depth)]
+    steps, lr = 20, 0.05
+    res = GradientDescent(lr=lr, record_every=10, kernel="matmul").run_batch(problem, model, batch, steps=steps)
+    assert "operator" not in problem.__dict__          # the engine never asked for the dense operator
+    for b, fs in enumerate(members):
+        ref = _sgd_products(problem, model, fs, lr, steps)
+        for k, s in enumerate(res.steps):
+            scale = max(float(np.max(np.abs(ref[s]))), 1e-300)
+            assert float(np.max(np.abs(res.product[k, b] - ref[s]))) <= REL * scale
+        W = res.product[-1, b]
+        assert res.loss[-1, b] == pytest.approx(problem.loss(W), rel=1e-12)
+
+
+def test_gd_keeps_what_it_records_not_the_history():
+    # the bytes per recorded point stated in models.trajectory.Trajectory's docstring (8 d d' + 26 per member and
+    # point, 8 per recorded step), and the final factors once; a 30x30 depth-3 stand-in for the 100x100 case
+    problem, _ = G.random_completion((30, 30), rank=2, m=400, seed=0, reduction="mean")
+    model = DeepMatrix(3, (30, 30))
+    fs = inits.balanced(model, 0.5, seed=0).factors
+    B, steps, every = 2, 60, 20
+    res = GradientDescent(lr=0.1).run_batch(problem, model, [np.stack([F] * B) for F in fs], steps=steps,
+                                            record_every=every)
+    rows = steps // every + 1
+    assert list(res.steps) == [0, 20, 40, 60]
+    held = sum(getattr(res, k).nbytes for k in ("steps", "loss", "product", "det_sign", "recorded", "loss_err",
+                                                 "product_err"))
+    assert held == rows * B * (8 * 30 * 30 + 26) + 8 * rows
+    assert sum(F.nbytes for F in res.final_factors) == B * 8 * 3 * 30 * 30
+    tr = res.trajectory(0)
+    assert len(tr.points) == rows and all(p.factors is None for p in tr.points[:-1])
+    assert all(p.product.nbytes == 8 * 30 * 30 for p in tr.points)

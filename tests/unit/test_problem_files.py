@@ -203,3 +203,19 @@ def test_problem_to_data_is_the_issue_form():
     d = problem_to_data(tensor_completion((2, 2), [[1, 0]], [1.0]))
     assert d["kind"] == "tensor_completion" and d["indices"] == [[1, 0]]
     json.dumps(d, allow_nan=False)
+
+
+def test_completion_keeps_indices_not_a_dense_operator():
+    # issue 12: a 100x100 completion with 5,000 entries would hold a 400 MB m x d d' operator; it holds indices,
+    # and its residuals/gradient (batched too) equal the dense operator's definition, which is built on demand
+    from models import generators as G
+
+    p, _ = G.random_completion((9, 7), rank=2, m=30, seed=1, reduction="mean")
+    assert "operator" not in p.__dict__ and p.obs_flat.shape == (30,)
+    W = np.random.default_rng(0).normal(size=(4, 9, 7))
+    r, g = p.residuals(W), p.grad(W)
+    A = p.operator                                   # built now, from the indices
+    assert A.shape == (30, 63) and np.all(A.sum(axis=1) == 1)
+    np.testing.assert_array_equal(r, W.reshape(4, -1) @ A.T - p.targets)
+    np.testing.assert_allclose(g, (p.grad_scale * r @ A).reshape(W.shape), rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(p.measurement_norms(), np.ones(30))

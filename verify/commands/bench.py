@@ -7,15 +7,25 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   column: ``scipy.integrate.solve_ivp(method="LSODA")`` on the raw factors with the same tolerances and a wall
   budget; it reports the smallest loss it reached while the det sign (product of the factor dets) was still
   right, and where the det flipped.
-- ``gf-mp`` on the same problem at depths 2, 3, 4, 6 towards loss 1e-30 within ``--mp-budget`` seconds per
-  trajectory (default 60, the engine's target): seconds, the loss reached and the status (``budget`` when it did
-  not get there), correct digits of w11 (from the engine's error estimate) and |w11| * sqrt(2 loss).
+- ``gf-mp`` on the same problem at depths 2, 3, 4, 6 (``--mp-depth``) towards loss 1e-30 at 40 digits
+  (``--mp-digits D``, repeatable: 60 digits aim at loss 1e-30 too, 100 digits and more at loss 1e-60) within
+  ``--mp-budget`` seconds per trajectory (default: the engine's targets, 60 s up to 60 digits, 300 s above):
+  seconds (main run plus the error-estimate run; ``main_seconds`` alone), Radau stages, loss levels recorded
+  per decade (``--mp-per-decade``, default 4: each level ends a step, so at 60 digits 4 per decade cost 421
+  steps where 1 per decade costs 171), the loss reached and the
+  status (``budget`` when it did not get there), correct digits of w11 (from the engine's error estimate) and
+  |w11| * sqrt(2 loss).
 - ``gf-e2e``: ``gf`` on random low-rank completion (the ACHL19 generator, half the entries observed, seed 0),
   balanced init 1e-2, down to loss 1e-10, including the error-estimate run: depth 3 on 10x10 rank 1, 20x20
   rank 2 and 50x50 rank 2 (the end-to-end path), depth 1 on 50x50 rank 2 (closed form). Naive column (10x10
   only; raw factors of 50x50 need a 7,500-unknown dense LU): LSODA on the raw factors as above.
 - ``gd`` at depth 4: trajectory-steps per second at B = 1, 100, 10 000; CP tensor GD (order 4, dims 5, rank 10):
-  steps per second. Naive column: a torch autograd GD loop on the same batch.
+  steps per second. Naive column: a torch autograd GD loop on the same batch. The B = 1 depth-4 row also shows
+  the official RC20 DMF trainer's throughput as stated in issue 12 (2,000-2,800 epochs/s on this machine; one
+  epoch is one step of one model) and ``ratio_official`` against its top.
+- ``gd-dmf``: depth-3 100x100 completion (ACHL19 generator, rank 5, m = 2,000 and 5,000) at B = 1 and 64,
+  marginal trajectory-steps per second of ``gd`` and of the torch autograd loop a user would write (SGD on the
+  gathered observed entries), and their ratio (see :mod:`models.engines.bench_scaling`).
 
 ``--json PATH`` writes every row (and the machine: CPU count, torch threads, versions) as strict JSON; PATH is
 checked writable before anything is measured. All three parts take about 6 minutes on a 2-core machine (gf-mp
@@ -40,7 +50,7 @@ from verify import outdir
 HELP = ("measure the engines (gf, gf-mp, gd) against naive alternatives and write a table (all parts: about 6 "
         "minutes on 2 cores; --only PART for less)")
 
-PARTS = ("gf", "gf-mp", "gd", "gf-e2e")
+PARTS = ("gf", "gf-mp", "gd", "gf-e2e", "gd-dmf")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,11 +58,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = __doc__.split("\n\n", 1)[1]
     p.add_argument("--json", metavar="PATH", default=None, help="write the rows as JSON to PATH (- for stdout)")
     p.add_argument("--only", metavar="PART", action="append", choices=PARTS, default=None,
-                   help="run only this part (gf, gf-mp, gd, gf-e2e); repeatable (default: all)")
+                   help="run only this part (gf, gf-mp, gd, gf-e2e, gd-dmf); repeatable (default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
                    help="wall budget of each naive LSODA run in seconds (default 20)")
-    p.add_argument("--mp-budget", type=float, default=60.0, metavar="S",
-                   help="wall budget of each gf-mp trajectory in seconds (default 60)")
+    p.add_argument("--mp-budget", type=float, default=None, metavar="S",
+                   help="wall budget of each gf-mp trajectory in seconds (default 60 up to 60 digits, else 300)")
+    p.add_argument("--mp-digits", type=int, action="append", default=None, metavar="D",
+                   help="gf-mp digits, repeatable (default 40; 60 aims at loss 1e-30, 100+ at loss 1e-60)")
+    p.add_argument("--mp-depth", type=int, action="append", default=None, metavar="L",
+                   help="gf-mp depth, repeatable (default 2, 3, 4, 6)")
+    p.add_argument("--mp-per-decade", type=int, default=4, metavar="K",
+                   help="gf-mp loss levels recorded per decade (default 4; each costs about one step)")
     p.add_argument("--seconds", type=float, default=1.0, metavar="S",
                    help="minimum measuring time per gd throughput figure (default 1)")
 
@@ -189,13 +205,23 @@ def bench_gf_e2e(naive_budget: float = 20.0,
     return rows
 
 
-def _bench_gf_mp(budget: float) -> list[dict]:
+def mp_target(digits: int) -> tuple[float, float]:
+    """``(until_loss, default budget in s)`` of the gf-mp bench at ``digits`` (the issue-12 targets)."""
+    return (1e-30, 60.0) if digits <= 60 else (1e-60, 300.0)
+
+
+def _bench_gf_mp(budget: float | None, digits=None, depths=None, per_decade: int = 4) -> list[dict]:
     from models.engines import gf_mp
 
     fn = getattr(gf_mp, "bench_gf_mp", None)
     if fn is None:
         return [{"workload": "gf-mp", "status": "not measured: models.engines.gf_mp has no bench_gf_mp"}]
-    return fn(wall_budget=budget)
+    rows = []
+    for d in digits or [40]:
+        loss, default_budget = mp_target(d)
+        rows += fn(depths=tuple(depths or (2, 3, 4, 6)), until_loss=loss, digits=d,
+                   wall_budget=default_budget if budget is None else budget, per_decade=per_decade)
+    return rows
 
 
 def _bench_gd(seconds: float) -> list[dict]:
@@ -257,8 +283,16 @@ def _machine() -> dict:
 def run(args) -> int:
     if not (args.naive_budget > 0 and math.isfinite(args.naive_budget)):
         raise InvalidInput(f"--naive-budget must be a positive number of seconds, got {args.naive_budget!r}")
-    if not (args.mp_budget > 0 and math.isfinite(args.mp_budget)):
+    if args.mp_budget is not None and not (args.mp_budget > 0 and math.isfinite(args.mp_budget)):
         raise InvalidInput(f"--mp-budget must be a positive number of seconds, got {args.mp_budget!r}")
+    for d in args.mp_digits or []:
+        if not 20 <= d <= 2000:
+            raise InvalidInput(f"--mp-digits must be an integer in [20, 2000], got {d}")
+    if not 1 <= args.mp_per_decade <= 100:
+        raise InvalidInput(f"--mp-per-decade must be an integer in [1, 100], got {args.mp_per_decade}")
+    for L in args.mp_depth or []:
+        if not 2 <= L <= 8:
+            raise InvalidInput(f"--mp-depth must be an integer in [2, 8], got {L}")
     if not (args.seconds > 0 and math.isfinite(args.seconds)):
         raise InvalidInput(f"--seconds must be a positive number, got {args.seconds!r}")
     if args.json is not None:
@@ -273,13 +307,23 @@ def run(args) -> int:
                             "naive_seconds", "naive_outcome", "naive_best_loss_det_kept", "naive_loss_at_det_flip",
                             "ratio"]) + "\n", flush=True)
     if "gf-mp" in parts:
-        rows = _bench_gf_mp(args.mp_budget)
+        rows = _bench_gf_mp(args.mp_budget, args.mp_digits, args.mp_depth, args.mp_per_decade)
         out["rows"]["gf-mp"] = rows
-        print(_table(rows, [c for c in ("workload", "depth", "seconds", "loss", "status", "w11_rel_err", "w11_digits",
-                                        "w11_times_s") if any(c in r for r in rows)]) + "\n", flush=True)
+        cols = ("workload", "depth", "per_decade", "seconds", "main_seconds", "stages", "loss", "status",
+                "w11_rel_err", "w11_digits", "w11_times_s")
+        print(_table(rows, [c for c in cols if any(c in r for r in rows)])
+              + "\n", flush=True)
     if "gd" in parts:
         rows = _bench_gd(args.seconds)
+        from models.engines.bench_scaling import official_ratios
+        official_ratios(rows, "rc20_dmf", "depth4")
         out["rows"]["gd"] = rows
+        print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "official_epochs_per_s",
+                            "ratio_official", "device"]) + "\n", flush=True)
+    if "gd-dmf" in parts:
+        from models.engines.bench_scaling import bench_gd_dmf
+        rows = bench_gd_dmf(seconds=args.seconds)
+        out["rows"]["gd-dmf"] = rows
         print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "device"]) + "\n", flush=True)
     if "gf-e2e" in parts:
         rows = bench_gf_e2e(naive_budget=args.naive_budget)

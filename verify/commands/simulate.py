@@ -147,6 +147,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"gf-mp: decimal digits, {DIGITS[0]}..{DIGITS[1]} (default 40; the time grows steeply with "
                         f"the digits)")
     g.add_argument("--lr", type=_positive("--lr"), default=None, help="gd: step size (default 1e-2)")
+    g.add_argument("--step-rule", choices=["constant", "normalized"], default=None,
+                   help="gd: constant (default) or normalized: one global step lr / (RMS of the gradient norm + "
+                        "1e-6) per iteration, the official trainers' GroupRMSprop (deep models only)")
     g.add_argument("--steps", type=_int_at_least("--steps", 0), default=None,
                    help="gd: number of steps (default: until --until-loss)")
     g.add_argument("--device", default=None, help="gd: torch device, cpu or cuda (default: cuda when torch sees one)")
@@ -213,8 +216,9 @@ def _model(args, problem):
 def _engine(args):
     name = args.engine
     require(name in ENGINES, f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-    chosen = {"gf": ("rtol",), "gf-mp": ("digits",), "gd": ("lr", "device")}[name]
-    stray = [opt for opt in ("rtol", "digits", "lr", "device") if getattr(args, opt) is not None and opt not in chosen]
+    chosen = {"gf": ("rtol",), "gf-mp": ("digits",), "gd": ("lr", "device", "step_rule")}[name]
+    stray = [opt for opt in ("rtol", "digits", "lr", "device", "step_rule")
+             if getattr(args, opt) is not None and opt not in chosen]
     require(not stray, f"--{stray[0].replace('_', '-')} does not apply to engine {name}" if stray else "")
     if name == "gd":
         require(args.t_max is None, "--t-max applies to gf and gf-mp; gd counts --steps")
