@@ -27,6 +27,7 @@ from . import norm_minimizers as NM
 from . import strategies as S
 from ._common import combine, escalate, point_outcome, rc20_setting
 from .api import Outcome, claim
+from .chart_check import chart_checked
 from .flow_check import validated
 from .rc20_theorem import RESTS_ON, theorem_level
 
@@ -67,23 +68,33 @@ def _sign0(inputs) -> int:
     return 1 if inputs.get("det", "positive") == "positive" else -1
 
 
-def _thm(evaluate, inputs, theorem="thm1", until_loss=None):
-    """``evaluate`` as a theorem-level check (:func:`properties.rc20_theorem.theorem_level`)."""
-    problem = rc20(inputs.get("z", 1.0), inputs.get("z_prime", 1.0), inputs.get("eps", 0.0))
-    return theorem_level(evaluate, theorem, problem, int(inputs["depth"]), _sign0(inputs), until_loss)
+def _thm(evaluate, inputs, theorem="thm1", until_loss=None, **spec):
+    """``evaluate`` as a theorem-level check (:func:`properties.rc20_theorem.theorem_level`), on a chart
+    trajectory after its cross-check against the raw-factor flow (:func:`properties.chart_check.chart_checked`;
+    ``spec``: the run's keyword arguments beyond :func:`_run_spec`'s defaults)."""
+    problem, model, init = rc20_setting(inputs)
+    level = theorem_level(evaluate, theorem, problem, int(inputs["depth"]), _sign0(inputs), until_loss)
+    return chart_checked(level, problem, model, init, _run_spec(inputs, **spec))
 
 
 _THM_HOW = (" Theorem-level: the outcome combines the bound at every point with the exact static part "
             "(rc20.{0}.static), the det sign at every recorded point, and the gradient-flow check of the "
             "trajectory (engine tangent against the gradient-flow field computed independently from the raw "
-            "factors' gradient, properties/flow_check.py; a path that is not gradient flow is an error).")
+            "factors' gradient, properties/flow_check.py; a path that is not gradient flow is an error). A chart "
+            "trajectory (gf) is also compared with a raw-factor re-integration (gf path=raw, rtol 1e-8) at every loss level "
+            "down to 1e-3 that the raw run resolves, within 1.5 s (properties/chart_check.py): a difference beyond "
+            "both error estimates is an error, a smaller one enters the point's error.")
+
+
+def _run_spec(inputs, **extra) -> dict:
+    spec = dict(until_loss=inputs.get("until_loss"), per_decade=4, wall_budget=60.0)
+    spec.update(extra)
+    return spec
 
 
 def _run_setting(inputs, engine, **extra):
     problem, model, init = rc20_setting(inputs)
-    spec = dict(until_loss=inputs.get("until_loss"), per_decade=4, wall_budget=60.0)
-    spec.update(extra)
-    return engine.run(problem, model, init, **spec)
+    return engine.run(problem, model, init, **_run_spec(inputs, **extra))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -526,7 +537,7 @@ def thm2_perturbed(inputs, dropped):
     the two margins at every recorded point where s < min(|z|, |z'|)."""
     full = _perturbed_inputs(inputs)
     return escalate(lambda eng: _run_setting(full, eng, t_max=1e9, wall_budget=30.0),
-                    _thm(_perturbed_eval(full), full, theorem="thm2"))
+                    _thm(_perturbed_eval(full), full, theorem="thm2", t_max=1e9))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -591,7 +602,10 @@ CONV_RATE = 6.0         # loss ~ (CONV_RATE t)^(-2/3) / 2 (derived below)
        hypotheses=[("alpha_at_most_one", "0 < alpha <= 1")], cost=1.5)
 def convergence_depth2(inputs, dropped):
     """Float64 gradient flow (raw factors until the singular values separate, then the chart) recorded at 37
-    log-spaced times in [0.1, 1e8]; the trajectory is first checked to be gradient flow (flow_check).
+    log-spaced times in [0.1, 1e8]; the trajectory is first checked to be gradient flow (flow_check), and
+    compared at the recorded times with a raw-factor re-integration as far as that resolves (loss ~2e-2;
+    properties/chart_check.py: a difference beyond both error estimates is an error, a smaller one enters the
+    point's error).
 
     The rate (derived; not fitted to a run): W = [[a, b], [b, c]] follows a' = 2b(1-b), b' = (1-b)(a+c) - bc,
     c' = 2b(1-b) - 2c^2 (catalog RC20-Prop-Conv). With u = 1 - b -> 0, the fast variable relaxes to u ~ c/a,
@@ -606,9 +620,10 @@ def convergence_depth2(inputs, dropped):
     model = DeepMatrix(2, (2, 2))
     times = tuple(float(t) for t in np.logspace(-1, 8, 37))
 
+    spec = dict(t_max=1e8, record_at=times, wall_budget=60.0)
+
     def run(engine):
-        return engine.run(rc20(), model, inits.identity(model, inputs["alpha"]), t_max=1e8, record_at=times,
-                          wall_budget=60.0)
+        return engine.run(rc20(), model, inits.identity(model, inputs["alpha"]), **spec)
 
     def evaluate(traj):
         pts = sorted(traj.points, key=lambda p: p.t)
@@ -637,7 +652,8 @@ def convergence_depth2(inputs, dropped):
                                   part=f"|R(1e8) - 1| < {CONV_FINAL:g}", R=R, loss=pts[-1].loss))
         return combine(outs)
 
-    return escalate(run, validated(evaluate, rc20(), 2))
+    return escalate(run, chart_checked(validated(evaluate, rc20(), 2), rc20(), model,
+                                       inits.identity(model, inputs["alpha"]), spec))
 
 
 # ----------------------------------------------------------------------------------------------------------------
