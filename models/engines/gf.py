@@ -472,6 +472,8 @@ class _Integration:
                 zc = [complex(a, h * b) for a, b in zip(y, v)]
                 w = chart.entries(chart.from_scaled(zc, chart.COMPLEX), self.signs, chart.COMPLEX)
                 return (np.array([c.imag for c in w]) / h).reshape(2, 2)
+            if self.e2e is not None:   # the state is W itself: its velocity is the integrated right-hand side
+                return np.asarray(self.e2e.velocity(np.asarray(y).reshape(self.model.shape)), dtype=float)
             v = -self._raw_grad(y)
             h = 1e-30 / max(float(np.max(np.abs(v))), 1e-300)
             return product(self._unflatten(y + 1j * h * v)).imag / h

@@ -72,7 +72,8 @@ def test_e2e_trajectory_matches_the_raw_factor_flow(shape, depth, kind):
     runs = {}
     for path in ("e2e", "raw"):
         traj = get_engine("gf", path=path, loose=0).run(problem, model, init, record_at=times, until_loss=1e-8)
-        assert traj.stats["path"] == path and traj.status.value == "completed"
+        # loose=0: no companion run, so every error is unknown (infinite) and the run is 'inaccurate' by design
+        assert traj.stats["path"] == path and traj.status.value == "inaccurate"
         runs[path] = {round(p.t, 9): p.product for p in traj.points if any(abs(p.t - t) < 1e-9 for t in times)}
     assert runs["e2e"].keys() == runs["raw"].keys() and len(runs["e2e"]) >= 2
     for t, W in runs["e2e"].items():  # both at rtol 1e-10: the paths agree to ~1e-9 of the entries
