@@ -5,8 +5,10 @@ For ``gf`` and ``gf-mp`` runs of a deep matrix factorization, every recorded poi
 independently (mpmath, from the problem's raw data and the recorded or rebuilt balanced factors). This module
 writes that comparison into the trajectory's JSON: each point gets ``flow_defect`` (``max|T - F| / max|F|``) and
 ``flow_defect_err`` (its numerical error), and the document gets ``flow_defect``: ``{"max", "max_err", "at_t",
-"tolerance", "points", "exceeds_tolerance", "method"}`` (``exceeds_tolerance``: some point's defect clears the
-tolerance beyond its error, i.e. the path is not gradient flow). The mpmath field costs about
+"tolerance", "points", "exceeds_tolerance", "unresolved", "method"}`` (``exceeds_tolerance``: some point's defect
+clears the tolerance beyond its error, i.e. the path is not gradient flow; ``unresolved``: how many points' defect
+plus error is not below the tolerance, where the check decides nothing, e.g. deep in the flow where rebuilding
+balanced factors from W is ill-conditioned). The mpmath field costs about
 (d d')^2 evaluations per point, so problems with more than ``MAX_ENTRIES`` end-to-end entries get
 ``{"max": null, "note": ...}`` instead; so do engines and models the check does not apply to (gd, CP).
 """
@@ -42,7 +44,7 @@ def annotate(doc: dict, traj, problem, model) -> dict:
         doc["flow_defect"] = {"max": None, "note": why}
         return doc
     worst = worst_err = worst_t = None
-    exceeds = False
+    exceeds, unresolved = False, 0
     for p, out in zip(traj.points, doc["points"]):
         if p.tangent is None and not (p.hp and "tangent" in p.hp):
             out["flow_defect"] = out["flow_defect_err"] = None
@@ -50,11 +52,13 @@ def annotate(doc: dict, traj, problem, model) -> dict:
         d, e = point_defect(p, problem, model.depth)
         out["flow_defect"], out["flow_defect_err"] = _num(d), _num(e)
         exceeds = exceeds or d - e > FLOW_TOL
+        unresolved += not d + e < FLOW_TOL
         if worst is None or d > worst:
             worst, worst_err, worst_t = d, e, p.t
     doc["flow_defect"] = {"max": None if worst is None else _num(worst),
                           "max_err": None if worst_err is None else _num(worst_err),
                           "at_t": worst_t, "tolerance": FLOW_TOL, "exceeds_tolerance": exceeds,
+                          "unresolved": unresolved,
                           "points": sum(1 for o in doc["points"] if o.get("flow_defect") is not None),
                           "method": METHOD}
     if worst is None:

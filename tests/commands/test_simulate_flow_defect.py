@@ -39,7 +39,7 @@ def test_true_engines_have_rounding_level_defects(capsys, args, path):
     if path is not None:
         assert d["stats"]["path"] == path
     fd = d["flow_defect"]
-    assert fd["points"] == len(d["points"]) >= 3 and fd["exceeds_tolerance"] is False
+    assert fd["points"] == len(d["points"]) >= 3 and fd["exceeds_tolerance"] is False and fd["unresolved"] == 0
     assert fd["max"] == max(p["flow_defect"] for p in d["points"])
     assert fd["max"] < 1e-8 and fd["max_err"] < 1e-3 and fd["tolerance"] == 1e-2
     assert all(p["flow_defect_err"] >= 0 for p in d["points"])
