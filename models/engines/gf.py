@@ -17,7 +17,8 @@ Two paths, chosen per run (option ``path="auto"``):
   batched complex-step Jacobian. For square matrix problems the det sign is the product of the factors' det
   signs, and the run stops with ``Status.PRECISION_LOST`` as soon as ``sigma_min(W) / sigma_max(W)`` falls below
   ``1e3 * eps``: from there float64 rounding can flip the det (catalog RC20-Pitfall-Depth2), and the points after
-  it would describe the wrong trajectory.
+  it would describe the wrong trajectory. A det sign change within one step from a ratio below ``sqrt(1e3 eps)``
+  (a decaying det that jumped over that band) stops it the same way.
 
 Recording: the start, the first time the loss falls below each level ``10^(-k/per_decade)`` (located on the
 solver's dense output), explicit ``record_at`` times, and the end (``until_loss`` located exactly, or ``t_max``).
