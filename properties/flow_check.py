@@ -68,9 +68,9 @@ def loss_gradient(problem, W):
 
 
 def balanced_factors(W, depth: int):
-    """A balanced factorization of the square matrix ``W`` (mpmath), rebuilt from its SVD."""
-    U, S, V = mpmath.svd_r(W)         # W = U diag(S) V (V is already transposed)
-    n = W.rows
+    """A balanced factorization of ``W`` (mpmath, d x d'), rebuilt from its thin SVD: widths min(d, d')."""
+    U, S, V = mpmath.svd_r(W)         # W = U diag(S) V (V is already transposed; k = min(d, d') columns/rows)
+    n = len(S)
     root = mpmath.diag([S[i] ** (mpmath.mpf(1) / depth) for i in range(n)])
     if depth == 1:
         return [W]

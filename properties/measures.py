@@ -418,6 +418,9 @@ def from_spec(spec: dict):
             return ERank()
         if kind == "smooth_rank":
             return SmoothRank(float(spec.get("delta", 0.1)))
+        if kind == "linear_lp":  # defined with the families that approach RC20's minimizer bound
+            from .norm_minimizers import LinearLp
+            return LinearLp(spec["p"], spec["M"], spec.get("label", ""))
     except (KeyError, TypeError) as exc:
         raise InvalidInput(f"malformed measure spec {spec!r}: {exc}") from None
     raise InvalidInput(f"unknown measure kind {spec.get('kind')!r} in {spec!r}")

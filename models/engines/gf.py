@@ -17,7 +17,8 @@ Two paths, chosen per run (option ``path="auto"``):
   batched complex-step Jacobian. For square matrix problems the det sign is the product of the factors' det
   signs, and the run stops with ``Status.PRECISION_LOST`` as soon as ``sigma_min(W) / sigma_max(W)`` falls below
   ``1e3 * eps``: from there float64 rounding can flip the det (catalog RC20-Pitfall-Depth2), and the points after
-  it would describe the wrong trajectory.
+  it would describe the wrong trajectory. A det sign change within one step from a ratio below ``sqrt(1e3 eps)``
+  (a decaying det that jumped over that band) stops it the same way.
 
 Recording: the start, the first time the loss falls below each level ``10^(-k/per_decade)`` (located on the
 solver's dense output), explicit ``record_at`` times, and the end (``until_loss`` located exactly, or ``t_max``).
@@ -362,7 +363,7 @@ class _Integration:
                 raise _Stop(Status.DIVERGED, f"the state became non-finite or overflowed at t = {math.expm1(tau_new):.3g}")
             dense = solver.dense_output()
             W, loss_new, ds_new, _ = self._state(ynew)
-            self._check_precision(ds_new, dense, tau_prev, tau_new)
+            self._check_precision(ds_new, dense, tau_prev, tau_new, W)
             done = self._handle_step(dense, tau_prev, tau_new, loss_new, levels, targets)
             if done:
                 self._collect(solver)
@@ -446,13 +447,26 @@ class _Integration:
             return b
         return brentq(lambda tau: self._loss_at(dense, tau) - level, a, b, xtol=4 * EPS * max(1.0, abs(b)), rtol=4 * EPS)
 
-    def _check_precision(self, ds_new, dense, tau_prev, tau_new):
+    def _check_precision(self, ds_new, dense, tau_prev, tau_new, W=None):
         if self.use_chart_now or not self.is_square or isinstance(self.model, CP):
             return
         if ds_new is None:
             raise _Stop(Status.PRECISION_LOST,
                         f"sigma_min/sigma_max of the end-to-end matrix fell below {PRECISION_FLOOR:.1e} at "
                         f"t ~ {math.expm1(tau_new):.3g}: float64 can no longer resolve its det sign")
+        # issue 11: a det decaying through that band can cross it inside one step (depth 2, scale 0.5, seed 1
+        # recorded det < 0 from loss 1e-2 on). A sign change from a ratio below sqrt(PRECISION_FLOOR) is that;
+        # a det crossing 0 at a finite rate from higher up (unbalanced factors) is kept.
+        ratio = None
+        if W is not None:
+            s = np.linalg.svd(W, compute_uv=False)
+            ratio = float(s[-1] / s[0])
+        prev, self._last_det = getattr(self, "_last_det", None), (ds_new, ratio)
+        if prev is not None and prev[0] != ds_new and prev[1] is not None and prev[1] < math.sqrt(PRECISION_FLOOR):
+            raise _Stop(Status.PRECISION_LOST,
+                        f"the det sign changed within one step ending at t ~ {math.expm1(tau_new):.3g} from "
+                        f"sigma_min/sigma_max = {prev[1]:.3g}: it passed through the band below {PRECISION_FLOOR:.1e} "
+                        f"that float64 cannot resolve")
 
     def _record(self, tau, y, event):
         y = np.asarray(y, dtype=float)

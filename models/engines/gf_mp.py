@@ -59,7 +59,8 @@ Depth 1 (the linear model).
 Raw path (everything else deep-matrix: unbalanced inits, other shapes).
     The flattened factors with the same solver, in log-time. The det sign (square factors) is the product of the
     factor dets, exact in mpmath; the run stops with ``Status.PRECISION_LOST`` when ``|det W| / ||W||_F^n``
-    falls below ``10^(10 - digits)``. It is slow (a Jacobian costs ``4 L`` extra evaluations): it is there for
+    falls below ``10^(10 - digits)``, or changes sign within one step from below ``10^((10 - digits)/2)`` (a
+    decaying det can jump over the band in one step). It is slow (a Jacobian costs ``4 L`` extra evaluations): it is there for
     unbalanced starts and cross-checks at moderate loss.
 
 Precision.
@@ -1208,6 +1209,18 @@ class _Integration:
                 raise _Stop(Status.PRECISION_LOST,
                             f"|det W| / ||W||^n fell below 1e{10 - self.digits} at t ~ "
                             f"{self.ctx.nstr(self.ctx.expm1(z[-1]), 5)}: {self.work_dps} digits cannot resolve it")
+            if sys_.square:   # issue 11: a det that decays through that band can cross it inside one step
+                ratio = abs(sys_.det(z)) / self.ctx.sqrt(sum(v * v for v in sys_.entries(z))) ** sys_.model.shape[0]
+                sign, prev = (1 if sys_.det(z) > 0 else -1), getattr(self, "_raw_det", None)
+                self._raw_det = (sign, ratio)
+                # a sign change from a det in the lower half of the resolved decades is that crossing (a det
+                # crossing 0 at a finite rate, as unbalanced factors can, starts far above: it is kept)
+                if prev is not None and sign != prev[0] and prev[1] < self.ctx.mpf(10) ** ((10 - self.digits) / 2):
+                    raise _Stop(Status.PRECISION_LOST,
+                                f"det W changed sign within one step ending at t ~ "
+                                f"{self.ctx.nstr(self.ctx.expm1(z[-1]), 5)} from |det W| / ||W||^n = "
+                                f"{self.ctx.nstr(prev[1], 3)}: it passed through the band below 1e{10 - self.digits}, "
+                                f"which {self.work_dps} digits cannot resolve")
             if self.use_chart:
                 cs = self._chart_from_raw(sys_, z)
                 if cs is not None:

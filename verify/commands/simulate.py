@@ -30,7 +30,11 @@ list of ``{t or step, loss, product, det_sign, loss_err, product_err}``; ``hp`` 
 resolve the points, budget, diverged, precision_lost, solver_failed), ``message`` (for a failure or an
 inaccurate run, what would go on: gf-mp, a smaller --rtol, more --digits, a smaller --lr),
 ``det_sign_change`` (null, or where the det sign first changed between recorded points: gradient descent with a
-finite step can flip it; a warning is printed too), ``stats`` and ``seconds``. Non-finite numbers are written as
+finite step can flip it; a warning is printed too), ``stats`` and ``seconds``. For gf and gf-mp on a deep matrix
+factorization with at most 16 end-to-end entries, each point also has ``flow_defect`` and ``flow_defect_err``
+(the engine's tangent dW/dt against the gradient-flow field computed independently from the raw factors'
+gradient, relative) and the document a ``flow_defect`` summary (max, its error, tolerance 1e-2,
+exceeds_tolerance); otherwise ``flow_defect`` says why there is none (verify/flow_defect.py). Non-finite numbers are written as
 the strings "nan", "inf", "-inf" (strict JSON). --json is checked writable before the run starts.
 
 Exit status 0 when the run completed, 1 when it did not (inaccurate, or the engine stopped early: the record
@@ -52,7 +56,7 @@ from models.factorizations import CP, DeepMatrix
 from models.generators import generate, generator_help, parse_problem_spec
 from models.problem_files import is_problem_file, load_problem, save_problem
 from models.problems import MatrixProblem
-from verify import outdir, preflight
+from verify import flow_defect, outdir, preflight
 
 HELP = "run one trajectory (gf, gf-mp or gd) on a built-in or given problem and write it as JSON"
 
@@ -258,14 +262,17 @@ def _init(args, model):
     return inits.from_json(model, kind)
 
 
-def simulate(args):
-    """The trajectory described by parsed ``args`` (raises InvalidInput on bad input)."""
+def simulate(args, setting: dict | None = None):
+    """The trajectory described by parsed ``args`` (raises InvalidInput on bad input); ``setting``, when given,
+    receives the ``problem`` and ``model`` run."""
     engine = _engine(args)
     problem = _problem(args)
     model = _model(args, problem)
     require(not (args.engine == "gf-mp" and isinstance(model, CP)),
             "engine gf-mp integrates deep matrix factorizations only; engines gf and gd run a cp model")
     init = _init(args, model)
+    if setting is not None:
+        setting.update(problem=problem, model=model)
     preflight.check_start(problem, model, init, what=f"--init {args.init}")
     if args.save_problem is not None:
         save_problem(problem, args.save_problem)
@@ -295,8 +302,10 @@ def run(args) -> int:
     outdir.writable_file(args.json, "--json")
     if args.save_problem is not None:
         outdir.writable_file(args.save_problem, "--save-problem")
-    traj = simulate(args)
-    text = json.dumps(traj.to_json(with_factors=args.factors), allow_nan=False, indent=1)
+    setting: dict = {}
+    traj = simulate(args, setting)
+    doc = flow_defect.annotate(traj.to_json(with_factors=args.factors), traj, setting["problem"], setting["model"])
+    text = json.dumps(doc, allow_nan=False, indent=1)
     if args.json == "-":
         sys.stdout.write(text + "\n")
     else:
