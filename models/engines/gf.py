@@ -23,7 +23,8 @@ Two paths, chosen per run (option ``path="auto"``):
 Recording: the start, the first time the loss falls below each level ``10^(-k/per_decade)`` (located on the
 solver's dense output), explicit ``record_at`` times, and the end (``until_loss`` located exactly, or ``t_max``).
 
-Error estimate: the same run is repeated at a tolerance ``loose`` times looser (default 10); each point is
+Error estimate: the same run is repeated at a tolerance ``loose`` times looser (default 10; ``loose`` times
+tighter where the looser tolerance would exceed ``COMPANION_RTOL_MAX`` = 1e-3); each point is
 compared with the looser run's point of the same event (the same loss level, or the same time for points recorded
 at times), and ``SAFETY`` (10) times the running maximum of the difference is reported as ``product_err`` /
 ``loss_err``. A point recorded at a loss level therefore carries the error of the *path* through that loss, not
@@ -113,8 +114,12 @@ class GradientFlow(AbstractEngine):
             # also on an untrustworthy run (precision lost, diverged, solver failed): the points it kept are valid
             # and a claim may use them, so they need an estimate as much as any other
             taus = [math.log1p(p.t) for p in points]
-            comp = _Integration(spec, use_chart, min(self.rtol * self.loose, 1e-3),
-                                None if self.atol is None else self.atol * self.loose, self.max_steps,
+            # the companion is `loose` times looser; where that would pass the cap COMPANION_RTOL_MAX it is `loose`
+            # times tighter instead (capping it at the main run's own tolerance made the two runs identical and
+            # every error estimate exactly 0)
+            ratio = self.loose if self.rtol * self.loose <= COMPANION_RTOL_MAX else 1.0 / self.loose
+            comp = _Integration(spec, use_chart, self.rtol * ratio,
+                                None if self.atol is None else self.atol * ratio, self.max_steps,
                                 eval_taus=taus, wall_budget=max(spec.wall_budget - main.elapsed, 1.0))
             comp.run()
             points, unmatched = _with_errors(main, comp)
@@ -136,6 +141,8 @@ class GradientFlow(AbstractEngine):
         return ok
 
 
+#: the loosest tolerance a companion run is given; above it the companion runs tighter than the main run
+COMPANION_RTOL_MAX = 1e-3
 SAFETY = 10.0
 LOSS_FLOOR = 64 * EPS  # relative: the rounding of a loss evaluated from a state, and of locating a level
 

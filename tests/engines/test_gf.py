@@ -300,3 +300,14 @@ def test_bad_input_raises_a_clear_error(make, needle):
         make()
     assert needle in str(exc.value)
     assert "\n" not in str(exc.value)
+
+
+def test_a_loose_main_run_gets_a_tighter_companion_not_a_zero_estimate():
+    # rtol 1e-3: a companion 10x looser would pass COMPANION_RTOL_MAX; it used to be capped at the main run's own
+    # tolerance, the two runs were identical and every error estimate was exactly 0 (read as exact)
+    from models.engines.gf import COMPANION_RTOL_MAX
+    model = DeepMatrix(4, (2, 2))
+    tr = get_engine("gf", rtol=1e-3).run(rc20(), model, inits.gaussian(model, 5.0, seed=0), until_loss=1e-12)
+    assert tr.stats["error_run"]["rtol"] == pytest.approx(1e-4) and 1e-4 < COMPANION_RTOL_MAX
+    assert all(p.product_err > 0 and p.loss_err > 0 for p in tr.points[1:])
+    assert tr.error_estimate > 0
