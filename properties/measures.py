@@ -86,8 +86,9 @@ def _svals(W) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 # Norm-like measures
 # ----------------------------------------------------------------------------------------------------------------
-class _Measure:
-    """Shared behaviour (not part of the API): ``at_x`` on the RC20 completions, ``e11``, ``j_value``."""
+class Measure:
+    """Shared behaviour of the norm-like measures (every one here and :class:`properties.norm_minimizers.LinearLp`):
+    ``at_x`` on the RC20 completions, ``e11``, ``j_value``, RC20's ``minimizer_bound``."""
 
     is_norm: bool = True          # positive definite, absolutely homogeneous, quasi-triangle with quasi_constant
     c_kind: str = "closed form"
@@ -111,7 +112,7 @@ class _Measure:
 
 
 @dataclass(frozen=True, slots=True)
-class Schatten(_Measure):
+class Schatten(Measure):
     """Schatten-p (quasi-)norm ``(sum_i sigma_i^p)^(1/p)``, p in (0, inf] (p = 1 nuclear, 2 Frobenius, inf spectral)."""
 
     p: float
@@ -148,7 +149,7 @@ class Schatten(_Measure):
 
 
 @dataclass(frozen=True, slots=True)
-class Entrywise(_Measure):
+class Entrywise(Measure):
     """Entrywise l_p (quasi-)norm of the entries, p in (0, inf] (p = inf: the max-norm)."""
 
     p: float
@@ -183,7 +184,7 @@ class Entrywise(_Measure):
 
 
 @dataclass(frozen=True, slots=True)
-class Induced(_Measure):
+class Induced(Measure):
     """Induced (operator) norm ``max_{||v||_p = 1} ||W v||_q`` for 2-column matrices, p, q in [1, inf].
 
     Closed forms for (1,1) (max column l_1), (inf,inf) (max row l_1), (2,2) (spectral), (1,q) (max column l_q);
@@ -240,7 +241,7 @@ class Induced(_Measure):
 
 
 @dataclass(frozen=True, slots=True)
-class LinearL2(_Measure):
+class LinearL2(Measure):
     """``||M vec(W)||_2`` for an invertible ``M`` (4x4 for 2x2 matrices; vec is row-major). A norm.
 
     ``c = 1 / ||M^{-T} e_1||_2`` in closed form (the minimum of ``||M x||`` over ``x_1 = 1``).
@@ -297,7 +298,7 @@ def random_linear_l2(seed: int, n: int = 4) -> LinearL2:
 
 
 @dataclass(frozen=True, slots=True)
-class Weighted(_Measure):
+class Weighted(Measure):
     """``sum_i w_i ||.||_i`` with weights > 0 (a norm when every term is; K = max K_i)."""
 
     terms: tuple
@@ -341,7 +342,7 @@ class Weighted(_Measure):
 
 # Rank surrogates: not norms (not homogeneous); drawn only when a claim's "is a norm" hypothesis is dropped.
 @dataclass(frozen=True, slots=True)
-class ERank(_Measure):
+class ERank(Measure):
     """Effective rank as a function on matrices (not a norm; minimised only as |x| -> inf on the completions)."""
 
     is_norm = False
@@ -366,7 +367,7 @@ class ERank(_Measure):
 
 
 @dataclass(frozen=True, slots=True)
-class SmoothRank(_Measure):
+class SmoothRank(Measure):
     """``sum_i sigma_i / (sigma_i + delta)``: a smooth rank surrogate (not a norm)."""
 
     delta: float = 0.1

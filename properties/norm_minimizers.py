@@ -42,11 +42,10 @@ from models.errors import require
 from . import strategies as S
 from ._common import point_outcome
 from .api import Outcome
+from .measures import Measure
 
 INF = math.inf
 _EPS = float(np.finfo(float).eps)
-_E11 = np.array([[1.0, 0.0], [0.0, 0.0]])
-_J = np.array([[0.0, 1.0], [1.0, 0.0]])
 
 
 def _lp(v: np.ndarray, p: float) -> float:
@@ -60,7 +59,7 @@ def _lp(v: np.ndarray, p: float) -> float:
 
 
 @dataclass(frozen=True, slots=True)
-class LinearLp:
+class LinearLp(Measure):
     """``||M vec(W)||_p`` for an invertible square ``M`` (vec row-major), p in (0, inf].
 
     A norm for p >= 1; for p < 1 a quasi-norm with the p-triangle inequality, hence K = 2^(1/p - 1). ``c`` (the
@@ -102,21 +101,6 @@ class LinearLp:
     @property
     def c(self) -> float:
         return float(np.linalg.svd(self.matrix, compute_uv=False)[-1]) / math.sqrt(len(self.M))
-
-    def at_x(self, x: float) -> float:
-        return self(np.array([[x, 1.0], [1.0, 0.0]]))
-
-    @property
-    def e11(self) -> float:
-        return self(_E11)
-
-    @property
-    def j_value(self) -> float:
-        return self(_J)
-
-    def minimizer_bound(self) -> float:
-        e = self.e11
-        return math.inf if e == 0 else 2.0 * self.quasi_constant * self.j_value / e
 
     def error(self, W, delta: float) -> float:
         """Bound on ``|f(W + D) - f(W)|`` over ``max|D| <= delta``: f(D) <= (sum_j (delta ||M e_j||_p)^min(p,1))^(1/min(p,1)),
