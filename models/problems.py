@@ -161,12 +161,13 @@ def completion(shape, observed, values, *, reduction: str = "half_sum", name: st
     return MatrixProblem((d, dp), op, np.asarray(values, dtype=float), reduction, name, observed, dict(params or {}))
 
 
-def sensing(measurements, targets, *, reduction: str = "half_sum", name: str = "sensing") -> MatrixProblem:
+def sensing(measurements, targets, *, reduction: str = "half_sum", name: str = "sensing",
+            params: dict | None = None) -> MatrixProblem:
     """Matrix sensing with measurement matrices ``A_i`` (array ``m x d x d'``) and targets ``y_i``."""
     A = np.asarray(measurements, dtype=float)
     require(A.ndim == 3, f"measurements must be an m x d x d' array, got shape {A.shape}")
     return MatrixProblem((A.shape[1], A.shape[2]), A.reshape(A.shape[0], -1), np.asarray(targets, dtype=float),
-                         reduction, name)
+                         reduction, name, None, dict(params or {}))
 
 
 def rc20(z: float = 1.0, z_prime: float = 1.0, eps: float = 0.0, *, unobserved=(0, 0),

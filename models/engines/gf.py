@@ -8,6 +8,8 @@ Two paths, chosen per run (option ``path="auto"``):
   are formed without cancellation, so the trajectory stays right down to loss ~1e-14 for every depth. When the
   start has (nearly) equal singular values (``alpha * I``) the chart is singular there, so the raw factors are
   integrated first until the singular values have separated.
+- **linear** (depth 1, the plain linear model): the closed-form solution of the linear flow
+  (:mod:`models.engines.linear_flow`), exact up to rounding.
 - **raw** (everything else: unbalanced inits, other shapes, CP tensors): the factors themselves, with an exact
   batched complex-step Jacobian. For square matrix problems the det sign is the product of the factors' det
   signs, and the run stops with ``Status.PRECISION_LOST`` as soon as ``sigma_min(W) / sigma_max(W)`` falls below
@@ -39,6 +41,7 @@ from ..factorizations import (CP, DeepMatrix, cp_factor_grads, cp_tensor, factor
 from ..inits import is_balanced
 from ..trajectory import Point, Status
 from .base import AbstractEngine, Result, Spec
+from .linear_flow import run_linear
 
 EPS = float(np.finfo(float).eps)
 PRECISION_FLOOR = 1e3 * EPS
@@ -79,9 +82,11 @@ class GradientFlow(AbstractEngine):
 
     # ------------------------------------------------------------------------------------------------------
     def _run(self, spec: Spec) -> Result:
-        use_chart = self._chart_applies(spec)
         require(spec.until_loss is not None or spec.t_max is not None or spec.record_at,
                 "gradient flow needs until_loss, t_max or record_at to know when to stop")
+        if isinstance(spec.model, DeepMatrix) and spec.model.depth == 1 and self.path != "raw":
+            return run_linear(spec)  # depth 1: the linear model's closed form (models.engines.linear_flow)
+        use_chart = self._chart_applies(spec)
         main = _Integration(spec, use_chart, self.rtol, self.atol, self.max_steps)
         main.run()
         points = main.points
@@ -104,6 +109,7 @@ class GradientFlow(AbstractEngine):
         if self.path == "raw":
             return False
         ok = (isinstance(spec.model, DeepMatrix) and spec.model.shape == (2, 2) and spec.model.full_width
+              and spec.model.depth >= 2
               and is_balanced(spec.init.factors) and abs(np.linalg.det(product(spec.init.factors))) > 0)
         require(ok or self.path != "chart", "the chart path needs a balanced, full-width, 2x2 deep factorization "
                                            "with a nonsingular end-to-end matrix")
