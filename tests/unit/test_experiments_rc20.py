@@ -66,3 +66,22 @@ def test_larger_bound_slope_is_the_derivative():
             h = 1e-6 * s
             num = -(larger_bound(s + h, d) - larger_bound(s - h, d)) / (2 * h)
             assert larger_bound_slope(s, d) == pytest.approx(num, rel=1e-6)
+
+
+def test_tensor_experiment_draws_the_papers_order4_setting_only_under_thorough():
+    from hypothesis import find, settings
+    from hypothesis.errors import NoSuchExample
+
+    from properties.api import CLAIMS, current_profile, profile_scope
+
+    c = CLAIMS["rc20.exp.tensor_completion"]
+    assert current_profile() == "quick"
+    with profile_scope("ci"):
+        strat = c.inputs_strategy()
+    with pytest.raises(NoSuchExample):
+        find(strat, lambda d: d["setting"] == "order4", settings=settings(max_examples=200, database=None))
+    with profile_scope("thorough"):
+        strat = c.inputs_strategy()
+    got = find(strat, lambda d: d["setting"] == "order4", settings=settings(max_examples=200, database=None))
+    assert got["m"] == 1000
+    assert current_profile() == "quick"
