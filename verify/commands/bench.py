@@ -13,6 +13,10 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
 - ``gd`` at depth 4: trajectory-steps per second at B = 1, 100, 10 000; CP tensor GD (order 4, dims 5, rank 10):
   steps per second. Naive column: a torch autograd GD loop on the same batch.
 
+- ``experiments``: the papers' experiment workloads next to the official trainers' times (RC20 GD at depths 3
+  and 4 to loss 1e-4; the RC20 tensor runs, 5 seeds batched, to reconstruction error 1e-6); see
+  ``verify.bench_experiments``. A few minutes on 2 cores.
+
 ``--json PATH`` writes every row (and the machine: CPU count, torch threads, versions) as strict JSON.
 """
 
@@ -31,9 +35,9 @@ import numpy as np
 
 from models.errors import InvalidInput
 
-HELP = "measure the engines (gf, gf-mp, gd) against naive alternatives and write a table"
+HELP = "measure the engines (gf, gf-mp, gd) and the papers' experiments against naive or official alternatives"
 
-PARTS = ("gf", "gf-mp", "gd")
+PARTS = ("gf", "gf-mp", "gd", "experiments")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +45,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = __doc__.split("\n\n", 1)[1]
     p.add_argument("--json", metavar="PATH", default=None, help="write the rows as JSON to PATH (- for stdout)")
     p.add_argument("--only", metavar="PART", action="append", choices=PARTS, default=None,
-                   help="run only this part (gf, gf-mp, gd); repeatable (default: all)")
+                   help="run only this part (gf, gf-mp, gd, experiments); repeatable (default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
                    help="wall budget of each naive LSODA run in seconds (default 20)")
     p.add_argument("--mp-budget", type=float, default=60.0, metavar="S",
@@ -243,6 +247,12 @@ def run(args) -> int:
         rows = _bench_gd(args.seconds)
         out["rows"]["gd"] = rows
         print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "device"]) + "\n", flush=True)
+    if "experiments" in parts:
+        from verify.bench_experiments import COLUMNS, bench_experiments
+
+        rows = bench_experiments()
+        out["rows"]["experiments"] = rows
+        print(_table(rows, COLUMNS) + "\n", flush=True)
     out["seconds"] = time.perf_counter() - start
     if args.json is not None:
         text = json.dumps(_strict(out), allow_nan=False, indent=1)
