@@ -19,7 +19,8 @@ Step rules (recorded in every result):
 
 The loss is the problem's (``reduction="mean"`` is ``nn.MSELoss``). A member stops when its loss is at most
 ``until_loss`` or, when a target tensor is given, when its reconstruction error ``||T - T*|| / ||T*||`` is at
-most ``until_reconstruction`` (checked every ``check_every`` steps; the step is recorded).
+most ``until_reconstruction`` (checked every ``check_every`` steps; the step is recorded). A member that stops keeps
+the factors of its last iterate and leaves the batch, so the others run at the cost of their own number.
 """
 
 from __future__ import annotations
@@ -122,64 +123,77 @@ def run_cp_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "cons
         tgt = torch.tensor(np.asarray(target).reshape(nA, nB), dtype=torch.float64)
         tnorm = float(torch.linalg.norm(tgt))
     sq = torch.zeros(B, dtype=torch.float64)
-    active = torch.ones(B, dtype=torch.bool)
     final_step = np.full(B, steps, dtype=np.int64)
     final_loss = np.full(B, np.nan)
     rec = np.full(B, np.nan)
     status = ["budget"] * B
     history = []
-    E = torch.zeros(B, nA, nB, dtype=tdt)
     t0 = time.perf_counter()
     try:
+        live = list(range(B))              # members still running; the work arrays hold only these
+        work = [f.clone() for f in fs]
+        sq_live = sq.clone()
+        last_loss = np.full(B, np.nan)
+        last_rec = np.full(B, np.nan)
         for k in range(steps + 1):
-            KA, KB = _khatri_rao([fs[i] for i in gA]), _khatri_rao([fs[i] for i in gB])
+            n = len(live)
+            KA, KB = _khatri_rao([work[i] for i in gA]), _khatri_rao([work[i] for i in gB])
             T = torch.bmm(KA, KB.transpose(1, 2))
             r = T[:, rows, cols] - y
             loss = lscale * (r * r).sum(dim=1).double()
             check = (k % check_every == 0) or k == steps
-            if check:
-                if tgt is not None:
-                    recs = torch.linalg.norm((T.double() - tgt).reshape(B, -1), dim=1) / tnorm
-                history.append([k, *loss.tolist(), *(recs.tolist() if tgt is not None else [])])
-            newly = []
-            for b in range(B):
-                if not active[b]:
-                    continue
-                lb = float(loss[b])
+            if check and tgt is not None:
+                recs = torch.linalg.norm((T.double() - tgt).reshape(n, -1), dim=1) / tnorm
+            done_now = []
+            for j, b in enumerate(live):
+                lb = float(loss[j])
+                last_loss[b] = lb
+                if check and tgt is not None:
+                    last_rec[b] = float(recs[j])
                 if not math.isfinite(lb):
                     status[b], final_step[b] = "diverged", k
-                    newly.append(b)
+                    done_now.append(j)
                     continue
-                done = lb <= until_loss or (check and tgt is not None and float(recs[b]) <= until_reconstruction)
+                done = lb <= until_loss or (check and tgt is not None and float(recs[j]) <= until_reconstruction)
                 if done or k == steps:
                     status[b] = "completed" if done else "budget"
                     final_step[b], final_loss[b] = k, lb
                     if tgt is not None:
-                        rec[b] = float(torch.linalg.norm(T[b].double() - tgt) / tnorm)
-                    newly.append(b)
-            for b in newly:
-                active[b] = False
-            if not bool(active.any()):
-                break
-            E.zero_()
+                        rec[b] = float(torch.linalg.norm(T[j].double() - tgt) / tnorm)
+                        last_rec[b] = rec[b]
+                    done_now.append(j)
+            if check:
+                history.append([k, *last_loss.tolist(), *(last_rec.tolist() if tgt is not None else [])])
+            if done_now:
+                for j in done_now:  # the finished members keep the factors of their last iterate
+                    for i in range(N):
+                        fs[i][live[j]] = work[i][j]
+                keep = [j for j in range(n) if j not in set(done_now)]
+                if not keep:
+                    break
+                sel = torch.tensor(keep, dtype=torch.long)
+                live = [live[j] for j in keep]
+                work = [w[sel] for w in work]
+                sq_live = sq_live[sel]
+                KA, KB, r = KA[sel], KB[sel], r[sel]
+                n = len(live)
+            E = torch.zeros(n, nA, nB, dtype=tdt)
             E[:, rows, cols] = gscale * r
-            E[~active] = 0
             dKA = torch.bmm(E, KB)
             dKB = torch.bmm(E.transpose(1, 2), KA)
             grads = [None] * N
-            for i, g in zip(gA, _group_grads(dKA, [fs[i] for i in gA])):
+            for i, g in zip(gA, _group_grads(dKA, [work[i] for i in gA])):
                 grads[i] = g
-            for i, g in zip(gB, _group_grads(dKB, [fs[i] for i in gB])):
+            for i, g in zip(gB, _group_grads(dKB, [work[i] for i in gB])):
                 grads[i] = g
             if step_rule == "constant":
-                step = torch.full((B,), lr, dtype=tdt)
+                step = torch.full((n,), lr, dtype=tdt)
             else:
                 gn = sum((g.double() ** 2).sum(dim=(1, 2)) for g in grads)
-                sq = beta * sq + (1 - beta) * gn
-                step = (lr / (torch.sqrt(sq / (1 - beta ** (k + 1))) + eps)).to(tdt)
-            step = torch.where(active, step, torch.zeros_like(step))
+                sq_live = beta * sq_live + (1 - beta) * gn
+                step = (lr / (torch.sqrt(sq_live / (1 - beta ** (k + 1))) + eps)).to(tdt)
             for i in range(N):
-                fs[i] = fs[i] - step[:, None, None] * grads[i]
+                work[i] = work[i] - step[:, None, None] * grads[i]
     finally:
         if threads:
             torch.set_num_threads(old_threads)
