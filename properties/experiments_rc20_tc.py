@@ -52,6 +52,10 @@ SETTINGS = {
 #: target (measured: 3 of 5 members at 100 and 1 of 15 at 150 end with error 0.3 .. 9 after 3000-6000 steps);
 #: 450 and 511 observe nearly every entry
 ORDER3_OBSERVATIONS = (200, 300, 400)
+#: torch threads for the batched products: one. Measured on the shared 2-core machine (load ~3): 4.4 ms per 8^4
+#: step of 5 members with one thread, 42 ms with two (the second thread waits for a busy core); with ``--jobs 2``
+#: each worker process has a core of its own anyway.
+THREADS = 1
 
 
 def baseline_error(problem, target) -> float:
@@ -96,7 +100,7 @@ def run_setting(setting: str, m: int, data_seed: int, init_seed: int, B: int = S
                          for b in range(B)]) for n, d in enumerate(dims)]
     stop = REL_LOSS_STOP * float(np.mean(problem.targets ** 2))
     res = run_cp_gd(problem, factors, lr=LR, steps=cfg["steps"], step_rule="group_rmsprop", until_loss=stop,
-                    target=target, check_every=100, dtype=cfg["dtype"])
+                    target=target, check_every=100, dtype=cfg["dtype"], threads=THREADS)
     return problem, target, res
 
 

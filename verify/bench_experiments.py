@@ -11,7 +11,7 @@ machines (the RC20 tensor run: 370 s per seed; the RC20 depth-3 GD run: about 45
   claim picks it), lr 3e-3, MSE) to loss 1e-4 with the compiled loop of ``models.engines.gd_small``.
 - ``rc20 tensor order4``: 5 init seeds batched, 8^4 rank-1 target of norm 1, 1,000 observations, R = 512, init
   1e-3, GroupRMSprop lr 1e-2, float32, until every member's reconstruction error is at most 1e-6 (at most 40,000
-  steps; members that get there stop).
+  steps; members that get there stop), one torch thread (see ``properties.experiments_rc20_tc.THREADS``).
 - ``rc20 tensor order3``: the same at 8^3, R = 64, 300 observations, float64, stopped by the claim's rule (training
   MSE 1e-5 of the mean squared observation; GroupRMSprop bounces before 1e-6 for some seeds at order 3).
 """
@@ -43,7 +43,7 @@ def _gd_row(depth: int) -> dict:
 def _tensor_row(order: int) -> dict:
     from models.engines.cp_fast import run_cp_gd
     from models.problems import random_tensor_completion
-    from properties.experiments_rc20_tc import INIT_STD, LR, REL_LOSS_STOP, SEEDS_PER_RUN
+    from properties.experiments_rc20_tc import INIT_STD, LR, REL_LOSS_STOP, SEEDS_PER_RUN, THREADS
 
     dims, R, m, dtype = ((8,) * 4, 512, 1000, "float32") if order == 4 else ((8,) * 3, 64, 300, "float64")
     problem, target = random_tensor_completion(dims, m, rank=1, norm=1.0, seed=0, reduction="mean")
@@ -55,11 +55,12 @@ def _tensor_row(order: int) -> dict:
     else:  # the claim's stop rule (GroupRMSprop bounces before 1e-6 at order 3 for some seeds)
         stop = {"until_loss": REL_LOSS_STOP * float(np.mean(problem.targets ** 2))}
     res = run_cp_gd(problem, factors, lr=LR, steps=40000, step_rule="group_rmsprop", target=target,
-                    check_every=50, dtype=dtype, **stop)
+                    check_every=50, dtype=dtype, threads=THREADS, **stop)
     name = f"rc20 tensor order{order}"
     row = {"workload": name, "seconds": res.seconds, "reconstruction_error": float(np.max(res.reconstruction_error)),
            "steps": int(np.max(res.final_step)), "seeds": B, "statuses": ",".join(sorted(set(res.status))),
-           "R": R, "observations": m, "dtype": dtype, "step_rule": f"group_rmsprop lr {LR:g}",
+           "R": R, "observations": m, "dtype": dtype, "torch_threads": THREADS,
+           "step_rule": f"group_rmsprop lr {LR:g}",
            "engine": "cp-fast (torch bmm)"}
     return _with_official(row, B)
 
