@@ -155,7 +155,8 @@ def _gd_strategy(dropped):
        statement="on [[*, 1], [1, 0]] and on [[*, -2], [0.5, eps]] (eps in {0.5, 0.1, 0.05, 0.01}), depth 3 or 4, "
                  "full-batch GD with lr 3e-3 from a per-layer Gaussian init (std 8e-3, det W(0) > 0; resampled "
                  "until gradient flow from it reaches loss 0.1 by t = 7500) to MSE loss "
-                 "1e-4 (1e-6 for eps >= 0.05; at most 5e6 steps): (a) GD's |w11| is within 2% + 0.02 of gradient flow's "
+                 "1e-4 (1e-6 for eps >= 0.05; at most 5e6 steps): (a) GD's |w11| is within 2% + 0.02 of gradient "
+                 "flow's "
                  "from the same init at every recorded loss in [final, 0.1]; (b) eps = 0: |w11| increases over each "
                  "decade of loss from 0.1 down to the final loss; (c) eps > 0: |w11| <= 1.1 |z z'|/|eps| all along, "
                  "and within 10% of |z z'|/|eps| when the run reaches loss 1e-6",
@@ -218,7 +219,8 @@ def gd_unobserved(inputs, dropped):
                    final_loss=final_loss, final_w11=float(res.final_product[0][0, 0]),
                    det_sign_start=det0, det_sign_end=int(res.final_det_sign[0]),
                    det_sign_flips=int(np.sum(np.diff(mem["det_sign"].astype(int)) != 0)),
-                   gd_seconds=round(res.seconds, 3), init_seed=seed, step_rule="constant lr 3e-3", reduction="mean (MSELoss)")
+                   gd_seconds=round(res.seconds, 3), init_seed=seed, step_rule="constant lr 3e-3",
+                   reduction="mean (MSELoss)")
 
 
 __all__ = ["EPSILONS", "INIT_STD", "LR", "MAX_STEPS", "RECORD_EVERY", "UNTIL_LOSS", "official_init", "problem_for",

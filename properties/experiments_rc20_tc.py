@@ -117,7 +117,8 @@ def _tc_strategy(dropped):
                     "init 1e-3, GroupRMSprop lr 1e-2, MSE); catalog RC20-Exp-TC",
        statement="rank-1 target of Frobenius norm 1, CP factorization with R = 64 (8^3) or 512 (8^4) components, "
                  "per-entry init std 1e-3, GroupRMSprop (lr 1e-2) on the MSE of the observed entries until the MSE "
-                 "is 1e-5 of the mean squared observation (at most 3000 steps at 8^3, 40000 at 8^4): for each of 5 init "
+                 "is 1e-5 of the mean squared observation (at most 3000 steps at 8^3, 40000 at 8^4): for each of 5 "
+                 "init "
                  "seeds, the reconstruction error ||T - T*||/||T*|| <= 0.05 x the baseline's (observed entries, 0 "
                  "elsewhere) and the best rank-1 approximation of T is within 0.05 (relative): estimated CP rank 1. "
                  "Settings: 8^3 with 200, 300 or 400 observations (every profile); 8^4 with 1,000 observations "
@@ -140,7 +141,8 @@ def tensor_completion(inputs, dropped):
         if not math.isfinite(rec):
             raise EngineFailure(f"member {b}: non-finite reconstruction error")
         outs.append(point_outcome(FAR_BELOW * base - rec, rounding * base, FAR_BELOW * base,
-                                  part="reconstruction error <= 0.05 baseline", member=b, value=rec, bound=FAR_BELOW * base,
+                                  part="reconstruction error <= 0.05 baseline", member=b, value=rec,
+                                  bound=FAR_BELOW * base,
                                   steps=int(res.final_step[b]), run_status=res.status[b]))
         r1 = rank1_residual(res.tensor[b])
         outs.append(point_outcome(RANK_TOL - r1, rounding, RANK_TOL, part="estimated CP rank 1", member=b,
