@@ -11,7 +11,7 @@ residual of its best rank-1 approximation (:func:`rank1_residual`).
 
 Settings (the inputs name them, so a replay needs no profile): ``order3`` (8^3, R = 64, float64, observations
 in {200, 300, 400}) under every profile; ``order4`` (the paper's 8^4, R = 512, 1,000 observations, float32
-as the official code, 5 seeds batched; about 2 minutes on 2 cores) only under ``thorough``.
+as the official code, 5 seeds batched; 20-40 s with one torch thread, measured) only under ``thorough``.
 """
 
 from __future__ import annotations
