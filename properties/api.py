@@ -18,6 +18,8 @@ Users write their own claims in their own module with :func:`claim` (or by build
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -153,6 +155,27 @@ class Claim:
 
 
 CLAIMS: dict[str, Claim] = {}
+
+#: The search profile a claim's strategy is being built for ("quick", "ci", "thorough", ...): experiment claims
+#: draw a stated reduction of the papers' setting under the fast profiles and the setting itself under
+#: "thorough". The driver sets it around ``Claim.inputs_strategy()``; the inputs drawn name the setting, so a
+#: replay needs no profile.
+_PROFILE: contextvars.ContextVar = contextvars.ContextVar("verify_profile", default="quick")
+
+
+def current_profile() -> str:
+    """The name of the profile the strategy being built is for (default "quick")."""
+    return _PROFILE.get()
+
+
+@contextlib.contextmanager
+def profile_scope(name: str):
+    """Build strategies for profile ``name`` inside this block."""
+    token = _PROFILE.set(str(name))
+    try:
+        yield
+    finally:
+        _PROFILE.reset(token)
 
 
 def _same_definition(a: Claim, b: Claim) -> bool:

@@ -429,6 +429,12 @@ FIGURES = (
 )
 
 
+# The experiment figures (rc20_gd, rc20_tc_sweep) are drawn by reports.figures_experiments, the same way; they
+# follow the other RC20 figures (cp_norms, of RMC21, stays last).
+from .figures_experiments import FIGURES as _EXPERIMENT_FIGURES  # noqa: E402
+
+FIGURES = FIGURES[:-1] + _EXPERIMENT_FIGURES + FIGURES[-1:]
+
 _MARGINS = {1: dict(left=0.12, right=0.97, bottom=0.12, top=0.92),
             2: dict(left=0.08, right=0.98, bottom=0.14, top=0.9, wspace=0.28)}
 

@@ -45,7 +45,7 @@ import hypothesis
 from hypothesis import HealthCheck, Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDatabase
 
-from properties.api import CLAIMS, Claim, Expectation, Outcome
+from properties.api import CLAIMS, Claim, Expectation, Outcome, profile_scope
 from verify import chain, evidence
 from verify.profiles import Profile, get_profile
 from verify.records import SCHEMA_VERSION, Verdict, VerdictStatus
@@ -249,7 +249,8 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
     prof = get_profile(profile)
     hseed = claim_seed(seed, claim.id)
     rec = _Recorder(claim, prof)
-    strategy = claim.inputs_strategy()
+    with profile_scope(prof.name):  # experiment claims draw a reduced setting except under "thorough"
+        strategy = claim.inputs_strategy()
 
     def prop(inputs):
         rec(inputs)

@@ -15,6 +15,7 @@ recomputed only when it is missing or its ``spec`` changed, so re-rendering and 
   and 3.
 - ``rc20_perturbed``: the perturbed problem ``[[*, 1], [1, eps]]`` for several eps, depth 3, down to loss
   ``eps^2`` (1e-12 for eps = 0): below about ``eps^2 / 2`` the flow with det > 0 crawls (|w11| must pass 1/eps).
+- ``rc20_gd`` and ``rc20_tc_sweep``: the papers' experiments (:mod:`verify.figure_data_experiments`).
 - ``cp_norms``: CP component norms over time, gradient descent (``gd``; ``gf`` when gd is unavailable) on a
   random order-3 rank-1 completion problem from a small Gaussian init.
 """
@@ -59,6 +60,12 @@ FIGURES: dict[str, dict] = {
                   "steps": 4000, "lr": 0.05, "record_every": 40}],
     },
 }
+
+
+# The experiment figures (rc20_gd, rc20_tc_sweep): specs and runs in verify.figure_data_experiments.
+from verify import figure_data_experiments as _experiments  # noqa: E402
+
+FIGURES.update(_experiments.FIGURES)
 
 
 def spec_hash(spec: dict) -> str:
@@ -162,7 +169,10 @@ def compute(name: str) -> dict:
     runs = []
     for run in spec["runs"]:
         try:
-            data = _cp_run(run) if run.get("kind") == "cp" else matrix_run(run)
+            if spec.get("kind") == "experiment":
+                data = _experiments.compute_run(name, run)
+            else:
+                data = _cp_run(run) if run.get("kind") == "cp" else matrix_run(run)
         except Exception as exc:  # noqa: BLE001 -- a figure that cannot be made is reported, not fatal
             data = {"status": "error", "message": f"{type(exc).__name__}: {exc}", "points": []}
         runs.append({"label": run["label"], "settings": run, **data})

@@ -27,8 +27,12 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   marginal trajectory-steps per second of ``gd`` and of the torch autograd loop a user would write (SGD on the
   gathered observed entries), and their ratio (see :mod:`models.engines.bench_scaling`).
 
+- ``experiments``: the papers' experiment workloads next to the official trainers' times (RC20 GD at depths 3
+  and 4 to loss 1e-4; the RC20 tensor runs, 5 seeds batched, to reconstruction error 1e-6); see
+  ``verify.bench_experiments``. A few minutes on 2 cores.
+
 ``--json PATH`` writes every row (and the machine: CPU count, torch threads, versions) as strict JSON; PATH is
-checked writable before anything is measured. All three parts take about 6 minutes on a 2-core machine (gf-mp
+checked writable before anything is measured. All parts take about 10 minutes on a 2-core machine (gf-mp
 most of it: up to ``--mp-budget`` seconds for each of its four depths).
 """
 
@@ -47,10 +51,10 @@ import numpy as np
 from models.errors import InvalidInput
 from verify import outdir
 
-HELP = ("measure the engines (gf, gf-mp, gd) against naive alternatives and write a table (all parts: about 6 "
-        "minutes on 2 cores; --only PART for less)")
+HELP = ("measure the engines (gf, gf-mp, gd) and the papers' experiments against naive or official "
+        "alternatives and write a table (all parts: about 10 minutes on 2 cores; --only PART for less)")
 
-PARTS = ("gf", "gf-mp", "gd", "gf-e2e", "gd-dmf")
+PARTS = ("gf", "gf-mp", "gd", "gf-e2e", "gd-dmf", "experiments")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -58,7 +62,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = __doc__.split("\n\n", 1)[1]
     p.add_argument("--json", metavar="PATH", default=None, help="write the rows as JSON to PATH (- for stdout)")
     p.add_argument("--only", metavar="PART", action="append", choices=PARTS, default=None,
-                   help="run only this part (gf, gf-mp, gd, gf-e2e, gd-dmf); repeatable (default: all)")
+                   help="run only this part (gf, gf-mp, gd, gf-e2e, gd-dmf, experiments); repeatable (default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
                    help="wall budget of each naive LSODA run in seconds (default 20)")
     p.add_argument("--mp-budget", type=float, default=None, metavar="S",
@@ -330,6 +334,12 @@ def run(args) -> int:
         out["rows"]["gf-e2e"] = rows
         print(_table(rows, ["workload", "path", "seconds", "loss", "status", "steps", "error_estimate",
                             "naive_seconds", "naive_outcome", "ratio"]) + "\n", flush=True)
+    if "experiments" in parts:
+        from verify.bench_experiments import COLUMNS, bench_experiments
+
+        rows = bench_experiments()
+        out["rows"]["experiments"] = rows
+        print(_table(rows, COLUMNS) + "\n", flush=True)
     out["seconds"] = time.perf_counter() - start
     if args.json is not None:
         text = json.dumps(_strict(out), allow_nan=False, indent=1)

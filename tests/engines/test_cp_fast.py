@@ -1,0 +1,101 @@
+"""The batched CP loop (models.engines.cp_fast) against torch autograd with torch.optim.SGD and with the official
+GroupRMSprop update written out; the experiment helpers of rc20.exp.tensor_completion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from models.engines.cp_fast import run_cp_gd
+from models.problems import random_tensor_completion
+from properties.experiments_rc20_tc import baseline_error, rank1_residual
+
+REL = 1e-11
+
+
+def _reference(problem, factors, lr, steps, rule, beta=0.99, eps=1e-6):
+    """Autograd CP tensor, loss of the problem; SGD, or GroupRMSprop as in the official code."""
+    params = [torch.tensor(f, dtype=torch.float64, requires_grad=True) for f in factors]
+    opt = torch.optim.SGD(params, lr=lr) if rule == "constant" else None
+    idx = torch.tensor(np.ravel_multi_index(tuple(problem.indices.T), problem.dims))
+    y = torch.tensor(problem.targets)
+    letters = "abcdefgh"[: len(params)]
+    sq = 0.0
+    losses = []
+    for k in range(steps + 1):
+        T = torch.einsum(",".join(c + "r" for c in letters) + "->" + letters, *params)
+        r = T.reshape(-1)[idx] - y
+        loss = problem.loss_scale * (r * r).sum()
+        losses.append(float(loss.detach()))
+        if k == steps:
+            break
+        for p in params:
+            p.grad = None
+        loss.backward()
+        if opt is not None:
+            opt.step()
+        else:
+            sq = beta * sq + (1 - beta) * sum(float((p.grad ** 2).sum()) for p in params)
+            step = lr / (math.sqrt(sq / (1 - beta ** (k + 1))) + eps)
+            with torch.no_grad():
+                for p in params:
+                    p -= step * p.grad
+    return [p.detach().numpy() for p in params], T.detach().numpy(), losses
+
+
+@pytest.mark.parametrize("dims,rule", [((3, 4, 2), "constant"), ((3, 2, 2, 3), "group_rmsprop"),
+                                       ((2, 3), "group_rmsprop"), ((2, 2, 3, 2, 2), "constant")])
+def test_steps_equal_the_autograd_reference(dims, rule):
+    problem, target = random_tensor_completion(dims, max(2, int(np.prod(dims)) // 2), rank=2, seed=3,
+                                               reduction="mean")
+    rng = np.random.default_rng(5)
+    B, R, steps = 3, 4, 40
+    F = [0.5 * rng.standard_normal((B, d, R)) for d in dims]
+    res = run_cp_gd(problem, F, lr=0.05, steps=steps, step_rule=rule, target=target, check_every=1)
+    assert res.settings["step_rule"] == rule
+    for b in range(B):
+        fs, T, losses = _reference(problem, [f[b] for f in F], 0.05, steps, rule)
+        for got, want in zip(res.factors, fs):
+            assert np.max(np.abs(got[b] - want)) <= REL * max(1.0, np.max(np.abs(want)))
+        assert np.max(np.abs(res.tensor[b] - T)) <= REL * max(1.0, np.max(np.abs(T)))
+        hist = res.history[:, 1 + b]
+        assert np.allclose(hist, losses, rtol=1e-10, atol=0)
+        rec = np.linalg.norm(T - target) / np.linalg.norm(target)
+        assert res.reconstruction_error[b] == pytest.approx(rec, rel=1e-10)
+
+
+def test_members_stop_on_their_own_loss_and_freeze():
+    problem, target = random_tensor_completion((3, 3, 3), 20, rank=1, seed=0)
+    rng = np.random.default_rng(1)
+    F = [np.stack([0.5 * rng.standard_normal((d, 3)), 1e-3 * rng.standard_normal((d, 3))]) for d in (3, 3, 3)]
+    res = run_cp_gd(problem, F, lr=0.2, steps=4000, until_loss=1e-4, check_every=10)
+    assert res.status[0] == "completed" and res.final_loss[0] <= 1e-4 and res.final_step[0] < 4000
+    # member 0 frozen at its stop: its tensor's loss is the one recorded
+    assert problem.loss(res.tensor[0]) == pytest.approx(res.final_loss[0], rel=1e-9)
+    # the slow member (init 1e-3, plain GD) has not left the origin: still running at the budget
+    assert res.status[1] == "budget" and res.final_step[1] == 4000
+
+
+def test_rank1_residual_is_zero_on_rank_one_and_bounded_away_on_rank_two():
+    rng = np.random.default_rng(0)
+    vs = [rng.standard_normal(5) for _ in range(3)]
+    X = np.einsum("a,b,c->abc", *vs)
+    assert rank1_residual(X) <= 1e-13
+    ws = [rng.standard_normal(5) for _ in range(3)]
+    Y = X + np.einsum("a,b,c->abc", *ws)
+    # any rank-1 approximation is an upper bound; the best one of a generic rank-2 tensor is far from it
+    assert rank1_residual(Y) > 0.1
+    # an upper bound: never below the distance to the best rank-1 approximation of the mode-1 unfolding
+    s = np.linalg.svd(Y.reshape(5, -1), compute_uv=False)
+    assert rank1_residual(Y) >= math.sqrt(np.sum(s[1:] ** 2)) / np.linalg.norm(Y) - 1e-12
+
+
+def test_baseline_error_is_the_norm_of_the_unobserved_part():
+    problem, target = random_tensor_completion((4, 4, 4), 20, rank=1, seed=2)
+    mask = np.zeros(64, dtype=bool)
+    mask[np.ravel_multi_index(tuple(problem.indices.T), problem.dims)] = True
+    want = np.linalg.norm(target.reshape(-1)[~mask]) / np.linalg.norm(target)
+    assert baseline_error(problem, target) == pytest.approx(want, rel=1e-14)
