@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from hypothesis import strategies as st
 
 from models import inits
@@ -59,7 +58,22 @@ def _locations_strategy(dropped):
         seed=S.seeds(),
         det_rule="matches" if "det_matches" not in dropped else st.sampled_from(["matches", "opposite"]),
         until_loss=S.log_scale(-6.0, -4.0),
+        init=_init_kind(dropped),
     )
+
+
+def _init_kind(dropped):
+    """``balanced``; with the hypothesis dropped, also per-layer Gaussian (unbalanced) inits."""
+    return "balanced" if "balanced" not in dropped else st.sampled_from(["balanced", "gaussian"])
+
+
+def _init(model, inputs, det):
+    """The drawn init: balanced at end-to-end scale ``scale``, or (``balanced`` dropped) per-layer Gaussian with
+    std ``scale^(1/L)``, so that the end-to-end matrix starts at a comparable size."""
+    scale, seed = float(inputs["scale"]), int(inputs["seed"])
+    if inputs.get("init", "balanced") == "gaussian":
+        return inits.gaussian(model, scale ** (1.0 / model.depth), seed=seed, det=det)
+    return inits.balanced(model, scale, seed=seed, det=det)
 
 
 def locations_setting(inputs):
@@ -69,8 +83,7 @@ def locations_setting(inputs):
     if inputs.get("det_rule", "matches") == "opposite":
         det = "negative" if det == "positive" else "positive"
     model = DeepMatrix(int(inputs["depth"]), (2, 2))
-    init = inits.balanced(model, float(inputs["scale"]), seed=int(inputs["seed"]), det=det)
-    return rc20(unobserved=loc), model, init, loc
+    return rc20(unobserved=loc), model, _init(model, inputs, det), loc
 
 
 def _unobserved_bound_eval(loc):
@@ -145,14 +158,14 @@ def _larger_strategy(dropped):
         seed=S.seeds(),
         det="positive" if "det_positive" not in dropped else st.sampled_from(["positive", "negative"]),
         until_loss=S.log_scale(-4.0, -3.0),
+        init=_init_kind(dropped),
     )
 
 
 def larger_setting(inputs):
     d = int(inputs["d"])
     model = DeepMatrix(int(inputs["depth"]), (d, d))
-    init = inits.balanced(model, float(inputs["scale"]), seed=int(inputs["seed"]), det=inputs.get("det", "positive"))
-    return rc20_larger((d, d)), model, init
+    return rc20_larger((d, d)), model, _init(model, inputs, inputs.get("det", "positive"))
 
 
 def _larger_eval(d: int):
@@ -192,7 +205,8 @@ def ext_larger(inputs, dropped):
         return engine.run(problem, model, init, until_loss=float(inputs["until_loss"]), per_decade=4,
                           wall_budget=60.0)
 
-    return escalate(run, _larger_eval(int(inputs["d"])), ladder=(("gf", {"rtol": 1e-10}), ("gf", {"rtol": 1e-12})))
+    return escalate(run, _larger_eval(int(inputs["d"])),
+                    ladder=(("gf", {"rtol": 1e-10, "path": "raw"}), ("gf", {"rtol": 1e-12, "path": "raw"})))
 
 
 __all__ = ["LARGER_DEPTHS", "LARGER_DIMS", "LOCATIONS", "larger_bound", "larger_bound_slope", "larger_setting",
