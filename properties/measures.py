@@ -58,8 +58,8 @@ def _check_p(name: str, p: float, *, min_value: float = 0.0) -> float:
     return p
 
 
-def _lp(v: np.ndarray, p: float) -> float:
-    """The l_p (quasi-)norm of a vector of nonnegative numbers, scaled to avoid overflow."""
+def lp(v: np.ndarray, p: float) -> float:
+    """The l_p (quasi-)norm of a vector (absolute values taken), p in (0, inf], scaled to avoid overflow."""
     v = np.abs(np.asarray(v, dtype=float)).ravel()
     m = float(np.max(v)) if v.size else 0.0
     if m == 0.0:
@@ -121,7 +121,7 @@ class Schatten(Measure):
         object.__setattr__(self, "p", _check_p("Schatten p", self.p))
 
     def __call__(self, W) -> float:
-        return _lp(_svals(W), self.p)
+        return lp(_svals(W), self.p)
 
     def __repr__(self) -> str:
         return f"S_{_pstr(self.p)}"
@@ -135,14 +135,14 @@ class Schatten(Measure):
     def error(self, W, delta: float) -> float:
         s = _svals(W)
         d = 2.0 * delta * math.sqrt(np.size(W))  # |d sigma_i| <= ||dW||_2 <= ||dW||_F <= sqrt(n) * 2 delta (safe)
-        v = _lp(s, self.p)
-        return max(_lp(s + d, self.p) - v, v - _lp(np.maximum(s - d, 0.0), self.p)) + 4 * _EPS * v
+        v = lp(s, self.p)
+        return max(lp(s + d, self.p) - v, v - lp(np.maximum(s - d, 0.0), self.p)) + 4 * _EPS * v
 
     def dual_value(self, Y) -> float:
         """The dual norm (Schatten-q, 1/p + 1/q = 1); defined for p >= 1."""
         require(self.p >= 1, f"the dual of S_{self.p} (a quasi-norm) is not a norm")
         q = INF if self.p == 1 else (1.0 if self.p == INF else self.p / (self.p - 1.0))
-        return _lp(_svals(Y), q)
+        return lp(_svals(Y), q)
 
     def spec(self) -> dict:
         return {"kind": "schatten", "p": _json_p(self.p)}
@@ -158,7 +158,7 @@ class Entrywise(Measure):
         object.__setattr__(self, "p", _check_p("entrywise p", self.p))
 
     def __call__(self, W) -> float:
-        return _lp(np.asarray(W, dtype=float), self.p)
+        return lp(np.asarray(W, dtype=float), self.p)
 
     def __repr__(self) -> str:
         return f"l_{_pstr(self.p)}"
@@ -171,13 +171,13 @@ class Entrywise(Measure):
 
     def error(self, W, delta: float) -> float:
         a = np.abs(np.asarray(W, dtype=float))
-        v = _lp(a, self.p)
-        return max(_lp(a + delta, self.p) - v, v - _lp(np.maximum(a - delta, 0.0), self.p)) + 4 * _EPS * v
+        v = lp(a, self.p)
+        return max(lp(a + delta, self.p) - v, v - lp(np.maximum(a - delta, 0.0), self.p)) + 4 * _EPS * v
 
     def dual_value(self, Y) -> float:
         require(self.p >= 1, f"the dual of l_{self.p} (a quasi-norm) is not a norm")
         q = INF if self.p == 1 else (1.0 if self.p == INF else self.p / (self.p - 1.0))
-        return _lp(np.asarray(Y, dtype=float), q)
+        return lp(np.asarray(Y, dtype=float), q)
 
     def spec(self) -> dict:
         return {"kind": "entrywise", "p": _json_p(self.p)}
@@ -205,16 +205,16 @@ class Induced(Measure):
         W = np.asarray(W, dtype=float)
         p, q = self.p, self.q
         if p == 1:
-            return max(_lp(W[:, j], q) for j in range(W.shape[1]))
+            return max(lp(W[:, j], q) for j in range(W.shape[1]))
         if p == q == INF:
-            return max(_lp(W[i, :], 1.0) for i in range(W.shape[0]))
+            return max(lp(W[i, :], 1.0) for i in range(W.shape[0]))
         if p == q == 2:
             return float(_svals(W)[0])
         require(W.shape[1] == 2, "induced p->q norms by search are implemented for 2-column matrices")
 
         def val(th: float) -> float:
             v = np.array([math.cos(th), math.sin(th)])
-            return _lp(W @ v, q) / _lp(v, p)
+            return lp(W @ v, q) / lp(v, p)
 
         grid = np.linspace(0.0, math.pi, 181)
         V = np.stack([np.cos(grid), np.sin(grid)])            # 2 x n directions
@@ -583,7 +583,7 @@ def cp_rank_estimate(T, tol: float = 1e-3, max_rank: int | None = None, seed: in
 
 
 __all__ = [
-    "E11", "J", "ERank", "Entrywise", "Induced", "LinearL2", "Schatten", "SmoothRank", "Weighted", "best_rank1",
+    "E11", "J", "ERank", "Entrywise", "Induced", "LinearL2", "Measure", "Schatten", "SmoothRank", "Weighted", "best_rank1",
     "component_norms", "cp_als", "cp_rank_estimate", "dist_rank1", "dist_rank1_tensor", "erank", "erank_excess_from_ratio", "erank_from_ratio",
-    "from_spec", "random_linear_l2", "rank1_tensor", "rank_subopt", "sigma2",
+    "from_spec", "lp", "random_linear_l2", "rank1_tensor", "rank_subopt", "sigma2",
 ]

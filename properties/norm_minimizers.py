@@ -42,20 +42,10 @@ from models.errors import require
 from . import strategies as S
 from ._common import point_outcome
 from .api import Outcome
-from .measures import Measure
+from .measures import Measure, lp
 
 INF = math.inf
 _EPS = float(np.finfo(float).eps)
-
-
-def _lp(v: np.ndarray, p: float) -> float:
-    v = np.abs(np.asarray(v, dtype=float)).ravel()
-    m = float(np.max(v)) if v.size else 0.0
-    if m == 0.0:
-        return 0.0
-    if p == INF:
-        return m
-    return m * float(np.sum((v / m) ** p)) ** (1.0 / p)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +78,7 @@ class LinearLp(Measure):
         return np.array(self.M)
 
     def __call__(self, W) -> float:
-        return _lp(self.matrix @ np.asarray(W, dtype=float).reshape(-1), self.p)
+        return lp(self.matrix @ np.asarray(W, dtype=float).reshape(-1), self.p)
 
     def __repr__(self) -> str:
         p = "inf" if self.p == INF else f"{self.p:g}"
@@ -106,7 +96,7 @@ class LinearLp(Measure):
         """Bound on ``|f(W + D) - f(W)|`` over ``max|D| <= delta``: f(D) <= (sum_j (delta ||M e_j||_p)^min(p,1))^(1/min(p,1)),
         then the triangle inequality (p >= 1) or the p-triangle inequality (p < 1)."""
         v = self(W)
-        cols = [_lp(col, self.p) for col in self.matrix.T]
+        cols = [lp(col, self.p) for col in self.matrix.T]
         q = min(self.p, 1.0)
         fd = delta * float(sum(c ** q for c in cols)) ** (1.0 / q)
         if q == 1.0:
