@@ -12,6 +12,7 @@ from models import CP, DeepMatrix, InvalidInput, Status, completion, inits, rand
 from models.engines import get_engine
 from models.engines.gd import BatchResult, GradientDescent, autograd_gd_reference
 from models.factorizations import cp_factor_grads, cp_tensor, factor_grads, product
+from sgd_reference import sgd_reference
 
 REL = 1e-12  # float64 rounding after ~100 steps (observed: ~1e-15)
 
@@ -21,31 +22,6 @@ def _rel(a, b) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
-def _sgd(problem, model, factors, lr, steps):
-    """Products (or CP tensors) after 0..steps steps of torch.optim.SGD on the autograd loss, and the final factors."""
-    params = [torch.tensor(np.asarray(F), dtype=torch.float64, requires_grad=True) for F in factors]
-    opt = torch.optim.SGD(params, lr=lr)
-    y = torch.tensor(problem.targets, dtype=torch.float64)
-    out = []
-    for k in range(steps + 1):
-        if isinstance(model, DeepMatrix):
-            P = params[0]
-            for W in params[1:]:
-                P = W @ P
-            r = torch.tensor(problem.operator) @ P.reshape(-1) - y
-        else:
-            letters = "abcdefgh"[: model.order]
-            P = torch.einsum(",".join(c + "z" for c in letters) + "->" + letters, *params)
-            r = P.reshape(-1)[torch.tensor(problem._flat)] - y
-        out.append(P.detach().numpy().copy())
-        if k == steps:
-            break
-        opt.zero_grad()
-        (problem.loss_scale * (r * r).sum()).backward()
-        opt.step()
-    return out, [p.detach().numpy().copy() for p in params]
-
-
 def _stack(list_of_factor_lists):
     return [np.stack([fs[j] for fs in list_of_factor_lists]) for j in range(len(list_of_factor_lists[0]))]
 
@@ -53,7 +29,7 @@ def _stack(list_of_factor_lists):
 def _assert_matches_sgd(res, problem, model, members, lr, steps):
     """Every recorded product and the final factors of each batch member equal torch.optim.SGD's, to REL."""
     for b, fs in enumerate(members):
-        ref, ref_factors = _sgd(problem, model, fs, lr, steps)
+        ref, ref_factors = sgd_reference(problem, model, fs, lr, steps)
         for k, s in enumerate(res.steps):
             assert _rel(res.product[k, b], ref[s]) <= REL
         for W, R in zip(res.final_factors, ref_factors):
@@ -74,7 +50,7 @@ def test_single_run_matches_sgd_step_for_step_rc20(depth):
     init = inits.gaussian(model, 0.6, seed=depth)
     steps, lr = 100, 0.05
     traj = GradientDescent(lr=lr, record_every=1).run(problem, model, init, steps=steps)
-    ref, ref_factors = _sgd(problem, model, init.factors, lr, steps)
+    ref, ref_factors = sgd_reference(problem, model, init.factors, lr, steps)
     assert traj.status is Status.COMPLETED
     assert [p.step for p in traj.points] == list(range(steps + 1))
     for p, P in zip(traj.points, ref):
@@ -113,7 +89,7 @@ def test_matches_sgd_on_sensing(kernel):
     model = DeepMatrix(2, (3, 3))
     init = inits.gaussian(model, 0.5, seed=1)
     res = GradientDescent(lr=0.05, kernel=kernel).run_batch(problem, model, _stack([init.factors]), steps=100)
-    _, ref_factors = _sgd(problem, model, init.factors, 0.05, 100)
+    _, ref_factors = sgd_reference(problem, model, init.factors, 0.05, 100)
     for W, R in zip(res.final_factors, ref_factors):
         assert _rel(W[0], R) <= REL
 
@@ -127,7 +103,7 @@ def test_cp_order3_matches_sgd(reduction):
     res = GradientDescent(lr=lr, record_every=25).run_batch(problem, model, _stack(members), steps=steps)
     _assert_matches_sgd(res, problem, model, members, lr, steps)
     traj = GradientDescent(lr=lr).run(problem, model, inits.explicit(model, members[0]), steps=steps)
-    assert _rel(traj.final.product, _sgd(problem, model, members[0], lr, steps)[0][-1]) <= REL
+    assert _rel(traj.final.product, sgd_reference(problem, model, members[0], lr, steps)[0][-1]) <= REL
 
 
 def test_autograd_reference_is_the_engine_map():

@@ -4,40 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from models import CP, DeepMatrix, inits
 from models import generators as G
 from models.engines.gd import GradientDescent
 from models.problem_files import load_problem, save_problem
+from sgd_reference import sgd_reference
 
 REL = 1e-12  # float64 rounding after a few dozen steps (observed ~1e-15)
-
-
-def _sgd_products(problem, model, factors, lr, steps):
-    """End-to-end matrices / CP tensors after 0..steps steps of torch.optim.SGD on the autograd loss."""
-    params = [torch.tensor(np.asarray(F), dtype=torch.float64, requires_grad=True) for F in factors]
-    opt = torch.optim.SGD(params, lr=lr)
-    y = torch.tensor(problem.targets, dtype=torch.float64)
-    out = []
-    for k in range(steps + 1):
-        if isinstance(model, DeepMatrix):
-            P = params[0]
-            for W in params[1:]:
-                P = W @ P
-            r = torch.tensor(problem.operator) @ P.reshape(-1) - y
-        else:
-            letters = "abcdefgh"[: model.order]
-            P = torch.einsum(",".join(c + "z" for c in letters) + "->" + letters, *params)
-            flat = np.ravel_multi_index(tuple(problem.indices.T), problem.dims)
-            r = P.reshape(-1)[torch.tensor(flat)] - y
-        out.append(P.detach().numpy().copy())
-        if k == steps:
-            break
-        opt.zero_grad()
-        (problem.loss_scale * (r * r).sum()).backward()
-        opt.step()
-    return out
 
 
 CASES = [
@@ -64,7 +38,7 @@ def test_gd_batch_matches_sgd_on_every_problem_kind(tmp_path, spec, size):
     res = GradientDescent(lr=lr, record_every=10).run_batch(problem, model, batch, steps=steps)
     assert list(res.steps) == [0, 10, 20, 30]
     for b, fs in enumerate(members):
-        ref = _sgd_products(problem, model, fs, lr, steps)
+        ref = sgd_reference(problem, model, fs, lr, steps)[0]
         for k, s in enumerate(res.steps):
             scale = max(float(np.max(np.abs(ref[s]))), 1e-300)
             assert float(np.max(np.abs(res.product[k, b] - ref[s]))) <= REL * scale
@@ -86,7 +60,7 @@ def test_gd_scattered_completion_gathers_and_matches_sgd(reduction, depth):
     res = GradientDescent(lr=lr, record_every=10, kernel="matmul").run_batch(problem, model, batch, steps=steps)
     assert "operator" not in problem.__dict__          # the engine never asked for the dense operator
     for b, fs in enumerate(members):
-        ref = _sgd_products(problem, model, fs, lr, steps)
+        ref = sgd_reference(problem, model, fs, lr, steps)[0]
         for k, s in enumerate(res.steps):
             scale = max(float(np.max(np.abs(ref[s]))), 1e-300)
             assert float(np.max(np.abs(res.product[k, b] - ref[s]))) <= REL * scale
