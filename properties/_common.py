@@ -75,7 +75,7 @@ def point_outcome(margin: float, error: float, scale: float, **detail) -> Outcom
     error = float(error)
     if not math.isfinite(error):
         error = math.inf
-    return Outcome(float(margin), max(error, 0.0), _jsonable(detail), "", float(scale) if scale > 0 else 1.0)
+    return Outcome(float(margin), max(error, 0.0), jsonable(detail), "", float(scale) if scale > 0 else 1.0)
 
 
 def error_unknown(traj) -> int:
@@ -102,7 +102,7 @@ def combine(outcomes: Iterable[Outcome], engine: str = "", **detail) -> Outcome:
     else:
         worst = min(outs, key=lambda o: o.normalized_margin)
     d = dict(worst.detail)
-    d.update(_jsonable(detail))
+    d.update(jsonable(detail))
     if "series" not in d:
         series = _series(outs, worst)
         if series is not None:
@@ -139,7 +139,7 @@ def _series(outs: list, worst: Outcome) -> dict | None:
         o = same[i]
         points.append([float(o.detail[xkey]), o.margin, o.error, float(o.detail[vkey]) if vkey else None,
                        float(o.detail["bound"]) if bounded else None])
-    return _jsonable({"x": xkey, "part": part, "value_name": vkey, "points": points})
+    return jsonable({"x": xkey, "part": part, "value_name": vkey, "points": points})
 
 
 def identity_outcome(diff: float, tol: float, rounding: float, **detail) -> Outcome:
@@ -150,13 +150,14 @@ def identity_outcome(diff: float, tol: float, rounding: float, **detail) -> Outc
     return point_outcome(tol - abs(diff), rounding, tol, discrepancy=float(abs(diff)), tolerance=tol, **detail)
 
 
-def _jsonable(x):
+def jsonable(x):
+    """``x`` as JSON-ready data: numpy scalars and arrays to Python, non-finite floats as "inf", "-inf", "nan"."""
     if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
+        return [jsonable(v) for v in x]
     if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return jsonable(x.tolist())
     if isinstance(x, (np.floating, float)):
         v = float(x)
         return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
@@ -207,7 +208,7 @@ def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict
             failure = f"{traj.status.value}: {traj.message}; {exc}"
             continue
         out = Outcome(out.margin, out.error, {**out.detail, "escalation": list(tried), "status": traj.status.value,
-                                             "engine_error_estimate": _jsonable(traj.error_estimate)},
+                                             "engine_error_estimate": jsonable(traj.error_estimate)},
                       label, out.scale)
         if unknown and out.status != "inconclusive":
             # a verdict from a run whose error is (partly) unknown is no verdict: its margin may be anywhere
@@ -230,5 +231,5 @@ def escalate(run: Callable, evaluate: Callable, ladder: Sequence[tuple[str, dict
 
 
 
-__all__ = ["GF_LADDER", "combine", "engine_label", "error_unknown", "escalate", "identity_outcome", "point_outcome",
-           "rc20_setting"]
+__all__ = ["GF_LADDER", "combine", "engine_label", "error_unknown", "escalate", "identity_outcome", "jsonable",
+           "point_outcome", "rc20_setting"]

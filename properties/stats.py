@@ -41,6 +41,7 @@ from scipy.stats import binom
 
 from models.errors import require
 
+from ._common import jsonable
 from .api import Outcome
 
 #: The most tests (Hypothesis examples) one run of any profile evaluates: the thorough profile's max_examples.
@@ -195,7 +196,7 @@ class ProportionAtLeast:
              "log10_likelihood_ratio": dec.margin, "decision": dec.status,
              "power": {"alternative": f"P(success) = {self.p1:g}", "P(holds)": _holds_at(self, self.p1)},
              **detail}
-        return Outcome(dec.margin, dec.error, _plain(d), engine, max(dec.error, 1e-12))
+        return Outcome(dec.margin, dec.error, jsonable(d), engine, max(dec.error, 1e-12))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -267,29 +268,12 @@ class ProportionEquals:
              "frequency": dec.successes / self.n, "decision": dec.status,
              "power": {"alternative": f"P(success) = {self.p_star:g}", "P(holds)": _holds_at(self, self.p_star)},
              **detail}
-        return Outcome(dec.margin, dec.error, _plain(d), engine, max(dec.error, 1e-12))
+        return Outcome(dec.margin, dec.error, jsonable(d), engine, max(dec.error, 1e-12))
 
 
 @lru_cache(maxsize=64)
 def _holds_at(test, p: float) -> float:
     return test.operating(p).holds
-
-
-def _plain(x):
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _plain(x.tolist())
-    if isinstance(x, np.bool_):
-        return bool(x)
-    if isinstance(x, np.integer):
-        return int(x)
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else ("inf" if v > 0 else ("-inf" if v < 0 else "nan"))
-    return x
 
 
 __all__ = ["Decision", "MAX_TESTS_PER_RUN", "Operating", "ProportionAtLeast", "ProportionEquals", "RUN_LEVEL"]
