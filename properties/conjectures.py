@@ -8,8 +8,6 @@ not needed, and the report says so.
 
 from __future__ import annotations
 
-import numpy as np
-
 from models.errors import EngineFailure
 
 from . import measures as M

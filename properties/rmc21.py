@@ -405,7 +405,7 @@ def zero_setting(inputs):
     norms others * U[0.5, 1]. Times: 8 points up to tau x the blow-up time of component 0 (tau x 2 when shrinking)."""
     dims = tuple(int(d) for d in inputs["dims"])
     model = _cp_setting(dims, inputs["R"])
-    N, R = model.order, model.rank
+    N = model.order
     rng = np.random.default_rng(int(inputs["seed"]))
     base = inits.cp_balanced(model, float(inputs["others"]), seed=int(inputs["seed"]) + 1)
     fs = [np.array(U, dtype=float) for U in base.factors]

@@ -11,7 +11,6 @@ byte-stable (the settings of :mod:`reports.figures`).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 from reports import figures

@@ -16,7 +16,7 @@ from scipy.integrate import solve_ivp
 from models import inits
 from models.engines import get_engine
 from models.errors import InvalidInput
-from models.factorizations import DeepMatrix, balancedness, product
+from models.factorizations import DeepMatrix, balancedness
 from models.problems import MatrixProblem, completion, rc20
 from models.trajectory import Status
 

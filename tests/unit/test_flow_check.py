@@ -5,7 +5,6 @@ that is not the field (scaled, or missing) makes the check fail."""
 from dataclasses import replace
 
 import mpmath
-import numpy as np
 import pytest
 
 from models import inits
