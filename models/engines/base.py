@@ -100,7 +100,7 @@ class AbstractEngine(ABC):
         settings = {
             "engine": self.name,
             "problem": problem.describe(),
-            "model": _describe_model(model),
+            "model": describe_model(model),
             "init": init.describe(),
             "until_loss": s.until_loss,
             "t_max": s.t_max,
@@ -119,7 +119,7 @@ class AbstractEngine(ABC):
         """Integrate or iterate; see the module docstring."""
 
 
-def _describe_model(model) -> dict:
+def describe_model(model) -> dict:
     if isinstance(model, DeepMatrix):
         return {"kind": "deep_matrix", "depth": model.depth, "shape": list(model.shape), "widths": list(model.widths)}
     return {"kind": "cp", "dims": list(model.dims), "rank": model.rank}

@@ -30,7 +30,7 @@ import torch
 
 from ..errors import require
 from ..factorizations import DeepMatrix
-from .gd import F64, Chunks, DeepMatmulKernel
+from .gd.kernels import F64, Chunks, DeepMatmulKernel
 
 STEP_RULES = ("constant", "normalized")
 DEFAULT_ALPHA = 0.99
@@ -95,7 +95,7 @@ class NormalizedDeepMatmul(DeepMatmulKernel):
 
 
 class RuleChunks(Chunks):
-    """:class:`models.engines.gd.Chunks` that also reports each member's accumulated time."""
+    """:class:`models.engines.gd.kernels.Chunks` that also reports each member's accumulated time."""
 
     def rule_time(self) -> np.ndarray:
         return np.concatenate([k.tau.cpu().numpy() for k in self.kernels])

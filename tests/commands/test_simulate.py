@@ -117,7 +117,7 @@ def test_bench_bad_gf_mp_options_exit_2(capsys, args, needle):
 
 
 def test_bench_gd_dmf_rows_are_measured_side_by_side():
-    from models.engines.bench_scaling import bench_gd_dmf
+    from verify.bench.scaling import bench_gd_dmf
 
     (row,) = bench_gd_dmf(batches=(1,), observed=(2000,), seconds=0.05)
     assert row["workload"] == "gd depth3 100x100 completion m=2000 B=1" and row["m"] == 2000

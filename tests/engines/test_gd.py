@@ -10,7 +10,8 @@ import torch
 
 from models import CP, DeepMatrix, InvalidInput, Status, completion, inits, random_tensor_completion, rc20, sensing
 from models.engines import get_engine
-from models.engines.gd import BatchResult, GradientDescent, autograd_gd_reference
+from models.engines.gd import BatchResult, GradientDescent
+from verify.bench.gd import autograd_gd_reference
 from models.factorizations import cp_factor_grads, cp_tensor, factor_grads, product
 from sgd_reference import sgd_reference
 

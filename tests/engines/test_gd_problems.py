@@ -48,11 +48,11 @@ def test_gd_batch_matches_sgd_on_every_problem_kind(tmp_path, spec, size):
 @pytest.mark.parametrize("reduction, depth", [("mean", 3), ("half_sum", 2)])
 def test_gd_scattered_completion_gathers_and_matches_sgd(reduction, depth):
     # random observations form many runs of consecutive entries: the matmul kernel gathers and scatters them
-    # (models.engines.gd.MAX_RUNS); no dense m x d d' operator is built by the problem or the engine
-    from models.engines.gd import MAX_RUNS, _runs
+    # (models.engines.gd.kernels.MAX_RUNS); no dense m x d d' operator is built by the problem or the engine
+    from models.engines.gd.kernels import MAX_RUNS, observed_runs
 
     problem, _ = G.random_completion((12, 10), rank=2, m=60, seed=3, reduction=reduction)
-    assert len(_runs(np.sort(problem.obs_flat), 120)) > MAX_RUNS
+    assert len(observed_runs(np.sort(problem.obs_flat), 120)) > MAX_RUNS
     model = DeepMatrix(depth, problem.shape)
     members = [inits.gaussian(model, 0.3, seed=s).factors for s in range(2)]
     batch = [np.stack([fs[j] for fs in members]) for j in range(depth)]

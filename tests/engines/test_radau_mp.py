@@ -1,4 +1,4 @@
-"""Kernels of gf-mp's Radau solver that set how its cost grows with the digits (models.engines.radau_mp), and
+"""Kernels of gf-mp's Radau solver that set how its cost grows with the digits (models.engines.gf_mp.radau), and
 a 60-digit run against a 40-digit run (issue 12).
 
 Tolerances: the kernels are checked against their definitions at the working precision (relative 1e-60 at 80
@@ -14,8 +14,9 @@ import pytest
 
 from models import inits
 from models.engines import get_engine
-from models.engines.gf_mp import arb_prec, lu_factor, make_context, radau_tableau, to_arb_mat
-from models.engines.radau_mp import StageMatrix, auto_stages, interp_many, lagrange_weights, stage_residual
+from models.engines.gf_mp.arith import arb_prec, lu_factor, make_context, to_arb_mat
+from models.engines.gf_mp.radau import StageMatrix, auto_stages, interp_many, lagrange_weights, radau_tableau, \
+    stage_residual
 from models.factorizations import DeepMatrix
 from models.problems import rc20
 from models.trajectory import Status

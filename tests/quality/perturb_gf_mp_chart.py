@@ -2,9 +2,9 @@
 the gradient-flow speed (det sign kept by construction). Importing this module applies the change;
 :func:`patches` lists it for in-process use."""
 
-from models.engines import gf_mp
+from models.engines.gf_mp import systems
 
-_terms = gf_mp._ChartSystem._terms
+_terms = systems.ChartSystem._terms
 
 
 def _half_speed_terms(self, z, ctx, res, inv_L, two_over_L):
@@ -13,7 +13,7 @@ def _half_speed_terms(self, z, ctx, res, inv_L, two_over_L):
 
 
 def patches():
-    return [(gf_mp._ChartSystem, "_terms", _half_speed_terms)]
+    return [(systems.ChartSystem, "_terms", _half_speed_terms)]
 
 
 if __name__ != "__quality_dry__":

@@ -25,7 +25,7 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   epoch is one step of one model) and ``ratio_official`` against its top.
 - ``gd-dmf``: depth-3 100x100 completion (ACHL19 generator, rank 5, m = 2,000 and 5,000) at B = 1 and 64,
   marginal trajectory-steps per second of ``gd`` and of the torch autograd loop a user would write (SGD on the
-  gathered observed entries), and their ratio (see :mod:`models.engines.bench_scaling`).
+  gathered observed entries), and their ratio (see :mod:`verify.bench.scaling`).
 
 - ``experiments``: the papers' experiment workloads next to the official trainers' times (RC20 GD at depths 3
   and 4 to loss 1e-4; the RC20 tensor runs, 5 seeds batched, to reconstruction error 1e-6); see
@@ -215,11 +215,8 @@ def mp_target(digits: int) -> tuple[float, float]:
 
 
 def _bench_gf_mp(budget: float | None, digits=None, depths=None, per_decade: int = 4) -> list[dict]:
-    from models.engines import gf_mp
+    from verify.bench.gf_mp import bench_gf_mp as fn
 
-    fn = getattr(gf_mp, "bench_gf_mp", None)
-    if fn is None:
-        return [{"workload": "gf-mp", "status": "not measured: models.engines.gf_mp has no bench_gf_mp"}]
     rows = []
     for d in digits or [40]:
         loss, default_budget = mp_target(d)
@@ -229,7 +226,7 @@ def _bench_gf_mp(budget: float | None, digits=None, depths=None, per_decade: int
 
 
 def _bench_gd(seconds: float) -> list[dict]:
-    from models.engines.gd import bench_gd
+    from verify.bench.gd import bench_gd
 
     rows = bench_gd(seconds=seconds)
     for r in rows:
@@ -319,13 +316,13 @@ def run(args) -> int:
               + "\n", flush=True)
     if "gd" in parts:
         rows = _bench_gd(args.seconds)
-        from models.engines.bench_scaling import official_ratios
+        from verify.bench.scaling import official_ratios
         official_ratios(rows, "rc20_dmf", "depth4")
         out["rows"]["gd"] = rows
         print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "official_epochs_per_s",
                             "ratio_official", "device"]) + "\n", flush=True)
     if "gd-dmf" in parts:
-        from models.engines.bench_scaling import bench_gd_dmf
+        from verify.bench.scaling import bench_gd_dmf
         rows = bench_gd_dmf(seconds=args.seconds)
         out["rows"]["gd-dmf"] = rows
         print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "device"]) + "\n", flush=True)

@@ -3,7 +3,7 @@
 - :func:`bench_gd_dmf`: depth-3 100x100 matrix completion (the ACHL19 generator, rank 5, 2,000 and 5,000
   observed entries, ``mean`` reduction) at B = 1 and B = 64 with ``gd`` (gather/scatter of the observed entries,
   fused update) against the torch autograd loop a user would write (``torch.optim.SGD`` on
-  ``((W3 W2 W1)[observed] - y)^2``, :func:`models.engines.gd.autograd_gd_reference`), both in float64, as
+  ``((W3 W2 W1)[observed] - y)^2``, :func:`verify.bench.gd.autograd_gd_reference`), both in float64, as
   trajectory-steps per second and their ratio. Each rate is *marginal*: the time of ``3k`` steps minus that of
   ``k`` steps, so that setup and recording (kernel construction, det signs of the records) do not count for
   either side.
@@ -64,10 +64,11 @@ def _marginal_rate(run, k: int) -> float:
 
 def bench_gd_dmf(batches=(1, 64), observed=(2000, 5000), *, seconds: float = 1.0, device=None) -> list[dict]:
     """Rows ``workload, B, m, steps_per_s, naive_steps_per_s, ratio, device`` (module docstring)."""
-    from .. import inits
-    from ..factorizations import DeepMatrix
-    from ..generators import random_completion
-    from .gd import GradientDescent, autograd_gd_reference, resolve_device
+    from models import inits
+    from models.engines.gd import GradientDescent, resolve_device
+    from models.factorizations import DeepMatrix
+    from models.generators import random_completion
+    from verify.bench.gd import autograd_gd_reference
 
     dev = resolve_device(device)
     model = DeepMatrix(3, (100, 100))

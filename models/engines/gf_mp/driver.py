@@ -1,0 +1,332 @@
+"""One high-precision integration of :mod:`models.engines.gf_mp` (:class:`Integration`): the loss levels and
+explicit times it records, landing a step's end on a loss level, the budget and the stops."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from ...trajectory import Status
+from ..base import Spec
+from .arith import make_context
+from .radau import SOLVER_COUNTERS, Radau, StepFailure, auto_stages
+from .systems import ChartSystem, RawSystem, chart_from_entries
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One integration.
+# ---------------------------------------------------------------------------------------------------------------
+class _Stop(Exception):
+    def __init__(self, status: Status, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+GAP_MIN = 1e-3                       # relative singular-value gap needed before leaving the raw factors
+T_HORIZON = 1e100                    # without t_max, a run whose loss stalls ends here (status budget)
+
+
+class Integration:
+    """One high-precision run (a private helper of :class:`GradientFlowMP`).
+
+    Records the start, the loss levels, the explicit times and the end, each under a key (``("start",)``,
+    ``("level", k)``, ``("time", i)``, ``("final",)``) so that the reference run's points can be matched.
+    ``max_records``: stop after that many records (the reference run stops where the main run stopped).
+    """
+
+    LAND_TIGHT = 1e-3  # a loss level is recorded at most this many tolerances (relative) below the level,
+    LAND_SLACK = 1e4   # or this many when Newton's method on the step length stalls (see _land)
+    LAND_KAPPA = 1e-6  # the stage solver's Newton tolerance (in tolerance units) on steps aimed at a level
+
+    def __init__(self, spec: Spec, *, use_chart: bool, digits: int, work_dps: int, tol: float, kmax: int,
+                 max_steps: int, deadline: float, max_records: int | None = None):
+        self.spec, self.use_chart, self.digits, self.work_dps = spec, use_chart, digits, work_dps
+        kmax = kmax or auto_stages(tol)
+        self.kmax, self.max_steps, self.deadline, self.max_records = kmax, max_steps, deadline, max_records
+        self.ctx = ctx = make_context(work_dps)
+        self.tol = ctx.mpf(tol)
+        # half-widths of the band of log loss in which a level is recorded: loss in [level e^(-2 band), level]
+        self.band, self.loose_band = self.LAND_TIGHT * self.tol / 2, self.LAND_SLACK * self.tol / 2
+        self.records: list[dict] = []
+        self.status, self.message = Status.COMPLETED, ""
+        self.stats = dict.fromkeys(SOLVER_COUNTERS, 0)
+        self.stats.update({"recharts": 0, "loose_landings": 0, "path": None, "work_dps": work_dps, "tol": float(tol),
+                           "stages": kmax})
+        self.seconds = 0.0
+        self.solver = None
+
+    # ----- bookkeeping ---------------------------------------------------------------------------------------
+    def run(self) -> None:
+        start = time.perf_counter()
+        try:
+            self._run()
+        except _Stop as stop:
+            self.status, self.message = stop.status, stop.message
+        except StepFailure as exc:
+            self.status, self.message = Status.SOLVER_FAILED, f"the Radau solver failed: {exc}"
+        finally:
+            if self.solver is not None:
+                self._collect()
+        self.seconds = time.perf_counter() - start
+
+    def _record(self, key, z):
+        ctx = self.ctx
+        w, loss, sign, factors = self.system.observe(z)
+        tau = z[-1]
+        self.records.append({"key": key, "tau": tau, "t": ctx.expm1(tau), "w": w, "loss": loss, "det_sign": sign,
+                             "factors": factors, "dw": self.system.dW_dtau(z),
+                             "dloss": self.system.dloss_dtau(z), "dw_dt": self.system.dW_dt(z)})
+        if self.max_records is not None and len(self.records) >= self.max_records:
+            raise _Done()
+
+    def _check_budget(self):
+        if self.stats["steps"] + self.solver.stats["steps"] >= self.max_steps:
+            raise _Stop(Status.BUDGET, f"stopped after max_steps={self.max_steps} steps")
+        if time.perf_counter() > self.deadline:
+            raise _Stop(Status.BUDGET, "stopped at the wall-clock budget")
+
+    def _collect(self):
+        for key in SOLVER_COUNTERS:
+            self.stats[key] += self.solver.stats[key]
+            self.solver.stats[key] = 0
+
+    def _new_solver(self, z):
+        """A solver for the current system from state ``z`` (keeping the previous solver's step length)."""
+        h0 = None
+        if self.solver is not None:
+            self._collect()
+            h0 = self.solver.h
+        sys_ = self.system
+        self.solver = Radau(sys_.zfun, sys_.zjac, z, z[-1], ctx=self.ctx, rtol=self.tol,
+                            atol=sys_.atol(z, self.tol)[:-1], stages=self.kmax, h0=h0, valid=sys_.valid,
+                            stats={})
+        return self.solver
+
+    # ----- setup ---------------------------------------------------------------------------------------------
+    def _initial_system(self):
+        spec = self.spec
+        raw = RawSystem(spec.problem, spec.model, self.ctx, self.digits)
+        z_raw = raw.state(spec.init.factors)
+        if not self.use_chart:
+            self.stats["path"] = "raw"
+            return raw, z_raw
+        cs = self._chart_from_raw(raw, z_raw)
+        if cs is not None:
+            self.stats["path"] = "chart"
+            return cs
+        self.stats["path"] = "raw-then-chart"
+        return raw, z_raw
+
+    def _chart_from_raw(self, raw, z):
+        """The chart system and scaled state at the raw state ``z``, or None when the singular values are too
+        close."""
+        ctx = self.ctx
+        y, signs = chart_from_entries(raw.entries(z), ctx, raw.det(z))
+        system = ChartSystem(self.spec.problem, self.spec.model.depth, signs, ctx)
+        e1 = ctx.exp(y[2])
+        zc = [y[0] * e1, y[1] * e1, y[2], y[3], z[-1]]
+        if system.gap(zc) <= GAP_MIN:
+            return None
+        return system, zc
+
+    def _levels(self, loss0):
+        """``[(k, 10^(-k/per_decade))]`` strictly between the final loss and ``loss0``, descending."""
+        ctx, pd = self.ctx, self.spec.per_decade
+        stop = self.spec.until_loss
+        out = []
+        k = math.floor(-float(ctx.log10(loss0)) * pd)
+        while True:
+            lv = ctx.mpf(10) ** (ctx.mpf(-k) / pd)
+            if stop is not None and lv <= ctx.mpf(stop) * (1 + ctx.mpf(10) ** -12):
+                break
+            if lv < loss0:
+                out.append((k, lv))
+            if k > 400 * pd:
+                break
+            k += 1
+        return out
+
+    # ----- the run -------------------------------------------------------------------------------------------
+    def _run(self):
+        try:
+            self._integrate()
+        except _Done:
+            pass
+
+    def _integrate(self):
+        ctx, spec = self.ctx, self.spec
+        self.system, z = self._initial_system()
+        self._record(("start",), z)
+        loss0 = self.records[0]["loss"]
+        # Loss events (levels, then until_loss) and time events (record_at, then t_max), both in order.
+        events = [(("level", k), lv) for k, lv in self._levels(loss0)]
+        if spec.until_loss is not None:
+            if loss0 <= ctx.mpf(spec.until_loss):
+                return
+            events.append((("final",), ctx.mpf(spec.until_loss)))
+        t_end = spec.t_max
+        if t_end is None and spec.until_loss is None and spec.record_at:
+            t_end = max(spec.record_at)
+        times = sorted({float(t) for t in (spec.record_at or ()) if t > 0 and (t_end is None or t < t_end)})
+        tevents = [(("time", i), ctx.log1p(ctx.mpf(t))) for i, t in enumerate(times)]
+        if t_end is not None:
+            tevents.append((("final",), ctx.log1p(ctx.mpf(t_end))))
+        else:
+            tevents.append((("horizon",), ctx.log1p(ctx.mpf(T_HORIZON))))
+        self._new_solver(z)
+        band, loose, landed = self.band, self.loose_band, False
+        while True:
+            self._check_budget()
+            solver = self.solver
+            key, tlim = tevents[0]
+            limit = tlim
+            if events:
+                key_l, level = events[0]
+                g, d = self._level_offset(solver.y, level)
+                if -2 * (loose if landed else band) <= g <= 0:    # on the level: record it
+                    landed = False
+                    events.pop(0)
+                    self._record(key_l, solver.y)
+                    if key_l == ("final",):
+                        return
+                    continue
+                if g > 0:                                     # end the step where the level is predicted
+                    limit = min(tlim, solver.x - (g + band) / d)      # (Newton's method on tau)
+            self._step(limit, landing=limit != tlim and solver.h is not None and solver.h >= limit - solver.x)
+            if events and self._level_offset(solver.y, events[0][1])[0] < -2 * band:
+                self._land(solver, events[0][1])                 # overshot the level: undo, land on it
+                landed = True
+            elif not events or solver.x != limit or limit == tlim:
+                if solver.x == tlim:
+                    self._record(key, solver.y)
+                    tevents.pop(0)
+                    if key == ("final",):
+                        return
+                    if key == ("horizon",):
+                        raise _Stop(Status.BUDGET, f"reached the time horizon t = {T_HORIZON:.0e} with loss "
+                                                   f"{float(self.records[-1]['loss']):.3g} above until_loss: the "
+                                                   f"flow converges to a positive loss, or too slowly")
+            self._post_step()
+
+    def _step(self, limit, landing=False):
+        """One solver step to at most ``limit``; a step aimed at a loss level solves its stages to ``LAND_KAPPA``
+        (so that the step's end is a smooth function of its length, down to far below ``tol``)."""
+        solver = self.solver
+        solver.kappa = self.LAND_KAPPA if landing else Radau.KAPPA
+        try:
+            solver.step(limit)
+        finally:
+            solver.kappa = Radau.KAPPA
+
+    def _level_offset(self, z, level):
+        """``(log loss - log level, d log loss / dtau)`` at state ``z``."""
+        ctx, sys_ = self.ctx, self.system
+        return ctx.log(sys_.loss(z)) - ctx.log(level), -sys_.rate(z)
+
+    def _land(self, solver, level):
+        """The last accepted log-time step passed the loss level ``level`` (more than the band below it): undo
+        it and end a step on the level, by Newton's method on the step's end ``tau`` (aiming ``band`` below the
+        level), started from the root of ``log loss`` on the undone step's collocation polynomials (itself found
+        by Newton's method from the cubic Hermite interpolant of ``log loss`` over the step). Each iterate is
+        an exact Radau step (clipped to end there), so the landing point is as accurate as any other step end:
+        a level is recorded with ``loss`` in ``[level (1 - LAND_TIGHT tol), level]``. Should Newton's method
+        stall there (the step map is smooth in its length only down to the stage solver's tolerance), a landing
+        in ``[level (1 - LAND_SLACK tol), level]`` is accepted after a few iterations (counted in the stats as
+        ``loose_landings``). The record holds the loss actually reached. The main loop records the level."""
+        band, loose = self.band, self.loose_band
+        xb = solver.x
+        gb, db = self._level_offset(solver.y, level)
+        xa, za = solver.last_start()
+        ga, da = self._level_offset(za + [xa], level)
+        x = _hermite_root(xa, ga + band, da, xb, gb + band, db)
+        x = self._dense_root(solver, level, x, xa, xb)
+        solver.rewind()
+        for it in range(16):
+            while solver.x < x:
+                self._check_budget()
+                self._step(x, landing=True)
+            g, d = self._level_offset(solver.y, level)
+            if -2 * band <= g <= 0:
+                return
+            if it >= 4 and -2 * loose <= g <= 0:
+                self.stats["loose_landings"] += 1
+                return
+            if g > 0:                      # short of the level: go on from here
+                x = solver.x - (g + band) / d
+            else:                          # past it: redo the last step, shorter
+                xe = solver.x
+                solver.rewind()
+                x = xe - (g + band) / d
+                if not solver.x < x:
+                    break
+        raise StepFailure("could not land a step on a loss level")
+
+    def _dense_root(self, solver, level, x, xa, xb):
+        """Newton's method for the aim ``log level - band`` on the last step's dense output, from ``x``."""
+        band = self.band
+        for _ in range(8):
+            g, d = self._level_offset(solver.dense(x) + [x], level)
+            xn = min(max(x - (g + band) / d, xa), xb)
+            if xn == x:
+                break
+            x = xn
+        return x
+
+    def _post_step(self):
+        """Precision check, re-chart and raw-to-chart switch after an accepted step."""
+        solver = self.solver
+        z = solver.y
+        sys_ = self.system
+        if sys_.kind == "raw":
+            if not sys_.precision_ok(z):
+                raise _Stop(Status.PRECISION_LOST,
+                            f"|det W| / ||W||^n fell below 1e{10 - self.digits} at t ~ "
+                            f"{self.ctx.nstr(self.ctx.expm1(z[-1]), 5)}: {self.work_dps} digits cannot resolve it")
+            if sys_.square:   # issue 11: a det that decays through that band can cross it inside one step
+                ratio = abs(sys_.det(z)) / self.ctx.sqrt(sum(v * v for v in sys_.entries(z))) ** sys_.model.shape[0]
+                sign, prev = (1 if sys_.det(z) > 0 else -1), getattr(self, "_raw_det", None)
+                self._raw_det = (sign, ratio)
+                # a sign change from a det in the lower half of the resolved decades is that crossing (a det
+                # crossing 0 at a finite rate, as unbalanced factors can, starts far above: it is kept)
+                if prev is not None and sign != prev[0] and prev[1] < self.ctx.mpf(10) ** ((10 - self.digits) / 2):
+                    raise _Stop(Status.PRECISION_LOST,
+                                f"det W changed sign within one step ending at t ~ "
+                                f"{self.ctx.nstr(self.ctx.expm1(z[-1]), 5)} from |det W| / ||W||^n = "
+                                f"{self.ctx.nstr(prev[1], 3)}: it passed through the band below 1e{10 - self.digits}, "
+                                f"which {self.work_dps} digits cannot resolve")
+            if self.use_chart:
+                cs = self._chart_from_raw(sys_, z)
+                if cs is not None:
+                    self.system, zc = cs
+                    self._new_solver(zc)
+                    return
+        else:
+            zc = sys_.recentre(z)
+            if zc is not None:
+                self.stats["recharts"] += 1
+                solver.set_state(solver.x, zc)
+        solver.atol = sys_.atol(solver.y, self.tol)[:-1]
+
+
+def _hermite_root(xa, fa, da, xb, fb, db):
+    """A root in ``[xa, xb]`` of the cubic Hermite interpolant of values ``fa > 0 > fb`` and slopes ``da, db``
+    (bisection on the cubic: robust, and accurate to the interpolant's own error)."""
+    h = xb - xa
+
+    def p(x):
+        t = (x - xa) / h
+        return ((2 * t ** 3 - 3 * t ** 2 + 1) * fa + (t ** 3 - 2 * t ** 2 + t) * h * da
+                + (-2 * t ** 3 + 3 * t ** 2) * fb + (t ** 3 - t ** 2) * h * db)
+
+    lo, hi = xa, xb
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        if p(mid) > 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+class _Done(Exception):
+    """The reference run has recorded as many points as the main run."""

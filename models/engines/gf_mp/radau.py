@@ -1,0 +1,506 @@
+"""The Radau IIA solver of :mod:`models.engines.gf_mp` (:class:`Radau`), and the kernels whose cost decides how the run
+time grows with the digits asked for (issue 12).
+
+Why a 60-digit run used to stall. ``gf-mp`` integrates with the ``s``-stage Radau IIA method (order ``p = 2s -
+1``) at a local tolerance ``tol = 10^-(digits - 10)``. With a fixed ``s`` the number of steps grows like
+``tol^(-1/(p+1))``: with ``s = 10`` it is 10x larger at 60 digits (tol 1e-50) than at 40 (tol 1e-30), and each
+step is dearer, so a run that took ~30 s at 40 digits needed well over 300 s at 60 (profiled with cProfile on the
+RC20 problem, depth 2, scale 1e-2: 634 steps reached only loss 1.8e-2 in 60 s; with ``s = 15`` the whole run to
+loss 1e-30 took 579 steps). The step count stays about constant when the order grows with the digits:
+:func:`auto_stages` picks ``s`` from the tolerance (about ``0.38`` times its decades). A larger ``s`` then made three
+kernels dominate, each quadratic or cubic in ``s`` in Python arithmetic; they are here, in FLINT or in O(s):
+
+- :func:`lagrange_weights`: the Lagrange weights on the ``s + 1`` nodes of a step at any point, in the
+  barycentric form (O(s) per point instead of O(s^2) divisions; 33% of a 15-stage run's time before).
+- :class:`StageMatrix`: the Newton matrix ``N = I - h (A kron I_n) diag(J_1, .., J_s)`` is assembled by one
+  FLINT matrix product instead of ``s^2 n^2`` Python multiplications, and no longer solved once more only to
+  detect a singular matrix.
+- :func:`interp_many` / :func:`apply_weights`: the predictor (the last step's collocation polynomial at the new
+  stage points) as one FLINT matrix product.
+- :func:`stage_residual`: ``h (A F)_i - Z_i`` for all stages as one FLINT matrix product.
+"""
+
+from __future__ import annotations
+
+import math
+
+import flint
+from mpmath.libmp import from_man_exp
+
+from .arith import arb_combine, arb_prec, to_arb_mat
+
+_BARY: dict = {}
+
+
+def _bary(nodes):
+    key = tuple(nodes)
+    w = _BARY.get(key)
+    if w is None:
+        w = []
+        for j, xj in enumerate(nodes):
+            d = 1
+            for m, xm in enumerate(nodes):
+                if m != j:
+                    d = d * (xj - xm)
+            w.append(1 / d)
+        if len(_BARY) > 256:
+            _BARY.clear()
+        _BARY[key] = w
+    return w
+
+
+def lagrange_weights(nodes, x) -> list:
+    """``[l_j(x)]``: the Lagrange basis polynomials of the (distinct) ``nodes`` at ``x``, by the second
+    barycentric formula (the node weights are cached per node tuple). Exact at a node (a unit vector)."""
+    bw = _bary(nodes)
+    terms = []
+    for xj, wj in zip(nodes, bw):
+        d = x - xj
+        if not d:
+            return [1 if m == xj else 0 for m in nodes]
+        terms.append(wj / d)
+    total = sum(terms)
+    return [t / total for t in terms]
+
+
+def auto_stages(tol: float) -> int:
+    """Radau IIA stages for the local tolerance ``tol`` (``D = -log10 tol`` decades): ``round(0.38 D)``, clipped
+    to ``[10, 40]``. The step count grows like ``10^(D / 2s)`` and a step's cost (dominated by the Gaussian
+    elimination of the ``s n x s n`` Newton system) like ``s^3``: their product is smallest near ``s = D ln(10) /
+    6 = 0.38 D``. Measured on RC20, depth 2, scale 1e-2, tol 1e-50 (60 digits), main run alone: 14 / 17 / 20 /
+    24 stages took 694 / 472 / 413 / 386 steps and 76 / 51 / 48 / 81 s on the shared 2-core machine (10 stages:
+    loss still 1.8e-2 after 634 steps and 60 s)."""
+    decades = max(0.0, -math.log10(tol))
+    return int(min(40, max(10, round(0.38 * decades))))
+
+
+def _to_arb(v):
+    return flint.arb(v)
+
+
+def _from_arb(a, ctx):
+    man, exp = a.mid().man_exp()
+    return ctx.make_mpf(from_man_exp(int(man), int(exp), ctx.prec, "n"))
+
+
+class StageMatrix:
+    """The Newton matrix ``N = I - h (A kron I_n) diag(J_1, .., J_s)`` of an ``s``-stage collocation step as a
+    FLINT ``arb_mat``, assembled by one FLINT matrix product (``A kron I_n`` is cached per tableau and
+    precision), and solved by floating-point Gaussian elimination with partial pivoting at the context's
+    precision (python-flint's ``solve(algorithm="approx")``). ``scope(prec)`` must be
+    :func:`models.engines.gf_mp.arith.arb_prec` (FLINT's precision is one global setting: it is set around each call).
+
+    ``solve`` raises ``ZeroDivisionError`` when ``N`` is singular at working precision (a Newton iteration
+    makes ~2 solves per matrix: a separate inverse or singularity check would cost more than it saves).
+    """
+
+    def __init__(self, h, A, Js, ctx, scope):
+        self.ctx, self.prec, self.scope = ctx, ctx.prec, scope
+        s, n = len(A), Js[0].nrows()
+        self.size = size = s * n
+        with scope(self.prec):
+            K = _kron_eye(A, n, ctx.prec)
+            D = flint.arb_mat(size, size)
+            for j, Jj in enumerate(Js):
+                o = j * n
+                for a in range(n):
+                    for b in range(n):
+                        D[o + a, o + b] = Jj[a, b]
+            self.N = _eye(size) - (K * D) * _to_arb(h)
+
+    def solve(self, b) -> list:
+        """``N^-1 b`` for a list ``b`` of mpf."""
+        with self.scope(self.prec):
+            try:
+                x = self.N.solve(flint.arb_mat(self.size, 1, [_to_arb(v) for v in b]), algorithm="approx")
+            except ZeroDivisionError:
+                raise
+            except (ValueError, ArithmeticError) as exc:
+                raise ZeroDivisionError(str(exc)) from exc
+            return [_from_arb(x[i, 0], self.ctx) for i in range(self.size)]
+
+
+_EYES: dict = {}
+_KRONS: dict = {}
+
+
+def _eye(n):
+    if n not in _EYES:
+        _EYES[n] = flint.arb_mat(n, n, [1 if i == j else 0 for i in range(n) for j in range(n)])
+    return _EYES[n]
+
+
+def _kron_eye(A, n, prec):
+    """``A kron I_n`` as an arb_mat (cached per tableau object, n and precision)."""
+    key = (id(A), n, prec)
+    hit = _KRONS.get(key)
+    if hit is None or hit[0] is not A:
+        s = len(A)
+        size = s * n
+        entries = [0] * (size * size)
+        for i in range(s):
+            for j in range(s):
+                a = _to_arb(A[i][j])
+                for k in range(n):
+                    entries[(i * n + k) * size + j * n + k] = a
+        if len(_KRONS) > 64:
+            _KRONS.clear()
+        hit = _KRONS[key] = (A, flint.arb_mat(size, size, entries))
+    return hit[1]
+
+
+def interp_many(nodes, xs, Z, ctx, scope) -> list:
+    """``[sum_j l_j(x) Z_j for x in xs]`` where ``l`` is the Lagrange basis on ``nodes`` and ``Z`` the values at
+    ``nodes[1:]`` (the value at ``nodes[0]`` is 0): the weights in the barycentric form and the sums as one FLINT
+    matrix product at the context's precision. Lists of mpf in and out."""
+    W = [lagrange_weights(nodes, x)[1:] for x in xs]
+    return apply_weights(W, Z, ctx, scope)
+
+
+def apply_weights(W, Z, ctx, scope) -> list:
+    """``[sum_j W[i][j] Z[j] for i]`` (``W`` rows of mpf weights, ``Z`` rows of mpf), one FLINT product."""
+    m, s, n = len(W), len(Z), len(Z[0])
+    with scope(ctx.prec):
+        Wm = flint.arb_mat(m, s, [_to_arb(v) for row in W for v in row])
+        Zm = flint.arb_mat(s, n, [_to_arb(v) for row in Z for v in row])
+        P = Wm * Zm
+        return [[_from_arb(P[i, k], ctx) for k in range(n)] for i in range(m)]
+
+
+_AMATS: dict = {}
+
+
+def stage_residual(h, A, Fs, Z, ctx, scope) -> list:
+    """The stage equations' residual ``[h sum_j A_ij F_j[k] - Z_i[k]]`` (stage-major) as mpf, the product
+    ``A F`` formed in FLINT at the context's precision (``A`` entries and ``F`` are exact conversions; the
+    rounding is that of a dot product at working precision, like ``fsum``)."""
+    s, n = len(A), len(Fs[0])
+    with scope(ctx.prec):
+        key = (id(A), ctx.prec)
+        hit = _AMATS.get(key)
+        if hit is None or hit[0] is not A:
+            if len(_AMATS) > 64:
+                _AMATS.clear()
+            hit = _AMATS[key] = (A, flint.arb_mat([[_to_arb(a) for a in row] for row in A]))
+        F = flint.arb_mat(s, n, [_to_arb(v) for row in Fs for v in row])
+        AF = hit[1] * F
+        hh = _to_arb(h)
+        out = []
+        for i in range(s):
+            Zi = Z[i]
+            for k in range(n):
+                out.append(_from_arb(hh * AF[i, k], ctx) - Zi[k])
+        return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The stiff solver: Radau IIA.
+# ---------------------------------------------------------------------------------------------------------------
+SOLVER_COUNTERS = ("steps", "rejected", "newton_failed", "predictor_reset", "nfev", "njev", "nlu", "newton")
+
+
+class StepFailure(Exception):
+    """The step size collapsed, or the Newton iteration failed at every step size tried."""
+
+
+_TABLEAUS: dict = {}
+
+
+def radau_tableau(s: int, ctx) -> tuple[list, list[list]]:
+    """Nodes ``c`` and matrix ``A`` of the ``s``-stage Radau IIA method at the context's precision.
+
+    ``c`` are the zeros of ``P_s(2x - 1) - P_{s-1}(2x - 1)`` (Legendre), ``c_s = 1``; ``A_ij = int_0^{c_i} l_j``
+    with ``l_j`` the Lagrange basis on ``c``. Computed with 60 guard digits and cached per ``(s, precision)``.
+    """
+    key = (s, ctx.prec)
+    if key not in _TABLEAUS:
+        with ctx.workprec(ctx.prec + 200):
+            coeffs = ctx.taylor(lambda x: ctx.legendre(s, 2 * x - 1) - ctx.legendre(s - 1, 2 * x - 1), 0, s)
+            roots = ctx.polyroots(coeffs[::-1], maxsteps=500, extraprec=2 * ctx.prec)
+            c = sorted(ctx.re(r) for r in roots)
+            c[-1] = ctx.one
+            A = [[None] * s for _ in range(s)]
+            for j in range(s):
+                num, den = [ctx.one], ctx.one          # l_j(x) * den as ascending coefficients
+                for m in range(s):
+                    if m != j:
+                        new = [ctx.zero] * (len(num) + 1)
+                        for k, a in enumerate(num):
+                            new[k + 1] += a
+                            new[k] -= c[m] * a
+                        num, den = new, den * (c[j] - c[m])
+                for i in range(s):
+                    A[i][j] = ctx.fsum(a * c[i] ** (k + 1) / (k + 1) for k, a in enumerate(num)) / den
+        _TABLEAUS[key] = ([+v for v in c], [[+v for v in row] for row in A])
+    return _TABLEAUS[key]
+
+
+_HALF_WEIGHTS: dict = {}
+
+
+def half_step_weights(s: int, ctx) -> list[list[list]]:
+    """Lagrange weights on the nodes ``[0] + c`` of one step at the stage points of its two half steps:
+    ``W[half][i]`` interpolates at ``(half + c_i) / 2`` (constants of the tableau, cached like it)."""
+    key = (s, ctx.prec)
+    if key not in _HALF_WEIGHTS:
+        c, _ = radau_tableau(s, ctx)
+        nodes = [ctx.zero] + c
+        _HALF_WEIGHTS[key] = [[_lagrange(nodes, (half + ci) / 2) for ci in c] for half in (0, 1)]
+    return _HALF_WEIGHTS[key]
+
+
+def _lagrange(nodes, x):
+    return lagrange_weights(nodes, x)
+
+
+class Radau:
+    """Radau IIA with ``s`` stages (order ``p = 2s - 1``, stiffly accurate, L-stable) for ``z' = fun(x, z)``.
+
+    ``fun(x, z) -> dz``, ``jac(x, z, dz) -> dF/dz`` (rows). The state seen by the driver is ``y = z + [x]``
+    (``x`` is log-time ``tau``). ``rtol``/``atol`` (one per component of ``z``) define the scaled max norm.
+    :meth:`step` makes one accepted step of at most ``x_limit - x``; :meth:`rewind` undoes it.
+    """
+
+    FAC_MIN, FAC_MAX, SAFETY = 0.2, 4.0, 0.8
+    TINY = 1e-3      # steps shorter than TINY * the planned step skip the error estimate (see _try)
+    REFRESHES = 3    # stage-Jacobian recomputations allowed per Newton solve when it contracts slowly
+    KAPPA = 0.01     # Newton stops when its estimated remaining error is below kappa (in tolerance units);
+    #                  the driver lowers ``kappa`` for the steps that land on a loss level (see Integration)
+
+    def __init__(self, fun, jac, y0, x0, *, ctx, rtol, atol, stages=10, h0=None, valid=None, stats=None,
+                 maxit=20):
+        self.ctx, self.fun, self.jac = ctx, fun, jac
+        self.s = int(stages)
+        self.p = 2 * self.s - 1
+        self.c, self.A = radau_tableau(self.s, ctx)
+        self.rtol = ctx.mpf(rtol)
+        self.atol = [ctx.mpf(a) for a in atol]
+        self.h = None if h0 is None else ctx.mpf(h0)
+        self.valid = valid or (lambda z: True)
+        self.maxit = maxit
+        self.kappa = self.KAPPA
+        self.stats = stats if stats is not None else {}
+        for key in SOLVER_COUNTERS:
+            self.stats.setdefault(key, 0)
+        self.set_state(x0, y0)
+        self._prev = None
+
+    # ----- state ----------------------------------------------------------------------------------------------
+    def set_state(self, x, y) -> None:
+        """Restart from a new point (after a re-chart); keeps ``h``."""
+        ctx = self.ctx
+        self.x = ctx.mpf(x)
+        self.z = [ctx.mpf(v) for v in y[:-1]]
+        self._J = self._f0 = None
+        self._poly = self._dense = None
+
+    @property
+    def y(self) -> list:
+        return self.z + [self.x]
+
+    def _prepare(self):
+        if self._J is None:
+            self._f0 = self.fun(self.x, self.z)
+            self._J = to_arb_mat(self.jac(self.x, self.z, self._f0), self.ctx.prec)
+            self.stats["nfev"] += 1
+            self.stats["njev"] += 1
+
+    def _scales(self, za, zb):
+        r = self.rtol
+        return [a + r * max(abs(u), abs(v)) for a, u, v in zip(self.atol, za, zb)]
+
+    @staticmethod
+    def _norm(d, sc):
+        worst = 0
+        for e, s in zip(d, sc):
+            v = abs(e) / s
+            if v > worst:
+                worst = v
+        return worst
+
+    # ----- one Radau step from (x0, z0) of length h --------------------------------------------------------------
+    def _interp(self, poly, x):
+        """The collocation polynomial ``poly = (x_start, h, base, Z)`` (values ``base + Z_i`` at ``x_start + c_i
+        h``, ``base`` at ``x_start``) at ``x``, minus ``base``."""
+        xs, hp, base, Z = poly
+        return self._interp_w(Z, _lagrange([0] + self.c, (x - xs) / hp))
+
+    def _interp_w(self, Z, w):
+        """``sum_j w[j + 1] Z[j]`` (the node 0 carries the value 0)."""
+        return [self.ctx.fsum(w[j + 1] * Z[j][k] for j in range(self.s)) for k in range(len(Z[0]))]
+
+    def _solve(self, x0, z0, h, Zpred, Js, sc):
+        """Newton iteration for the stages (stage Jacobians ``Js`` or None: computed at the predicted stages).
+        Returns ``(Z, F-values, Js)`` or None when the iteration does not converge."""
+        ctx, s, A, c = self.ctx, self.s, self.A, self.c
+        n = len(z0)
+        Z = [list(v) for v in Zpred]
+        xs = [x0 + ci * h for ci in c]
+        refreshes = self.REFRESHES
+        fac = None
+        prev = None
+        for it in range(self.maxit):
+            Ys = [[a + b for a, b in zip(z0, Zi)] for Zi in Z]
+            Fs = []
+            for xi, Yi in zip(xs, Ys):
+                try:
+                    if not self.valid(Yi):
+                        return None
+                    Fs.append(self.fun(xi, Yi))
+                except (ZeroDivisionError, ValueError, OverflowError):
+                    return None
+            self.stats["nfev"] += s
+            if Js is None:
+                Js = [to_arb_mat(self.jac(xi, Yi, Fi), ctx.prec) for xi, Yi, Fi in zip(xs, Ys, Fs)]
+                self.stats["njev"] += s
+                fac = None
+            if fac is None:
+                try:
+                    fac = StageMatrix(h, A, Js, ctx, arb_prec)
+                except ZeroDivisionError:
+                    return None
+                self.stats["nlu"] += 1
+            R = stage_residual(h, A, Fs, Z, ctx, arb_prec)
+            try:
+                d = fac.solve(R)
+            except ZeroDivisionError:       # the Newton matrix is singular at working precision
+                return None
+            self.stats["newton"] += 1
+            dZ = [d[i * n:(i + 1) * n] for i in range(s)]
+            Z = [[a + b for a, b in zip(Zi, di)] for Zi, di in zip(Z, dZ)]
+            nd = max(self._norm(di, sc) for di in dZ)
+            if nd == 0:
+                return Z, Fs, Js
+            if prev is not None:
+                theta = nd / prev
+                # stale Jacobians (slow contraction, or too slow to converge within a few more iterations):
+                # recompute them at the current stages, which restores Newton's quadratic convergence
+                if refreshes and (theta >= 0.3 or (theta >= 0.01 and nd * theta ** 4 > self.kappa)):
+                    Js, refreshes, prev = None, refreshes - 1, None
+                    continue
+                if theta >= 0.9:
+                    return None
+                if theta / (1 - theta) * nd <= self.kappa:
+                    return Z, None, Js
+            elif nd <= self.kappa * 1e-3:
+                return Z, None, Js
+            prev = nd
+        return None
+
+    def _try(self, h):
+        """Full step and two half steps from the current state; ``(err, z1, poly)`` or None."""
+        ctx, s = self.ctx, self.s
+        x0, z0 = self.x, self.z
+        sc = self._scales(z0, z0)
+        Zp = None
+        if self._poly is not None:
+            xs_, hp_, _, Zprev = self._poly
+            Zp = interp_many([0] + self.c, [(x0 + ci * h - xs_) / hp_ for ci in self.c], Zprev, ctx, arb_prec)
+            off = [a - b for a, b in zip(z0, self._poly[2])]
+            Zp = [[a - o for a, o in zip(Zi, off)] for Zi in Zp]
+            # far beyond the last step, the extrapolated polynomial can leave the chart's domain: then start
+            # Newton from the constant predictor instead of rejecting the step
+            if not all(self.valid([a + b for a, b in zip(z0, Zi)]) for Zi in Zp):
+                Zp = None
+                self.stats["predictor_reset"] += 1
+        if Zp is None:      # the constant predictor: safe for the stiff components, which stay near their
+            Zp = [[0 * v for v in z0] for _ in self.c]      # slow manifold
+        if self.h is not None and h <= self.TINY * self.h:
+            # a short step clipped onto an event (a loss level): its local error is at most ~(h / self.h)^(s+1)
+            # (the stiff order) times that of a full step, far below tol, so it needs no error estimate; the start
+            # Jacobian serves every stage
+            r = self._solve(x0, z0, h, Zp, [self._J] * s, sc)
+            if r is None:
+                return None
+            Zf = r[0]
+            poly = (x0, h, z0, Zf)
+            # the previous step's polynomial stays the predictor: extrapolated from so short a step, this one's
+            # would leave the chart's domain at the next full-length step
+            return 0, [a + b for a, b in zip(z0, Zf[-1])], self._poly or poly, (poly,)
+        r = self._solve(x0, z0, h, Zp, None, sc)
+        if r is None:
+            return None
+        Zf, _, Jf = r
+        zf = [a + b for a, b in zip(z0, Zf[-1])]
+        Jnodes = [self._J] + Jf
+        W = half_step_weights(s, ctx)
+        h2 = h / 2
+        out = []
+        xa, za = x0, z0
+        for half in range(2):
+            Zp = apply_weights([w[1:] for w in W[half]], Zf, ctx, arb_prec)
+            off = [a - b for a, b in zip(za, z0)]
+            Zp = [[a - o for a, o in zip(Zi, off)] for Zi in Zp]
+            r = self._solve(xa, za, h2, Zp, [arb_combine(w, Jnodes, ctx.prec) for w in W[half]], sc)
+            if r is None:
+                return None
+            Zh = r[0]
+            out.append((xa, za, Zh))
+            za = [a + b for a, b in zip(za, Zh[-1])]
+            xa = x0 + h2
+        z1 = za
+        err_v = [a - b for a, b in zip(z1, zf)]
+        sc = self._scales(z0, z1)
+        # the half-step result is kept; its local error is the difference over 2^p - 1 (p = 2s - 1: the
+        # difference was measured to shrink like h^(2s) .. h^(2s+1) on the chart flow, early and late)
+        err = self._norm(err_v, sc) / (2 ** self.p - 1)
+        polys = tuple((xs, h2, zs, Zh) for xs, zs, Zh in out)
+        return err, z1, polys[1], polys
+
+    def step(self, x_limit=None):
+        """One accepted step, not beyond ``x_limit``. Returns the accepted step length."""
+        ctx = self.ctx
+        self._prepare()
+        if self.h is None:
+            sc = self._scales(self.z, self.z)
+            d0, d1 = self._norm(self.z, sc), self._norm(self._f0, sc)
+            self.h = ctx.mpf("1e-3") if (d1 == 0 or d0 == 0) else ctx.mpf("1e-3") * d0 / d1
+        while True:
+            h = self.h
+            clipped = x_limit is not None and h >= x_limit - self.x
+            if clipped:
+                h = x_limit - self.x
+            if h <= ctx.ldexp(max(abs(self.x), 1), -ctx.prec + 16):
+                raise StepFailure(f"step size {ctx.nstr(h, 3)} collapsed at x = {ctx.nstr(self.x, 10)}")
+            res = self._try(h)
+            if res is None:
+                self.stats["newton_failed"] += 1
+                self.stats["rejected"] += 1
+                self.h = h / 2
+                continue
+            err, z1, poly, dense = res
+            fac = self.SAFETY * (1 / err) ** (ctx.one / (self.p + 1)) if err > 0 else ctx.mpf(self.FAC_MAX)
+            fac = min(max(fac, ctx.mpf(self.FAC_MIN)), ctx.mpf(self.FAC_MAX))
+            if err > 1:
+                self.stats["rejected"] += 1
+                self.h = h * min(fac, ctx.mpf("0.7"))
+                continue
+            self.stats["steps"] += 1
+            self._prev = (self.x, self.z, self._J, self._f0, self.h, self._poly)
+            self.x = x_limit if clipped else self.x + h
+            self.z, self._poly, self._dense = z1, poly, dense
+            self._J = self._f0 = None
+            if not clipped:
+                self.h = h * fac
+            elif fac < 1:        # a step clipped to land on an event says nothing about larger steps unless it
+                self.h = min(self.h, h * fac)   # had to shrink: keep the planned length otherwise
+            return h
+
+    def rewind(self) -> None:
+        """Undo the last accepted step (to redo it shorter, ending on an event)."""
+        self.x, self.z, self._J, self._f0, self.h, self._poly = self._prev
+        self._dense = None
+        self.stats["steps"] -= 1
+
+    def last_start(self) -> tuple:
+        """``(x, z)`` where the last accepted step started."""
+        return self._prev[0], self._prev[1]
+
+    def dense(self, x) -> list:
+        """The state ``z`` at ``x`` inside the last accepted step, from its collocation polynomials (accurate to
+        the stage order ``s``: a starting guess, not a step end)."""
+        for poly in self._dense:
+            xs, hp, base, _ = poly
+            if x <= xs + hp:
+                break
+        return [b + v for b, v in zip(base, self._interp(poly, x))]

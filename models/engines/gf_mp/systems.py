@@ -1,0 +1,374 @@
+"""The two systems that :mod:`models.engines.gf_mp` integrates: the balanced 2x2 flow in the scaled chart
+(:class:`ChartSystem`) and gradient flow on the flattened factors (:class:`RawSystem`), with the chart helpers
+they share."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flint
+import numpy as np
+
+from ... import chart
+from ...errors import InvalidInput
+from ...factorizations import DeepMatrix
+from .arith import FLINT_KIT, arb_prec, fd_jacobian, from_arb, mat_det, matmul, to_arb, transpose
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Chart helpers in a context.
+# ---------------------------------------------------------------------------------------------------------------
+def chart_from_entries(w: Sequence, ctx, det=None) -> tuple[list, tuple[int, int]]:
+    """Chart coordinates ``([theta, phi, rho1, rho2], signs)`` of a nonsingular 2x2 matrix, in ``ctx``.
+
+    Closed-form signed SVD: with ``W = R(theta) diag(x, y) R(phi)^T``, ``x + y = |(a + d, c - b)|`` at angle
+    ``theta - phi`` and ``x - y = |(a - d, c + b)|`` at angle ``theta + phi``. The small signed singular value is
+    ``y = 2 det / (x + y + x - y)`` (no cancellation when ``det`` is given accurately, e.g. as a product of
+    factor dets). Angles are then moved into ``[-pi/2, pi/2]`` (:func:`recentre_mp`).
+    """
+    a, b, c, d = (ctx.mpf(v) for v in w)
+    det = a * d - b * c if det is None else ctx.mpf(det)
+    P = ctx.hypot(a + d, c - b)
+    Q = ctx.hypot(a - d, c + b)
+    alpha = ctx.atan2(c - b, a + d)
+    beta = ctx.atan2(c + b, a - d)
+    x = (P + Q) / 2
+    if not det or not x:
+        raise InvalidInput("the chart needs a nonsingular end-to-end matrix")
+    y = 2 * det / (P + Q)
+    z = [(alpha + beta) / 2, (beta - alpha) / 2, ctx.log(x), ctx.log(abs(y))]
+    return recentre_mp(z, (1, 1 if y > 0 else -1), ctx)
+
+
+def recentre_mp(y: Sequence, signs, ctx) -> tuple[list, tuple[int, int]]:
+    """:func:`models.chart.recentre` in ``ctx`` (with the context's pi, not float pi)."""
+    y = list(y)
+    s1, s2 = signs
+    half = ctx.pi / 2
+    for k in (0, 1):
+        while abs(y[k]) > half:
+            y[k] = y[k] - ctx.pi if y[k] > 0 else y[k] + ctx.pi
+            s1, s2 = -s1, -s2
+    return y, (s1, s2)
+
+
+class _Residuals:
+    """The problem's residuals, gradient and loss on flat entries, with its constants converted to ``ctx``."""
+
+    def __init__(self, problem, ctx):
+        self.rows = [([int(k) for k in idx], [ctx.mpf(a) for a in wts], ctx.mpf(float(y)))
+                     for (idx, wts), y in zip(problem._rows, problem.targets)]
+        self.gscale = ctx.mpf(problem.grad_scale)
+        self.lscale = ctx.mpf(problem.loss_scale)
+        self.size = problem.shape[0] * problem.shape[1]
+        self.unit = all(all(a == 1 for a in wts) for _, wts, _ in self.rows) and problem.grad_scale == 1.0
+
+    def grad(self, w):
+        """``(grad, 2 * loss / loss_scale = sum r^2)`` at flat entries ``w``."""
+        g = [0] * self.size
+        acc = 0
+        for idx, wts, y in self.rows:
+            r = -y
+            for k, a in zip(idx, wts):
+                r = r + a * w[k]
+            acc = acc + r * r
+            c = r if self.unit else self.gscale * r
+            for k, a in zip(idx, wts):
+                g[k] = g[k] + (c if self.unit else a * c)
+        return g, acc
+
+    def loss(self, w):
+        return self.lscale * self.grad(w)[1]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The two systems. Both expose, for a state z = [..., tau]:
+#   terms(z) -> (f, loss, diss): dz/dt (without tau), the loss, and -dloss/dt >= 0
+#   zfun(tau, z) = dz/dtau = e^tau f (without tau), zjac, observe(z), loss(z), valid(z), recentre(z), atol(z, rtol)
+# ---------------------------------------------------------------------------------------------------------------
+class _System:
+    kind = "?"
+    nvar = 0
+
+    def zfun(self, x, z):
+        """``dz/dtau = e^tau f`` for the solver (``x = tau``; ``z`` without tau)."""
+        et = self.ctx.exp(x)
+        return [et * v for v in self.terms(z)[0]]
+
+    def zjac(self, x, z, f0):
+        return fd_jacobian(lambda y: self.zfun(x, y), z, f0, self.ctx)
+
+    def rate(self, z):
+        """``d(-log loss)/dtau``."""
+        _, loss, diss = self.terms(z)
+        return self.ctx.exp(z[-1]) * diss / loss if loss else self.ctx.inf
+
+    def loss(self, z):
+        return self.observe(z)[1]
+
+    def dW_dtau(self, z):
+        """``dW/dtau`` entrywise (row-major), by a forward difference along the flow at half the precision."""
+        ctx = self.ctx
+        Fz = self.zfun(z[-1], z[:-1]) + [ctx.one]
+        scale = max(max(abs(v) for v in Fz[:-1]), ctx.mpf(10) ** -30)
+        d = ctx.ldexp(1, -(ctx.prec // 2)) / scale
+        w0 = self.entries(z)
+        w1 = self.entries([a + d * b for a, b in zip(z, Fz)])
+        return [(b - a) / d for a, b in zip(w0, w1)]
+
+    def dloss_dtau(self, z):
+        """``dloss/dtau = -e^tau diss`` (negative)."""
+        _, loss, diss = self.terms(z)
+        return -self.ctx.exp(z[-1]) * diss
+
+
+class ChartSystem(_System):
+    """The balanced 2x2 flow in the scaled chart, state ``z = [p, q, rho1, rho2, tau]``."""
+
+    kind = "chart"
+    nvar = 4
+
+    def __init__(self, problem, depth: int, signs, ctx):
+        self.res = _Residuals(problem, ctx)
+        self.problem, self.L, self.signs, self.ctx = problem, int(depth), tuple(signs), ctx
+        self.two_over_L = ctx.mpf(2) / self.L
+        self.prec = ctx.prec
+        with arb_prec(self.prec):           # the same constants for the FLINT evaluation of terms()
+            self.fast = (FLINT_KIT, _Residuals(problem, FLINT_KIT), flint.arb(1) / self.L, flint.arb(2) / self.L)
+
+    def _trig(self, z, ctx=None):
+        ctx = ctx or self.ctx
+        e1 = ctx.exp(z[2])
+        em = 1 / e1
+        th, ph = z[0] * em, z[1] * em
+        ct, st = ctx.cos_sin(th)
+        cp, sp = ctx.cos_sin(ph)
+        return e1, em, th, ph, ct, st, cp, sp
+
+    def terms(self, z):
+        """``(dz/dt, loss, -dloss/dt)`` (see :mod:`models.chart`), each formed without cancellation.
+
+        Evaluated in FLINT ``arb`` arithmetic at the context's precision (the same formulas, about 5x faster than
+        mpmath) and returned as mpf midpoints."""
+        kit, res, inv_L, two_over_L = self.fast
+        ctx = self.ctx
+        with arb_prec(self.prec):
+            f, loss, diss = self._terms([to_arb(v) for v in z[:4]], kit, res, inv_L, two_over_L)
+            return [from_arb(v, ctx) for v in f], from_arb(loss, ctx), from_arb(diss, ctx)
+
+    def _terms(self, z, ctx, res, inv_L, two_over_L):
+        """:meth:`terms` over the number kit ``ctx`` (an mpmath context or :data:`FLINT_KIT`)."""
+        L = self.L
+        r1, r2 = z[2], z[3]
+        s1, s2 = self.signs
+        e1, em, th, ph, ct, st, cp, sp = self._trig(z, ctx)
+        c2 = ctx.exp(r2 * inv_L)                      # sigma_2^(1/L)
+        q1 = ctx.exp(r1 * two_over_L)                 # sigma_1^(2/L)
+        q2 = c2 * c2
+        e2 = c2 ** L
+        sig1 = e1 if s1 > 0 else -e1
+        sig2 = e2 if s2 > 0 else -e2
+        w = [sig1 * ct * cp + sig2 * st * sp, sig1 * ct * sp - sig2 * st * cp,
+             sig1 * st * cp - sig2 * ct * sp, sig1 * st * sp + sig2 * ct * cp]
+        g, rr = res.grad(w)
+        g11, g12, g21, g22 = g
+        a0, a1 = g11 * cp + g12 * sp, g21 * cp + g22 * sp
+        b0, b1 = g12 * cp - g11 * sp, g22 * cp - g21 * sp
+        h11, h12 = ct * a0 + st * a1, ct * b0 + st * b1
+        h21, h22 = ct * a1 - st * a0, ct * b1 - st * b0
+        x = q2 / q1                                   # (sigma2/sigma1)^(2/L) < 1
+        gap = -ctx.expm1((r2 - r1) * two_over_L) if x > 0.5 else 1 - x
+        inv_d = 1 / (q1 * gap)                        # 1 / (sigma1^(2/L) - sigma2^(2/L))
+        p1, p2 = e1 / q1, e2 / q2                     # sigma_a^(1 - 2/L)
+        th_dot = -(sig2 * h12 + sig1 * h21) * inv_d
+        ph_dot = -(sig1 * h12 + sig2 * h21) * inv_d
+        r1_dot = -L * (p1 if s1 > 0 else -p1) * h11
+        r2_dot = -L * (p2 if s2 > 0 else -p2) * h22
+        f = [e1 * (th_dot + th * r1_dot), e1 * (ph_dot + ph * r1_dot), r1_dot, r2_dot]
+        k12 = 1                                       # sum_j sigma1^(2j/L) sigma2^(2(L-1-j)/L) / sigma1^(2(L-1)/L)
+        for _ in range(L - 1):
+            k12 = 1 + x * k12
+        k12 = k12 * e1 * p1                           # times sigma1^(2 - 2/L)
+        diss = L * (e1 * p1 * h11 * h11 + e2 * p2 * h22 * h22) + k12 * (h12 * h12 + h21 * h21)
+        return f, res.lscale * rr, diss
+
+    def entries(self, z):
+        e1, em, th, ph, ct, st, cp, sp = self._trig(z)
+        s1, s2 = self.signs
+        e2 = self.ctx.exp(z[3])
+        a, b = (e1 if s1 > 0 else -e1), (e2 if s2 > 0 else -e2)
+        return [a * ct * cp + b * st * sp, a * ct * sp - b * st * cp, a * st * cp - b * ct * sp,
+                a * st * sp + b * ct * cp]
+
+    def dW_dt(self, z):
+        """``dW/dt`` entrywise: the chart's velocity ``dz/dt`` pushed through :meth:`entries` analytically (a
+        finite difference loses the small entries' digits when ``rho_2`` moves fast late in the flow)."""
+        f = self.terms(z)[0]
+        e1, em, th, ph, ct, st, cp, sp = self._trig(z)
+        s1, s2 = self.signs
+        e2 = self.ctx.exp(z[3])
+        a, b = (e1 if s1 > 0 else -e1), (e2 if s2 > 0 else -e2)
+        da, db = a * f[2], b * f[3]
+        dth, dph = em * f[0] - th * f[2], em * f[1] - ph * f[2]
+        dct, dst, dcp, dsp = -st * dth, ct * dth, -sp * dph, cp * dph
+        return [da * ct * cp + a * (dct * cp + ct * dcp) + db * st * sp + b * (dst * sp + st * dsp),
+                da * ct * sp + a * (dct * sp + ct * dsp) - db * st * cp - b * (dst * cp + st * dcp),
+                da * st * cp + a * (dst * cp + st * dcp) - db * ct * sp - b * (dct * sp + ct * dsp),
+                da * st * sp + a * (dst * sp + st * dsp) + db * ct * cp + b * (dct * cp + ct * dcp)]
+
+    def observe(self, z):
+        """``(entries, loss, det_sign, factors)`` of a real state."""
+        w = self.entries(z)
+        return w, self.res.loss(w), chart.det_sign(self.signs), None
+
+    def gap(self, z):
+        return -self.ctx.expm1((z[3] - z[2]) * self.two_over_L)
+
+    def angles(self, z):
+        em = self.ctx.exp(-z[2])
+        return z[0] * em, z[1] * em
+
+    def valid(self, z):
+        # Angles far outside [-pi/2, pi/2] only come from a wild trial step; sin/cos of huge arguments would be
+        # slow and meaningless. rho2 has no lower bound: at depth 2, sigma_2 decays like exp(-c t sqrt(loss)) and
+        # rho2 passes -1e6 near loss 1e-7 on the RC20 problem.
+        if not (abs(z[2]) < 10 ** 4 and z[3] < z[2]):
+            return False
+        th, ph = self.angles(z)
+        return abs(th) < 3 and abs(ph) < 3
+
+    def recentre(self, z):
+        """The state with angles moved into [-pi/2, pi/2] (signs flipped), or None when they already are."""
+        ctx = self.ctx
+        th, ph = self.angles(z)
+        half = ctx.pi / 2
+        if abs(th) <= half and abs(ph) <= half:
+            return None
+        y, self.signs = recentre_mp([th, ph, z[2], z[3]], self.signs, ctx)
+        e1 = ctx.exp(z[2])
+        return [y[0] * e1, y[1] * e1, z[2], z[3], z[4]]
+
+    def atol(self, z, rtol):
+        """``p, q`` (angles times sigma_1, O(1) late in the flow): relative with an absolute floor ``rtol *
+        1e-3 min(1, sigma_1)``; log singular values and tau: absolute ``rtol`` (plus the relative part)."""
+        ctx = self.ctx
+        ang = rtol * ctx.mpf("1e-3") * min(ctx.one, ctx.exp(z[2]))
+        return [ang, ang, rtol, rtol, rtol]
+
+
+class RawSystem(_System):
+    """Gradient flow on the flattened factors ``[W_1, ..., W_L]`` (row-major), plus ``tau``."""
+
+    kind = "raw"
+
+    def __init__(self, problem, model: DeepMatrix, ctx, digits: int):
+        self.problem, self.model, self.ctx = problem, model, ctx
+        self.res = _Residuals(problem, ctx)
+        self.shapes = model.layer_shapes
+        self.sizes = [a * b for a, b in self.shapes]
+        self.nvar = sum(self.sizes)
+        self.square = model.shape[0] == model.shape[1]
+        self.square_factors = self.square and all(a == b for a, b in self.shapes)
+        self.floor = ctx.mpf(10) ** (10 - int(digits))
+
+    def state(self, factors):
+        z = []
+        for W in factors:
+            z.extend(self.ctx.mpf(float(v)) for v in np.ravel(W))
+        return z + [self.ctx.zero]
+
+    def unflatten(self, z):
+        out, k = [], 0
+        for (a, b), n in zip(self.shapes, self.sizes):
+            out.append([list(z[k + i * b: k + (i + 1) * b]) for i in range(a)])
+            k += n
+        return out
+
+    def _product(self, fs):
+        W = fs[0]
+        for F in fs[1:]:
+            W = matmul(F, W)
+        return W
+
+    def terms(self, z):
+        fs = self.unflatten(z)
+        L = len(fs)
+        prefix = [None] * (L + 1)      # prefix[j] = W_j ... W_1
+        prefix[1] = fs[0]
+        for j in range(2, L + 1):
+            prefix[j] = matmul(fs[j - 1], prefix[j - 1])
+        W = prefix[L]
+        g, rr = self.res.grad([v for row in W for v in row])
+        d, dp = self.model.shape
+        G = [g[i * dp:(i + 1) * dp] for i in range(d)]
+        left = G                       # (W_L ... W_{j+1})^T G, built from the top layer down
+        grads = [None] * L
+        for j in range(L, 0, -1):
+            grads[j - 1] = left if j == 1 else matmul(left, transpose(prefix[j - 1]))
+            if j > 1:
+                left = matmul(transpose(fs[j - 1]), left)
+        f, diss = [], 0
+        for Gj in grads:
+            for row in Gj:
+                for v in row:
+                    f.append(-v)
+                    diss = diss + v * v
+        return f, self.res.lscale * rr, diss
+
+    def entries(self, z):
+        W = self._product(self.unflatten(z))
+        return [v for row in W for v in row]
+
+    def dW_dt(self, z):
+        """``dW/dt = sum_j W_L .. (dW_j/dt) .. W_1`` with the factors' velocity ``-grad``, exactly."""
+        fs = self.unflatten(z)
+        vs = self.unflatten(list(self.terms(z)[0]) + [z[-1]])
+        out = None
+        for j in range(len(fs)):
+            W = vs[0] if j == 0 else fs[0]
+            for k in range(1, len(fs)):
+                W = matmul(vs[k] if k == j else fs[k], W)
+            out = W if out is None else [[x + y for x, y in zip(r1, r2)] for r1, r2 in zip(out, W)]
+        return [v for row in out for v in row]
+
+    def det(self, z):
+        """``det W``: the product of the factor dets when they are square (no cancellation), else from ``W``."""
+        fs = self.unflatten(z)
+        if self.square_factors:
+            out = self.ctx.one
+            for F in fs:
+                out = out * mat_det(F, self.ctx)
+            return out
+        return mat_det(self._product(fs), self.ctx)
+
+    def observe(self, z):
+        w = self.entries(z)
+        sign = None
+        if self.square:
+            det = self.det(z)
+            sign = 0 if not det else (1 if det > 0 else -1)
+        factors = tuple(np.array([[float(v) for v in row] for row in F]) for F in self.unflatten(z))
+        return w, self.res.loss(w), sign, factors
+
+    def precision_ok(self, z) -> bool:
+        """Whether ``|det W| / ||W||_F^n >= 10^(10 - digits)`` (square ``W``; always true otherwise)."""
+        if not self.square:
+            return True
+        w = self.entries(z)
+        nrm2 = 0
+        for v in w:
+            nrm2 = nrm2 + v * v
+        n = self.model.shape[0]
+        return abs(self.det(z)) >= self.floor * self.ctx.sqrt(nrm2) ** n
+
+    def valid(self, z):
+        big = self.ctx.mpf(10) ** 100
+        return all(abs(v) < big for v in z[:-1])
+
+    def recentre(self, z):
+        return None
+
+    def atol(self, z, rtol):
+        scale = max(abs(v) for v in z[:-1])
+        a = rtol * self.ctx.mpf("1e-6") * scale
+        return [a] * (len(z) - 1) + [rtol]

@@ -1,0 +1,49 @@
+"""The ``gf-mp`` rows of ``verify bench`` (moved here from :mod:`models.engines.gf_mp`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from models import inits
+from models.engines.gf_mp import GradientFlowMP
+from models.engines.gf_mp.arith import make_context
+from models.factorizations import DeepMatrix
+from models.problems import rc20
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Benchmark (for ``verify bench``).
+# ---------------------------------------------------------------------------------------------------------------
+def bench_gf_mp(depths: Sequence[int] = (2, 3, 4, 6), until_loss: float = 1e-30, *, digits: int = 40,
+                scale: float = 0.1, seed: int = 0, wall_budget: float = 300.0, per_decade: int = 4) -> list[dict]:
+    """One gf-mp run per depth on RC20 ``[[*, 1], [1, 0]]`` from a balanced start (``scale``, det > 0), down to
+    ``until_loss``. Rows: ``workload, depth, seconds`` (main + reference run), ``loss`` (final), ``status``,
+    ``w11_rel_err`` (the error estimate ``product_err / |w11|`` at the end: 1e-20 means 20 correct digits),
+    ``w11_digits`` (correct decimal digits of w11 by that estimate), ``w11_times_s`` (``|w11| sqrt(2 loss)`` as a
+    20-digit string: it tends to 1, and at loss 1e-30 differs from it by less than 1e-14), ``steps`` (main run),
+    ``w11`` (decimal string), ``main_seconds`` (the main run alone), ``stages`` (Radau stages of the main run),
+    ``per_decade`` (loss levels recorded per decade: each is landed on by a step end, so it costs steps)."""
+    rows = []
+    for L in depths:
+        model = DeepMatrix(int(L), (2, 2))
+        init = inits.balanced(model, scale, seed=seed, det="positive")
+        tr = GradientFlowMP(digits=digits).run(rc20(), model, init, until_loss=until_loss, wall_budget=wall_budget,
+                                               per_decade=per_decade)
+        fin = tr.final
+        ctx = make_context(digits + 10)
+        w11 = ctx.mpf(fin.hp["product"][0][0]) if fin.hp else ctx.mpf(float(fin.product[0, 0]))
+        loss = ctx.mpf(fin.hp["loss"]) if fin.hp else ctx.mpf(fin.loss)
+        rel = float(fin.product_err / abs(w11)) if w11 else math.inf
+        rows.append({
+            "workload": f"gf-mp {digits} digits rc20 balanced s={scale:g} to loss {until_loss:g}",
+            "depth": int(L), "seconds": round(tr.seconds, 3), "loss": float(loss), "status": tr.status.value,
+            "main_seconds": tr.stats.get("main", {}).get("seconds"),
+            "stages": tr.stats.get("main", {}).get("stages"), "per_decade": int(per_decade),
+            "w11_rel_err": rel,
+            "w11_digits": int(math.floor(-math.log10(rel))) if 0 < rel < 1 else 0,
+            "w11_times_s": ctx.nstr(abs(w11) * ctx.sqrt(2 * loss), 20),
+            "steps": tr.stats.get("main", {}).get("steps"),
+            "w11": ctx.nstr(w11, 25),
+        })
+    return rows
