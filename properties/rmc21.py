@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 
 from models import inits
 from models.engines import get_engine
+from models.engines.base import running_error
 from models.errors import EngineFailure
 from models.factorizations import CP, component_norms, cp_tensor
 from models.problems import TensorProblem, tensor_completion
@@ -35,7 +36,6 @@ from .api import claim
 
 SRC = "Razin, Maman & Cohen 2021 (ICML), arXiv 2102.09972"
 EPS = float(np.finfo(float).eps)
-SAFETY = 10.0
 
 H_BALANCED = ("balanced", "balanced initialization: ||w_r^n(0)|| = ||w_r^n'(0)|| for every component r and modes n, n'")
 H_GF = ("gradient_flow", "the dynamics is gradient flow on the factors")
@@ -140,17 +140,16 @@ def thm1_bounds(norm: float, g: float, N: int, eps: float) -> tuple[float, float
 
 
 def gf_pair(problem, model, init, times, rtol: float, wall: float = 30.0):
-    """Float64 gradient flow on the raw factors at ``rtol`` and ``10 rtol`` (no engine companion), recorded at the
-    same ``times``; returns ``(main, companion)`` trajectories with matching points. Each run alone has no error
-    estimate (``loose=0``), so the engine calls it ``inaccurate``; the pair is the estimate (:func:`running_error`).
-    A run that failed (diverged, lost precision, solver failure) is refused."""
-    runs = []
-    for tol in (rtol, rtol * 10.0):
-        eng = get_engine("gf", rtol=tol, path="raw", loose=0)
-        tr = eng.run(problem, model, init, record_at=tuple(float(t) for t in times), wall_budget=wall)
+    """Float64 gradient flow on the raw factors at ``rtol`` and its companion run (``10 rtol``: the engine's own
+    error-estimate run, :meth:`models.engines.base.AbstractEngine.run_pair`), recorded at the same ``times``;
+    returns ``(main, companion)`` points at those times. The pair is the estimate of quantities the engine does
+    not record (:func:`models.engines.base.running_error`). A run that failed (diverged, lost precision, solver
+    failure) is refused."""
+    runs = get_engine("gf", rtol=rtol, path="raw").run_pair(problem, model, init,
+                                                             record_at=tuple(float(t) for t in times), wall_budget=wall)
+    for tr in runs:
         if tr.status.failed or any(p.factors is None for p in tr.points):
-            raise EngineFailure(f"gf rtol={tol:g} ended with status {tr.status.value}: {tr.message}")
-        runs.append(tr)
+            raise EngineFailure(f"gf rtol={tr.settings['rtol']:g} ended with status {tr.status.value}: {tr.message}")
     main, comp = runs
 
     def at_times(tr):  # the points at the requested times (the engine also records loss levels)
@@ -163,12 +162,6 @@ def gf_pair(problem, model, init, times, rtol: float, wall: float = 30.0):
         return out
 
     return at_times(main), at_times(comp)
-
-
-def running_error(main_vals, comp_vals) -> np.ndarray:
-    """``SAFETY x`` the running maximum of ``|main - comp|`` along the points (elementwise over trailing axes)."""
-    d = np.abs(np.asarray(main_vals, dtype=float) - np.asarray(comp_vals, dtype=float))
-    return SAFETY * np.maximum.accumulate(d, axis=0)
 
 
 def _cp_setting(dims, R):

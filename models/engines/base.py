@@ -10,6 +10,16 @@ Rules every engine follows:
 3. Every point carries the engine's error estimate (``loss_err``, ``product_err``); the trajectory carries the
    relative ``error_estimate`` and the solver statistics.
 4. Engines never change global numeric state (mpmath precision, torch default dtype, numpy error state).
+
+What the base class owns (scipy's ``OdeSolver.step`` / ``_step_impl`` split is the model): :meth:`AbstractEngine.run`
+validates the spec (:class:`Spec`), opens the run's :class:`Budget` (wall clock from ``wall_budget``, the engine's
+``max_steps``), calls the engine's private ``_advance(spec, budget)``, and packages the result with one ``stats``
+schema (:data:`STATS_KEYS` at top level for every engine, the error-estimate run's counters under ``error_run``).
+The stop rule's pieces are here too: :class:`Stop` (what a budget, a horizon or a failure raises inside an
+engine), :data:`T_HORIZON`, the loss levels recorded per decade (:func:`loss_levels`), and the companion-run
+error estimate (:data:`SAFETY` times the running maximum of the difference, :func:`running_error`; an engine
+whose companion is another instance of itself says so with :meth:`AbstractEngine.companion`, and
+:meth:`AbstractEngine.run_pair` runs both).
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..errors import InvalidInput, require
 from ..factorizations import CP, DeepMatrix
@@ -68,7 +80,9 @@ class Spec:
                     f"model dims {self.model.dims} differ from problem dims {self.problem.dims}")
         else:
             raise InvalidInput(f"unknown model {self.model!r}")
-        object.__setattr__(self.init, "factors", tuple(self.model.check(list(self.init.factors))))
+        checked = tuple(self.model.check(list(self.init.factors)))
+        if any(a is not b for a, b in zip(checked, self.init.factors)):  # a new Init, never a changed one
+            object.__setattr__(self, "init", Init(checked, self.init.kind, dict(self.init.params)))
 
 
 @dataclass
@@ -84,16 +98,96 @@ class Result:
     error_estimate: float | None = None
 
 
+#: Without ``t_max`` a gradient flow ends at this time at the latest (float64 log-time is still exact there).
+#: Reaching it means the loss stalls above ``until_loss``: the flow converges to a positive loss, or too slowly.
+T_HORIZON = 1e100
+
+#: The companion-run error estimate is SAFETY times the running maximum of the main-companion difference.
+SAFETY = 10.0
+
+#: Keys every trajectory's ``stats`` has at top level (None where an engine does not count that thing):
+#: accepted steps (iterations for ``gd``), rejected steps, right-hand side evaluations, Jacobians, LU
+#: factorizations, and the path taken. The error-estimate run's counters, where there is one, sit under
+#: ``error_run`` with the same keys.
+STATS_KEYS = ("steps", "rejected", "nfev", "njev", "nlu", "path")
+
+
+class Stop(Exception):
+    """Raised inside an engine to end a run with ``status`` (budget, horizon, divergence, lost precision, solver
+    failure); the engine keeps the points recorded so far."""
+
+    def __init__(self, status: Status, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+class Budget:
+    """The limits of one run: ``wall`` seconds from ``start`` and at most ``max_steps`` accepted steps (None: no
+    step limit). :meth:`check` raises :class:`Stop` with ``Status.BUDGET`` when either is spent."""
+
+    def __init__(self, wall: float, max_steps: int | None = None, start: float | None = None):
+        self.wall, self.max_steps = float(wall), max_steps
+        self.start = time.perf_counter() if start is None else start
+
+    @property
+    def deadline(self) -> float:
+        return self.start + self.wall
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def check(self, steps: int) -> None:
+        if self.max_steps is not None and steps >= self.max_steps:
+            raise Stop(Status.BUDGET, f"stopped after max_steps={self.max_steps} steps")
+        if time.perf_counter() - self.start > self.wall:
+            raise Stop(Status.BUDGET, f"stopped at the wall-clock budget of {self.wall:g} s")
+
+
+def horizon_stop(loss: float) -> Stop:
+    """The stop of a flow that reached :data:`T_HORIZON` with ``loss`` still above ``until_loss``."""
+    return Stop(Status.BUDGET, f"reached the time horizon t = {T_HORIZON:.0e} with loss {float(loss):.3g} above "
+                               f"until_loss: the flow converges to a positive loss, or too slowly")
+
+
+def loss_levels(loss0: float, per_decade: int, until_loss: float | None) -> list[float]:
+    """The loss levels ``10^(j/per_decade)`` strictly between ``until_loss`` (or 0) and ``loss0``, descending:
+    the points a run records on its way down (each the first time the loss falls to it)."""
+    k = per_decade
+    top = math.floor(math.log10(max(loss0, 1e-300)) * k)
+    stop = until_loss or 0.0
+    levels, j = [], top
+    while True:
+        lv = 10.0 ** (j / k)
+        if lv < loss0 and lv > stop:
+            levels.append(lv)
+        if lv <= max(stop, 1e-300) or j < -400 * k:
+            break
+        j -= 1
+    return levels
+
+
+def running_error(main_vals, comp_vals, safety: float = SAFETY) -> np.ndarray:
+    """``safety x`` the running maximum of ``|main - comp|`` along the points (axis 0; elementwise over trailing
+    axes): the companion-run error estimate of a quantity recorded by a main run and its companion."""
+    d = np.abs(np.asarray(main_vals, dtype=float) - np.asarray(comp_vals, dtype=float))
+    return safety * np.maximum.accumulate(d, axis=0)
+
+
 class AbstractEngine(ABC):
     """Base of every dynamics engine; see the module docstring for the contract."""
 
     name: str = "abstract"
+    #: accepted steps per run before ``Status.BUDGET`` (engines that count steps set it in ``__init__``)
+    max_steps: int | None = None
 
     def run(self, problem, model, init: Init, **spec) -> Trajectory:
         options = spec.pop("options", {})
         s = Spec(problem, model, init, options=options, **spec)
         start = time.perf_counter()
-        res = self._run(s)
+        res = self._advance(s, Budget(float(s.wall_budget), self.max_steps, start))
         seconds = time.perf_counter() - start
         require(len(res.points) > 0 or res.status is not Status.COMPLETED, "engine returned no points")
         err = res.error_estimate if res.error_estimate is not None else relative_error(res.points)
@@ -108,15 +202,40 @@ class AbstractEngine(ABC):
             **self.describe_options(),
         }
         return Trajectory(self.name, settings, tuple(res.points), res.status, res.message or res.status.message, err,
-                          res.precision, res.tolerances, res.stats, seconds)
+                          res.precision, res.tolerances, stats_schema(res.stats), seconds)
 
     def describe_options(self) -> dict:
         """Engine options recorded in ``Trajectory.settings``."""
         return {}
 
+    def companion(self) -> "AbstractEngine | None":
+        """The engine of this engine's error-estimate run with no estimate of its own (None: it has none)."""
+        return None
+
+    def without_estimate(self) -> "AbstractEngine":
+        """This engine with its error-estimate run switched off (its points then carry infinite errors)."""
+        raise InvalidInput(f"engine {self.name!r} has no error-estimate run to switch off")
+
+    def run_pair(self, problem, model, init: Init, **spec) -> tuple[Trajectory, Trajectory]:
+        """The main run (without its own estimate) and its companion on the same spec, for estimating the error
+        of quantities the engine does not record (:func:`running_error` on their values)."""
+        comp = self.companion()
+        require(comp is not None, f"engine {self.name!r} has no companion run")
+        return self.without_estimate().run(problem, model, init, **spec), comp.run(problem, model, init, **spec)
+
     @abstractmethod
-    def _run(self, spec: Spec) -> Result:
-        """Integrate or iterate; see the module docstring."""
+    def _advance(self, spec: Spec, budget: Budget) -> Result:
+        """Integrate or iterate within ``budget``; see the module docstring."""
+
+
+def stats_schema(stats: dict) -> dict:
+    """``stats`` with every key of :data:`STATS_KEYS` at top level (None where the engine has no such count), and
+    likewise inside ``error_run``."""
+    out = {k: stats.get(k) for k in STATS_KEYS}
+    out.update(stats)
+    if isinstance(out.get("error_run"), dict):
+        out["error_run"] = {**{k: out["error_run"].get(k) for k in STATS_KEYS}, **out["error_run"]}
+    return out
 
 
 def describe_model(model) -> dict:

@@ -49,22 +49,14 @@ from ..factorizations import (CP, DeepMatrix, cp_factor_grads, cp_tensor, factor
 from ..inits import is_balanced
 from ..trajectory import Point, Status
 from . import e2e_flow
-from .base import AbstractEngine, Result, Spec
+from .base import SAFETY, T_HORIZON, AbstractEngine, Budget, Result, Spec, Stop, horizon_stop, loss_levels
 from .linear_flow import run_linear
 
 EPS = float(np.finfo(float).eps)
 PRECISION_FLOOR = 1e3 * EPS
 PATHS = ("auto", "chart", "e2e", "raw")
-# Without t_max a run ends at this time at the latest (float64 log-time is still exact there; beyond it
-# ``e^tau`` approaches overflow). Reaching it means the loss stalls above ``until_loss``: the flow converges to a
-# positive loss, e.g. RC20 with eps != 0 and w11 running off to the wrong side.
-T_HORIZON = 1e100
-
-
-class _Stop(Exception):
-    def __init__(self, status: Status, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
+# Without t_max a run ends at base.T_HORIZON at the latest (float64 log-time is still exact there; beyond it
+# ``e^tau`` approaches overflow), e.g. RC20 with eps != 0 and w11 running off to the wrong side.
 
 
 class GradientFlow(AbstractEngine):
@@ -91,7 +83,23 @@ class GradientFlow(AbstractEngine):
         return {"rtol": self.rtol, "atol": self.atol, "path": self.path, "loose": self.loose}
 
     # ------------------------------------------------------------------------------------------------------
-    def _run(self, spec: Spec) -> Result:
+    def companion(self) -> "GradientFlow":
+        """The error-estimate run: ``loose`` times looser (tighter where that would pass ``COMPANION_RTOL_MAX``),
+        without an estimate of its own."""
+        require(self.loose > 0, "loose=0: this gf engine has no companion run")
+        ratio = self.loose if self.rtol * self.loose <= COMPANION_RTOL_MAX else 1.0 / self.loose
+        return self._variant(self.rtol * ratio, None if self.atol is None else self.atol * ratio, 0.0)
+
+    def without_estimate(self) -> "GradientFlow":
+        return self._variant(self.rtol, self.atol, 0.0)
+
+    def _variant(self, rtol, atol, loose) -> "GradientFlow":
+        # not through __init__: a companion's tolerance may lie outside the range offered to users
+        eng = object.__new__(GradientFlow)
+        eng.rtol, eng.atol, eng.path, eng.loose, eng.max_steps = float(rtol), atol, self.path, float(loose), self.max_steps
+        return eng
+
+    def _advance(self, spec: Spec, budget: Budget) -> Result:
         require(spec.until_loss is not None or spec.t_max is not None or spec.record_at,
                 "gradient flow needs until_loss, t_max or record_at to know when to stop")
         if isinstance(spec.model, DeepMatrix) and spec.model.depth == 1 and self.path != "raw":
@@ -102,7 +110,7 @@ class GradientFlow(AbstractEngine):
             require(ok or self.path != "e2e", "the e2e path needs a balanced, full-width deep factorization of depth "
                                               ">= 2 on a matrix problem")
             use_chart = "e2e" if ok else False
-        main = _Integration(spec, use_chart, self.rtol, self.atol, self.max_steps)
+        main = _Integration(spec, use_chart, self.rtol, self.atol, budget)
         main.run()
         points = main.points
         stats = dict(main.stats)
@@ -117,10 +125,10 @@ class GradientFlow(AbstractEngine):
             # the companion is `loose` times looser; where that would pass the cap COMPANION_RTOL_MAX it is `loose`
             # times tighter instead (capping it at the main run's own tolerance made the two runs identical and
             # every error estimate exactly 0)
-            ratio = self.loose if self.rtol * self.loose <= COMPANION_RTOL_MAX else 1.0 / self.loose
-            comp = _Integration(spec, use_chart, self.rtol * ratio,
-                                None if self.atol is None else self.atol * ratio, self.max_steps,
-                                eval_taus=taus, wall_budget=max(spec.wall_budget - main.elapsed, 1.0))
+            c = self.companion()
+            comp = _Integration(spec, use_chart, c.rtol, c.atol,
+                                Budget(max(spec.wall_budget - main.elapsed, 1.0), c.max_steps),
+                                eval_taus=taus)
             comp.run()
             points, unmatched = _with_errors(main, comp)
             stats["error_run"] = {"rtol": comp.rtol, "status": comp.status.value, **comp.stats}
@@ -143,7 +151,6 @@ class GradientFlow(AbstractEngine):
 
 #: the loosest tolerance a companion run is given; above it the companion runs tighter than the main run
 COMPANION_RTOL_MAX = 1e-3
-SAFETY = 10.0
 LOSS_FLOOR = 64 * EPS  # relative: the rounding of a loss evaluated from a state, and of locating a level
 
 
@@ -209,21 +216,19 @@ def _guarded(fun):
 class _Integration:
     """One BDF integration in log-time on the chart or the raw factors (a private helper of GradientFlow)."""
 
-    def __init__(self, spec: Spec, use_chart: bool, rtol: float, atol, max_steps: int, *, eval_taus=None,
-                 wall_budget=None):
+    def __init__(self, spec: Spec, use_chart: bool, rtol: float, atol, budget: Budget, *, eval_taus=None):
         # use_chart: True (the 2x2 chart), "e2e" (the end-to-end flow, models.engines.e2e_flow) or False (raw)
         self.e2e = e2e_flow.EndToEnd(spec.problem, spec.model.depth) if use_chart == "e2e" else None
         use_chart = bool(use_chart) and self.e2e is None
-        self.spec, self.use_chart, self.rtol, self.atol, self.max_steps = spec, use_chart, rtol, atol, max_steps
+        self.spec, self.use_chart, self.rtol, self.atol, self.budget = spec, use_chart, rtol, atol, budget
         self.problem, self.model = spec.problem, spec.model
         self.eval_taus = eval_taus  # a companion run: also evaluate the state at these log-times
         self.events: list[tuple] = []  # what each point was recorded for (pairs main and companion points)
         self.eval_taus_done: list[float] = []
         self.eval_points: list[Point] = []
-        self.wall_budget = spec.wall_budget if wall_budget is None else wall_budget
         self.points: list[Point] = []
         self.status, self.message = Status.COMPLETED, ""
-        self.stats = {"steps": 0, "nfev": 0, "njev": 0, "nlu": 0, "recharts": 0,
+        self.stats = {"steps": 0, "rejected": None, "nfev": 0, "njev": 0, "nlu": 0, "recharts": 0,
                       "path": "chart" if use_chart else ("e2e" if self.e2e else "raw")}
         self.elapsed = 0.0
         self.atol_used = None
@@ -298,9 +303,10 @@ class _Integration:
     # ----- driver --------------------------------------------------------------------------------------------
     def run(self):
         start = time.perf_counter()
+        self.budget.start = start
         try:
-            self._run(start)
-        except _Stop as stop:
+            self._run()
+        except Stop as stop:
             self.status, self.message = stop.status, stop.message
         self.elapsed = time.perf_counter() - start
 
@@ -326,7 +332,7 @@ class _Integration:
         self.atol_used = atol.tolist() if isinstance(atol, np.ndarray) else atol
         return BDF(_guarded(fun), tau0, np.array(y0, dtype=float), tau_end, rtol=self.rtol, atol=atol, jac=jac)
 
-    def _run(self, start):
+    def _run(self):
         spec = self.spec
         factors = list(spec.init.factors)
         tau_end = math.log1p(spec.t_max) if spec.t_max is not None else math.log1p(T_HORIZON)
@@ -350,10 +356,7 @@ class _Integration:
         self.eval_queue = list(self.eval_taus[1:]) if self.eval_taus is not None else []
         solver = self._make_solver(tau, y, tau_end)
         while True:
-            if self.stats["steps"] >= self.max_steps:
-                raise _Stop(Status.BUDGET, f"stopped after max_steps={self.max_steps} steps")
-            if time.perf_counter() - start > self.wall_budget:
-                raise _Stop(Status.BUDGET, f"stopped at the wall-clock budget of {self.wall_budget:g} s")
+            self.budget.check(self.stats["steps"])
             try:
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # rejected trial states
                     msg = solver.step()
@@ -362,12 +365,12 @@ class _Integration:
             self.stats["steps"] += 1
             if solver.status == "failed":
                 loss_now = self._state(solver.y)[1]
-                raise _Stop(Status.SOLVER_FAILED, f"BDF failed at t = {math.expm1(solver.t):.3g} with loss "
+                raise Stop(Status.SOLVER_FAILED, f"BDF failed at t = {math.expm1(solver.t):.3g} with loss "
                                                   f"{loss_now:.3g}: {msg}")
             tau_prev, tau_new = solver.t_old, solver.t
             ynew = solver.y
             if not np.all(np.isfinite(ynew)) or (not self.use_chart_now and np.max(np.abs(ynew)) > 1e150):
-                raise _Stop(Status.DIVERGED, f"the state became non-finite or overflowed at t = {math.expm1(tau_new):.3g}")
+                raise Stop(Status.DIVERGED, f"the state became non-finite or overflowed at t = {math.expm1(tau_new):.3g}")
             dense = solver.dense_output()
             W, loss_new, ds_new, _ = self._state(ynew)
             self._check_precision(ds_new, dense, tau_prev, tau_new, W)
@@ -380,9 +383,7 @@ class _Integration:
                 if not (self.events and self.events[-1] == ("time", tau_end)):
                     self._record(tau_end, solver.y, ("end",))
                     if spec.t_max is None and not spec.record_at:
-                        raise _Stop(Status.BUDGET, f"reached the time horizon t = {T_HORIZON:.0e} with loss "
-                                                   f"{self.points[-1].loss:.3g} above until_loss: the flow "
-                                                   f"converges to a positive loss, or too slowly")
+                        raise horizon_stop(self.points[-1].loss)
                 return
             restart = None
             angles = chart.from_scaled(ynew)[:2] if self.use_chart_now else None
@@ -406,18 +407,7 @@ class _Integration:
             self.stats.update(self.e2e.stats)
 
     def _levels(self, loss0):
-        k = self.spec.per_decade
-        top = math.floor(math.log10(max(loss0, 1e-300)) * k)
-        stop = self.spec.until_loss or 0.0
-        levels, j = [], top
-        while True:
-            lv = 10.0 ** (j / k)
-            if lv < loss0 and lv > stop:
-                levels.append(lv)
-            if lv <= max(stop, 1e-300) or j < -400 * k:
-                break
-            j -= 1
-        return levels  # descending
+        return loss_levels(loss0, self.spec.per_decade, self.spec.until_loss)  # descending
 
     def _loss_at(self, dense, tau):
         return self._state(dense(tau))[1]
@@ -458,7 +448,7 @@ class _Integration:
         if self.use_chart_now or not self.is_square or isinstance(self.model, CP):
             return
         if ds_new is None:
-            raise _Stop(Status.PRECISION_LOST,
+            raise Stop(Status.PRECISION_LOST,
                         f"sigma_min/sigma_max of the end-to-end matrix fell below {PRECISION_FLOOR:.1e} at "
                         f"t ~ {math.expm1(tau_new):.3g}: float64 can no longer resolve its det sign")
         # issue 11: a det decaying through that band can cross it inside one step (depth 2, scale 0.5, seed 1
@@ -470,7 +460,7 @@ class _Integration:
             ratio = float(s[-1] / s[0])
         prev, self._last_det = getattr(self, "_last_det", None), (ds_new, ratio)
         if prev is not None and prev[0] != ds_new and prev[1] is not None and prev[1] < math.sqrt(PRECISION_FLOOR):
-            raise _Stop(Status.PRECISION_LOST,
+            raise Stop(Status.PRECISION_LOST,
                         f"the det sign changed within one step ending at t ~ {math.expm1(tau_new):.3g} from "
                         f"sigma_min/sigma_max = {prev[1]:.3g}: it passed through the band below {PRECISION_FLOOR:.1e} "
                         f"that float64 cannot resolve")

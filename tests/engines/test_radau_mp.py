@@ -87,7 +87,7 @@ def test_60_digits_agree_with_40_digits_within_its_estimate(depth):
     # b has no reference run (estimate=False): its error is unknown, so it is 'inaccurate', not 'completed'; it is
     # compared with a's estimate below
     assert a.status is Status.COMPLETED and b.status is Status.INACCURATE
-    assert a.stats["main"]["stages"] == auto_stages(1e-30) and b.stats["main"]["stages"] == auto_stages(1e-50)
+    assert a.stats["stages"] == auto_stages(1e-30) and b.stats["stages"] == auto_stages(1e-50)
     fa, fb = a.final, b.final
     assert fa.t == fb.t == 3.0 and fb.loss < b.points[0].loss / 2
     with mpmath.workdps(70):

@@ -38,12 +38,12 @@ def bench_gf_mp(depths: Sequence[int] = (2, 3, 4, 6), until_loss: float = 1e-30,
         rows.append({
             "workload": f"gf-mp {digits} digits rc20 balanced s={scale:g} to loss {until_loss:g}",
             "depth": int(L), "seconds": round(tr.seconds, 3), "loss": float(loss), "status": tr.status.value,
-            "main_seconds": tr.stats.get("main", {}).get("seconds"),
-            "stages": tr.stats.get("main", {}).get("stages"), "per_decade": int(per_decade),
+            "main_seconds": tr.stats.get("seconds"),
+            "stages": tr.stats.get("stages"), "per_decade": int(per_decade),
             "w11_rel_err": rel,
             "w11_digits": int(math.floor(-math.log10(rel))) if 0 < rel < 1 else 0,
             "w11_times_s": ctx.nstr(abs(w11) * ctx.sqrt(2 * loss), 20),
-            "steps": tr.stats.get("main", {}).get("steps"),
+            "steps": tr.stats.get("steps"),
             "w11": ctx.nstr(w11, 25),
         })
     return rows

@@ -11,7 +11,7 @@ import torch
 from ...errors import InvalidInput, require
 from ...factorizations import CP, DeepMatrix
 from ...problems import MatrixProblem, TensorProblem
-from ..base import AbstractEngine, Result, Spec, describe_model
+from ..base import AbstractEngine, Budget, Result, Spec, describe_model
 from .kernels import KERNELS, build_kernel
 from .loop import BatchResult, run_loop
 
@@ -133,7 +133,7 @@ class GradientDescent(AbstractEngine):
             out.append(F)
         return out
 
-    def _run(self, spec: Spec) -> Result:
+    def _advance(self, spec: Spec, budget: Budget) -> Result:
         steps = spec.steps
         require(spec.t_max is None or self.rule["step_rule"] == "constant",
                 "t_max converts to steps only with the constant step rule; give steps or until_loss")

@@ -12,7 +12,7 @@ from ...errors import require
 from ...factorizations import DeepMatrix, product
 from ...inits import is_balanced
 from ...trajectory import Point
-from ..base import AbstractEngine, Result, Spec
+from ..base import AbstractEngine, Budget, Result, Spec
 from .driver import Integration
 
 PATHS = ("auto", "chart", "raw")
@@ -97,7 +97,7 @@ class GradientFlowMP(AbstractEngine):
         decades = 30.0 if spec.until_loss is None else max(0.0, -math.log10(float(spec.until_loss)))
         return self.digits + 10 + int(math.ceil(decades / 2))
 
-    def _run(self, spec: Spec) -> Result:
+    def _advance(self, spec: Spec, budget: Budget) -> Result:
         require(isinstance(spec.model, DeepMatrix),
                 f"gf-mp integrates deep matrix factorizations only, got {type(spec.model).__name__}")
         require(spec.until_loss is not None or spec.t_max is not None or spec.record_at,
@@ -106,28 +106,29 @@ class GradientFlowMP(AbstractEngine):
             from ..linear_flow_mp import run_linear_mp
             return run_linear_mp(spec, self.digits, estimate=self.estimate, extra_digits=self.extra_digits)
         use_chart = self._chart_applies(spec)
-        start = time.perf_counter()
-        budget = float(spec.wall_budget)
+        start, wall = budget.start, budget.wall
         work = self.work_digits(spec, use_chart)
         # The main run may use up to 40% of the budget when a reference run follows (it costs ~1.5x the main).
-        main_deadline = start + (0.4 * budget if self.estimate else budget)
+        main_deadline = start + (0.4 * wall if self.estimate else wall)
         main = Integration(spec, use_chart=use_chart, digits=self.digits, work_dps=work, tol=self.tol,
-                            kmax=self.kmax, max_steps=self.max_steps, deadline=main_deadline)
+                           kmax=self.kmax, max_steps=self.max_steps, deadline=main_deadline)
         main.run()
-        stats = {"main": dict(main.stats, seconds=round(main.seconds, 3))}
+        # one stats schema (models.engines.base.STATS_KEYS): the main run's counters at top level, the
+        # reference (error-estimate) run's under error_run
+        stats = dict(main.stats, seconds=round(main.seconds, 3))
         tolerances = {"tol": self.tol, "work_digits": work}
         ref_by_key = None
         if self.estimate and len(main.records) > 1:
             ref = Integration(spec, use_chart=use_chart, digits=self.digits + self.extra_digits,
-                               work_dps=work + self.extra_digits, tol=self.tol / self.tighter, kmax=self.kmax,
-                               max_steps=4 * self.max_steps, deadline=max(start + budget, time.perf_counter() + 1.0),
-                               max_records=len(main.records))
+                              work_dps=work + self.extra_digits, tol=self.tol / self.tighter, kmax=self.kmax,
+                              max_steps=4 * self.max_steps, deadline=max(start + wall, time.perf_counter() + 1.0),
+                              max_records=len(main.records))
             ref.run()
             ref_by_key = {r["key"]: r for r in ref.records}
-            stats["reference"] = dict(ref.stats, seconds=round(ref.seconds, 3), status=ref.status.value)
+            stats["error_run"] = dict(ref.stats, seconds=round(ref.seconds, 3), status=ref.status.value)
             tolerances.update(ref_tol=self.tol / self.tighter, ref_work_digits=work + self.extra_digits)
             if len(ref.records) < len(main.records):
-                stats["reference_note"] = "the reference run ended early; later points carry no error estimate"
+                stats["error_run_note"] = "the reference run ended early; later points carry no error estimate"
         points = [self._point(spec, rec, None if ref_by_key is None else ref_by_key.get(rec["key"]), main.ctx)
                   for rec in main.records]
         return Result(points, main.status, main.message, f"mpmath-{self.digits}", tolerances, stats)
