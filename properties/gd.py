@@ -63,8 +63,8 @@ def setting(inputs):
 
 def gd_at(problem, model, init, eta: float, steps: int, every: int):
     """GD products (and their rounding estimates) at steps every, 2 every, ..., steps."""
-    res = get_engine("gd", lr=eta, device="cpu").run_batch(problem, model, [np.asarray(F)[None] for F in init.factors],
-                                                          steps=steps, record_every=every)
+    res = get_engine("gd", lr=eta, device="cpu").run(problem, model, [init], steps=steps, record_every=every,
+                                                    wall_budget=math.inf)
     if res.status[0] != "completed":
         raise EngineFailure(f"GD with eta={eta:g} ended {res.status[0]}")
     rows = [k for k in range(len(res.steps)) if res.steps[k] > 0 and res.steps[k] % every == 0]

@@ -271,8 +271,7 @@ def det_sign_gd(inputs, dropped):
     problem, model, init = rc20_setting(inputs)
     sign0 = 1 if inputs["det"] == "positive" else -1
     gd = get_engine("gd", lr=float(inputs["lr"]))
-    res = gd.run_batch(problem, model, [np.stack([f]) for f in init.factors], steps=int(inputs["steps"]),
-                       record_every=1)
+    res = gd.run(problem, model, [init], steps=int(inputs["steps"]), record_every=1, wall_budget=math.inf)
     dets = np.asarray(res.det_sign, dtype=float)[:, 0]
     prods = np.asarray(res.product, dtype=float)[:, 0]
     losses = np.asarray(res.loss, dtype=float)[:, 0]

@@ -226,7 +226,7 @@ def _conservation_gd(problem, model, init, inputs, D0):
     at the end, with the GD engine's rounding model (8 eps N (k+1) relative per entry, x4 for squared norms)."""
     lr = float(inputs["lr"])
     steps = max(1, math.ceil(float(inputs["t_max"]) / lr))
-    res = get_engine("gd", lr=lr, device="cpu").run_batch(problem, model, [F[None] for F in init.factors], steps=steps)
+    res = get_engine("gd", lr=lr, device="cpu").run(problem, model, [init], steps=steps, wall_budget=math.inf)
     if res.status[0] != "completed":
         raise EngineFailure(f"GD ended with status {res.status[0]}")
     fs = [np.asarray(F)[0] for F in res.final_factors]
@@ -529,7 +529,7 @@ def _inc_setting(inputs):
 
 
 def _gd_run(problem, model, batch, lr, steps):
-    res = get_engine("gd", lr=lr, device="cpu").run_batch(problem, model, batch, steps=steps)
+    res = get_engine("gd", lr=lr, device="cpu").run(problem, model, batch, steps=steps, wall_budget=math.inf)
     if not np.all(res.status == "completed"):
         raise EngineFailure(f"GD did not complete: {res.status.tolist()}")
     return res.final_factors, res.final_loss

@@ -97,8 +97,8 @@ def ltr_batch(problem, T, model, alpha, seeds):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)   # tiny tensors: OpenMP threads only wait on each other (measured 6.8 s vs 1.2 s a batch)
     try:
-        res = get_engine("gd", lr=lr, device="cpu", check_every=32).run_batch(
-            problem, model, batch, steps=LTR_STEPS, until_loss=LTR_REL_LOSS * L0)
+        res = get_engine("gd", lr=lr, device="cpu", check_every=32).run(
+            problem, model, batch, steps=LTR_STEPS, until_loss=LTR_REL_LOSS * L0, wall_budget=math.inf)
     finally:
         torch.set_num_threads(threads)
     nT = float(np.linalg.norm(T))

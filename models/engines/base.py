@@ -43,9 +43,10 @@ class Spec:
     """What to simulate and when to stop.
 
     ``until_loss``: stop once the loss is at or below it. ``t_max``: stop at this time (gradient flow).
-    ``steps``: number of steps (gradient descent). ``record``: number of recorded points per decade of loss
-    (default) or an explicit tuple of times/steps in ``record_at``. ``wall_budget``: seconds before the run
-    stops with status ``budget``.
+    ``steps``: number of steps (gradient descent). ``per_decade``: number of recorded points per decade of loss
+    (the default recording), or an explicit tuple of times/steps in ``record_at``, or every ``record_every``
+    steps (step engines). ``wall_budget``: seconds before the run stops with status ``budget`` (``math.inf``:
+    none).
     """
 
     problem: MatrixProblem | TensorProblem
@@ -56,6 +57,7 @@ class Spec:
     steps: int | None = None
     per_decade: int = 4
     record_at: tuple[float, ...] | None = None
+    record_every: int | None = None
     wall_budget: float = 120.0
     options: dict = field(default_factory=dict)
 
@@ -69,6 +71,9 @@ class Spec:
         if self.steps is not None:
             require(isinstance(self.steps, int) and self.steps >= 0, f"steps must be an integer >= 0, got {self.steps!r}")
         require(self.per_decade >= 1, f"per_decade must be >= 1, got {self.per_decade!r}")
+        if self.record_every is not None:
+            require(isinstance(self.record_every, (int, np.integer)) and not isinstance(self.record_every, bool)
+                    and self.record_every >= 1, f"record_every must be a positive integer, got {self.record_every!r}")
         require(float(self.wall_budget) > 0, f"wall_budget must be positive, got {self.wall_budget!r}")
         if isinstance(self.model, DeepMatrix):
             require(isinstance(self.problem, MatrixProblem), "a deep matrix factorization needs a matrix problem")
@@ -176,6 +181,89 @@ def running_error(main_vals, comp_vals, safety: float = SAFETY) -> np.ndarray:
     return safety * np.maximum.accumulate(d, axis=0)
 
 
+class Batch(ABC):
+    """What :meth:`AbstractEngine.run` returns for a batch of initializations: B >= 1 trajectories run together
+    (one record type whatever B). ``batch[b]`` (or :meth:`trajectory`) is member ``b`` as a
+    :class:`~models.trajectory.Trajectory`, exactly what a run of that member alone returns; ``status`` (B,)
+    holds :class:`~models.trajectory.Status` value names; ``final_factors`` (one ``(B, ...)`` array per layer or
+    CP mode), ``final_loss`` (B,) and ``final_product`` (B, ...) describe each member's last trusted state.
+    Engines that batch natively (``gd``) add their own array views (see :class:`models.engines.gd.BatchResult`)."""
+
+    status: np.ndarray
+    final_factors: list
+    final_loss: np.ndarray
+    final_product: np.ndarray
+
+    @property
+    def B(self) -> int:
+        return int(self.status.shape[0])
+
+    def __len__(self) -> int:
+        return self.B
+
+    def __getitem__(self, b: int) -> Trajectory:
+        return self.trajectory(b)
+
+    def __iter__(self):
+        return (self.trajectory(b) for b in range(self.B))
+
+    @abstractmethod
+    def trajectory(self, b: int) -> Trajectory:
+        """Member ``b`` as a trajectory."""
+
+
+class TrajectoryBatch(Batch):
+    """A :class:`Batch` of trajectories run one after another (engines that do not batch natively)."""
+
+    def __init__(self, trajectories):
+        self.trajectories = tuple(trajectories)
+        self.status = np.array([t.status.value for t in self.trajectories])
+        finals = [t.final for t in self.trajectories]
+        self.final_loss = np.array([p.loss for p in finals], dtype=float)
+        self.final_product = np.stack([np.asarray(p.product, dtype=float) for p in finals])
+        if all(p.factors is not None for p in finals):
+            self.final_factors = [np.stack(fs) for fs in zip(*(p.factors for p in finals))]
+        else:  # a path that integrates the end-to-end matrix keeps no factors
+            self.final_factors = None
+
+    def trajectory(self, b: int) -> Trajectory:
+        require(isinstance(b, (int, np.integer)) and 0 <= b < self.B, f"member index must be in [0, {self.B}), got {b!r}")
+        return self.trajectories[int(b)]
+
+
+def check_batch(problem, model, batch) -> list[np.ndarray]:
+    """The members of a batch as one ``(B, *shape)`` float64 array per layer (or CP mode). ``batch``: a list of
+    :class:`~models.inits.Init`, or already one ``(B, ...)`` array per layer; every array is checked (shapes,
+    finite entries, the same B >= 1 throughout)."""
+    if isinstance(batch, (list, tuple)) and batch and all(isinstance(i, Init) for i in batch):
+        members = [model.check(list(i.factors)) for i in batch]
+        return [np.stack([m[j] for m in members]) for j in range(len(members[0]))]
+    if isinstance(model, DeepMatrix):
+        require(isinstance(problem, MatrixProblem), "a deep matrix factorization needs a matrix problem")
+        require(model.shape == problem.shape, f"model shape {model.shape} differs from problem shape {problem.shape}")
+        shapes, what = model.layer_shapes, "W"
+    elif isinstance(model, CP):
+        require(isinstance(problem, TensorProblem), "a CP factorization needs a tensor problem")
+        require(model.dims == problem.dims, f"model dims {model.dims} differ from problem dims {problem.dims}")
+        shapes, what = [(d, model.rank) for d in model.dims], "U"
+    else:
+        raise InvalidInput(f"unknown model {model!r}")
+    require(isinstance(batch, (list, tuple)) and len(batch) == len(shapes),
+            f"a batch must be a list of Init or of {len(shapes)} arrays (B, ...), got "
+            f"{type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}")
+    out = []
+    B = None
+    for j, (F, shp) in enumerate(zip(batch, shapes), start=1):
+        F = np.asarray(F, dtype=float)
+        require(F.ndim == 3 and F.shape[1:] == tuple(shp),
+                f"factor {what}_{j} batch must have shape (B, {shp[0]}, {shp[1]}), got {F.shape}")
+        B = F.shape[0] if B is None else B
+        require(F.shape[0] == B and B >= 1, f"factor {what}_{j} batch has {F.shape[0]} members, expected {B}")
+        require(bool(np.all(np.isfinite(F))), f"factor {what}_{j} batch has non-finite entries")
+        out.append(F)
+    return out
+
+
 class AbstractEngine(ABC):
     """Base of every dynamics engine; see the module docstring for the contract."""
 
@@ -183,26 +271,48 @@ class AbstractEngine(ABC):
     #: accepted steps per run before ``Status.BUDGET`` (engines that count steps set it in ``__init__``)
     max_steps: int | None = None
 
-    def run(self, problem, model, init: Init, **spec) -> Trajectory:
+    #: whether the engine runs a batch in one go (:meth:`_advance_batch`); otherwise members run one by one
+    batched: bool = False
+
+    def run(self, problem, model, init, **spec):
+        """The one public entry point. ``init``: an :class:`~models.inits.Init` (returns a
+        :class:`~models.trajectory.Trajectory`), or a batch, a list of ``Init`` or one ``(B, ...)`` array per
+        layer (returns a :class:`Batch`, whatever B; member ``b`` is what a run of it alone returns). ``spec``:
+        the fields of :class:`Spec` (``until_loss``, ``t_max``, ``steps``, ``per_decade``, ``record_at``,
+        ``record_every``, ``wall_budget``, ``options``)."""
         options = spec.pop("options", {})
+        if not isinstance(init, Init):
+            return self._run_batch(problem, model, init, options, spec)
         s = Spec(problem, model, init, options=options, **spec)
         start = time.perf_counter()
         res = self._advance(s, Budget(float(s.wall_budget), self.max_steps, start))
         seconds = time.perf_counter() - start
         require(len(res.points) > 0 or res.status is not Status.COMPLETED, "engine returned no points")
         err = res.error_estimate if res.error_estimate is not None else relative_error(res.points)
-        settings = {
-            "engine": self.name,
-            "problem": problem.describe(),
-            "model": describe_model(model),
-            "init": init.describe(),
-            "until_loss": s.until_loss,
-            "t_max": s.t_max,
-            "steps": s.steps,
-            **self.describe_options(),
-        }
-        return Trajectory(self.name, settings, tuple(res.points), res.status, res.message or res.status.message, err,
-                          res.precision, res.tolerances, stats_schema(res.stats), seconds)
+        return Trajectory(self.name, self.settings(s, init.describe()), tuple(res.points), res.status,
+                          res.message or res.status.message, err, res.precision, res.tolerances,
+                          stats_schema(res.stats), seconds)
+
+    def _run_batch(self, problem, model, batch, options: dict, spec: dict) -> Batch:
+        factors = check_batch(problem, model, batch)
+        B = factors[0].shape[0]
+        if not self.batched:
+            members = batch if all(isinstance(i, Init) for i in batch) else \
+                [Init(tuple(F[b] for F in factors), "batch", {"member": b}) for b in range(B)]
+            return TrajectoryBatch(self.run(problem, model, m, options=dict(options), **spec) for m in members)
+        s = Spec(problem, model, Init(tuple(F[0] for F in factors), "batch"), options=options, **spec)
+        start = time.perf_counter()
+        return self._advance_batch(s, factors, Budget(float(s.wall_budget), self.max_steps, start),
+                                   self.settings(s, {"kind": "batch", "params": {"B": B}}))
+
+    def settings(self, s: Spec, init: dict) -> dict:
+        """What a run records in ``Trajectory.settings``."""
+        return {"engine": self.name, "problem": s.problem.describe(), "model": describe_model(s.model), "init": init,
+                "until_loss": s.until_loss, "t_max": s.t_max, "steps": s.steps, **self.describe_options()}
+
+    def _advance_batch(self, spec: Spec, factors: list[np.ndarray], budget: Budget, settings: dict) -> Batch:
+        """Run every member of ``factors`` (one ``(B, ...)`` array per layer) together (engines with ``batched``)."""
+        raise NotImplementedError
 
     def describe_options(self) -> dict:
         """Engine options recorded in ``Trajectory.settings``."""

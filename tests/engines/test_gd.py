@@ -10,7 +10,8 @@ import torch
 
 from models import CP, DeepMatrix, InvalidInput, Status, completion, inits, random_tensor_completion, rc20, sensing
 from models.engines import get_engine
-from models.engines.gd import BatchResult, GradientDescent
+from models.engines.base import Batch
+from models.engines.gd import GradientDescent
 from verify.bench.gd import autograd_gd_reference
 from models.factorizations import cp_factor_grads, cp_tensor, factor_grads, product
 from sgd_reference import sgd_reference
@@ -68,7 +69,7 @@ def test_batch_matches_sgd_step_for_step_rc20(depth, kernel):
     members = [inits.gaussian(model, 0.6, seed=s).factors for s in range(3)]
     members.append(inits.balanced(model, 0.3, seed=7, det="negative").factors)
     steps, lr = 100, 0.05
-    res = GradientDescent(lr=lr, record_every=1, kernel=kernel).run_batch(problem, model, _stack(members), steps=steps)
+    res = GradientDescent(lr=lr, record_every=1, kernel=kernel).run(problem, model, _stack(members), steps=steps)
     assert list(res.steps) == list(range(steps + 1))
     _assert_matches_sgd(res, problem, model, members, lr, steps)
 
@@ -78,7 +79,7 @@ def test_matches_sgd_on_3x4_completion_with_hidden_widths(kernel):
     problem, model = _problem_3x4(), DeepMatrix(3, (3, 4), (5, 2))
     members = [inits.gaussian(model, 0.7, seed=s).factors for s in range(2)]
     steps, lr = 100, 0.1
-    res = GradientDescent(lr=lr, record_every=10, kernel=kernel).run_batch(problem, model, _stack(members), steps=steps)
+    res = GradientDescent(lr=lr, record_every=10, kernel=kernel).run(problem, model, _stack(members), steps=steps)
     _assert_matches_sgd(res, problem, model, members, lr, steps)
     assert np.all(res.det_sign == 0)  # not square: undefined
 
@@ -89,7 +90,7 @@ def test_matches_sgd_on_sensing(kernel):
     problem = sensing(rng.standard_normal((5, 3, 3)), rng.standard_normal(5), reduction="mean")
     model = DeepMatrix(2, (3, 3))
     init = inits.gaussian(model, 0.5, seed=1)
-    res = GradientDescent(lr=0.05, kernel=kernel).run_batch(problem, model, _stack([init.factors]), steps=100)
+    res = GradientDescent(lr=0.05, kernel=kernel).run(problem, model, _stack([init.factors]), steps=100)
     _, ref_factors = sgd_reference(problem, model, init.factors, 0.05, 100)
     for W, R in zip(res.final_factors, ref_factors):
         assert _rel(W[0], R) <= REL
@@ -101,7 +102,7 @@ def test_cp_order3_matches_sgd(reduction):
     model = CP((4, 3, 5), 3)
     members = [inits.cp_gaussian(model, 0.5, seed=s).factors for s in range(3)]
     steps, lr = 100, 0.05
-    res = GradientDescent(lr=lr, record_every=25).run_batch(problem, model, _stack(members), steps=steps)
+    res = GradientDescent(lr=lr, record_every=25).run(problem, model, _stack(members), steps=steps)
     _assert_matches_sgd(res, problem, model, members, lr, steps)
     traj = GradientDescent(lr=lr).run(problem, model, inits.explicit(model, members[0]), steps=steps)
     assert _rel(traj.final.product, sgd_reference(problem, model, members[0], lr, steps)[0][-1]) <= REL
@@ -110,7 +111,7 @@ def test_cp_order3_matches_sgd(reduction):
 def test_autograd_reference_is_the_engine_map():
     problem, model = rc20(), DeepMatrix(3, (2, 2))
     fb = _stack([inits.gaussian(model, 0.5, seed=s).factors for s in range(4)])
-    ours = GradientDescent(lr=0.05).run_batch(problem, model, fb, steps=50).final_factors
+    ours = GradientDescent(lr=0.05).run(problem, model, fb, steps=50).final_factors
     ref = autograd_gd_reference(problem, model, fb, 0.05, 50)
     for a, b in zip(ours, ref):
         assert _rel(a, b) <= REL
@@ -150,7 +151,7 @@ def test_analytic_gradients_match_autograd(case, kernel):
         model = CP((4, 3, 5), 3)
         fs = inits.cp_gaussian(model, 0.9, seed=5).factors
         numpy_grads = cp_factor_grads(list(fs), problem.grad(cp_tensor(list(fs))))
-    res = GradientDescent(lr=1.0, kernel=kernel).run_batch(problem, model, _stack([fs]), steps=1)
+    res = GradientDescent(lr=1.0, kernel=kernel).run(problem, model, _stack([fs]), steps=1)
     auto = _autograd_grads(problem, model, fs)
     for F, F1, g, gn in zip(fs, res.final_factors, auto, numpy_grads):
         ours = F - F1[0]
@@ -167,11 +168,11 @@ def test_batch_equals_members_run_alone():
     problem, model = rc20(eps=0.1), DeepMatrix(3, (2, 2))
     members = [inits.gaussian(model, 0.5, seed=s).factors for s in range(6)]
     eng = GradientDescent(lr=0.05, record_every=20, kernel="elementwise")
-    res = eng.run_batch(problem, model, _stack(members), steps=120)
-    assert isinstance(res, BatchResult) and res.B == 6
+    res = eng.run(problem, model, _stack(members), steps=120)
+    assert isinstance(res, Batch) and res.B == 6
     assert res.loss.shape == (7, 6) and res.product.shape == (7, 6, 2, 2) and res.det_sign.dtype == np.int8
     for b, fs in enumerate(members):
-        alone = eng.run_batch(problem, model, _stack([fs]), steps=120)
+        alone = eng.run(problem, model, _stack([fs]), steps=120)
         assert np.array_equal(alone.steps, res.steps)
         assert _rel(res.product[:, b], alone.product[:, 0]) <= 1e-14
         assert _rel(res.loss[:, b], alone.loss[:, 0]) <= 1e-14
@@ -188,9 +189,9 @@ def test_large_batch_is_chunked_and_consistent():
     base = [inits.balanced(model, 0.2, seed=s).factors for s in range(16)]
     B = 9000  # more than one chunk of the "full" elementwise layout
     fb = [np.stack([base[i % 16][j] for i in range(B)]) for j in range(4)]
-    res = GradientDescent(lr=0.05).run_batch(problem, model, fb, steps=30)
+    res = GradientDescent(lr=0.05).run(problem, model, fb, steps=30)
     assert res.stats["chunks"] >= 2 and res.stats["kernel"] == "elementwise"
-    ref = GradientDescent(lr=0.05, kernel="elementwise").run_batch(problem, model, _stack(base), steps=30)
+    ref = GradientDescent(lr=0.05, kernel="elementwise").run(problem, model, _stack(base), steps=30)
     for i in (0, 5, 4500, B - 1):
         assert _rel(res.final_product[i], ref.final_product[i % 16]) <= 1e-14
 
@@ -199,16 +200,16 @@ def test_det_sign_is_product_of_factor_dets():
     problem, model = rc20(), DeepMatrix(2, (2, 2))
     pos = inits.balanced(model, 0.3, seed=1, det="positive").factors
     neg = inits.balanced(model, 0.3, seed=1, det="negative").factors
-    res = GradientDescent(lr=0.05).run_batch(problem, model, _stack([pos, neg]), steps=10)
+    res = GradientDescent(lr=0.05).run(problem, model, _stack([pos, neg]), steps=10)
     assert list(res.det_sign[0]) == [1, -1] and list(res.final_det_sign) == [1, -1]
     zero = [np.zeros((2, 2)), pos[1]]
-    res = GradientDescent(lr=0.05).run_batch(problem, model, _stack([zero]), steps=0)
+    res = GradientDescent(lr=0.05).run(problem, model, _stack([zero]), steps=0)
     assert res.det_sign[0, 0] == 0 and res.trajectory(0).points[0].det_sign is None
 
 
 def test_record_every_and_error_estimates():
     problem, model = rc20(), DeepMatrix(3, (2, 2))
-    res = GradientDescent(lr=0.05).run_batch(problem, model, _stack([inits.gaussian(model, 0.5).factors]),
+    res = GradientDescent(lr=0.05).run(problem, model, _stack([inits.gaussian(model, 0.5).factors]),
                                              steps=105, record_every=25)
     assert list(res.steps) == [0, 25, 50, 75, 100, 105]
     perr = res.product_err[:, 0]
@@ -216,7 +217,7 @@ def test_record_every_and_error_estimates():
     scale = np.prod([np.linalg.norm(W[0]) for W in res.final_factors])
     assert res.final_product_err[0] == pytest.approx(8 * np.finfo(float).eps * 3 * 106 * scale, rel=1e-12)
     assert np.all(res.loss_err[:, 0] > 0)
-    default = GradientDescent(lr=0.05).run_batch(problem, model, _stack([inits.gaussian(model, 0.5).factors]),
+    default = GradientDescent(lr=0.05).run(problem, model, _stack([inits.gaussian(model, 0.5).factors]),
                                                  steps=105)
     assert list(default.steps) == [0, 105]
 
@@ -225,13 +226,13 @@ def test_until_loss_stops_members_separately():
     problem, model = rc20(), DeepMatrix(2, (2, 2))
     members = [inits.balanced(model, s, seed=2).factors for s in (0.05, 0.5, 1.0)]
     eng = GradientDescent(lr=0.05, check_every=10)
-    res = eng.run_batch(problem, model, _stack(members), steps=3000, until_loss=0.3)
+    res = eng.run(problem, model, _stack(members), steps=3000, until_loss=0.3)
     assert list(res.status) == ["completed"] * 3
     assert np.all(res.final_loss <= 0.3)
     assert np.all(res.final_step % 10 == 0) and np.all(res.final_step < 3000)
     assert len(set(res.final_step.tolist())) > 1  # different members stop at different steps
     for b in range(3):  # a frozen member stayed exactly where it stopped
-        alone = eng.run_batch(problem, model, _stack([members[b]]), steps=int(res.final_step[b]))
+        alone = eng.run(problem, model, _stack([members[b]]), steps=int(res.final_step[b]))
         assert _rel(alone.final_product[0], res.final_product[b]) <= 1e-14
     traj = GradientDescent(lr=0.05).run(problem, model, inits.explicit(model, members[1]), until_loss=1e-4,
                                         per_decade=2, options={"check_every": 8})
@@ -263,7 +264,7 @@ def test_run_returns_a_trajectory_with_errors_and_stats():
 def test_divergence_marks_members_and_keeps_finite_points():
     problem, model = rc20(), DeepMatrix(3, (2, 2))
     members = [inits.balanced(model, s, seed=1).factors for s in (0.1, 0.5, 3.0, 10.0)]
-    res = GradientDescent(lr=0.2, record_every=10, check_every=5).run_batch(problem, model, _stack(members),
+    res = GradientDescent(lr=0.2, record_every=10, check_every=5).run(problem, model, _stack(members),
                                                                            steps=200)
     assert list(res.status) == ["completed", "completed", "completed", "diverged"]
     assert list(res.final_step[:3]) == [200, 200, 200]
@@ -282,7 +283,7 @@ def test_huge_lr_diverges_without_nonfinite_points():
     assert traj.status is Status.DIVERGED and not traj.status.trustworthy
     assert len(traj.points) >= 1
     assert all(np.all(np.isfinite(p.product)) and math.isfinite(p.loss) for p in traj.points)
-    res = GradientDescent(lr=1e3).run_batch(problem, model, _stack([init.factors] * 3), steps=1000)
+    res = GradientDescent(lr=1e3).run(problem, model, _stack([init.factors] * 3), steps=1000)
     assert set(res.status) == {"diverged"}
     assert np.all(np.isfinite(res.loss[res.recorded])) and np.all(np.isfinite(res.final_factors[0]))
 
@@ -315,15 +316,15 @@ def test_bad_run_arguments_raise():
     eng = GradientDescent()
     good = _stack([inits.gaussian(model, 0.5).factors])
     with pytest.raises(InvalidInput, match="steps"):
-        eng.run_batch(problem, model, good, steps=-1)
+        eng.run(problem, model, good, steps=-1)
     with pytest.raises(InvalidInput, match="shape"):
-        eng.run_batch(problem, model, [good[0], good[1][:, :1]], steps=1)
+        eng.run(problem, model, [good[0], good[1][:, :1]], steps=1)
     with pytest.raises(InvalidInput, match="non-finite"):
-        eng.run_batch(problem, model, [good[0] * np.nan, good[1]], steps=1)
+        eng.run(problem, model, [good[0] * np.nan, good[1]], steps=1)
     with pytest.raises(InvalidInput, match="until_loss"):
-        eng.run_batch(problem, model, good, steps=None)
+        eng.run(problem, model, good, steps=None)
     with pytest.raises(InvalidInput, match="tensor problem"):
-        eng.run_batch(problem, CP((2, 2), 1), [np.ones((1, 2, 1))] * 2, steps=1)
+        eng.run(problem, CP((2, 2), 1), [np.ones((1, 2, 1))] * 2, steps=1)
     with pytest.raises(InvalidInput, match="steps"):
         eng.run(problem, model, inits.gaussian(model, 0.5))
     with pytest.raises(InvalidInput, match="options"):

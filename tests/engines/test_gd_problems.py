@@ -35,7 +35,7 @@ def test_gd_batch_matches_sgd_on_every_problem_kind(tmp_path, spec, size):
         members = [inits.gaussian(model, 0.5, seed=s).factors for s in range(3)]
     batch = [np.stack([fs[j] for fs in members]) for j in range(len(members[0]))]
     steps, lr = 30, 0.05
-    res = GradientDescent(lr=lr, record_every=10).run_batch(problem, model, batch, steps=steps)
+    res = GradientDescent(lr=lr, record_every=10).run(problem, model, batch, steps=steps)
     assert list(res.steps) == [0, 10, 20, 30]
     for b, fs in enumerate(members):
         ref = sgd_reference(problem, model, fs, lr, steps)[0]
@@ -57,7 +57,7 @@ def test_gd_scattered_completion_gathers_and_matches_sgd(reduction, depth):
     members = [inits.gaussian(model, 0.3, seed=s).factors for s in range(2)]
     batch = [np.stack([fs[j] for fs in members]) for j in range(depth)]
     steps, lr = 20, 0.05
-    res = GradientDescent(lr=lr, record_every=10, kernel="matmul").run_batch(problem, model, batch, steps=steps)
+    res = GradientDescent(lr=lr, record_every=10, kernel="matmul").run(problem, model, batch, steps=steps)
     assert "operator" not in problem.__dict__          # the engine never asked for the dense operator
     for b, fs in enumerate(members):
         ref = sgd_reference(problem, model, fs, lr, steps)[0]
@@ -75,7 +75,7 @@ def test_gd_keeps_what_it_records_not_the_history():
     model = DeepMatrix(3, (30, 30))
     fs = inits.balanced(model, 0.5, seed=0).factors
     B, steps, every = 2, 60, 20
-    res = GradientDescent(lr=0.1).run_batch(problem, model, [np.stack([F] * B) for F in fs], steps=steps,
+    res = GradientDescent(lr=0.1).run(problem, model, [np.stack([F] * B) for F in fs], steps=steps,
                                             record_every=every)
     rows = steps // every + 1
     assert list(res.steps) == [0, 20, 40, 60]

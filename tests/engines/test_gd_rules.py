@@ -57,7 +57,7 @@ def test_normalized_matches_group_rmsprop_step_for_step(which):
     members = [inits.gaussian(model, 0.4, seed=s).factors for s in range(2)]
     batch = [np.stack([fs[j] for fs in members]) for j in range(depth)]
     eng = GradientDescent(lr=0.01, step_rule="normalized")
-    res = eng.run_batch(problem, model, batch, steps=30)
+    res = eng.run(problem, model, batch, steps=30)
     assert res.settings["step_rule"] == "normalized" and res.settings["rms_alpha"] == 0.99
     for b, fs in enumerate(members):
         ref = _group_rmsprop(problem, model, fs, 0.01, 30)
@@ -71,7 +71,7 @@ def test_normalized_small_step_limit_is_the_gradient_flow_path():
     errs = []
     for lr in (1e-3, 5e-4):
         batch = [F[None] for F in init.factors]
-        res = GradientDescent(lr=lr, step_rule="normalized").run_batch(problem, model, batch, steps=int(round(2 / lr)))
+        res = GradientDescent(lr=lr, step_rule="normalized").run(problem, model, batch, steps=int(round(2 / lr)))
         tau = res.stats["rule_time"][0]
         assert tau > 5.0           # the normalized steps are ~2.7x lr here: far more flow time than 2.0
         ref = get_engine("gf", rtol=1e-12).run(problem, model, init, t_max=tau).final
@@ -91,7 +91,7 @@ def test_step_rule_options_are_checked_and_recorded():
     tp, _ = random_tensor_completion((3, 3, 3), 10, seed=0)
     f = inits.cp_gaussian(tm, 0.3, seed=0).factors
     with pytest.raises(InvalidInput):
-        GradientDescent(step_rule="normalized").run_batch(tp, tm, [F[None] for F in f], steps=2)
+        GradientDescent(step_rule="normalized").run(tp, tm, [F[None] for F in f], steps=2)
     tr = GradientDescent(lr=0.01, step_rule="normalized").run(rc20(), DeepMatrix(2, (2, 2)),
                                                               inits.balanced(DeepMatrix(2, (2, 2)), 0.3, seed=0),
                                                               steps=50)

@@ -102,7 +102,7 @@ def bench_gd(seconds: float = 1.0, device=None) -> list[dict]:
         eng = GradientDescent(lr=lr, device=dev, check_every=1 << 20)
         for B in Bs:
             fb = make(B)
-            sec_per_step, _ = time_rate(lambda n: eng.run_batch(prob, mdl, fb, steps=n), seconds)
+            sec_per_step, _ = time_rate(lambda n: eng.run(prob, mdl, fb, steps=n, wall_budget=math.inf), seconds)
             naive_sec, _ = time_rate(lambda n: autograd_gd_reference(prob, mdl, fb, lr, n, device=dev),
                                       seconds / 2)
             ours, naive = B / sec_per_step, B / naive_sec

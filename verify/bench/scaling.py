@@ -26,6 +26,7 @@ formulation that the suite used before (``r = A vec(W) - y`` with the ``m x 10,0
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
@@ -81,10 +82,10 @@ def bench_gd_dmf(batches=(1, 64), observed=(2000, 5000), *, seconds: float = 1.0
             eng = GradientDescent(lr=0.1, device=dev, check_every=1 << 20)
             # k steps of each take about `seconds` / 2 (a first short run sizes k)
             t = time.perf_counter()
-            eng.run_batch(problem, model, fb, steps=4)
+            eng.run(problem, model, fb, steps=4, wall_budget=math.inf)
             per = max((time.perf_counter() - t) / 4, 1e-6)
             k = max(4, int(seconds / 2 / per))
-            ours = B * _marginal_rate(lambda n: eng.run_batch(problem, model, fb, steps=n), k)
+            ours = B * _marginal_rate(lambda n: eng.run(problem, model, fb, steps=n, wall_budget=math.inf), k)
             naive = B * _marginal_rate(lambda n: autograd_gd_reference(problem, model, fb, 0.1, n, device=dev),
                                        max(2, k // 2))
             rows.append({"workload": f"gd depth3 100x100 completion m={m} B={B}", "B": B, "m": int(m),

@@ -60,7 +60,8 @@ See :func:`verify.bench.gd.bench_gd` (called by ``verify bench``) and the report
 
 Modules: :mod:`.kernels` (the elementwise, matmul and CP kernels and their choice), :mod:`.loop` (the batched
 loop: checks, freezing, recording, the error estimate; its record :class:`~.loop.BatchResult`), :mod:`.engine`
-(:class:`GradientDescent`: options and the entry point).
+(:class:`GradientDescent`: options; :meth:`models.engines.base.AbstractEngine.run` is its one entry point, for one
+init or a batch).
 """
 
 from __future__ import annotations

@@ -8,10 +8,8 @@ import math
 import numpy as np
 import torch
 
-from ...errors import InvalidInput, require
-from ...factorizations import CP, DeepMatrix
-from ...problems import MatrixProblem, TensorProblem
-from ..base import AbstractEngine, Budget, Result, Spec, describe_model
+from ...errors import require
+from ..base import AbstractEngine, Budget, Result, Spec
 from .kernels import KERNELS, build_kernel
 from .loop import BatchResult, run_loop
 
@@ -54,6 +52,7 @@ class GradientDescent(AbstractEngine):
     """
 
     name = "gd"
+    batched = True
 
     def __init__(self, lr: float = 1e-2, device=None, record_every: int | None = None, check_every: int = 128,
                  kernel: str = "auto", step_rule: str = "constant", rms_alpha: float = 0.99, rms_eps: float = 1e-6):
@@ -75,65 +74,29 @@ class GradientDescent(AbstractEngine):
                 "check_every": self.check_every, "kernel": self.kernel, **self.rule}
 
     # ------------------------------------------------------------------------------------------------------
-    def run_batch(self, problem, model, factors_batch, *, steps: int | None, record_every: int | None = None,
-                  until_loss: float | None = None, wall_budget: float | None = None) -> BatchResult:
-        """Run B trajectories at once; ``factors_batch`` holds one ``(B, *layer_shape)`` array per layer (or per CP
-        mode ``(B, d_n, R)``). ``steps`` is the step count (None: until every member reached ``until_loss``, which
-        then needs a ``wall_budget``)."""
-        factors = self._check_batch(problem, model, factors_batch)
-        if steps is not None:
-            require(isinstance(steps, (int, np.integer)) and not isinstance(steps, bool) and steps >= 0,
-                    f"steps must be an integer >= 0, got {steps!r}")
-            steps = int(steps)
-        if until_loss is not None:
-            require(isinstance(until_loss, (int, float)) and math.isfinite(until_loss) and until_loss > 0,
-                    f"until_loss must be a positive number, got {until_loss!r}")
-        if wall_budget is not None:
-            require(isinstance(wall_budget, (int, float)) and wall_budget > 0,
-                    f"wall_budget must be a positive number, got {wall_budget!r}")
-        require(steps is not None or (until_loss is not None and wall_budget is not None),
-                "gradient descent needs steps, or until_loss together with wall_budget")
-        every = _positive_int_or_none("record_every", record_every) or self.record_every
-        K = build_kernel(problem, model, factors, self.lr, self.device, self.kernel, rule=self.rule)
-        settings = {"engine": self.name, "problem": problem.describe(), "model": describe_model(model),
-                    "steps": steps, "until_loss": until_loss, **self.describe_options()}
-        with torch.no_grad():
-            res = run_loop(K, problem, model, steps=steps, until_loss=until_loss, record_every=every,
-                            record_at=None, per_decade=None, check_every=self.check_every,
-                            wall_budget=wall_budget, settings=settings, device=self.device)
+    def _advance(self, spec: Spec, budget: Budget) -> Result:
+        factors = [np.asarray(F, dtype=float)[None] for F in spec.init.factors]
+        res, K = self._loop(spec, factors, {})
+        traj = res.trajectory(0)
+        stats = dict(res.stats)
+        stats["step_rule"] = self.rule["step_rule"]
+        if hasattr(K, "rule_time"):
+            stats["rule_time"] = float(K.rule_time()[0])
+        stats["steps"] = int(res.final_step[0])
+        stats["steps_per_s"] = stats["trajectory_steps"] / max(res.seconds, 1e-12)
+        stats.pop("member", None)
+        return Result(list(traj.points), traj.status, traj.status.message, "float64",
+                      {"rounding_model": "8 eps L (k+1) prod ||W_j||_F"}, stats, traj.error_estimate)
+
+    def _advance_batch(self, spec: Spec, factors: list[np.ndarray], budget: Budget, settings: dict) -> BatchResult:
+        res, K = self._loop(spec, factors, settings)
         if hasattr(K, "rule_time"):
             res.stats["rule_time"] = [float(v) for v in K.rule_time()]
         return res
 
-    @staticmethod
-    def _check_batch(problem, model, factors_batch) -> list[np.ndarray]:
-        if isinstance(model, DeepMatrix):
-            require(isinstance(problem, MatrixProblem), "a deep matrix factorization needs a matrix problem")
-            require(model.shape == problem.shape,
-                    f"model shape {model.shape} differs from problem shape {problem.shape}")
-            shapes, what = model.layer_shapes, "W"
-        elif isinstance(model, CP):
-            require(isinstance(problem, TensorProblem), "a CP factorization needs a tensor problem")
-            require(model.dims == problem.dims, f"model dims {model.dims} differ from problem dims {problem.dims}")
-            shapes, what = [(d, model.rank) for d in model.dims], "U"
-        else:
-            raise InvalidInput(f"unknown model {model!r}")
-        require(isinstance(factors_batch, (list, tuple)) and len(factors_batch) == len(shapes),
-                f"factors_batch must be a list of {len(shapes)} arrays, got "
-                f"{type(factors_batch).__name__} of length {len(factors_batch) if hasattr(factors_batch, '__len__') else '?'}")
-        out = []
-        B = None
-        for j, (F, shp) in enumerate(zip(factors_batch, shapes), start=1):
-            F = np.asarray(F, dtype=float)
-            require(F.ndim == 3 and F.shape[1:] == tuple(shp),
-                    f"factor {what}_{j} batch must have shape (B, {shp[0]}, {shp[1]}), got {F.shape}")
-            B = F.shape[0] if B is None else B
-            require(F.shape[0] == B and B >= 1, f"factor {what}_{j} batch has {F.shape[0]} members, expected {B}")
-            require(bool(np.all(np.isfinite(F))), f"factor {what}_{j} batch has non-finite entries")
-            out.append(F)
-        return out
-
-    def _advance(self, spec: Spec, budget: Budget) -> Result:
+    def _loop(self, spec: Spec, factors: list[np.ndarray], settings: dict):
+        """The batched loop on ``factors`` (one ``(B, ...)`` array per layer) under ``spec``'s stop rule and
+        recording: the same for B = 1 and B = 10,000."""
         steps = spec.steps
         require(spec.t_max is None or self.rule["step_rule"] == "constant",
                 "t_max converts to steps only with the constant step rule; give steps or until_loss")
@@ -145,7 +108,8 @@ class GradientDescent(AbstractEngine):
         opts = dict(spec.options)
         unknown = set(opts) - {"record_every", "check_every"}
         require(not unknown, f"unknown gd run options {sorted(unknown)!r}; allowed: record_every, check_every")
-        every = _positive_int_or_none("record_every", opts.get("record_every")) or self.record_every
+        every = (spec.record_every or _positive_int_or_none("record_every", opts.get("record_every"))
+                 or self.record_every)
         check_every = _positive_int_or_none("check_every", opts.get("check_every")) or self.check_every
         record_at = None
         if spec.record_at:
@@ -155,19 +119,10 @@ class GradientDescent(AbstractEngine):
                 record_at.append(int(v))
             record_at = tuple(record_at)
         per_decade = None if (every or record_at) else spec.per_decade
-        factors = [np.asarray(F, dtype=float)[None] for F in spec.init.factors]
         K = build_kernel(spec.problem, spec.model, factors, self.lr, self.device, self.kernel, rule=self.rule)
+        wall = None if math.isinf(spec.wall_budget) else spec.wall_budget
         with torch.no_grad():
             res = run_loop(K, spec.problem, spec.model, steps=steps, until_loss=spec.until_loss, record_every=every,
-                            record_at=record_at, per_decade=per_decade, check_every=check_every,
-                            wall_budget=spec.wall_budget, settings={}, device=self.device)
-        traj = res.trajectory(0)
-        stats = dict(res.stats)
-        stats["step_rule"] = self.rule["step_rule"]
-        if hasattr(K, "rule_time"):
-            stats["rule_time"] = float(K.rule_time()[0])
-        stats["steps"] = int(res.final_step[0])
-        stats["steps_per_s"] = stats["trajectory_steps"] / max(res.seconds, 1e-12)
-        stats.pop("member", None)
-        return Result(list(traj.points), traj.status, traj.status.message, "float64",
-                      {"rounding_model": "8 eps L (k+1) prod ||W_j||_F"}, stats, traj.error_estimate)
+                           record_at=record_at, per_decade=per_decade, check_every=check_every,
+                           wall_budget=wall, settings=settings, device=self.device)
+        return res, K

@@ -14,6 +14,7 @@ import torch
 from ...errors import require
 from ...factorizations import DeepMatrix
 from ...trajectory import Point, Status, Trajectory, relative_error
+from ..base import Batch, stats_schema
 from .kernels import EPS, F64, Chunks, det_sign_batch
 
 _MAX_STEPS_NO_LIMIT = 2 ** 62
@@ -23,7 +24,7 @@ _MAX_STEPS_NO_LIMIT = 2 ** 62
 # Results
 # ================================================================================================================
 @dataclass(frozen=True, eq=False)
-class BatchResult:
+class BatchResult(Batch):
     """Recorded points of B gradient-descent trajectories run together.
 
     Rows are the recorded steps shared by the batch: ``steps`` (n_rec,), and per row and member ``loss``
@@ -79,7 +80,7 @@ class BatchResult:
         stats = dict(self.stats)
         stats.update({"steps": fs, "member": b})
         return Trajectory("gd", dict(self.settings), tuple(points), status, status.message, relative_error(points),
-                          "float64", {}, stats, self.seconds)
+                          "float64", {}, stats_schema(stats), self.seconds)
 
 
 def _point(step, loss, prod, det, lerr, perr, factors) -> Point:
