@@ -330,8 +330,8 @@ def fig_cp_norms(data: dict, fig: Figure) -> None:
             ax1.plot(x, y, lw=1, label=f"component {r + 1}")
         x, y = _positive(t, [_f(p["loss"]) for p in run["points"]])
         ax2.plot(x, y, lw=1, label=_label(run))
-        ax1.set_xlabel("step" if run.get("engine") == "gd" else "time")
-        ax2.set_xlabel("step" if run.get("engine") == "gd" else "time")
+        ax1.set_xlabel(run.get("x_label", "time"))   # what the figure data says its positions count
+        ax2.set_xlabel(run.get("x_label", "time"))
     for ax in (ax1, ax2):
         _log(ax, "x")
         _log(ax, "y")

@@ -120,10 +120,13 @@ def matrix_run(run: dict) -> dict:
 def _cp_run(run: dict) -> dict:
     """GD on CP completion, run in segments of ``record_every`` steps so that every record has its factors.
 
-    GD is a deterministic map, so continuing from each segment's final factors is the same run. Falls back to
-    gradient flow (``fallback``) when the ``gd`` engine is unavailable.
+    GD is a deterministic map, so continuing from each segment's final factors is the same run. Each segment is
+    asked for by its flow time ``record_every * lr`` (what ``record_every`` steps of size ``lr`` stand for), which
+    every engine stops by: ``gd`` makes exactly ``record_every`` steps of it, and the ``fallback`` engine (used
+    when ``gd`` is unavailable) integrates the gradient flow for that time. Positions are GD steps either way.
     """
-    from models import CP, component_norms, cp_tensor, get_engine, inits, random_tensor_completion
+    from models import CP, component_norms, cp_tensor, inits, random_tensor_completion
+    from models.engines import engine_class
     from models.trajectory import Status
 
     problem, _ = random_tensor_completion(run["dims"], run["n_observed"], rank=run["target_rank"], seed=run["seed"])
@@ -137,29 +140,22 @@ def _cp_run(run: dict) -> dict:
         return {"t": step, "loss": loss, "norms": sorted((float(x) for x in component_norms(factors)), reverse=True)}
 
     try:
-        engine, engine_name = get_engine(run["engine"], lr=run["lr"]), run["engine"]
+        engine_name, cls = run["engine"], engine_class(run["engine"])
     except ImportError:
-        engine, engine_name = None, run["fallback"]
+        engine_name, cls = run["fallback"], engine_class(run["fallback"])
+    engine = cls(**{k: run[k] for k in ("lr",) if k in cls.options})
     points, status, message, seconds = [row(0, init.factors)], Status.COMPLETED, "", 0.0
-    if engine is not None:
-        current = init
-        for step in range(every, run["steps"] + 1, every):
-            traj = engine.run(problem, model, current, steps=every, wall_budget=WALL_BUDGET)
-            seconds += traj.seconds
-            if not traj.status.trustworthy or traj.final.factors is None:
-                status, message = traj.status, traj.message
-                break
-            points.append(row(step, traj.final.factors, traj.final.loss))
-            current = inits.explicit(model, traj.final.factors, "continued")
-    else:
-        t_max = run["steps"] * run["lr"]
-        traj = get_engine(engine_name).run(problem, model, init, t_max=t_max,
-                                           record_at=tuple(float(x) for x in np.linspace(0, t_max, 101)[1:]),
-                                           wall_budget=WALL_BUDGET)
-        seconds, status, message = traj.seconds, traj.status, traj.message
-        points += [row(p.t, p.factors, p.loss) for p in traj.points[1:] if p.factors is not None]
+    current = init
+    for step in range(every, run["steps"] + 1, every):
+        traj = engine.run(problem, model, current, t_max=every * run["lr"], wall_budget=WALL_BUDGET)
+        seconds += traj.seconds
+        if not traj.status.trustworthy or traj.final.factors is None:
+            status, message = traj.status, traj.message
+            break
+        points.append(row(step, traj.final.factors, traj.final.loss))
+        current = inits.explicit(model, traj.final.factors, "continued")
     return {"status": status.value, "message": message or status.message, "engine": engine_name,
-            "error_estimate": None, "seconds": seconds, "points": points}
+            "x_label": "step", "error_estimate": None, "seconds": seconds, "points": points}
 
 
 def compute(name: str) -> dict:

@@ -273,6 +273,20 @@ class AbstractEngine(ABC):
 
     #: whether the engine runs a batch in one go (:meth:`_advance_batch`); otherwise members run one by one
     batched: bool = False
+    # What the engine declares, so that commands need no engine special cases:
+    #: its constructor options (keyword names)
+    options: tuple[str, ...] = ()
+    #: the Spec fields that can end a run
+    stops_by: tuple[str, ...] = ("until_loss", "t_max")
+    #: the recording rules it honours besides ``per_decade`` (``record_at``, ``record_every``)
+    records_by: tuple[str, ...] = ("record_at",)
+    #: what a point's position counts: "time" (``Point.t``) or "step" (``Point.step``; ``record_at`` then holds
+    #: step numbers)
+    clock: str = "time"
+    #: the ``until_loss`` a run is given when the caller names no stop (None: a stop must be named)
+    default_until_loss: float | None = None
+    #: the model kinds it runs ("deep": deep matrix factorizations, "cp": CP tensor factorizations)
+    models: tuple[str, ...] = ("deep", "cp")
 
     def run(self, problem, model, init, **spec):
         """The one public entry point. ``init``: an :class:`~models.inits.Init` (returns a
@@ -281,6 +295,8 @@ class AbstractEngine(ABC):
         the fields of :class:`Spec` (``until_loss``, ``t_max``, ``steps``, ``per_decade``, ``record_at``,
         ``record_every``, ``wall_budget``, ``options``)."""
         options = spec.pop("options", {})
+        require(spec.get("record_every") is None or "record_every" in self.records_by,
+                f"record_every applies to engines that count steps; {self.name} takes record_at")
         if not isinstance(init, Init):
             return self._run_batch(problem, model, init, options, spec)
         s = Spec(problem, model, init, options=options, **spec)

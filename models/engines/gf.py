@@ -69,6 +69,8 @@ class GradientFlow(AbstractEngine):
     """
 
     name = "gf"
+    options = ("rtol", "atol", "path", "loose", "max_steps")
+    default_until_loss = 1e-12
 
     def __init__(self, rtol: float = 1e-10, atol: float | None = None, path: str = "auto", loose: float = 10.0,
                  max_steps: int = 200_000):

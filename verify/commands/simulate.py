@@ -50,7 +50,7 @@ import math
 import sys
 
 from models import inits
-from models.engines import ENGINES, get_engine
+from models.engines import ENGINES, engine_class
 from models.errors import InvalidInput, require
 from models.factorizations import CP, DeepMatrix
 from models.generators import generate, generator_help, parse_problem_spec
@@ -217,20 +217,41 @@ def _model(args, problem):
     return CP(problem.dims, args.rank)
 
 
+#: the engine flags of this command, each the engine option of the same name (an engine takes the flags whose
+#: names it declares in ``options``)
+ENGINE_FLAGS = ("rtol", "digits", "lr", "device", "step_rule")
+#: the stopping and recording flags, each the Spec field of the same name (declared in ``stops_by`` /
+#: ``records_by``)
+STOP_FLAGS = ("steps", "t_max")
+RECORD_FLAGS = ("record_every",)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _takers(field: str, attr: str) -> str:
+    """The engines that declare ``field`` in their ``attr`` (only on an error path: it imports every engine)."""
+    names = [n for n in ENGINES if field in getattr(engine_class(n), attr)]
+    return " and ".join(names) if len(names) <= 2 else ", ".join(names)
+
+
 def _engine(args):
     name = args.engine
     require(name in ENGINES, f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
-    chosen = {"gf": ("rtol",), "gf-mp": ("digits",), "gd": ("lr", "device", "step_rule")}[name]
-    stray = [opt for opt in ("rtol", "digits", "lr", "device", "step_rule")
-             if getattr(args, opt) is not None and opt not in chosen]
-    require(not stray, f"--{stray[0].replace('_', '-')} does not apply to engine {name}" if stray else "")
-    if name == "gd":
-        require(args.t_max is None, "--t-max applies to gf and gf-mp; gd counts --steps")
-    else:
-        require(args.steps is None, f"--steps applies to gd; {name} stops at --until-loss or --t-max")
-        require(args.record_every is None, f"--record-every applies to gd; {name} takes --record-at T1,T2,...")
-    options = {opt: getattr(args, opt) for opt in chosen if getattr(args, opt) is not None}
-    return get_engine(name, **options)
+    cls = engine_class(name)
+    stray = [opt for opt in ENGINE_FLAGS if getattr(args, opt) is not None and opt not in cls.options]
+    require(not stray, f"{_flag(stray[0])} does not apply to engine {name}" if stray else "")
+    for field in STOP_FLAGS:
+        if getattr(args, field) is not None and field not in cls.stops_by:
+            raise InvalidInput(f"{_flag(field)} applies to {_takers(field, 'stops_by')}; {name} stops at "
+                               + " or ".join(_flag(f) for f in cls.stops_by))
+    for field in RECORD_FLAGS:
+        if getattr(args, field) is not None and field not in cls.records_by:
+            raise InvalidInput(f"{_flag(field)} applies to {_takers(field, 'records_by')}; {name} takes "
+                               f"--record-at T1,T2,...")
+    options = {opt: getattr(args, opt) for opt in ENGINE_FLAGS if opt in cls.options and getattr(args, opt) is not None}
+    return cls(**options)
 
 
 def _init(args, model):
@@ -268,34 +289,38 @@ def simulate(args, setting: dict | None = None):
     engine = _engine(args)
     problem = _problem(args)
     model = _model(args, problem)
-    require(not (args.engine == "gf-mp" and isinstance(model, CP)),
-            "engine gf-mp integrates deep matrix factorizations only; engines gf and gd run a cp model")
+    kind = "cp" if isinstance(model, CP) else "deep"
+    require(kind in engine.models,
+            f"engine {engine.name} runs {' and '.join(KIND_WORDS[k] for k in engine.models)} only; engines "
+            f"{_takers(kind, 'models')} run a {kind} model")
     init = _init(args, model)
     if setting is not None:
         setting.update(problem=problem, model=model)
     preflight.check_start(problem, model, init, what=f"--init {args.init}")
     if args.save_problem is not None:
         save_problem(problem, args.save_problem)
-    until = args.until_loss
     spec = {"per_decade": args.per_decade, "wall_budget": args.wall_budget}
+    stops = {f: getattr(args, f) for f in ("until_loss",) + STOP_FLAGS if f in engine.stops_by}
+    if all(v is None for v in stops.values()):
+        require(engine.default_until_loss is not None,
+                f"{engine.name} needs " + " or ".join(_flag(f) for f in engine.stops_by))
+        stops["until_loss"] = engine.default_until_loss
     if args.record_at is not None:
         spec["record_at"] = args.record_at
-    if args.engine == "gd":
-        require(args.steps is not None or until is not None, "gd needs --steps or --until-loss")
-        if args.record_at is not None:
-            require(all(float(t).is_integer() for t in args.record_at), "gd --record-at takes step numbers")
-        spec.update(steps=args.steps, until_loss=until)
-        if args.record_every is not None:
-            spec["options"] = {"record_every": args.record_every}
-    else:
-        if until is None and args.t_max is None:
-            until = 1e-12 if args.engine == "gf" else 1e-30
-        t_max = args.t_max
-        if args.record_at is not None:  # gf ends at the last record_at time; gf-mp is told to do the same
-            require(max(args.record_at) > 0, "--record-at needs a time > 0 for gf and gf-mp")
-            t_max = min(max(args.record_at), t_max if t_max is not None else math.inf)
-        spec.update(until_loss=until, t_max=t_max)
+        if engine.clock == "step":
+            require(all(float(t).is_integer() for t in args.record_at),
+                    f"{engine.name} --record-at takes step numbers")
+        else:  # a flow ends at the last record_at time
+            require(max(args.record_at) > 0, f"--record-at needs a time > 0 for {engine.name}")
+            t_max = stops.get("t_max")
+            stops["t_max"] = min(max(args.record_at), t_max if t_max is not None else math.inf)
+    if args.record_every is not None:
+        spec["record_every"] = args.record_every
+    spec.update(stops)
     return engine.run(problem, model, init, **spec)
+
+
+KIND_WORDS = {"deep": "deep matrix factorizations", "cp": "CP factorizations"}
 
 
 def run(args) -> int:

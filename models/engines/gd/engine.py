@@ -53,6 +53,10 @@ class GradientDescent(AbstractEngine):
 
     name = "gd"
     batched = True
+    options = ("lr", "device", "record_every", "check_every", "kernel", "step_rule", "rms_alpha", "rms_eps")
+    stops_by = ("steps", "until_loss")   # (t_max too, converted to ceil(t_max / lr) steps: see time_of)
+    records_by = ("record_at", "record_every")
+    clock = "step"
 
     def __init__(self, lr: float = 1e-2, device=None, record_every: int | None = None, check_every: int = 128,
                  kernel: str = "auto", step_rule: str = "constant", rms_alpha: float = 0.99, rms_eps: float = 1e-6):
