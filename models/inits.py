@@ -11,6 +11,9 @@
 - :func:`cp_balanced`: every component balanced (``||w_r^n||`` equal across n), component norm
   ``scale * c_r`` with ``c_r`` drawn from ``U[0.5, 1]``, directions uniform on spheres.
 - :func:`from_json`: factors from a JSON file ``{"factors": [W_1, ..., W_L]}`` (first layer first).
+
+:func:`by_name` is the one dispatch from a name (``balanced``, ``identity``, ``gaussian`` or a ``.json`` path) to
+these, for either model kind.
 """
 
 from __future__ import annotations
@@ -165,3 +168,31 @@ def is_balanced(factors, rtol: float = 1e-10) -> bool:
     """Whether ``W_{j+1}^T W_{j+1} = W_j W_j^T`` for all j, to ``rtol`` relative to ``max ||W_j||^2``."""
     scale = max(float(np.linalg.norm(W)) ** 2 for W in factors)
     return balancedness(list(factors)) <= rtol * max(scale, np.finfo(float).tiny)
+
+
+#: the init names :func:`by_name` knows, per model kind (besides a ``.json`` path)
+NAMES = {"deep": ("balanced", "identity", "gaussian"), "cp": ("balanced", "gaussian")}
+
+
+def by_name(model, kind: str, scale: float | None = None, *, seed: int = 0, det: str | None = None) -> Init:
+    """The init called ``kind`` for ``model``: for a deep factorization :func:`balanced`, :func:`identity` or
+    :func:`gaussian`; for CP :func:`cp_balanced` or :func:`cp_gaussian`; a path ending in ``.json``:
+    :func:`from_json` (then ``scale`` and ``det`` must be None). ``det`` (deep only; None: the function's
+    default) is the det sign asked for; :func:`identity`'s det is positive, so it takes None, "positive" or
+    "any". Raises :class:`~models.errors.InvalidInput` for an unknown name."""
+    require(isinstance(kind, str), f"an init name must be a string, got {kind!r}")
+    if kind.endswith(".json"):
+        require(scale is None and det is None, f"init {kind} gives the factors: it takes no scale or det")
+        return from_json(model, kind)
+    if isinstance(model, CP):
+        require(kind in NAMES["cp"], f"unknown init {kind!r} for a CP model; choose one of {', '.join(NAMES['cp'])} "
+                                     f"or a .json file")
+        require(det is None, "a CP init has no det sign")
+        return (cp_balanced if kind == "balanced" else cp_gaussian)(model, scale, seed=seed)
+    require(kind in NAMES["deep"], f"unknown init kind {kind!r}; choose one of {', '.join(NAMES['deep'])} or a "
+                                   f".json file")
+    if kind == "identity":
+        require(det in (None, "positive", "any"), f"det {det!r} does not apply to the identity init (its det is > 0)")
+        return identity(model, scale)
+    fn = balanced if kind == "balanced" else gaussian
+    return fn(model, scale, seed=seed) if det is None else fn(model, scale, seed=seed, det=det)

@@ -47,7 +47,8 @@ class MatrixProblem:
     Completion problems (built by :func:`completion`) store no dense operator: ``operator=None`` is passed and
     every computation here and in the engines uses the observed indices (``obs_flat``: gather and scatter). The
     dense ``operator`` attribute is still there for code that asks for it (built on first access and kept; 400 MB
-    for a 100x100 problem with 5,000 entries, so engines never ask).
+    for a 100x100 problem with 5,000 entries, so engines never ask). ``sparse_rows``: per measurement, the
+    flat indices and weights of its nonzeros (what scalar code, e.g. high-precision engines, iterates over).
     """
 
     shape: tuple[int, int]
@@ -71,7 +72,8 @@ class MatrixProblem:
             require(self.reduction in REDUCTIONS, f"reduction must be one of {REDUCTIONS}, got {self.reduction!r}")
             object.__setattr__(self, "targets", y)
             object.__setattr__(self, "obs_flat", flat)
-            object.__setattr__(self, "_rows", tuple(((int(k),), (1.0,)) for k in flat))
+            object.__setattr__(self, "sparse_rows", tuple(((int(k),), (1.0,)) for k in flat))
+            object.__setattr__(self, "_rows", self.sparse_rows)   # old name, until gf_mp.systems reads sparse_rows
             object.__delattr__(self, "operator")     # built on demand by __getattr__
             return
         object.__setattr__(self, "obs_flat", None)
@@ -89,7 +91,8 @@ class MatrixProblem:
             (tuple(int(k) for k in np.flatnonzero(row)), tuple(float(row[k]) for k in np.flatnonzero(row)))
             for row in op
         )
-        object.__setattr__(self, "_rows", rows)
+        object.__setattr__(self, "sparse_rows", rows)
+        object.__setattr__(self, "_rows", rows)   # old name, until gf_mp.systems reads sparse_rows
 
     def __getattr__(self, name):
         # only reached for a missing attribute: the dense operator of a completion problem, built on first use
@@ -151,7 +154,7 @@ class MatrixProblem:
     def residuals_flat(self, w: Sequence) -> list:
         """Residuals from a flat row-major list of entries of any numeric type."""
         out = []
-        for (idx, wts), y in zip(self._rows, self.targets):
+        for (idx, wts), y in zip(self.sparse_rows, self.targets):
             acc = -float(y)
             for k, a in zip(idx, wts):
                 acc = acc + (w[k] if a == 1.0 else a * w[k])
@@ -163,7 +166,7 @@ class MatrixProblem:
         r = self.residuals_flat(w)
         g = [0.0] * (self.shape[0] * self.shape[1])
         c = self.grad_scale
-        for (idx, wts), ri in zip(self._rows, r):
+        for (idx, wts), ri in zip(self.sparse_rows, r):
             for k, a in zip(idx, wts):
                 g[k] = g[k] + (c * a) * ri
         return g, r
@@ -234,7 +237,8 @@ def rc20(z: float = 1.0, z_prime: float = 1.0, eps: float = 0.0, *, unobserved=(
 
 @dataclass(frozen=True, eq=False)
 class TensorProblem:
-    """Tensor completion: observe entries ``W[idx_k] = values[k]`` of an order-N tensor of shape ``dims``.
+    """Tensor completion: observe entries ``W[idx_k] = values[k]`` of an order-N tensor of shape ``dims``
+    (``obs_flat``: the observed entries' flat, row-major indices).
 
     Loss ``1/2 sum_k (W[idx_k] - y_k)^2`` ("half_sum") or ``1/m sum_k (...)^2`` ("mean", the RMC21 code's).
     """
@@ -258,7 +262,7 @@ class TensorProblem:
         object.__setattr__(self, "dims", dims)
         object.__setattr__(self, "indices", idx)
         object.__setattr__(self, "targets", y)
-        object.__setattr__(self, "_flat", np.ravel_multi_index(tuple(idx.T), dims))
+        object.__setattr__(self, "obs_flat", np.ravel_multi_index(tuple(idx.T), dims))
 
     @property
     def order(self) -> int:
@@ -279,7 +283,7 @@ class TensorProblem:
     def residuals(self, T: np.ndarray) -> np.ndarray:
         T = np.asarray(T)
         flat = T.reshape(T.shape[: T.ndim - self.order] + (-1,))
-        return flat[..., self._flat] - self.targets
+        return flat[..., self.obs_flat] - self.targets
 
     def loss(self, T: np.ndarray):
         r = self.residuals(T)
@@ -291,7 +295,7 @@ class TensorProblem:
         r = self.residuals(T)
         # complex T (complex-step Jacobians) keeps a complex gradient
         g = np.zeros(T.shape[: T.ndim - self.order] + (int(np.prod(self.dims)),), dtype=np.result_type(T.dtype, float))
-        g[..., self._flat] = self.grad_scale * r
+        g[..., self.obs_flat] = self.grad_scale * r
         return g.reshape(T.shape)
 
     def describe(self) -> dict:

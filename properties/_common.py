@@ -24,7 +24,7 @@ import numpy as np
 
 from models import inits
 from models.engines import get_engine
-from models.errors import EngineFailure, InvalidInput
+from models.errors import EngineFailure, InvalidInput, require
 from models.factorizations import DeepMatrix
 from models.trajectory import Status
 from models.problems import rc20
@@ -52,15 +52,9 @@ def rc20_setting(inputs: dict):
     problem = rc20(inputs.get("z", 1.0), inputs.get("z_prime", 1.0), inputs.get("eps", 0.0))
     model = DeepMatrix(int(inputs["depth"]), (2, 2))
     kind = inputs.get("init", "balanced")
-    if kind == "balanced":
-        init = inits.balanced(model, inputs["scale"], seed=inputs["seed"], det=inputs.get("det", "positive"))
-    elif kind == "gaussian":
-        init = inits.gaussian(model, inputs["scale"], seed=inputs["seed"], det=inputs.get("det", "positive"))
-    elif kind == "identity":
-        init = inits.identity(model, inputs["scale"])
-    else:
-        raise InvalidInput(f"unknown init kind {kind!r}")
-    return problem, model, init
+    require(kind in inits.NAMES["deep"], f"unknown init kind {kind!r}")
+    det = None if kind == "identity" else inputs.get("det", "positive")
+    return problem, model, inits.by_name(model, kind, inputs["scale"], seed=inputs["seed"], det=det)
 
 
 # ----------------------------------------------------------------------------------------------------------------

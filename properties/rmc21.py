@@ -110,7 +110,7 @@ def norm_rates_autograd(problem: TensorProblem, factors) -> np.ndarray:
     fs = [torch.tensor(np.asarray(U, dtype=float), dtype=torch.float64, requires_grad=True) for U in factors]
     letters = "abcdefgh"[: len(fs)]
     T = torch.einsum(",".join(f"{c}z" for c in letters) + "->" + letters, *fs)
-    flat = torch.tensor(problem._flat, dtype=torch.long)
+    flat = torch.tensor(problem.obs_flat, dtype=torch.long)
     r = T.reshape(-1)[flat] - torch.tensor(problem.targets, dtype=torch.float64)
     loss = problem.loss_scale * torch.sum(r * r)
     grads = torch.autograd.grad(loss, fs)

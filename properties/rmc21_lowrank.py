@@ -72,7 +72,7 @@ def ltr_problem(dims, frac, seed):
     dims = tuple(int(d) for d in dims)
     for k in range(100):
         problem, T = random_tensor_completion(dims, n_observed(dims, frac), rank=1, seed=int(seed) * 100 + k)
-        idx = np.stack(np.unravel_index(problem._flat, dims), axis=1)
+        idx = np.stack(np.unravel_index(problem.obs_flat, dims), axis=1)
         if all(len(np.unique(idx[:, n])) == d for n, d in enumerate(dims)):
             return problem, T
     raise EngineFailure(f"no observation pattern covering every slice in 100 draws (dims {dims}, frac {frac})")
@@ -103,7 +103,7 @@ def ltr_batch(problem, T, model, alpha, seeds):
         torch.set_num_threads(threads)
     nT = float(np.linalg.norm(T))
     mask = np.zeros(total, bool)
-    mask[problem._flat] = True
+    mask[problem.obs_flat] = True
     lin = float(np.linalg.norm(T.reshape(-1)[~mask])) / nT        # zeros on the unobserved entries
     out = []
     for b, s in enumerate(seeds):

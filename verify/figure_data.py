@@ -96,10 +96,7 @@ def matrix_run(run: dict) -> dict:
     from models import DeepMatrix, get_engine, inits, rc20
 
     model = DeepMatrix(run["depth"], (2, 2))
-    if run["init"] == "balanced":
-        init = inits.balanced(model, run["scale"], seed=run["seed"], det=run["det"])
-    else:
-        init = inits.gaussian(model, run["scale"], seed=run["seed"], det=run["det"])
+    init = inits.by_name(model, run["init"], run["scale"], seed=run["seed"], det=run["det"])
     problem = rc20(1.0, 1.0, run["eps"])
     traj = get_engine(run["engine"]).run(problem, model, init, until_loss=run["until_loss"],
                                          per_decade=run["per_decade"], wall_budget=WALL_BUDGET)

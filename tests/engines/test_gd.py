@@ -130,7 +130,7 @@ def _autograd_grads(problem, model, factors):
     else:
         letters = "abcd"[: model.order]
         P = torch.einsum(",".join(c + "z" for c in letters) + "->" + letters, *params)
-        r = P.reshape(-1)[torch.tensor(problem._flat)] - torch.tensor(problem.targets)
+        r = P.reshape(-1)[torch.tensor(problem.obs_flat)] - torch.tensor(problem.targets)
     (problem.loss_scale * (r * r).sum()).backward()
     return [p.grad.numpy() for p in params]
 

@@ -45,7 +45,7 @@ def autograd_gd_reference(problem, model, factors_batch, lr: float, steps: int, 
         op_T = (torch.tensor(problem.obs_flat, dtype=torch.long, device=dev) if problem.obs_flat is not None
                 else torch.tensor(problem.operator.T, dtype=F64, device=dev))
     else:
-        op_T = torch.tensor(problem._flat, dtype=torch.long, device=dev)
+        op_T = torch.tensor(problem.obs_flat, dtype=torch.long, device=dev)
     y = torch.tensor(problem.targets, dtype=F64, device=dev)
     opt = torch.optim.SGD(params, lr=lr)
     for _ in range(steps):

@@ -255,32 +255,27 @@ def _engine(args):
 
 
 def _init(args, model):
+    """The init named by ``--init`` (:func:`models.inits.by_name`), after the checks of which flags apply."""
     kind = args.init
     scale = 0.1 if args.scale is None else args.scale
+    if kind.endswith(".json"):
+        stray = [opt for opt in ("scale", "det") if getattr(args, opt) is not None]
+        require(not stray, f"--{stray[0]} does not apply to --init {kind} (the file gives the factors)" if stray else "")
+        return inits.by_name(model, kind)
     if isinstance(model, CP):
         require(args.det is None, f"--det {args.det} does not apply to a cp model (it has no det)")
-        if kind == "balanced":
-            return inits.cp_balanced(model, scale, seed=args.seed)
-        if kind == "gaussian":
-            return inits.cp_gaussian(model, scale, seed=args.seed)
-        require(kind.endswith(".json"),
+        require(kind in inits.NAMES["cp"],
                 f"--init for a cp model must be balanced, gaussian or a .json file, got {kind!r}")
-        require(args.scale is None, f"--scale does not apply to --init {kind} (the file gives the factors)")
-        return inits.from_json(model, kind)
-    det = "positive" if args.det is None else args.det
-    if kind == "balanced":
-        require(det != "any", "--det any needs --init gaussian (balanced inits choose a det sign)")
-        return inits.balanced(model, scale, seed=args.seed, det=det)
+        return inits.by_name(model, kind, scale, seed=args.seed)
+    require(kind in inits.NAMES["deep"],
+            f"--init must be balanced, identity, gaussian or a .json file, got {kind!r}")
     if kind == "identity":
         require(args.det is None, f"--det {args.det} does not apply to --init identity (its det is scale^2 > 0); "
                                   f"use --init balanced or gaussian")
-        return inits.identity(model, scale)
-    if kind == "gaussian":
-        return inits.gaussian(model, scale, seed=args.seed, det=det)
-    require(kind.endswith(".json"), f"--init must be balanced, identity, gaussian or a .json file, got {kind!r}")
-    stray = [opt for opt in ("scale", "det") if getattr(args, opt) is not None]
-    require(not stray, f"--{stray[0]} does not apply to --init {kind} (the file gives the factors)" if stray else "")
-    return inits.from_json(model, kind)
+        return inits.by_name(model, kind, scale)
+    det = "positive" if args.det is None else args.det
+    require(kind != "balanced" or det != "any", "--det any needs --init gaussian (balanced inits choose a det sign)")
+    return inits.by_name(model, kind, scale, seed=args.seed, det=det)
 
 
 def simulate(args, setting: dict | None = None):
