@@ -75,19 +75,23 @@ class Spec:
             require(isinstance(self.record_every, (int, np.integer)) and not isinstance(self.record_every, bool)
                     and self.record_every >= 1, f"record_every must be a positive integer, got {self.record_every!r}")
         require(float(self.wall_budget) > 0, f"wall_budget must be positive, got {self.wall_budget!r}")
-        if isinstance(self.model, DeepMatrix):
-            require(isinstance(self.problem, MatrixProblem), "a deep matrix factorization needs a matrix problem")
-            require(self.model.shape == self.problem.shape,
-                    f"model shape {self.model.shape} differs from problem shape {self.problem.shape}")
-        elif isinstance(self.model, CP):
-            require(isinstance(self.problem, TensorProblem), "a CP factorization needs a tensor problem")
-            require(self.model.dims == self.problem.dims,
-                    f"model dims {self.model.dims} differ from problem dims {self.problem.dims}")
-        else:
-            raise InvalidInput(f"unknown model {self.model!r}")
+        check_pair(self.problem, self.model)
         checked = tuple(self.model.check(list(self.init.factors)))
         if any(a is not b for a, b in zip(checked, self.init.factors)):  # a new Init, never a changed one
             object.__setattr__(self, "init", Init(checked, self.init.kind, dict(self.init.params)))
+
+
+def check_pair(problem, model) -> None:
+    """That ``model`` fits ``problem``: a deep matrix factorization of the problem's shape on a matrix problem, or
+    a CP factorization of its dims on a tensor problem."""
+    if isinstance(model, DeepMatrix):
+        require(isinstance(problem, MatrixProblem), "a deep matrix factorization needs a matrix problem")
+        require(model.shape == problem.shape, f"model shape {model.shape} differs from problem shape {problem.shape}")
+    elif isinstance(model, CP):
+        require(isinstance(problem, TensorProblem), "a CP factorization needs a tensor problem")
+        require(model.dims == problem.dims, f"model dims {model.dims} differ from problem dims {problem.dims}")
+    else:
+        raise InvalidInput(f"unknown model {model!r}")
 
 
 @dataclass
@@ -235,19 +239,14 @@ def check_batch(problem, model, batch) -> list[np.ndarray]:
     """The members of a batch as one ``(B, *shape)`` float64 array per layer (or CP mode). ``batch``: a list of
     :class:`~models.inits.Init`, or already one ``(B, ...)`` array per layer; every array is checked (shapes,
     finite entries, the same B >= 1 throughout)."""
+    check_pair(problem, model)
     if isinstance(batch, (list, tuple)) and batch and all(isinstance(i, Init) for i in batch):
         members = [model.check(list(i.factors)) for i in batch]
         return [np.stack([m[j] for m in members]) for j in range(len(members[0]))]
     if isinstance(model, DeepMatrix):
-        require(isinstance(problem, MatrixProblem), "a deep matrix factorization needs a matrix problem")
-        require(model.shape == problem.shape, f"model shape {model.shape} differs from problem shape {problem.shape}")
         shapes, what = model.layer_shapes, "W"
-    elif isinstance(model, CP):
-        require(isinstance(problem, TensorProblem), "a CP factorization needs a tensor problem")
-        require(model.dims == problem.dims, f"model dims {model.dims} differ from problem dims {problem.dims}")
-        shapes, what = [(d, model.rank) for d in model.dims], "U"
     else:
-        raise InvalidInput(f"unknown model {model!r}")
+        shapes, what = [(d, model.rank) for d in model.dims], "U"
     require(isinstance(batch, (list, tuple)) and len(batch) == len(shapes),
             f"a batch must be a list of Init or of {len(shapes)} arrays (B, ...), got "
             f"{type(batch).__name__} of length {len(batch) if hasattr(batch, '__len__') else '?'}")
