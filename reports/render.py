@@ -17,18 +17,16 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from verify import chain as evidence_chain
-from verify import evidence
+from stored import chain as evidence_chain
+from stored import evidence
+from stored.verdicts import VerdictStatus, verdict_of
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-VERDICT_WORDS = {
-    "holds": "held on every example, each margin clearing its error estimate",
-    "violated": "a counterexample was found whose violation clears its error estimate",
-    "inconclusive": "no violation, but some margins stayed within the error estimate after escalation",
-    "error": "the check raised or an engine failed",
-    "refuted, as expected": "a counterexample was found whose violation clears its error estimate, as expected of "
-                            "a conjecture or negative control",
-}
+#: What each verdict word means: the sentence each :class:`~stored.verdicts.VerdictStatus` carries, and the words of
+#: an expected refutation.
+VERDICT_WORDS = {**{v.value: v.message for v in VerdictStatus},
+                 evidence.REFUTED_AS_EXPECTED: VerdictStatus.VIOLATED.message + ", as expected of a conjecture or "
+                                                                               "negative control"}
 REFUTED_AS_EXPECTED = evidence.REFUTED_AS_EXPECTED
 
 
@@ -108,14 +106,14 @@ def fmt_num(x, digits: int = 3) -> str:
 def verdict_text(record: dict) -> str:
     """The verdict as the report shows it: a conjecture or negative control (expectation ``refuted``) that was
     refuted reads "refuted, as expected", in the words of ``verify list``; a claim stopped at its time limit
-    reads "error (timeout after N s)" (:func:`verify.evidence.verdict_phrase`, as ``verify show`` and the
+    reads "error (timeout after N s)" (:func:`stored.evidence.verdict_phrase`, as ``verify show`` and the
     console)."""
     return evidence.verdict_phrase(record)
 
 
 def verdict_meaning(record: dict) -> str:
     """What the verdict means (:data:`VERDICT_WORDS`; a timeout says so)."""
-    word = evidence.verdict_word(record.get("verdict"), record.get("expectation"))
+    word = evidence.verdict_word(verdict_of(record), record.get("expectation"))
     limit = evidence.timeout_seconds(record)
     if limit is not None:
         return f"the claim ran past its time limit of {limit:g} s and was stopped"
@@ -126,7 +124,7 @@ def verdict_class(record: dict) -> str:
     """The CSS class of a claim's row: ``v-holds`` and ``v-refuted`` (a refutation that was expected) in the colour
     of success; ``v-violated``, ``v-inconclusive``, ``v-error`` otherwise; ``v-unexpected`` for a claim expected to
     be refuted that held."""
-    v = record.get("verdict") or "error"
+    v = verdict_of(record) or "error"
     if v == "violated" and record.get("expectation") == "refuted":
         return "v-refuted"
     if v == "holds" and record.get("expectation") == "refuted":
@@ -154,7 +152,7 @@ def counterexamples(records: list[dict], out: Path, *, draw: bool = True) -> lis
     found = []
     for r in records:
         cx = r.get("counterexample")
-        if r.get("verdict") != "violated" or not isinstance(cx, dict):
+        if verdict_of(r) != "violated" or not isinstance(cx, dict):
             continue
         ev = evidence.of_record(r)
         base = out / "counterexamples" / r["claim"]
@@ -354,11 +352,11 @@ def markdown(ctx: dict) -> str:
                     shown = "necessary: counterexample" + (f" [{md(Path(h['counterexample_file']).name)}]"
                                                            f"({h['counterexample_file']})"
                                                            if h.get("counterexample_file") else "")
-                elif h.get("verdict") == "error":
+                elif verdict_of(h) == "error":
                     shown = "error"
                 else:
                     shown = f"not shown necessary ({plural(h.get('examples', 0), 'example')} tried)"
-                rows.append([f"`{code(h['hypothesis'])}`", md(h.get("text")), md(h.get("verdict")), shown])
+                rows.append([f"`{code(h['hypothesis'])}`", md(h.get("text")), md(verdict_of(h)), shown])
             lines += md_table(["dropped hypothesis", "statement", "verdict without it", "result"], rows) + [""]
     if ctx["figures"]:
         lines += ["## Figures", ""]

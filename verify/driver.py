@@ -23,8 +23,8 @@ Everything is keyed by claim id so it runs the same in a worker process: pass a 
 or its id (built-in claims are imported on demand).
 
 The verdict's ``extra["evidence"]`` is the margin, its error and their ratio of the example the verdict rests on
-(:mod:`verify.evidence`: the shrunk counterexample when violated), the numbers every command prints; its
-``extra["chain"]`` what that verdict rests on, exact, dynamic and statistical (:mod:`verify.chain`), for the
+(:mod:`stored.evidence`: the shrunk counterexample when violated), the numbers every command prints; its
+``extra["chain"]`` what that verdict rests on, exact, dynamic and statistical (:mod:`stored.chain`), for the
 report.
 
 Helpers: :func:`replay` (used by ``verify reproduce``), :func:`inputs_to_json` / :func:`inputs_from_json` (exact
@@ -46,7 +46,8 @@ from hypothesis import HealthCheck, Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDatabase
 
 from properties.api import CLAIMS, Claim, Expectation, Outcome, profile_scope
-from verify import chain, evidence
+from stored import chain, evidence
+from stored.jsonio import number as _num
 from verify.profiles import Profile, get_profile
 from verify.records import SCHEMA_VERSION, Verdict, VerdictStatus
 from verify.store import package_versions
@@ -105,12 +106,6 @@ def outcome_to_json(o: Outcome) -> dict:
     return {"status": o.status, "margin": _num(o.margin), "error": _num(o.error), "scale": _num(o.scale),
             "normalized_margin": _num(o.normalized_margin), "engine": o.engine, "detail": o.detail}
 
-
-def _num(x: float):
-    x = float(x)
-    if math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Sequence
 
 from models.errors import InvalidInput
 from properties.api import Claim
+from stored.verdicts import KEY, VerdictStatus, verdict_of
 from verify import discovery, outdir, store
 from verify.executors import ExecutorHandle, open_executor
 from verify.progress import NoProgress
@@ -49,6 +50,7 @@ from verify.records import SCHEMA_VERSION
 PROFILES = tuple(_PROFILES)
 DEFAULT_OUT = Path("reports") / "latest"
 CX_DIR = "counterexamples"
+ERROR = VerdictStatus.ERROR.value
 ABLATIONS_DIR = "ablations"
 
 
@@ -71,11 +73,11 @@ class Task:
 
 def _error(stage: str, exc: BaseException) -> dict:
     if isinstance(exc, TaskTimeout):
-        return {"status": "error", "met": False, "traceback": None, "reason": "timeout", "seconds": exc.seconds,
+        return {KEY: ERROR, "met": False, "traceback": None, "reason": "timeout", "seconds": exc.seconds,
                 "error": f"timeout: the claim {exc}; set a longer limit with --claim-timeout SECONDS or "
                          f"@claim(..., timeout=SECONDS)"}
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"status": "error", "met": False, "traceback": tb, "error": f"{stage}: {type(exc).__name__}: {exc}"}
+    return {KEY: ERROR, "met": False, "traceback": tb, "error": f"{stage}: {type(exc).__name__}: {exc}"}
 
 
 def time_limit(claim: Claim, profile: str, override: float | None = None) -> float:
@@ -156,7 +158,7 @@ def environment() -> dict:
 
 def make_record(claim: Claim, task: Task, v: dict, *, cx_file: str | None = None) -> dict:
     """The ``results.jsonl`` line of one finished claim (claim metadata + the verdict)."""
-    status = v.get("verdict") or v.get("status") or "error"
+    status = verdict_of(v, ERROR)
     rec = {
         "schema_version": SCHEMA_VERSION,
         "claim": claim.id,
@@ -166,8 +168,8 @@ def make_record(claim: Claim, task: Task, v: dict, *, cx_file: str | None = None
         "parent": claim.parent,
         "dropped": sorted(claim.dropped),
         "expectation": claim.expectation.value,
-        "verdict": status,
-        "met": bool(v.get("met")) if status != "error" else False,
+        KEY: status,
+        "met": bool(v.get("met")) if status != ERROR else False,
         "examples": int(v.get("examples") or 0),
         "inconclusive": int(v.get("inconclusive") or 0),
         "smallest_margin": v.get("smallest_margin"),
