@@ -1,8 +1,9 @@
 """The verification report: ``report.md`` and ``report.html`` rendered from the JSON a run stored.
 
-:func:`render_dir` reads ``DIR/summary.json`` (or, lacking it, ``DIR/results.jsonl``), ``DIR/ablations/*.json``
-and the figure data under ``DIR/figures/data/``; it never runs a claim or a dynamics engine, so ``verify report
-DIR`` rebuilds a report without rerunning anything. The HTML comes from one Jinja2 template with autoescaping on
+:func:`render_dir` reads ``DIR/summary.json`` (or the summary its caller passes: ``verify report`` builds one
+from ``DIR/results.jsonl`` through ``verify.store`` when a run was interrupted before writing it),
+``DIR/ablations/*.json`` and the figure data under ``DIR/figures/data/``; it never runs a claim or a dynamics
+engine and never imports ``verify``, so ``verify report DIR`` rebuilds a report without rerunning anything. The HTML comes from one Jinja2 template with autoescaping on
 (a claim title holding markup is shown, never interpreted); the Markdown from the small helpers below, which
 escape the same characters.
 """
@@ -39,18 +40,15 @@ def _read(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load(out: str | Path) -> dict:
-    """Everything the report shows, from the JSON files in ``out``."""
+def load(out: str | Path, summary: dict | None = None) -> dict:
+    """Everything the report shows, from the JSON files in ``out`` (``summary``: the run's summary when the caller
+    has it; else ``out/summary.json``, which ``verify report`` builds from ``results.jsonl`` when it is missing)."""
     out = Path(out)
     summary_path = out / "summary.json"
-    if summary_path.exists():
+    if summary is None:
+        if not summary_path.exists():
+            raise ReportError(f"{str(out)!r} holds no summary.json")
         summary = _read(summary_path)
-    elif (out / "results.jsonl").exists():
-        from verify.store import build_summary, read_records
-        records = read_records(out / "results.jsonl")
-        summary = build_summary(records, [r["claim"] for r in records], {})
-    else:
-        raise ReportError(f"{str(out)!r} holds no summary.json or results.jsonl")
     if not isinstance(summary, dict) or not isinstance(summary.get("claims"), list):
         raise ReportError(f"{str(summary_path)!r} is not a verify summary")
     ablations = []
@@ -183,7 +181,8 @@ def fmt_seconds(x) -> str:
     return "-" if x is None else f"{float(x):.2f}"
 
 
-def first_line(text) -> str:
+def last_line(text) -> str:
+    """The last non-blank line of ``text``, stripped (of a traceback: the exception and its message); "" if none."""
     if not text:
         return ""
     lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
@@ -209,9 +208,9 @@ def figures_for(out: Path, *, draw: bool = True) -> list[dict]:
     return figures.render_all(data_dir, out / "figures", draw=draw)
 
 
-def context(out: str | Path, *, figures: bool = True) -> dict:
+def context(out: str | Path, *, figures: bool = True, summary: dict | None = None) -> dict:
     out = Path(out)
-    data = load(out)
+    data = load(out, summary)
     s = data["summary"]
     records = s["claims"]
     refuted = sum(1 for r in records if verdict_class(r) == "v-refuted")
@@ -375,7 +374,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                       autoescape=select_autoescape(enabled_extensions=("html",), default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(num=fmt_num, seconds=fmt_seconds, first_line=first_line, inputs=short_inputs,
+    env.filters.update(num=fmt_num, seconds=fmt_seconds, last_line=last_line, inputs=short_inputs,
                        basename=lambda p: Path(p).name, verdict=verdict_text, vclass=verdict_class,
                        verdict_meaning=verdict_meaning,
                        evidence=evidence_of)
@@ -387,10 +386,11 @@ def html(ctx: dict) -> str:
     return _environment().get_template("report.html").render(**ctx)
 
 
-def render_dir(out: str | Path, *, figures: bool = True) -> dict:
-    """Write ``report.md`` and ``report.html`` (and the figures, from stored data) into ``out``."""
+def render_dir(out: str | Path, *, figures: bool = True, summary: dict | None = None) -> dict:
+    """Write ``report.md`` and ``report.html`` (and the figures, from stored data) into ``out`` (``summary``: as
+    :func:`load`)."""
     out = Path(out)
-    ctx = context(out, figures=figures)
+    ctx = context(out, figures=figures, summary=summary)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(markdown(ctx), encoding="utf-8")
     html_path.write_text(html(ctx), encoding="utf-8")

@@ -43,9 +43,7 @@ class Profile:
     hard_limit: float
     claim_timeout: float
     phases: tuple = _NO_EXPLAIN
-    derandomize: bool = True
     database: str | None = None
-    description: str = ""
 
     def __post_init__(self) -> None:
         require(self.budget > 0, f"profile {self.name}: budget must be > 0, got {self.budget!r}")
@@ -64,15 +62,11 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", budget=7.0, min_examples=2, max_examples=25, shrink_budget=8.0, hard_limit=40.0,
-                     claim_timeout=300.0,
-                     description="default: every claim in under 3 minutes on 2 cores"),
+                     claim_timeout=300.0),
     "ci": Profile("ci", budget=30.0, min_examples=3, max_examples=100, shrink_budget=30.0, hard_limit=120.0,
-                  claim_timeout=600.0,
-                  phases=_ALL, description="the CI gate: derandomized, under 15 minutes on 2 cores"),
+                  claim_timeout=600.0, phases=_ALL),
     "thorough": Profile("thorough", budget=1200.0, min_examples=50, max_examples=10_000, shrink_budget=600.0,
-                        hard_limit=4 * 3600.0, claim_timeout=6 * 3600.0, phases=_ALL, database=".hypothesis/verify",
-                        description="nightly or manual counterexample hunts (hours); a directory database keeps "
-                                    "failures between runs"),
+                        hard_limit=4 * 3600.0, claim_timeout=6 * 3600.0, phases=_ALL, database=".hypothesis/verify"),
 }
 
 

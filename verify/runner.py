@@ -66,10 +66,6 @@ class Task:
     dropped: tuple[str, ...] = ()
     timeout: float | None = None  # seconds; past it the worker is killed and the verdict is error (timeout)
 
-    @property
-    def run_id(self) -> str:
-        return self.claim + (".without_" + "_".join(self.dropped) if self.dropped else "")
-
 
 def _error(stage: str, exc: BaseException) -> dict:
     if isinstance(exc, TaskTimeout):
