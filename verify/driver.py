@@ -3,8 +3,8 @@
 :func:`run_claim` builds, per claim, a ``@given(claim.inputs_strategy())`` property with
 
 - ``@seed`` derived from ``(seed, claim.id)`` (so the same seed gives the same examples, verdict and shrunk
-  counterexample, whichever worker runs it), its own database (in memory unless the profile names a directory,
-  keyed by the claim id), ``deadline=None``, ``report_multiple_bugs=False`` and the profile's example count and
+  counterexample, whichever worker runs it), its own database (in memory unless the profile names a directory:
+  then ``DIRECTORY/CLAIM_ID``), ``deadline=None``, ``report_multiple_bugs=False`` and the profile's example count and
   phases (:mod:`verify.profiles`);
 - a body that calls ``claim.run_check(inputs)``, feeds ``hypothesis.target`` with the (squashed) negated
   normalized margin so the search pushes toward the boundary, counts examples and inconclusive outcomes, tracks
@@ -39,6 +39,7 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -221,8 +222,13 @@ class _Recorder:
 
 
 def _settings(claim: Claim, prof: Profile) -> settings:
+    # One database per claim (public API): a directory of its own under the profile's database, or a fresh
+    # in-memory one per run. Hypothesis keys examples by a digest of the test function's source, the same for
+    # every claim (they share ``prop``), so claims must not share a database. Note: Hypothesis (6.170) neither
+    # reads nor writes the database of a test with an explicit @seed, which every claim has, so in practice the
+    # directory stays empty; counterexamples are kept by the run itself (counterexamples/ID.json).
     if prof.database:
-        db = DirectoryBasedExampleDatabase(prof.database)
+        db = DirectoryBasedExampleDatabase(str(Path(prof.database) / claim.id))
     else:
         db = InMemoryExampleDatabase()
     return settings(
@@ -252,7 +258,6 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
 
     prop.__name__ = "claim_" + claim.id.replace(".", "_")
     prop.__qualname__ = prop.__name__
-    prop._hypothesis_internal_add_digest = claim.id.encode()  # database key: one per claim id
     test = hypothesis.seed(hseed)(_settings(claim, prof)(given(strategy)(prop)))
 
     start = time.perf_counter()

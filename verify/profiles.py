@@ -14,6 +14,10 @@ its own (``@claim(..., timeout=S)``), and ``verify run --claim-timeout S`` overr
 | ci       | 30 s         | 3 .. 100    | 600 s | per claim id | in memory          | the CI gate; < 15 min        |
 | thorough | 1200 s       | 50 .. 10000 | 6 h   | per claim id | .hypothesis/verify | nightly counterexample hunts |
 
+The thorough profile's database is one directory per claim (``.hypothesis/verify/CLAIM_ID``); Hypothesis (6.170)
+neither reads nor writes the database of a test with an explicit ``@seed``, which every claim has, so it stays
+empty and the run's ``counterexamples/ID.json`` are what is kept.
+
 Every profile is deterministic for a given ``--seed``: the Hypothesis seed of a claim is derived from
 (seed, claim id), so the same seed gives the same examples, verdicts and counterexamples (up to the wall-clock
 safety limits above, which a run that stays within budget never reaches).

@@ -99,8 +99,13 @@ def stable_generation():
     the process happened to import before (a pool worker, a dask worker, the parent after it drew a report), so
     the same seed could give different examples, verdicts and counterexamples on different executors. Inside this
     block the local pool is empty (Hypothesis' global constants still apply). Reference-counted so that threads of
-    one dask worker can overlap; the pool and its cache are restored when the last one leaves. A Hypothesis
-    without this internal is left alone.
+    one dask worker can overlap; the pool and its cache are restored when the last one leaves.
+
+    This is the one patch of a private Hypothesis name left in the suite: Hypothesis has no public setting that
+    turns the local-constants pool off or fixes it (``settings``, ``@seed``, ``derandomize`` and a database per
+    run, all used by :mod:`verify.driver`, leave it on). pyproject.toml pins the Hypothesis versions it is tested
+    on, and ``tests/unit/test_hypothesis_patch.py`` fails loudly if the names it replaces disappear or stop
+    taking effect. A Hypothesis without them is left alone at run time.
     """
     global _CONSTANTS_USERS
     try:
