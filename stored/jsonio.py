@@ -36,8 +36,10 @@ def _is_numpy(obj: Any) -> bool:
 def strict(obj: Any, *, keep_unknown: bool = False) -> Any:
     """``obj`` as plain JSON values (see the module docstring); anything else becomes its ``repr``, or is kept as
     it is with ``keep_unknown``."""
-    if obj is None or isinstance(obj, (bool, str)):
+    if obj is None or isinstance(obj, bool):
         return obj
+    if isinstance(obj, str):  # a str subclass (a VerdictStatus) as a plain str: picklable by anything
+        return obj if type(obj) is str else str.__str__(obj)
     if isinstance(obj, int):
         return int(obj)
     if isinstance(obj, float):

@@ -76,6 +76,7 @@ def test_strict_json_encodes_non_finite_numbers_and_numpy_values():
            "e": np.bool_(True), "f": (np.int64(3),), "g": VerdictStatus.HOLDS}
     want = {"a": "inf", "b": ["-inf", "nan", 1.5], "c": "nan", "d": [0, 1], "e": True, "f": [3], "g": "holds"}
     assert jsonio.strict(obj) == want
+    assert type(jsonio.strict(obj)["g"]) is str and type(jsonio.strict(obj, keep_unknown=True)["g"]) is str
     assert jsonio.loads(jsonio.dumps(obj)) == want
     assert jsonio.number(np.float32(-np.inf)) == "-inf" and jsonio.number(2) == 2.0
     marker = object()
