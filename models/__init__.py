@@ -1,6 +1,6 @@
 """The mathematics being simulated: problems, parameterizations, initializations, dynamics engines.
 
-``models`` imports nothing from ``verify``, ``properties`` or ``reports``.
+``models`` imports nothing from ``verify``, ``properties`` or ``reports`` (only the lowest-level ``stored``).
 """
 
 from . import inits

@@ -8,6 +8,8 @@ from enum import Enum
 
 import numpy as np
 
+from stored.jsonio import number as _num
+
 
 class Status(Enum):
     """How a run ended. The value is the stable name written to JSON; ``message`` is the sentence for reports."""
@@ -225,13 +227,6 @@ class Trajectory:
         """A small table and the loss and entries figure, for notebooks (:func:`models.display.to_html`)."""
         from models.display import to_html
         return to_html(self)
-
-
-def _num(x) -> float | str:
-    x = float(x)
-    if math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
 def _arr(a) -> list:

@@ -16,7 +16,7 @@ and runs with ``verify run --claims my_module`` (see ``properties/examples/my_cl
 
 from . import measures, stats, strategies
 from .api import CLAIMS, Claim, Expectation, Hyp, Kind, Outcome, claim, register
-from ._common import combine, escalate, identity_outcome, point_outcome, rc20_setting
+from ._common import combine, error_unknown, escalate, identity_outcome, point_outcome, rc20_setting
 
 from . import rc20 as _rc20  # noqa: E402,F401  -- registers the built-in claims
 from . import rc20_static as _rc20_static  # noqa: E402,F401
@@ -29,5 +29,5 @@ from . import experiments_rc20 as _experiments_rc20  # noqa: E402,F401
 from . import experiments_rc20_gd as _experiments_rc20_gd  # noqa: E402,F401
 from . import experiments_rc20_tc as _experiments_rc20_tc  # noqa: E402,F401
 
-__all__ = ["CLAIMS", "Claim", "Expectation", "Hyp", "Kind", "Outcome", "claim", "combine", "escalate",
+__all__ = ["CLAIMS", "Claim", "Expectation", "Hyp", "Kind", "Outcome", "claim", "combine", "error_unknown", "escalate",
            "identity_outcome", "measures", "point_outcome", "rc20_setting", "register", "stats", "strategies"]

@@ -20,14 +20,13 @@ from __future__ import annotations
 import math
 from typing import Callable, Iterable, Sequence
 
-import numpy as np
-
 from models import inits
 from models.engines import get_engine
 from models.errors import EngineFailure, InvalidInput, require
 from models.factorizations import DeepMatrix
-from models.trajectory import Status
 from models.problems import rc20
+from models.trajectory import Status
+from stored.jsonio import strict
 
 from .api import Outcome
 
@@ -145,21 +144,9 @@ def identity_outcome(diff: float, tol: float, rounding: float, **detail) -> Outc
 
 
 def jsonable(x):
-    """``x`` as JSON-ready data: numpy scalars and arrays to Python, non-finite floats as "inf", "-inf", "nan"."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return jsonable(x.tolist())
-    if isinstance(x, (np.floating, float)):
-        v = float(x)
-        return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (np.bool_,)):
-        return bool(x)
-    return x
+    """``x`` as JSON-ready data: numpy scalars and arrays to Python, non-finite floats as "inf", "-inf", "nan";
+    anything else is kept as it is (:func:`stored.jsonio.strict` with ``keep_unknown``)."""
+    return strict(x, keep_unknown=True)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -332,7 +332,7 @@ def _commuting_strategy(dropped):
 COMMUTING_GAP = 0.2     # depth >= 3: the LP solution and the sum w^(2/N) minimizer differ by >= 20% (relative)
 
 
-def _commuting_problem(inputs):
+def commuting_problem(inputs):
     """``(problem, w_LP, w_alt)``. For depth >= 3 the instance (two measurements) is redrawn from the same
     generator until the LP solution and the ruled-out alternative (properties/commuting_alt.py) differ by
     ``COMMUTING_GAP`` relative; ``w_alt`` is None at depth 2 (where the two are the same)."""
@@ -390,7 +390,7 @@ def commuting(inputs, dropped):
     are valid: the det sign plays no role here). Margins: relative decrease between consecutive alphas and
     the distance at 1e-3 against max(0.25 x distance at 1e-1, 1e-6) (consecutive pairs already at the resolution floor are skipped); error
     10 sqrt(2 loss) / sigma_min(A) / ||w_LP|| (distance from the state at the final loss to the limit, first order)."""
-    problem, w_lp, w_alt = _commuting_problem(inputs)
+    problem, w_lp, w_alt = commuting_problem(inputs)
     N = int(inputs["depth"])
     d = int(inputs["d"])
     model = DeepMatrix(N, (d, d + 1))

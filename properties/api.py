@@ -26,6 +26,7 @@ from enum import Enum
 from typing import Any, Callable
 
 from models.errors import InvalidInput, require
+from stored.verdicts import VerdictStatus
 
 
 class Kind(Enum):
@@ -74,12 +75,9 @@ class Outcome:
         require(self.scale > 0, f"an outcome's scale must be > 0, got {self.scale!r}")
 
     @property
-    def status(self) -> str:
-        if self.margin > self.error:
-            return "holds"
-        if self.margin < -self.error:
-            return "violated"
-        return "inconclusive"
+    def status(self) -> VerdictStatus:
+        """``holds``, ``violated`` or ``inconclusive`` (:meth:`stored.verdicts.VerdictStatus.decide`)."""
+        return VerdictStatus.decide(self.margin, self.error)
 
     @property
     def normalized_margin(self) -> float:

@@ -87,4 +87,3 @@ register(CLAIMS["rmc21.low_tensor_rank"].drop(
               "same sequential test; expected to be refuted (the test decides P < 0.9 at level 1e-7): the small- "
               "versus large-init contrast of RMC21 and RC20-Exp-TC"))
 
-NEGATIVE_CONTROLS = ("rc20.neg.det_negative", "rc20.neg.unbalanced", "rc20.neg.large_step", "rmc21.neg.large_init")

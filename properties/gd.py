@@ -14,6 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from models import inits
+from models.cp_tools import random_problem
 from models.engines import get_engine
 from models.errors import EngineFailure
 from models.factorizations import CP, DeepMatrix
@@ -22,7 +23,6 @@ from models.problems import sensing
 from . import strategies as S
 from ._common import combine, point_outcome
 from .api import claim
-from .rmc21 import random_problem
 
 SRC = "gradient descent as a forward-Euler discretization of gradient flow (the step-size assumption behind every " \
       "GD experiment of RC20, ACHL19 and RMC21; catalog ACH18-Lem-Conservation 'Check', RC20-Lem-DetSign)"

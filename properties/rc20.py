@@ -47,6 +47,15 @@ def _bound_unobserved(s: float) -> float:
     return (1.0 - s) ** 2 / s
 
 
+def w11_lower_bound(loss: float) -> float:
+    """The bound det > 0 forces on ``|w11|`` at ``loss`` on RC20's ``[[*, 1], [1, 0]]``: ``(1 - s)^2 / s`` with
+    ``s = sqrt(2 loss)`` while ``s < 1``, else 0 (no bound); ``inf`` at loss 0. The report's figures draw it."""
+    s = _s(loss)
+    if s <= 0:
+        return math.inf
+    return _bound_unobserved(s) if s < 1.0 else 0.0
+
+
 def _dbound_dloss(s: float) -> float:
     """|d/d loss of (1-s)^2/s| with s = sqrt(2 loss): (1 - s^2)/s^3."""
     return (1.0 - s * s) / s ** 3
@@ -120,7 +129,7 @@ def schatten_minimizer(inputs, dropped):
     """Evaluate the Schatten-p (quasi-)norm (float64 SVD) at the drawn x and at 0; margin: the relative excess
     ``(f(x) - f(0))/f(0)`` and the relative agreement of f(0) with 2^(1/p) (tolerance 1e-12), error from the
     singular-value perturbation bound of the SVD."""
-    f = M.Schatten(M._p_from(inputs["p"]))
+    f = M.Schatten(M.p_from(inputs["p"]))
     eps_ = float(inputs["eps"])
     Wx = np.array([[inputs["x"], 1.0], [1.0, eps_]])
     W0 = np.array([[0.0, 1.0], [1.0, eps_]])

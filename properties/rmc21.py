@@ -27,7 +27,9 @@ from models.engines import get_engine
 from models.engines.base import running_error
 from models.errors import EngineFailure
 from models.factorizations import CP, component_norms, cp_tensor
-from models.problems import TensorProblem, tensor_completion
+from models.cp_tools import (alignments, network_forward, norm_differences, norm_rates_autograd, one_hot_inputs,
+                             random_problem, unbalancedness)
+from models.problems import tensor_completion
 
 from . import measures as M
 from . import strategies as S
@@ -42,90 +44,8 @@ H_GF = ("gradient_flow", "the dynamics is gradient flow on the factors")
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Helpers (public names are used by the unit tests)
+# Helpers (the CP tensor toolkit they use is models.cp_tools)
 # ----------------------------------------------------------------------------------------------------------------
-def random_problem(dims, n_obs: int, rng: np.random.Generator, reduction: str = "half_sum") -> TensorProblem:
-    """Completion of ``n_obs`` random entries with i.i.d. N(0, 1) values (no low-rank structure)."""
-    total = int(np.prod(dims))
-    flat = np.sort(rng.choice(total, size=int(n_obs), replace=False))
-    idx = np.stack(np.unravel_index(flat, tuple(dims)), axis=1)
-    return tensor_completion(tuple(dims), idx, rng.standard_normal(len(flat)), reduction=reduction)
-
-
-def network_forward(factors, inputs) -> np.ndarray:
-    """The one-hidden-layer convolutional arithmetic circuit of RMC21 on a batch of inputs.
-
-    ``inputs[n]`` is a ``(B, d_n)`` array (the n-th "patch" of each of B inputs, one-hot for tensor entries). The
-    hidden layer is locally connected and linear: channel r at position n computes ``<w_r^n, x_n>`` (weights not
-    shared across positions); global product pooling multiplies the N positions channel by channel; the output
-    sums the R channels. Written with plain matrix products, independently of :func:`cp_tensor`."""
-    B = np.asarray(inputs[0]).shape[0]
-    pooled = np.ones((B, np.asarray(factors[0]).shape[1]))
-    for U, x in zip(factors, inputs):
-        pooled = pooled * (np.asarray(x, dtype=float) @ np.asarray(U, dtype=float))   # (B, R) hidden activations
-    return pooled.sum(axis=1)
-
-
-def one_hot_inputs(dims, index_tuples) -> list[np.ndarray]:
-    idx = np.asarray(index_tuples, dtype=int)
-    return [np.eye(d)[idx[:, n]] for n, d in enumerate(dims)]
-
-
-def unbalancedness(factors) -> float:
-    """``eps = max_r max_{n,n'} | ||w_r^n||^2 - ||w_r^n'||^2 |`` (catalog RMC21-Lem-Conservation)."""
-    sq = np.stack([np.sum(np.asarray(U) ** 2, axis=0) for U in factors])   # (N, R)
-    return float(np.max(sq.max(axis=0) - sq.min(axis=0)))
-
-
-def norm_differences(factors) -> np.ndarray:
-    """``||w_r^n||^2 - ||w_r^1||^2`` for n = 2..N and every r (the conserved quantities), shape (N-1, R)."""
-    sq = np.stack([np.sum(np.asarray(U) ** 2, axis=0) for U in factors])
-    return sq[1:] - sq[:1]
-
-
-def component_tensor(factors, r: int) -> np.ndarray:
-    out = np.asarray(factors[0])[:, r]
-    for U in factors[1:]:
-        out = np.multiply.outer(out, np.asarray(U)[:, r])
-    return out
-
-
-def alignments(factors, G: np.ndarray) -> np.ndarray:
-    """``g_r = < -G, W_r / ||W_r|| >`` for each component (NaN for a zero component)."""
-    out = np.full(np.asarray(factors[0]).shape[1], np.nan)
-    for r in range(len(out)):
-        Wr = component_tensor(factors, r)
-        n = float(np.linalg.norm(Wr))
-        if n > 0:
-            out[r] = -float(np.sum(G * Wr)) / n
-    return out
-
-
-def norm_rates_autograd(problem: TensorProblem, factors) -> np.ndarray:
-    """``d/dt ||W_r||`` under gradient flow, by torch autograd: the velocity is minus the autograd gradient of the
-    loss (built from an einsum of the factors), pushed through ``r -> prod_n ||w_r^n||`` with a Jacobian-vector
-    product. Uses neither :func:`cp_factor_grads` nor the theorem's formula."""
-    import torch
-
-    fs = [torch.tensor(np.asarray(U, dtype=float), dtype=torch.float64, requires_grad=True) for U in factors]
-    letters = "abcdefgh"[: len(fs)]
-    T = torch.einsum(",".join(f"{c}z" for c in letters) + "->" + letters, *fs)
-    flat = torch.tensor(problem.obs_flat, dtype=torch.long)
-    r = T.reshape(-1)[flat] - torch.tensor(problem.targets, dtype=torch.float64)
-    loss = problem.loss_scale * torch.sum(r * r)
-    grads = torch.autograd.grad(loss, fs)
-    vel = tuple(-g.detach() for g in grads)
-
-    def norms(*us):
-        out = torch.ones(us[0].shape[1], dtype=torch.float64)
-        for u in us:
-            out = out * torch.linalg.vector_norm(u, dim=0)
-        return out
-
-    _, rate = torch.autograd.functional.jvp(norms, tuple(f.detach() for f in fs), vel)
-    return rate.numpy()
-
-
 def thm1_rhs(norm: float, g: float, N: int) -> float:
     """The balanced right-hand side ``N ||W_r||^(2 - 2/N) g_r``."""
     return N * norm ** (2.0 - 2.0 / N) * g
@@ -177,7 +97,7 @@ def _n_obs(dims, frac: float) -> int:
 # Conservation
 # ----------------------------------------------------------------------------------------------------------------
 @lru_cache(maxsize=None)
-def _sympy_conservation(N: int, R: int = 2, d: int = 2) -> bool:
+def sympy_conservation(N: int, R: int = 2, d: int = 2) -> bool:
     """Exact: d/dt (||w_r^n||^2 - ||w_r^n'||^2) = 0 for symbolic factors and a symbolic loss gradient G."""
     import itertools
 
@@ -249,7 +169,7 @@ def conservation(inputs, dropped):
     unbalanced i.i.d. Gaussian CP init, random completion values, float64 gradient flow on the raw factors to the
     drawn time (8 recorded times), margin 1e-6 - max_t max_{r,n} |D(t) - D(0)| / max_t max ||w_r^n||^2 with
     D = ||w_r^n||^2 - ||w_r^1||^2; error 10 x the running difference to a 10x looser run, plus rounding."""
-    outs = [point_outcome(1.0 if _sympy_conservation(N) else -1.0, 0.0, 1.0, part=f"sympy, order {N}")
+    outs = [point_outcome(1.0 if sympy_conservation(N) else -1.0, 0.0, 1.0, part=f"sympy, order {N}")
             for N in (3, 4)]
     dims = tuple(int(d) for d in inputs["dims"])
     model = _cp_setting(dims, inputs["R"])
@@ -504,7 +424,8 @@ def rank2_target(dims, rng, strengths=(1.0, 0.7)) -> np.ndarray:
     return T / np.linalg.norm(T)
 
 
-def _inc_setting(inputs):
+def inc_setting(inputs):
+    """The incremental-learning setting of ``inputs``: ``(problem, model, unit directions, norms, target)``."""
     dims = tuple(int(d) for d in inputs["dims"])
     rng = np.random.default_rng(int(inputs["seed"]))
     T = rank2_target(dims, rng)
@@ -528,7 +449,9 @@ def _inc_setting(inputs):
     return problem, model, dirs, c, T
 
 
-def _gd_run(problem, model, batch, lr, steps):
+def gd_run(problem, model, batch, lr, steps):
+    """``steps`` GD steps of the batch of factors (CPU float64); the new factors and the losses. Refuses a run
+    that did not complete."""
     res = get_engine("gd", lr=lr, device="cpu").run(problem, model, batch, steps=steps, wall_budget=math.inf)
     if not np.all(res.status == "completed"):
         raise EngineFailure(f"GD did not complete: {res.status.tolist()}")
@@ -544,7 +467,7 @@ def first_step(problem, model, lr, factors, k0: int, k1: int, pred) -> tuple[int
     factors at step k0 (the chunked run told us it holds at k1)."""
     fs = [F[None] for F in factors]
     for k in range(k0 + 1, k1 + 1):
-        fs, _ = _gd_run(problem, model, fs, lr, 1)
+        fs, _ = gd_run(problem, model, fs, lr, 1)
         mem = _member(fs, 0)
         if pred(mem):
             return k, mem
@@ -560,7 +483,7 @@ def incremental_measures(problem, model, batch, lr=INC_LR, chunk=INC_CHUNK, max_
     found: list = [None] * B
     k, cur = 0, [np.asarray(F) for F in batch]
     while k < max_steps and any(f is None for f in found):
-        nxt, _ = _gd_run(problem, model, cur, lr, chunk)
+        nxt, _ = gd_run(problem, model, cur, lr, chunk)
         for b in range(B):
             if found[b] is None and pred(_member(nxt, b)):
                 found[b] = first_step(problem, model, lr, _member(cur, b), k, k + chunk, pred)
@@ -600,7 +523,7 @@ def incremental_learning(inputs, dropped):
     initial components close in direction escape together and share one target component (gaps 19, 11, 13 steps
     over the ladder), and for some observation patterns the loss halves only once the second target component is
     learned (rho 0.24, 0.26, 0.27): neither measures one-at-a-time learning at these scales."""
-    problem, model, dirs, c, _ = _inc_setting(inputs)
+    problem, model, dirs, c, _ = inc_setting(inputs)
     N = model.order
     alphas = [float(inputs["alpha"]) * s for s in INC_LADDER]
     lam = float(inputs.get("lam", 1.0))

@@ -40,6 +40,7 @@ import numpy as np
 from scipy.stats import binom
 
 from models.errors import require
+from stored.verdicts import VerdictStatus
 
 from ._common import jsonable
 from .api import Outcome
@@ -76,13 +77,9 @@ class Operating:
     mean_n: float
 
 
-def _status(margin: float, error: float) -> str:
+def _status(margin: float, error: float) -> VerdictStatus:
     # the same comparison as properties.api.Outcome.status, so a Decision and its Outcome always agree
-    if margin > error:
-        return "holds"
-    if margin < -error:
-        return "violated"
-    return "inconclusive"
+    return VerdictStatus.decide(margin, error)
 
 
 # ----------------------------------------------------------------------------------------------------------------

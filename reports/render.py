@@ -1,8 +1,9 @@
 """The verification report: ``report.md`` and ``report.html`` rendered from the JSON a run stored.
 
-:func:`render_dir` reads ``DIR/summary.json`` (or, lacking it, ``DIR/results.jsonl``), ``DIR/ablations/*.json``
-and the figure data under ``DIR/figures/data/``; it never runs a claim or a dynamics engine, so ``verify report
-DIR`` rebuilds a report without rerunning anything. The HTML comes from one Jinja2 template with autoescaping on
+:func:`render_dir` reads ``DIR/summary.json`` (or the summary its caller passes: ``verify report`` builds one
+from ``DIR/results.jsonl`` through ``verify.store`` when a run was interrupted before writing it),
+``DIR/ablations/*.json`` and the figure data under ``DIR/figures/data/``; it never runs a claim or a dynamics
+engine and never imports ``verify``, so ``verify report DIR`` rebuilds a report without rerunning anything. The HTML comes from one Jinja2 template with autoescaping on
 (a claim title holding markup is shown, never interpreted); the Markdown from the small helpers below, which
 escape the same characters.
 """
@@ -17,18 +18,16 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from verify import chain as evidence_chain
-from verify import evidence
+from stored import chain as evidence_chain
+from stored import evidence
+from stored.verdicts import VerdictStatus, verdict_of
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-VERDICT_WORDS = {
-    "holds": "held on every example, each margin clearing its error estimate",
-    "violated": "a counterexample was found whose violation clears its error estimate",
-    "inconclusive": "no violation, but some margins stayed within the error estimate after escalation",
-    "error": "the check raised or an engine failed",
-    "refuted, as expected": "a counterexample was found whose violation clears its error estimate, as expected of "
-                            "a conjecture or negative control",
-}
+#: What each verdict word means: the sentence each :class:`~stored.verdicts.VerdictStatus` carries, and the words of
+#: an expected refutation.
+VERDICT_WORDS = {**{v.value: v.message for v in VerdictStatus},
+                 evidence.REFUTED_AS_EXPECTED: VerdictStatus.VIOLATED.message + ", as expected of a conjecture or "
+                                                                               "negative control"}
 REFUTED_AS_EXPECTED = evidence.REFUTED_AS_EXPECTED
 
 
@@ -41,18 +40,15 @@ def _read(path: Path):
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load(out: str | Path) -> dict:
-    """Everything the report shows, from the JSON files in ``out``."""
+def load(out: str | Path, summary: dict | None = None) -> dict:
+    """Everything the report shows, from the JSON files in ``out`` (``summary``: the run's summary when the caller
+    has it; else ``out/summary.json``, which ``verify report`` builds from ``results.jsonl`` when it is missing)."""
     out = Path(out)
     summary_path = out / "summary.json"
-    if summary_path.exists():
+    if summary is None:
+        if not summary_path.exists():
+            raise ReportError(f"{str(out)!r} holds no summary.json")
         summary = _read(summary_path)
-    elif (out / "results.jsonl").exists():
-        from verify.store import build_summary, read_records
-        records = read_records(out / "results.jsonl")
-        summary = build_summary(records, [r["claim"] for r in records], {})
-    else:
-        raise ReportError(f"{str(out)!r} holds no summary.json or results.jsonl")
     if not isinstance(summary, dict) or not isinstance(summary.get("claims"), list):
         raise ReportError(f"{str(summary_path)!r} is not a verify summary")
     ablations = []
@@ -108,14 +104,14 @@ def fmt_num(x, digits: int = 3) -> str:
 def verdict_text(record: dict) -> str:
     """The verdict as the report shows it: a conjecture or negative control (expectation ``refuted``) that was
     refuted reads "refuted, as expected", in the words of ``verify list``; a claim stopped at its time limit
-    reads "error (timeout after N s)" (:func:`verify.evidence.verdict_phrase`, as ``verify show`` and the
+    reads "error (timeout after N s)" (:func:`stored.evidence.verdict_phrase`, as ``verify show`` and the
     console)."""
     return evidence.verdict_phrase(record)
 
 
 def verdict_meaning(record: dict) -> str:
     """What the verdict means (:data:`VERDICT_WORDS`; a timeout says so)."""
-    word = evidence.verdict_word(record.get("verdict"), record.get("expectation"))
+    word = evidence.verdict_word(verdict_of(record), record.get("expectation"))
     limit = evidence.timeout_seconds(record)
     if limit is not None:
         return f"the claim ran past its time limit of {limit:g} s and was stopped"
@@ -126,7 +122,7 @@ def verdict_class(record: dict) -> str:
     """The CSS class of a claim's row: ``v-holds`` and ``v-refuted`` (a refutation that was expected) in the colour
     of success; ``v-violated``, ``v-inconclusive``, ``v-error`` otherwise; ``v-unexpected`` for a claim expected to
     be refuted that held."""
-    v = record.get("verdict") or "error"
+    v = verdict_of(record) or "error"
     if v == "violated" and record.get("expectation") == "refuted":
         return "v-refuted"
     if v == "holds" and record.get("expectation") == "refuted":
@@ -154,7 +150,7 @@ def counterexamples(records: list[dict], out: Path, *, draw: bool = True) -> lis
     found = []
     for r in records:
         cx = r.get("counterexample")
-        if r.get("verdict") != "violated" or not isinstance(cx, dict):
+        if verdict_of(r) != "violated" or not isinstance(cx, dict):
             continue
         ev = evidence.of_record(r)
         base = out / "counterexamples" / r["claim"]
@@ -185,7 +181,8 @@ def fmt_seconds(x) -> str:
     return "-" if x is None else f"{float(x):.2f}"
 
 
-def first_line(text) -> str:
+def last_line(text) -> str:
+    """The last non-blank line of ``text``, stripped (of a traceback: the exception and its message); "" if none."""
     if not text:
         return ""
     lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
@@ -211,9 +208,9 @@ def figures_for(out: Path, *, draw: bool = True) -> list[dict]:
     return figures.render_all(data_dir, out / "figures", draw=draw)
 
 
-def context(out: str | Path, *, figures: bool = True) -> dict:
+def context(out: str | Path, *, figures: bool = True, summary: dict | None = None) -> dict:
     out = Path(out)
-    data = load(out)
+    data = load(out, summary)
     s = data["summary"]
     records = s["claims"]
     refuted = sum(1 for r in records if verdict_class(r) == "v-refuted")
@@ -354,11 +351,11 @@ def markdown(ctx: dict) -> str:
                     shown = "necessary: counterexample" + (f" [{md(Path(h['counterexample_file']).name)}]"
                                                            f"({h['counterexample_file']})"
                                                            if h.get("counterexample_file") else "")
-                elif h.get("verdict") == "error":
+                elif verdict_of(h) == "error":
                     shown = "error"
                 else:
                     shown = f"not shown necessary ({plural(h.get('examples', 0), 'example')} tried)"
-                rows.append([f"`{code(h['hypothesis'])}`", md(h.get("text")), md(h.get("verdict")), shown])
+                rows.append([f"`{code(h['hypothesis'])}`", md(h.get("text")), md(verdict_of(h)), shown])
             lines += md_table(["dropped hypothesis", "statement", "verdict without it", "result"], rows) + [""]
     if ctx["figures"]:
         lines += ["## Figures", ""]
@@ -377,7 +374,7 @@ def _environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)),
                       autoescape=select_autoescape(enabled_extensions=("html",), default=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
-    env.filters.update(num=fmt_num, seconds=fmt_seconds, first_line=first_line, inputs=short_inputs,
+    env.filters.update(num=fmt_num, seconds=fmt_seconds, last_line=last_line, inputs=short_inputs,
                        basename=lambda p: Path(p).name, verdict=verdict_text, vclass=verdict_class,
                        verdict_meaning=verdict_meaning,
                        evidence=evidence_of)
@@ -389,10 +386,11 @@ def html(ctx: dict) -> str:
     return _environment().get_template("report.html").render(**ctx)
 
 
-def render_dir(out: str | Path, *, figures: bool = True) -> dict:
-    """Write ``report.md`` and ``report.html`` (and the figures, from stored data) into ``out``."""
+def render_dir(out: str | Path, *, figures: bool = True, summary: dict | None = None) -> dict:
+    """Write ``report.md`` and ``report.html`` (and the figures, from stored data) into ``out`` (``summary``: as
+    :func:`load`)."""
     out = Path(out)
-    ctx = context(out, figures=figures)
+    ctx = context(out, figures=figures, summary=summary)
     md_path, html_path = out / "report.md", out / "report.html"
     md_path.write_text(markdown(ctx), encoding="utf-8")
     html_path.write_text(html(ctx), encoding="utf-8")

@@ -20,7 +20,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, TextIO
 
-from verify import evidence
+from stored import evidence
+from stored.jsonio import atomic_write
+from stored.verdicts import verdict_of
 from verify.oneclaim import failure_text
 
 
@@ -58,15 +60,15 @@ def one_line(record: dict, out: Path) -> str:
 
 
 def _failure_kind(record: dict) -> tuple[str, str]:
-    verdict = record.get("verdict") or "error"
+    verdict = verdict_of(record) or "error"
     return ("error", "error") if verdict == "error" else ("failure", verdict)
 
 
 def junit_tree(records: Iterable[dict], out: Path, settings: dict) -> ET.ElementTree:
     """The JUnit XML document of ``records`` (see the module docstring)."""
     records = list(records)
-    failures = sum(1 for r in records if not r.get("met") and r.get("verdict") != "error")
-    errors = sum(1 for r in records if not r.get("met") and r.get("verdict") == "error")
+    failures = sum(1 for r in records if not r.get("met") and verdict_of(r) != "error")
+    errors = sum(1 for r in records if not r.get("met") and verdict_of(r) == "error")
     total_time = sum(float(r.get("seconds") or 0.0) for r in records)
     suites = ET.Element("testsuites", name="verify", tests=str(len(records)), failures=str(failures),
                         errors=str(errors), time=f"{total_time:.3f}")
@@ -93,11 +95,8 @@ def junit_tree(records: Iterable[dict], out: Path, settings: dict) -> ET.Element
 
 
 def write_junit(path: Path, records: Iterable[dict], out: Path, settings: dict) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    junit_tree(records, out, settings).write(tmp, encoding="utf-8", xml_declaration=True)
-    os.replace(tmp, path)
-    return path
+    tree = junit_tree(records, out, settings)
+    return atomic_write(path, lambda fh: tree.write(fh, encoding="utf-8", xml_declaration=True))
 
 
 # ----- GitHub Actions ------------------------------------------------------------------------------------------

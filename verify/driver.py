@@ -3,8 +3,8 @@
 :func:`run_claim` builds, per claim, a ``@given(claim.inputs_strategy())`` property with
 
 - ``@seed`` derived from ``(seed, claim.id)`` (so the same seed gives the same examples, verdict and shrunk
-  counterexample, whichever worker runs it), its own database (in memory unless the profile names a directory,
-  keyed by the claim id), ``deadline=None``, ``report_multiple_bugs=False`` and the profile's example count and
+  counterexample, whichever worker runs it), its own database (in memory unless the profile names a directory:
+  then ``DIRECTORY/CLAIM_ID``), ``deadline=None``, ``report_multiple_bugs=False`` and the profile's example count and
   phases (:mod:`verify.profiles`);
 - a body that calls ``claim.run_check(inputs)``, feeds ``hypothesis.target`` with the (squashed) negated
   normalized margin so the search pushes toward the boundary, counts examples and inconclusive outcomes, tracks
@@ -23,8 +23,8 @@ Everything is keyed by claim id so it runs the same in a worker process: pass a 
 or its id (built-in claims are imported on demand).
 
 The verdict's ``extra["evidence"]`` is the margin, its error and their ratio of the example the verdict rests on
-(:mod:`verify.evidence`: the shrunk counterexample when violated), the numbers every command prints; its
-``extra["chain"]`` what that verdict rests on, exact, dynamic and statistical (:mod:`verify.chain`), for the
+(:mod:`stored.evidence`: the shrunk counterexample when violated), the numbers every command prints; its
+``extra["chain"]`` what that verdict rests on, exact, dynamic and statistical (:mod:`stored.chain`), for the
 report.
 
 Helpers: :func:`replay` (used by ``verify reproduce``), :func:`inputs_to_json` / :func:`inputs_from_json` (exact
@@ -39,6 +39,7 @@ import math
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -46,7 +47,8 @@ from hypothesis import HealthCheck, Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDatabase
 
 from properties.api import CLAIMS, Claim, Expectation, Outcome, profile_scope
-from verify import chain, evidence
+from stored import chain, evidence
+from stored.jsonio import number as _num
 from verify.profiles import Profile, get_profile
 from verify.records import SCHEMA_VERSION, Verdict, VerdictStatus
 from verify.store import package_versions
@@ -105,12 +107,6 @@ def outcome_to_json(o: Outcome) -> dict:
     return {"status": o.status, "margin": _num(o.margin), "error": _num(o.error), "scale": _num(o.scale),
             "normalized_margin": _num(o.normalized_margin), "engine": o.engine, "detail": o.detail}
 
-
-def _num(x: float):
-    x = float(x)
-    if math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -226,8 +222,13 @@ class _Recorder:
 
 
 def _settings(claim: Claim, prof: Profile) -> settings:
+    # One database per claim (public API): a directory of its own under the profile's database, or a fresh
+    # in-memory one per run. Hypothesis keys examples by a digest of the test function's source, the same for
+    # every claim (they share ``prop``), so claims must not share a database. Note: Hypothesis (6.170) neither
+    # reads nor writes the database of a test with an explicit @seed, which every claim has, so in practice the
+    # directory stays empty; counterexamples are kept by the run itself (counterexamples/ID.json).
     if prof.database:
-        db = DirectoryBasedExampleDatabase(prof.database)
+        db = DirectoryBasedExampleDatabase(str(Path(prof.database) / claim.id))
     else:
         db = InMemoryExampleDatabase()
     return settings(
@@ -257,7 +258,6 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
 
     prop.__name__ = "claim_" + claim.id.replace(".", "_")
     prop.__qualname__ = prop.__name__
-    prop._hypothesis_internal_add_digest = claim.id.encode()  # database key: one per claim id
     test = hypothesis.seed(hseed)(_settings(claim, prof)(given(strategy)(prop)))
 
     start = time.perf_counter()

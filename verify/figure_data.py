@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
+from properties.measures import erank_of_singular_values
+from properties.rc20 import w11_lower_bound
 from verify import store
 
 WALL_BUDGET = 60.0
@@ -73,24 +74,6 @@ def spec_hash(spec: dict) -> str:
                                      sort_keys=True).encode()).hexdigest()[:16]
 
 
-def effective_rank(s: np.ndarray) -> float:
-    """Roy & Vetterli's effective rank: ``exp`` of the entropy of the normalized singular values."""
-    s = np.asarray(s, dtype=float)
-    total = float(np.sum(s))
-    if total <= 0:
-        return 0.0
-    p = s[s > 0] / total
-    return float(math.exp(-float(np.sum(p * np.log(p)))))
-
-
-def w11_bound(loss: float) -> float:
-    """``(1 - sqrt(2 L))^2 / sqrt(2 L)`` for ``sqrt(2 L) < 1`` (else 0): |w11| under det > 0 on RC20."""
-    r = math.sqrt(2.0 * loss) if loss > 0 else 0.0
-    if r <= 0:
-        return math.inf
-    return (1.0 - r) ** 2 / r if r < 1.0 else 0.0
-
-
 def matrix_run(run: dict) -> dict:
     """One 2x2 run of a figure spec (``FIGURES[name]["runs"][k]``): the points as the figure data stores them."""
     from models import DeepMatrix, get_engine, inits, rc20
@@ -106,8 +89,8 @@ def matrix_run(run: dict) -> dict:
         s = np.linalg.svd(W, compute_uv=False)
         points.append({
             "t": p.t, "loss": p.loss, "loss_err": p.loss_err, "product_err": p.product_err,
-            "w11": abs(float(W[0, 0])), "bound": w11_bound(p.loss), "sigma": s.tolist(),
-            "sigma2_err": 2.0 * p.product_err + 2.0 * EPS * float(s[0]), "erank": effective_rank(s),
+            "w11": abs(float(W[0, 0])), "bound": w11_lower_bound(p.loss), "sigma": s.tolist(),
+            "sigma2_err": 2.0 * p.product_err + 2.0 * EPS * float(s[0]), "erank": erank_of_singular_values(s),
             "det_sign": p.det_sign, "norm": float(np.linalg.norm(W)),
         })
     return {"status": traj.status.value, "message": traj.message, "engine": traj.engine,

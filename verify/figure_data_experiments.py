@@ -33,7 +33,7 @@ FIGURES: dict[str, dict] = {
 }
 
 
-def _thin(losses: np.ndarray, n: int) -> list[int]:
+def thin(losses: np.ndarray, n: int) -> list[int]:
     """At most ``n`` record indices evenly spaced in log loss (first and last kept)."""
     if len(losses) <= n:
         return list(range(len(losses)))
@@ -51,7 +51,7 @@ def _gd_run(run: dict) -> dict:
     problem, model, init, res = run_official_gd(run["depth"], run["seed"], run["eps"], until_loss=run["until_loss"])
     m = res.member(0)
     points = [{"step": int(m["step"][k]), "loss": float(m["loss"][k]), "w11": abs(float(m["product"][k, 0, 0])),
-               "det_sign": int(m["det_sign"][k])} for k in _thin(m["loss"], MAX_POINTS)]
+               "det_sign": int(m["det_sign"][k])} for k in thin(m["loss"], MAX_POINTS)]
     return {"status": res.status[0], "message": f"{int(res.final_step[0])} steps", "engine": "gd-small",
             "seconds": res.seconds, "step_rule": res.settings["step_rule"], "lr": res.settings["lr"],
             "points": points}

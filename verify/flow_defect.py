@@ -15,19 +15,14 @@ balanced factors from W is ill-conditioned). The mpmath field costs about
 
 from __future__ import annotations
 
-import math
-
 from models.factorizations import DeepMatrix
 from models.problems import MatrixProblem
 from properties.flow_check import FLOW_TOL, point_defect
+from stored.jsonio import number as _num
 
 MAX_ENTRIES = 16
 METHOD = ("engine tangent dW/dt against the gradient-flow field computed from the raw factors' gradient "
           "(properties/flow_check.py), relative max-entry difference")
-
-
-def _num(x: float):
-    return x if math.isfinite(x) else ("inf" if x > 0 else ("-inf" if x < 0 else "nan"))
 
 
 def annotate(doc: dict, traj, problem, model) -> dict:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from models.errors import InvalidInput
+from stored.verdicts import verdict_of
 
 _COLOURS = {"holds": "#1a7f37", "violated": "#cf222e", "inconclusive": "#9a6700", "error": "#cf222e"}
 
@@ -39,7 +40,7 @@ class VerdictRecord(dict):
 
     @property
     def verdict(self) -> str:
-        return self.get("verdict")
+        return verdict_of(self)
 
     @property
     def met(self) -> bool:

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Sequence
 
 from properties.api import CLAIMS, Claim
-from verify import evidence, runner, store
+from stored import evidence
+from verify import runner, store
 from verify.executors import ExecutorHandle, SerialExecutor
+from stored.verdicts import verdict_of
 
 _REGISTRY_LOCK = threading.RLock()
 
@@ -96,7 +98,7 @@ def failure_text(record: dict, out: Path | None = None) -> str:
     and the ``verify reproduce`` command (for people: pytest failures, JUnit messages, annotations)."""
     from verify.records import VerdictStatus
 
-    verdict = record.get("verdict") or "error"
+    verdict = verdict_of(record) or "error"
     expected = "holds" if record.get("expectation") == "holds" else "violated"
     try:
         why = VerdictStatus(verdict).message

@@ -26,6 +26,7 @@ import tempfile
 from pathlib import Path
 
 from models.errors import InvalidInput
+from stored.jsonio import atomic_write
 
 LOCK = ".verify.lock"
 PREVIOUS = "previous"
@@ -76,14 +77,10 @@ def writable_file(path: str | Path, option: str = "--json") -> Path:
 
 
 def write_text(path: str | Path, text: str, option: str = "--json") -> Path:
-    """Write ``text`` to ``path`` atomically (a temporary file in the same directory, then rename)."""
+    """Write ``text`` to ``path`` atomically (:func:`stored.jsonio.atomic_write`); a failure is bad input."""
     path = Path(path)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
+        atomic_write(path, text)
     except OSError as exc:
         raise InvalidInput(f"cannot write {option} {str(path)!r}: {_why(exc)}") from None
     return path

@@ -14,6 +14,10 @@ its own (``@claim(..., timeout=S)``), and ``verify run --claim-timeout S`` overr
 | ci       | 30 s         | 3 .. 100    | 600 s | per claim id | in memory          | the CI gate; < 15 min        |
 | thorough | 1200 s       | 50 .. 10000 | 6 h   | per claim id | .hypothesis/verify | nightly counterexample hunts |
 
+The thorough profile's database is one directory per claim (``.hypothesis/verify/CLAIM_ID``); Hypothesis (6.170)
+neither reads nor writes the database of a test with an explicit ``@seed``, which every claim has, so it stays
+empty and the run's ``counterexamples/ID.json`` are what is kept.
+
 Every profile is deterministic for a given ``--seed``: the Hypothesis seed of a claim is derived from
 (seed, claim id), so the same seed gives the same examples, verdicts and counterexamples (up to the wall-clock
 safety limits above, which a run that stays within budget never reaches).
@@ -43,9 +47,7 @@ class Profile:
     hard_limit: float
     claim_timeout: float
     phases: tuple = _NO_EXPLAIN
-    derandomize: bool = True
     database: str | None = None
-    description: str = ""
 
     def __post_init__(self) -> None:
         require(self.budget > 0, f"profile {self.name}: budget must be > 0, got {self.budget!r}")
@@ -64,15 +66,11 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", budget=7.0, min_examples=2, max_examples=25, shrink_budget=8.0, hard_limit=40.0,
-                     claim_timeout=300.0,
-                     description="default: every claim in under 3 minutes on 2 cores"),
+                     claim_timeout=300.0),
     "ci": Profile("ci", budget=30.0, min_examples=3, max_examples=100, shrink_budget=30.0, hard_limit=120.0,
-                  claim_timeout=600.0,
-                  phases=_ALL, description="the CI gate: derandomized, under 15 minutes on 2 cores"),
+                  claim_timeout=600.0, phases=_ALL),
     "thorough": Profile("thorough", budget=1200.0, min_examples=50, max_examples=10_000, shrink_budget=600.0,
-                        hard_limit=4 * 3600.0, claim_timeout=6 * 3600.0, phases=_ALL, database=".hypothesis/verify",
-                        description="nightly or manual counterexample hunts (hours); a directory database keeps "
-                                    "failures between runs"),
+                        hard_limit=4 * 3600.0, claim_timeout=6 * 3600.0, phases=_ALL, database=".hypothesis/verify"),
 }
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from verify import evidence
+from stored import evidence
+from stored.verdicts import verdict_of
 
 
 ID_WIDTH = 56  # the longest built-in id, an ablation (claim.without_hypothesis), is 55 characters
@@ -23,13 +24,13 @@ VERDICT_WIDTH = 27  # "refuted, as expected", "error (timeout after 600 s)"
 
 def describe(record: dict) -> str:
     """``id  verdict  N examples  S s`` for one finished claim record; the verdict in the words of the report
-    (:func:`verify.evidence.verdict_phrase`: "refuted, as expected", "error (timeout after N s)")."""
+    (:func:`stored.evidence.verdict_phrase`: "refuted, as expected", "error (timeout after N s)")."""
     if record.get("ablation"):
-        flag = "  (hypothesis necessary)" if record.get("verdict") == "violated" else ""
+        flag = "  (hypothesis necessary)" if verdict_of(record) == "violated" else ""
     else:
         flag = "" if record.get("met") else "  (expectation not met)"
     n = int(record.get("examples") or 0)
-    word = evidence.verdict_phrase(record) if record.get("verdict") else "?"
+    word = evidence.verdict_phrase(record) if verdict_of(record) else "?"
     return (f"{record.get('claim', '?'):<{ID_WIDTH}} {word:<{VERDICT_WIDTH}} "
             f"{n:>6} {'example' if n == 1 else 'examples':<8} {float(record.get('seconds') or 0.0):>8.2f} s{flag}")
 
@@ -96,7 +97,7 @@ class BarProgress(NoProgress):
     def done(self, record: dict) -> None:
         if self.bar is None:
             self.start(0)
-        v = evidence.verdict_word(record.get("verdict"), record.get("expectation"))
+        v = evidence.verdict_word(verdict_of(record), record.get("expectation"))
         self.counts[v] = self.counts.get(v, 0) + 1
         if not record.get("met") and not record.get("ablation"):
             self.bar.write(describe(record), file=self.stream)

@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from stored.verdicts import verdict_of
 
 STATE = pytest.StashKey["_State"]()
 MARKER = "verify_claim"
@@ -213,7 +214,7 @@ class ClaimItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         self.record = rec = state.run(self.claim, self.modules)
-        self.user_properties += [("verdict", rec.get("verdict")), ("expectation", rec.get("expectation")),
+        self.user_properties += [("verdict", verdict_of(rec)), ("expectation", rec.get("expectation")),
                                  ("examples", rec.get("examples")), ("seconds", rec.get("seconds"))]
         if not rec.get("met"):
             from verify.oneclaim import failure_text

@@ -1,32 +1,13 @@
-"""Records the runner writes: :class:`Verdict` and its :class:`VerdictStatus`."""
+"""Records the runner writes: :class:`Verdict`, with its :class:`~stored.verdicts.VerdictStatus` (re-exported)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+
+from stored.verdicts import KEY, VerdictStatus
 
 SCHEMA_VERSION = 1
-
-
-class VerdictStatus(Enum):
-    """A claim's verdict; ``message`` is the sentence used in reports."""
-
-    HOLDS = "holds"
-    VIOLATED = "violated"
-    INCONCLUSIVE = "inconclusive"
-    ERROR = "error"
-
-    @property
-    def message(self) -> str:
-        return {
-            VerdictStatus.HOLDS: "held on every example, each margin clearing its error estimate",
-            VerdictStatus.VIOLATED: "a counterexample was found whose violation clears its error estimate",
-            VerdictStatus.INCONCLUSIVE: "no violation, but some margins stayed within the error estimate after "
-                                        "escalation",
-            VerdictStatus.ERROR: "the check raised, an engine failed (diverged, NaN, lost precision), or the claim "
-                                 "ran past its time limit (the record's reason is then 'timeout')",
-        }[self]
 
 
 @dataclass(frozen=True)
@@ -56,9 +37,12 @@ class Verdict:
 
     def to_json(self) -> dict:
         d = asdict(self)
-        d["status"] = self.status.value
-        d["verdict"] = self.status.value
+        del d["status"]
+        d[KEY] = self.status.value  # one key: "verdict" (stored.verdicts.verdict_of also reads the old "status")
         m = self.smallest_margin
         d["smallest_margin"] = None if m is None or not math.isfinite(m) else float(m)
         d["schema_version"] = SCHEMA_VERSION
         return d
+
+
+__all__ = ["SCHEMA_VERSION", "Verdict", "VerdictStatus"]

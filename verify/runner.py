@@ -38,6 +38,7 @@ from typing import Callable, Iterable, Sequence
 
 from models.errors import InvalidInput
 from properties.api import Claim
+from stored.verdicts import KEY, VerdictStatus, verdict_of
 from verify import discovery, outdir, store
 from verify.executors import ExecutorHandle, open_executor
 from verify.progress import NoProgress
@@ -49,6 +50,7 @@ from verify.records import SCHEMA_VERSION
 PROFILES = tuple(_PROFILES)
 DEFAULT_OUT = Path("reports") / "latest"
 CX_DIR = "counterexamples"
+ERROR = VerdictStatus.ERROR.value
 ABLATIONS_DIR = "ablations"
 
 
@@ -64,18 +66,14 @@ class Task:
     dropped: tuple[str, ...] = ()
     timeout: float | None = None  # seconds; past it the worker is killed and the verdict is error (timeout)
 
-    @property
-    def run_id(self) -> str:
-        return self.claim + (".without_" + "_".join(self.dropped) if self.dropped else "")
-
 
 def _error(stage: str, exc: BaseException) -> dict:
     if isinstance(exc, TaskTimeout):
-        return {"status": "error", "met": False, "traceback": None, "reason": "timeout", "seconds": exc.seconds,
+        return {KEY: ERROR, "met": False, "traceback": None, "reason": "timeout", "seconds": exc.seconds,
                 "error": f"timeout: the claim {exc}; set a longer limit with --claim-timeout SECONDS or "
                          f"@claim(..., timeout=SECONDS)"}
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"status": "error", "met": False, "traceback": tb, "error": f"{stage}: {type(exc).__name__}: {exc}"}
+    return {KEY: ERROR, "met": False, "traceback": tb, "error": f"{stage}: {type(exc).__name__}: {exc}"}
 
 
 def time_limit(claim: Claim, profile: str, override: float | None = None) -> float:
@@ -101,8 +99,13 @@ def stable_generation():
     the process happened to import before (a pool worker, a dask worker, the parent after it drew a report), so
     the same seed could give different examples, verdicts and counterexamples on different executors. Inside this
     block the local pool is empty (Hypothesis' global constants still apply). Reference-counted so that threads of
-    one dask worker can overlap; the pool and its cache are restored when the last one leaves. A Hypothesis
-    without this internal is left alone.
+    one dask worker can overlap; the pool and its cache are restored when the last one leaves.
+
+    This is the one patch of a private Hypothesis name left in the suite: Hypothesis has no public setting that
+    turns the local-constants pool off or fixes it (``settings``, ``@seed``, ``derandomize`` and a database per
+    run, all used by :mod:`verify.driver`, leave it on). pyproject.toml pins the Hypothesis versions it is tested
+    on, and ``tests/unit/test_hypothesis_patch.py`` fails loudly if the names it replaces disappear or stop
+    taking effect. A Hypothesis without them is left alone at run time.
     """
     global _CONSTANTS_USERS
     try:
@@ -156,7 +159,7 @@ def environment() -> dict:
 
 def make_record(claim: Claim, task: Task, v: dict, *, cx_file: str | None = None) -> dict:
     """The ``results.jsonl`` line of one finished claim (claim metadata + the verdict)."""
-    status = v.get("verdict") or v.get("status") or "error"
+    status = verdict_of(v, ERROR)
     rec = {
         "schema_version": SCHEMA_VERSION,
         "claim": claim.id,
@@ -166,8 +169,8 @@ def make_record(claim: Claim, task: Task, v: dict, *, cx_file: str | None = None
         "parent": claim.parent,
         "dropped": sorted(claim.dropped),
         "expectation": claim.expectation.value,
-        "verdict": status,
-        "met": bool(v.get("met")) if status != "error" else False,
+        KEY: status,
+        "met": bool(v.get("met")) if status != ERROR else False,
         "examples": int(v.get("examples") or 0),
         "inconclusive": int(v.get("inconclusive") or 0),
         "smallest_margin": v.get("smallest_margin"),

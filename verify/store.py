@@ -15,91 +15,30 @@ Rules:
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import subprocess
-from dataclasses import asdict, is_dataclass
-from enum import Enum
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from models.errors import InvalidInput
+from stored import jsonio
+from stored.verdicts import VERDICTS, verdict_of
 from verify.records import SCHEMA_VERSION
 
 RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
-VERDICTS = ("holds", "violated", "inconclusive", "error")
 PACKAGES = ("hypothesis", "numpy", "scipy", "mpmath", "gmpy2", "python-flint", "sympy", "torch")
 
 
-# ----- strict JSON ---------------------------------------------------------------------------------------------
-def _num(x: float) -> float | str:
-    if math.isfinite(x):
-        return x
-    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-
-
-def strict(obj: Any) -> Any:
-    """``obj`` as plain JSON values, non-finite floats encoded as ``"nan"``/``"inf"``/``"-inf"``."""
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return _num(float(obj))
-    if isinstance(obj, dict):
-        return {str(k): strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict(v) for v in obj]
-    if isinstance(obj, (set, frozenset)):
-        return sorted(strict(v) for v in obj)
-    if isinstance(obj, Enum):
-        return strict(obj.value)
-    if isinstance(obj, Path):
-        return str(obj)
-    if is_dataclass(obj) and not isinstance(obj, type):
-        return strict(asdict(obj))
-    mod = type(obj).__module__
-    if mod == "numpy":
-        if hasattr(obj, "tolist"):
-            return strict(obj.tolist())
-    if hasattr(obj, "to_json"):
-        return strict(obj.to_json())
-    if hasattr(obj, "tolist"):  # torch tensors, numpy subclasses
-        return strict(obj.tolist())
-    if isinstance(obj, (complex,)):
-        return {"real": _num(obj.real), "imag": _num(obj.imag)}
-    return repr(obj)
-
-
-def dumps(obj: Any, *, indent: int | None = None) -> str:
-    """Strict JSON text of ``obj`` (see :func:`strict`)."""
-    return json.dumps(strict(obj), allow_nan=False, indent=indent, ensure_ascii=False)
+# ----- strict JSON (stored.jsonio, re-exported) ---------------------------------------------------------------
+strict, dumps, loads = jsonio.strict, jsonio.dumps, jsonio.loads
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented strict JSON, atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(dumps(obj, indent=2) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return path
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"non-standard JSON constant {name}")
-
-
-def loads(text: str) -> Any:
-    """Parse strict JSON (rejects ``NaN``/``Infinity`` tokens)."""
-    return json.loads(text, parse_constant=_reject_constant)
+    """Write ``obj`` as indented strict JSON, atomically (:func:`stored.jsonio.write_json`)."""
+    return jsonio.write_json(path, obj, indent=2)
 
 
 def read_json(path: str | Path, what: str = "file") -> Any:
@@ -229,7 +168,7 @@ def totals(records: Sequence[dict]) -> dict:
     examples, seconds = 0, 0.0
     for r in records:
         out["met" if r.get("met") else "not_met"] += 1
-        v = r.get("verdict")
+        v = verdict_of(r)
         if v in VERDICTS:
             out[v] += 1
         examples += int(r.get("examples") or 0)
@@ -278,5 +217,5 @@ def regressions(baseline: dict, records: Iterable[dict]) -> list[dict]:
     for r in records:
         b = before.get(r["claim"])
         if b is not None and b.get("met") and not r.get("met"):
-            out.append({"claim": r["claim"], "baseline": b.get("verdict"), "now": r.get("verdict")})
+            out.append({"claim": r["claim"], "baseline": verdict_of(b), "now": verdict_of(r)})
     return out

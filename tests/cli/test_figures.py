@@ -10,13 +10,14 @@ import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
+from properties.rc20 import w11_lower_bound
 from reports import figures
 
 
 def _pt(loss, w11, s2, *, sign=1, product_err=1e-12, sigma2_err=None):
     s1 = w11
     return {"t": 1.0, "loss": loss, "loss_err": 1e-16, "product_err": product_err, "w11": w11,
-            "bound": figures._bound(loss), "sigma": [s1, s2],
+            "bound": w11_lower_bound(loss), "sigma": [s1, s2],
             "sigma2_err": 2 * product_err + 2 * 2.2e-16 * s1 if sigma2_err is None else sigma2_err,
             "erank": 1.0, "det_sign": sign, "norm": w11}
 

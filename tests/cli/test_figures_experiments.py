@@ -21,7 +21,7 @@ def test_experiment_figures_are_registered_for_data_and_drawing():
 
 def test_thin_keeps_ends_and_spreads_in_log_loss():
     losses = np.logspace(0, -8, 10_000)
-    keep = fde._thin(losses, 50)
+    keep = fde.thin(losses, 50)
     assert keep[0] == 0 and keep[-1] == 9999 and len(keep) <= 50
     gaps = np.diff(np.log10(losses[keep]))
     assert np.max(np.abs(gaps)) <= 2.5 * 8 / 49

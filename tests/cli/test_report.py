@@ -101,6 +101,16 @@ def test_report_is_rebuilt_from_stored_json_without_rerunning(report_dir, cli, m
     assert (report_dir / "report.md").exists()
 
 
+def test_report_of_an_interrupted_run_builds_its_summary_from_the_records(cli, report_dir):
+    before = (report_dir / "report.md").read_text()
+    (report_dir / "summary.json").unlink()
+    code, out, err = cli("report", report_dir, "--no-figures")
+    assert code == 0, err
+    assert not (report_dir / "summary.json").exists()          # built in memory by the command, not written
+    md = (report_dir / "report.md").read_text()
+    assert md.count("`toy.") == before.count("`toy.") > 0
+
+
 def test_report_of_a_directory_without_results_is_bad_input(cli, tmp_path):
     code, out, err = cli("report", tmp_path)
     assert code == 2 and "holds no summary.json or results.jsonl" in err
@@ -212,3 +222,11 @@ def test_run_writes_figure_data_from_the_engines_and_draws_it(cli, tmp_path, mon
     monkeypatch.setattr(figure_data, "compute", lambda name: (_ for _ in ()).throw(AssertionError(name)))
     code, out, err = cli("run", "toy.holds", "--claims", TOY, "--out", d, "--resume")
     assert code == 0, out + err
+
+
+def test_a_traceback_is_summarized_by_its_last_line():
+    from reports.render import last_line
+    tb = "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n    f()\nValueError: bad z\n\n"
+    assert last_line(tb) == "ValueError: bad z"
+    assert last_line("  one line  ") == "one line" and last_line("") == "" and last_line(None) == "" \
+        and last_line("\n \n") == ""

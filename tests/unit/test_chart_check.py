@@ -15,7 +15,7 @@ import pytest
 
 from models.engines import get_engine
 from properties import chart_check as CC
-from properties._common import rc20_setting
+from properties import rc20_setting
 from properties.api import CLAIMS
 
 ROOT = Path(__file__).resolve().parents[2]

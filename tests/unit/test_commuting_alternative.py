@@ -5,7 +5,7 @@ tell them apart: the flow's limit is the LP solution and not the alternative."""
 import numpy as np
 
 import properties  # noqa: F401
-from properties.achl19 import COMMUTING_GAP, _commuting_problem
+from properties.achl19 import COMMUTING_GAP, commuting_problem
 from properties.api import CLAIMS
 from properties.commuting_alt import alternative, vertices
 
@@ -21,7 +21,7 @@ def test_vertex_enumeration_and_alternative():
 
 def test_the_limit_is_the_theorem_not_the_alternative():
     inputs = {"depth": 3, "d": 4, "measurements": 2, "seed": 9}
-    _, w_lp, w_alt = _commuting_problem(inputs)
+    _, w_lp, w_alt = commuting_problem(inputs)
     gap = np.linalg.norm(w_alt - w_lp) / np.linalg.norm(w_lp)
     assert gap >= COMMUTING_GAP
     out = CLAIMS["achl19.thm.commuting"].run_check(inputs)

@@ -90,6 +90,22 @@ def test_violation_is_shrunk_and_replays():
     assert again.status == "violated" and again.margin == 0.5 - x
 
 
+def test_a_directory_database_changes_nothing_and_stays_per_claim(tmp_path):
+    """Hypothesis neither reads nor writes an example database for a test with an explicit ``@seed`` (6.170), so
+    a profile's directory database changes no verdict; whatever a Hypothesis might write lies under the claim's
+    own directory (the claims share the driver's property function, hence one database key)."""
+    import dataclasses
+
+    from verify.profiles import get_profile
+    prof = dataclasses.replace(get_profile("quick"), database=str(tmp_path / "db"))
+    c = _claim("t.below_half", _below_half)
+    with_db, without = run_claim(c, prof, seed=0), run_claim(c, "quick", seed=0)
+    assert with_db.status is without.status is VerdictStatus.VIOLATED
+    assert with_db.counterexample["inputs"] == without.counterexample["inputs"]
+    written = [f for f in (tmp_path / "db").rglob("*") if f.is_file()] if (tmp_path / "db").exists() else []
+    assert all(f.relative_to(tmp_path / "db").parts[0] == "t.below_half" for f in written)
+
+
 def test_refuted_expectation_is_met_by_a_violation():
     c = _claim("t.conjecture", _below_half, expectation=Expectation.REFUTED)
     v = run_claim(c, "quick", seed=0)

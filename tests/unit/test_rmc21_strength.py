@@ -85,7 +85,7 @@ def test_every_declared_hypothesis_changes_what_is_drawn(cid, hyp, breaks):
 def test_incremental_learning_has_no_head_start():
     """The unused unique_leader (a head start in alignment and norm) is gone: equal norms, R = target rank + 2."""
     assert {h.name for h in CLAIMS["rmc21.incremental_learning"].hypotheses} == {"balanced"}
-    problem, model, dirs, c, _ = R._inc_setting({"dims": [3, 3, 3], "alpha": 0.01, "frac": 0.95, "seed": 4,
+    problem, model, dirs, c, _ = R.inc_setting({"dims": [3, 3, 3], "alpha": 0.01, "frac": 0.95, "seed": 4,
                                                  "lam": 1.0})
     assert np.all(c == 1.0) and model.rank == 4
     assert np.allclose([np.linalg.norm(U, axis=0) for U in dirs], 1.0, rtol=0, atol=1e-12)

@@ -14,7 +14,7 @@ from models.factorizations import DeepMatrix
 from models.problems import rc20
 from models.trajectory import Status
 from properties import Outcome, combine, escalate, point_outcome
-from properties._common import error_unknown
+from properties import error_unknown
 
 MODEL = DeepMatrix(3, (2, 2))
 INIT = inits.balanced(MODEL, 0.5, seed=0, det="positive")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from verify import evidence, runner
+from stored import evidence
+from verify import runner
 from verify.commands import _common
 from verify.progress import make_progress
 

@@ -49,6 +49,7 @@ import time
 import numpy as np
 
 from models.errors import InvalidInput
+from stored import jsonio
 from verify import outdir
 from verify.bench.gf import bench_gf, bench_gf_e2e
 
@@ -126,19 +127,6 @@ def _table(rows: list[dict], cols: list[str]) -> str:
     return "\n".join([line(cols), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
-def _strict(x):
-    if isinstance(x, dict):
-        return {k: _strict(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_strict(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        v = float(x)
-        return v if math.isfinite(v) else ("nan" if math.isnan(v) else ("inf" if v > 0 else "-inf"))
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
-
-
 def _machine() -> dict:
     import mpmath
     import scipy
@@ -208,7 +196,7 @@ def run(args) -> int:
         print(_table(rows, COLUMNS) + "\n", flush=True)
     out["seconds"] = time.perf_counter() - start
     if args.json is not None:
-        text = json.dumps(_strict(out), allow_nan=False, indent=1)
+        text = json.dumps(jsonio.strict(out, keep_unknown=True), allow_nan=False, indent=1)
         if args.json == "-":
             sys.stdout.write(text + "\n")
         else:

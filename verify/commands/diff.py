@@ -15,6 +15,7 @@ from pathlib import Path
 
 from models.errors import InvalidInput
 from verify import store
+from stored.verdicts import verdict_of
 
 HELP = "compare two runs: verdict changes and margin drift (exit 1 when a claim met in OLD is not met in NEW)"
 
@@ -94,7 +95,7 @@ def compare(old: dict, new: dict, rtol: float = 0.0) -> dict:
             rel = drift / abs(mb) if mb != 0 else (0.0 if drift == 0 else math.inf)
         if b is None or a is None:
             change = "added" if b is None else "removed"
-        elif b.get("verdict") != a.get("verdict") or bool(b.get("met")) != bool(a.get("met")):
+        elif verdict_of(b) != verdict_of(a) or bool(b.get("met")) != bool(a.get("met")):
             change = "regressed" if b.get("met") and not a.get("met") else (
                 "improved" if a.get("met") and not b.get("met") else "verdict")
         elif _drifted(mb, ma, rtol):
@@ -102,7 +103,7 @@ def compare(old: dict, new: dict, rtol: float = 0.0) -> dict:
         else:
             change = ""
         rows.append({"claim": cid, "change": change,
-                     "old_verdict": b.get("verdict") if b else None, "new_verdict": a.get("verdict") if a else None,
+                     "old_verdict": verdict_of(b) if b else None, "new_verdict": verdict_of(a) if a else None,
                      "old_met": b.get("met") if b else None, "new_met": a.get("met") if a else None,
                      "old_margin": mb, "new_margin": ma, "drift": drift, "rel_drift": rel})
     counts = {k: sum(1 for r in rows if r["change"] == k)

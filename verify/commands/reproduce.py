@@ -7,7 +7,8 @@ from pathlib import Path
 
 from models.errors import InvalidInput
 from properties.api import Outcome
-from verify import discovery, evidence, store
+from stored import evidence
+from verify import discovery, store
 from verify.commands import _common
 
 HELP = ("rerun the check of a stored counterexample (counterexamples/ID.json); exit 0 when its stored verdict "

@@ -6,7 +6,8 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from verify import discovery, evidence, store
+from stored import evidence
+from verify import discovery, store
 from verify.commands import _common
 
 HELP = ("show one claim: statement, hypotheses, source, how it is checked, the catalog notes it rests on "

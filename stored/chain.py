@@ -2,7 +2,7 @@
 
 The driver stores, with each verdict, ``extra["chain"]`` (:func:`build`): what the claim declares it rests on
 (``Claim.rests_on``), its kind, the engines that produced its outcomes, and, from the outcome the verdict rests
-on (the one :mod:`verify.evidence` picks), the parts a combined check reports (``detail["rests_on"]``), the
+on (the one :mod:`stored.evidence` picks), the parts a combined check reports (``detail["rests_on"]``), the
 gradient-flow check of its trajectory (``detail["gradient_flow_check"]``, :mod:`properties.flow_check`) and the
 statistical test with its level and power where the check states them. The report renders it from the stored
 record alone (:func:`rows`), so ``verify report DIR`` redraws it without running anything.
@@ -14,32 +14,19 @@ Each part is one line of the form ``what: how it is known``:
 - **dynamic** (trajectory claims): the engines with their precision (``gf rtol=1e-10`` is float64 at that
   tolerance, ``gf-mp digits=40`` mpmath at 40 digits), how the path was validated (the gradient-flow check:
   points, largest defect against its tolerance, status; or that no check was recorded), and the smallest margin
-  against its error (:func:`verify.evidence.sentence`, of the example :func:`verify.evidence.pick` chose: the
+  against its error (:func:`stored.evidence.sentence`, of the example :func:`stored.evidence.pick` chose: the
   smallest normalized margin, or the shrunk counterexample);
 - **statistical**: the test, its level and its power, as the claim states them (or that it does not state them).
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-from verify import evidence
+from stored import evidence
+from stored.jsonio import strict
+from stored.verdicts import VerdictStatus, verdict_of
 
 #: Outcome detail keys that describe a statistical test.
 STAT_KEYS = ("test", "level", "alpha", "delta", "n", "successes", "p_value", "alternative")
-
-
-def _plain(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    return str(x)
 
 
 def build(claim, outcome, engines: dict) -> dict:
@@ -50,8 +37,8 @@ def build(claim, outcome, engines: dict) -> dict:
     if isinstance(detail.get("rests_on"), dict):
         chain["parts"] = {str(k): str(v) for k, v in detail["rests_on"].items()}
     if isinstance(detail.get("gradient_flow_check"), dict):
-        chain["flow_check"] = _plain(detail["gradient_flow_check"])
-    stat = {k: _plain(v) for k, v in detail.items()
+        chain["flow_check"] = strict(detail["gradient_flow_check"])
+    stat = {k: strict(v) for k, v in detail.items()
             if k in STAT_KEYS or (k.startswith("power") and isinstance(v, (str, int, float)))}
     if stat:
         chain["statistical"] = stat
@@ -117,7 +104,7 @@ def rows(record: dict) -> dict:
     if not isinstance(chain, dict):
         why = record.get("error") or "the run stored no evidence chain for this claim"
         out["dynamic" if record.get("kind") == "trajectory" else record.get("kind") or "exact"] = \
-            [f"none: {evidence.verdict_phrase(record)} ({why})" if record.get("verdict") == "error" else why]
+            [f"none: {evidence.verdict_phrase(record)} ({why})" if verdict_of(record) == VerdictStatus.ERROR else why]
         return out
     kind = chain.get("kind") or record.get("kind")
     ev = evidence.of_record(record)

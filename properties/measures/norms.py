@@ -1,33 +1,6 @@
-"""Measures on 2x2 (and general) matrices and on tensors: norms, quasi-norms, rank surrogates.
-
-Every norm-like measure is a small frozen callable with a readable ``repr`` (``S_1``, ``l_inf``, ``||.||_{1->2}``,
-``0.5*S_2 + 2*l_1``, ``||M vec(.)||_2``) and carries the constants the RC20 claims need:
-
-- ``quasi_constant`` K: ``||A + B|| <= K (||A|| + ||B||)`` (K = 1 for a norm). Schatten-p and entrywise l_p with
-  p < 1 have K = 2^(1/p - 1) (from the p-triangle inequality ``||A+B||^p <= ||A||^p + ||B||^p``, McCarthy/Rotfel'd
-  for Schatten, elementary for l_p); a weighted sum has the largest K of its terms.
-- ``c``: ``inf{ ||X|| : X in R^{2x2}, X_11 = 1 }``, the constant of RC20's norm bound ``||W|| >= c |w11|``.
-  ``c_kind`` says whether it is a closed form (``"closed form"``) or a certified lower bound
-  (``"lower bound"``): Schatten-p, entrywise l_p and induced p->q have c = 1 in closed form (each is >= |X_11| and
-  equals 1 at E_11); the linear-map norm has c = 1/||M^{-T} e_1||_2 in closed form; a weighted sum has the lower
-  bound sum_i w_i c_i (exact when all terms attain their infimum at the same X, as E_11 does for the first three).
-- ``error(W, delta)``: a bound on ``| ||W'|| - ||W|| |`` over all W' with ``max|W' - W| <= delta`` (used to carry
-  an engine's entry error through a norm): monotone gauges of singular values or entries are evaluated at the
-  perturbed arguments; norms use their Lipschitz constant ``sum_ij ||E_ij||``.
-
-Rank measures: :func:`sigma2`, :func:`erank` (Roy & Vetterli 2007: natural log, zero singular values dropped),
-:func:`dist_rank1` (Eckart-Young: the Frobenius distance to the nearest rank-<=1 matrix), :func:`rank_subopt`
-(RC20: ``max{dist to rank 1, erank - 1}``). Rank surrogates that are *not* norms (:class:`ERank`,
-:class:`SmoothRank`) exist so that a claim whose hypothesis "is a norm" is dropped can draw them.
-
-Tensors: :func:`best_rank1` (HOSVD-initialised higher-order power iteration, i.e. rank-1 ALS), :func:`dist_rank1_tensor`
-(an upper bound on the distance to the best rank-1 tensor: the fit found is feasible), :func:`cp_als` and
-:func:`cp_rank_estimate` (smallest r at which CP-ALS reaches a relative error below ``tol``: an upper-bound
-estimate of the CP rank), :func:`component_norms` (RMC21).
-
-Measures are described by plain dicts (:meth:`spec`) so that Hypothesis inputs stay JSON-ready;
-:func:`from_spec` rebuilds one.
-"""
+"""Norm-like measures on matrices (see :mod:`properties.measures` for the constants each carries): Schatten-p,
+entrywise l_p, induced p->q, a linear-map l_2 norm, weighted sums, and the rank surrogates that are *not* norms
+(:class:`ERank`, :class:`SmoothRank`); :func:`from_spec` rebuilds one from its plain-dict :meth:`spec`."""
 
 from __future__ import annotations
 
@@ -38,7 +11,8 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from models.errors import InvalidInput, require
-from models.factorizations import component_norms  # noqa: F401  (re-exported: RMC21 component norms)
+
+from .rank import erank, erank_of_singular_values, svals
 
 INF = math.inf
 E11 = np.array([[1.0, 0.0], [0.0, 0.0]])
@@ -79,10 +53,6 @@ def _lp_cols(A: np.ndarray, p: float) -> np.ndarray:
     return np.where(m > 0, m * np.sum((A / safe) ** p, axis=0) ** (1.0 / p), 0.0)
 
 
-def _svals(W) -> np.ndarray:
-    return np.linalg.svd(np.asarray(W, dtype=float), compute_uv=False)
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Norm-like measures
 # ----------------------------------------------------------------------------------------------------------------
@@ -121,7 +91,7 @@ class Schatten(Measure):
         object.__setattr__(self, "p", _check_p("Schatten p", self.p))
 
     def __call__(self, W) -> float:
-        return lp(_svals(W), self.p)
+        return lp(svals(W), self.p)
 
     def __repr__(self) -> str:
         return f"S_{_pstr(self.p)}"
@@ -133,7 +103,7 @@ class Schatten(Measure):
     c = property(lambda self: 1.0)
 
     def error(self, W, delta: float) -> float:
-        s = _svals(W)
+        s = svals(W)
         d = 2.0 * delta * math.sqrt(np.size(W))  # |d sigma_i| <= ||dW||_2 <= ||dW||_F <= sqrt(n) * 2 delta (safe)
         v = lp(s, self.p)
         return max(lp(s + d, self.p) - v, v - lp(np.maximum(s - d, 0.0), self.p)) + 4 * _EPS * v
@@ -142,7 +112,7 @@ class Schatten(Measure):
         """The dual norm (Schatten-q, 1/p + 1/q = 1); defined for p >= 1."""
         require(self.p >= 1, f"the dual of S_{self.p} (a quasi-norm) is not a norm")
         q = INF if self.p == 1 else (1.0 if self.p == INF else self.p / (self.p - 1.0))
-        return lp(_svals(Y), q)
+        return lp(svals(Y), q)
 
     def spec(self) -> dict:
         return {"kind": "schatten", "p": _json_p(self.p)}
@@ -209,7 +179,7 @@ class Induced(Measure):
         if p == q == INF:
             return max(lp(W[i, :], 1.0) for i in range(W.shape[0]))
         if p == q == 2:
-            return float(_svals(W)[0])
+            return float(svals(W)[0])
         require(W.shape[1] == 2, "induced p->q norms by search are implemented for 2-column matrices")
 
         def val(th: float) -> float:
@@ -357,10 +327,10 @@ class ERank(Measure):
         return "erank"
 
     def error(self, W, delta: float) -> float:
-        s = _svals(W)
+        s = svals(W)
         d = 2.0 * delta * math.sqrt(np.size(W))
         lo = np.maximum(s - d, 0.0)
-        return abs(_erank_from(s + d) - _erank_from(s)) + abs(_erank_from(lo) - _erank_from(s)) + 1e-12
+        return abs(erank_of_singular_values(s + d) - erank_of_singular_values(s)) + abs(erank_of_singular_values(lo) - erank_of_singular_values(s)) + 1e-12
 
     def spec(self) -> dict:
         return {"kind": "erank"}
@@ -380,7 +350,7 @@ class SmoothRank(Measure):
         require(float(self.delta) > 0, f"delta must be > 0, got {self.delta!r}")
 
     def __call__(self, W) -> float:
-        s = _svals(W)
+        s = svals(W)
         return float(np.sum(s / (s + self.delta)))
 
     def __repr__(self) -> str:
@@ -397,7 +367,8 @@ def _json_p(p: float):
     return "inf" if p == INF else float(p)
 
 
-def _p_from(v) -> float:
+def p_from(v) -> float:
+    """An exponent as stored in a spec (a number, or ``"inf"``) as a float."""
     return INF if v in ("inf", INF) else float(v)
 
 
@@ -406,11 +377,11 @@ def from_spec(spec: dict):
     try:
         kind = spec["kind"]
         if kind == "schatten":
-            return Schatten(_p_from(spec["p"]))
+            return Schatten(p_from(spec["p"]))
         if kind == "entrywise":
-            return Entrywise(_p_from(spec["p"]))
+            return Entrywise(p_from(spec["p"]))
         if kind == "induced":
-            return Induced(_p_from(spec["p"]), _p_from(spec["q"]))
+            return Induced(p_from(spec["p"]), p_from(spec["q"]))
         if kind == "linear_l2":
             return random_linear_l2(spec["seed"]) if "seed" in spec else LinearL2(spec["M"])
         if kind == "weighted":
@@ -420,170 +391,12 @@ def from_spec(spec: dict):
         if kind == "smooth_rank":
             return SmoothRank(float(spec.get("delta", 0.1)))
         if kind == "linear_lp":  # defined with the families that approach RC20's minimizer bound
-            from .norm_minimizers import LinearLp
+            from ..norm_minimizers import LinearLp
             return LinearLp(spec["p"], spec["M"], spec.get("label", ""))
     except (KeyError, TypeError) as exc:
         raise InvalidInput(f"malformed measure spec {spec!r}: {exc}") from None
     raise InvalidInput(f"unknown measure kind {spec.get('kind')!r} in {spec!r}")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Rank measures on matrices
-# ----------------------------------------------------------------------------------------------------------------
-def sigma2(W) -> float:
-    """Second singular value (for 2x2: the distance to the nearest rank-1 matrix, spectral or Frobenius)."""
-    s = _svals(W)
-    return float(s[1]) if s.size > 1 else 0.0
-
-
-def dist_rank1(W) -> float:
-    """Frobenius distance to the nearest matrix of rank <= 1 (Eckart-Young): ``sqrt(sum_{i>=2} sigma_i^2)``."""
-    s = _svals(W)
-    return float(np.sqrt(np.sum(s[1:] ** 2)))
-
-
-def _erank_from(s) -> float:
-    s = np.asarray(s, dtype=float)
-    s = s[s > 0]
-    if s.size == 0:
-        return 0.0
-    p = s / np.sum(s)
-    return float(np.exp(-np.sum(p * np.log(p))))
-
-
-def erank(W) -> float:
-    """Effective rank (Roy & Vetterli 2007): ``exp(H(p))``, ``p_i = sigma_i / sum sigma``, natural log, zero
-    singular values dropped. In ``[1, rank W]`` (0 for the zero matrix)."""
-    return _erank_from(_svals(W))
-
-
-def erank_from_ratio(rho: float) -> float:
-    """Effective rank of a 2x2 matrix with ``sigma_2/sigma_1 = rho`` (in [0, 1])."""
-    return 1.0 + erank_excess_from_ratio(rho)
-
-
-def erank_excess_from_ratio(rho: float) -> float:
-    """``erank - 1`` of a 2x2 matrix with ``sigma_2/sigma_1 = rho``, to full relative precision also for tiny rho
-    (``expm1`` of the entropy ``h = -(q ln q + (1-q) ln(1-q))``, ``q = rho/(1+rho)``; ``erank - 1 ~ rho ln(e/rho)``)."""
-    rho = float(rho)
-    if rho <= 0:
-        return 0.0
-    q = rho / (1.0 + rho)
-    h = -(q * math.log(q) + (1 - q) * math.log1p(-q))
-    return math.expm1(h)
-
-
-def rank_subopt(W, inf_erank: float = 1.0) -> float:
-    """RC20's rank suboptimality ``max{dist to rank 1, erank(W) - inf_erank}`` (inf_erank = 1 on their problem)."""
-    return max(dist_rank1(W), erank(W) - inf_erank)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Tensors
-# ----------------------------------------------------------------------------------------------------------------
-def _unfold(T: np.ndarray, n: int) -> np.ndarray:
-    return np.moveaxis(T, n, 0).reshape(T.shape[n], -1)
-
-
-def _contract_except(T: np.ndarray, vecs, n: int) -> np.ndarray:
-    out = T
-    for k in reversed(range(T.ndim)):
-        if k != n:
-            out = np.tensordot(out, vecs[k], axes=([k], [0]))
-    return out
-
-
-def best_rank1(T, iters: int = 200, tol: float = 1e-13):
-    """Best rank-1 fit ``lambda * v_1 (x) ... (x) v_N`` by HOSVD-initialised higher-order power iteration (rank-1
-    ALS). Returns ``(lambda, vectors)``; the fit is a local optimum (globally optimal for the nearly-rank-1
-    tensors we use it on), and in every case a feasible rank-1 tensor."""
-    T = np.asarray(T, dtype=float)
-    vecs = []
-    for n in range(T.ndim):
-        U, _, _ = np.linalg.svd(_unfold(T, n), full_matrices=False)
-        vecs.append(U[:, 0].copy())
-    lam = 0.0
-    for _ in range(iters):
-        for n in range(T.ndim):
-            v = _contract_except(T, vecs, n)
-            nv = np.linalg.norm(v)
-            if nv == 0:
-                return 0.0, vecs
-            vecs[n] = v / nv
-        new = float(_contract_except(T, vecs, 0) @ vecs[0])
-        if abs(new - lam) <= tol * max(abs(new), 1e-300):
-            lam = new
-            break
-        lam = new
-    return lam, vecs
-
-
-def rank1_tensor(lam: float, vecs) -> np.ndarray:
-    out = np.asarray(vecs[0]) * lam
-    for v in vecs[1:]:
-        out = np.multiply.outer(out, v)
-    return out
-
-
-def dist_rank1_tensor(T, relative: bool = True) -> float:
-    """Frobenius distance from ``T`` to its best rank-1 fit (:func:`best_rank1`), relative to ``||T||`` by default.
-
-    An upper bound on the true distance to the set of rank-1 tensors (the fit is feasible)."""
-    T = np.asarray(T, dtype=float)
-    lam, vecs = best_rank1(T)
-    d = float(np.linalg.norm(T - rank1_tensor(lam, vecs)))
-    nT = float(np.linalg.norm(T))
-    return d / nT if relative and nT > 0 else d
-
-
-def cp_als(T, rank: int, iters: int = 500, seed: int = 0, tol: float = 1e-12):
-    """CP-ALS with ``rank`` components (random init). Returns ``(factors, relative_error)``."""
-    T = np.asarray(T, dtype=float)
-    N = T.ndim
-    rng = np.random.default_rng(seed)
-    fs = [rng.standard_normal((d, rank)) for d in T.shape]
-    nT = float(np.linalg.norm(T)) or 1.0
-    prev = math.inf
-    err = math.inf
-    letters = "abcdefghij"[:N]
-    for _ in range(iters):
-        for n in range(N):
-            others = [fs[k] for k in range(N) if k != n]
-            spec = letters + "," + ",".join(f"{letters[k]}z" for k in range(N) if k != n) + f"->{letters[n]}z"
-            mttkrp = np.einsum(spec, T, *others, optimize=True)
-            gram = np.ones((rank, rank))
-            for F in others:
-                gram *= F.T @ F
-            fs[n] = np.linalg.lstsq(gram, mttkrp.T, rcond=None)[0].T
-        rec = np.einsum(",".join(f"{c}z" for c in letters) + "->" + letters, *fs, optimize=True)
-        err = float(np.linalg.norm(T - rec)) / nT
-        if abs(prev - err) < tol:
-            break
-        prev = err
-    return fs, err
-
-
-def cp_rank_estimate(T, tol: float = 1e-3, max_rank: int | None = None, seed: int = 0) -> int:
-    """Smallest r at which CP-ALS reaches relative Frobenius error below ``tol`` (an upper-bound estimate of the
-    CP rank; 0 for the zero tensor)."""
-    T = np.asarray(T, dtype=float)
-    if float(np.linalg.norm(T)) == 0.0:
-        return 0
-    if max_rank is None:
-        max_rank = int(np.prod(T.shape) // max(T.shape))
-    for r in range(1, max_rank + 1):
-        if r == 1:
-            if dist_rank1_tensor(T) < tol:
-                return 1
-            continue
-        _, err = cp_als(T, r, seed=seed)
-        if err < tol:
-            return r
-    return max_rank
-
-
-__all__ = [
-    "E11", "J", "ERank", "Entrywise", "Induced", "LinearL2", "Measure", "Schatten", "SmoothRank", "Weighted", "best_rank1",
-    "component_norms", "cp_als", "cp_rank_estimate", "dist_rank1", "dist_rank1_tensor", "erank", "erank_excess_from_ratio", "erank_from_ratio",
-    "from_spec", "lp", "random_linear_l2", "rank1_tensor", "rank_subopt", "sigma2",
-]
+__all__ = ["E11", "ERank", "Entrywise", "INF", "Induced", "J", "LinearL2", "Measure", "Schatten", "SmoothRank",
+           "Weighted", "from_spec", "lp", "p_from", "random_linear_l2"]

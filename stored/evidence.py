@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from stored.verdicts import VerdictStatus, verdict_of
+
 #: Which example the evidence of each verdict comes from (words used in the report and by ``verify show``).
 WHICH = {
     "counterexample": "the shrunk counterexample",
@@ -36,8 +38,8 @@ REFUTED_AS_EXPECTED = "refuted, as expected"
 def verdict_word(verdict: str | None, expectation: str | None) -> str:
     """A verdict as every command shows it: a conjecture or negative control (expectation ``refuted``) that was
     refuted reads "refuted, as expected"; other verdicts read as stored."""
-    v = verdict or "error"
-    return REFUTED_AS_EXPECTED if v == "violated" and expectation == "refuted" else v
+    v = verdict or VerdictStatus.ERROR.value
+    return REFUTED_AS_EXPECTED if v == VerdictStatus.VIOLATED and expectation == "refuted" else str(v)
 
 
 def plural(n: Any, word: str) -> str:
@@ -51,7 +53,7 @@ def plural(n: Any, word: str) -> str:
 
 def timeout_seconds(record: dict) -> float | None:
     """The time limit an ``error`` record with reason ``timeout`` ran past (its ``seconds``), else None."""
-    if (record.get("verdict") or record.get("status")) != "error" or record.get("reason") != "timeout":
+    if verdict_of(record) != VerdictStatus.ERROR or record.get("reason") != "timeout":
         return None
     s = _f(record.get("seconds"))
     return None if math.isnan(s) else s
@@ -60,7 +62,7 @@ def timeout_seconds(record: dict) -> float | None:
 def verdict_phrase(record: dict) -> str:
     """A record's verdict as every command shows it: :func:`verdict_word` ("refuted, as expected" for an expected
     refutation), and for a claim stopped at its time limit ``error (timeout after N s)``."""
-    word = verdict_word(record.get("verdict") or record.get("status"), record.get("expectation"))
+    word = verdict_word(verdict_of(record), record.get("expectation"))
     limit = timeout_seconds(record)
     return word if limit is None else f"{word} (timeout after {limit:g} s)"
 
@@ -89,9 +91,10 @@ def ratio(margin: float, error: float) -> float:
 
 def make(margin: float, error: float, *, scale: float = 1.0, status: str = "", engine: str = "",
          which: str = "") -> dict:
-    """The evidence record (JSON-ready once passed through :func:`verify.store.strict`)."""
+    """The evidence record (JSON-ready once passed through :func:`stored.jsonio.strict`); ``status`` is the
+    outcome's :class:`~stored.verdicts.VerdictStatus` word."""
     return {"margin": _f(margin), "error": _f(error), "ratio": ratio(margin, error), "scale": _f(scale),
-            "status": status, "engine": engine or "", "which": which}
+            "status": str(status), "engine": engine or "", "which": which}
 
 
 def of_outcome(outcome, which: str = "") -> dict:
@@ -105,9 +108,9 @@ def of_outcome(outcome, which: str = "") -> dict:
 
 def pick(status: str, *, counterexample=None, inconclusive=None, smallest=None) -> dict | None:
     """The evidence of a verdict ``status`` from the outcomes the search kept (see the module docstring)."""
-    if status == "violated" and counterexample is not None:
+    if status == VerdictStatus.VIOLATED and counterexample is not None:
         return of_outcome(counterexample, "counterexample")
-    if status == "inconclusive" and inconclusive is not None:
+    if status == VerdictStatus.INCONCLUSIVE and inconclusive is not None:
         return of_outcome(inconclusive, "inconclusive")
     if smallest is not None:
         return of_outcome(smallest, "smallest")
