@@ -8,7 +8,7 @@ from enum import Enum
 
 import numpy as np
 
-from stored.jsonio import number as _num
+from models.stored.jsonio import number as _num
 
 
 class Status(Enum):

@@ -26,7 +26,7 @@ from models.errors import EngineFailure, InvalidInput, require
 from models.factorizations import DeepMatrix
 from models.problems import rc20
 from models.trajectory import Status
-from stored.jsonio import strict
+from models.stored.jsonio import strict
 
 from .api import Outcome
 
@@ -145,7 +145,7 @@ def identity_outcome(diff: float, tol: float, rounding: float, **detail) -> Outc
 
 def jsonable(x):
     """``x`` as JSON-ready data: numpy scalars and arrays to Python, non-finite floats as "inf", "-inf", "nan";
-    anything else is kept as it is (:func:`stored.jsonio.strict` with ``keep_unknown``)."""
+    anything else is kept as it is (:func:`models.stored.jsonio.strict` with ``keep_unknown``)."""
     return strict(x, keep_unknown=True)
 
 

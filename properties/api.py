@@ -26,7 +26,7 @@ from enum import Enum
 from typing import Any, Callable
 
 from models.errors import InvalidInput, require
-from stored.verdicts import VerdictStatus
+from models.stored.verdicts import VerdictStatus
 
 
 class Kind(Enum):
@@ -76,7 +76,7 @@ class Outcome:
 
     @property
     def status(self) -> VerdictStatus:
-        """``holds``, ``violated`` or ``inconclusive`` (:meth:`stored.verdicts.VerdictStatus.decide`)."""
+        """``holds``, ``violated`` or ``inconclusive`` (:meth:`models.stored.verdicts.VerdictStatus.decide`)."""
         return VerdictStatus.decide(self.margin, self.error)
 
     @property

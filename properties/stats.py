@@ -40,7 +40,7 @@ import numpy as np
 from scipy.stats import binom
 
 from models.errors import require
-from stored.verdicts import VerdictStatus
+from models.stored.verdicts import VerdictStatus
 
 from ._common import jsonable
 from .api import Outcome

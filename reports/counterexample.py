@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from reports import figures
-from stored import evidence
+from models.stored import evidence
 
 _LABELS = {"w11": "|w11|", "norm": "norm of W"}
 

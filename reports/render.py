@@ -18,12 +18,12 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from stored import chain as evidence_chain
-from stored import evidence
-from stored.verdicts import VerdictStatus, verdict_of
+from models.stored import chain as evidence_chain
+from models.stored import evidence
+from models.stored.verdicts import VerdictStatus, verdict_of
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-#: What each verdict word means: the sentence each :class:`~stored.verdicts.VerdictStatus` carries, and the words of
+#: What each verdict word means: the sentence each :class:`~models.stored.verdicts.VerdictStatus` carries, and the words of
 #: an expected refutation.
 VERDICT_WORDS = {**{v.value: v.message for v in VerdictStatus},
                  evidence.REFUTED_AS_EXPECTED: VerdictStatus.VIOLATED.message + ", as expected of a conjecture or "
@@ -104,7 +104,7 @@ def fmt_num(x, digits: int = 3) -> str:
 def verdict_text(record: dict) -> str:
     """The verdict as the report shows it: a conjecture or negative control (expectation ``refuted``) that was
     refuted reads "refuted, as expected", in the words of ``verify list``; a claim stopped at its time limit
-    reads "error (timeout after N s)" (:func:`stored.evidence.verdict_phrase`, as ``verify show`` and the
+    reads "error (timeout after N s)" (:func:`models.stored.evidence.verdict_phrase`, as ``verify show`` and the
     console)."""
     return evidence.verdict_phrase(record)
 

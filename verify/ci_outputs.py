@@ -20,9 +20,9 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Iterable, TextIO
 
-from stored import evidence
-from stored.jsonio import atomic_write
-from stored.verdicts import verdict_of
+from models.stored import evidence
+from models.stored.jsonio import atomic_write
+from models.stored.verdicts import verdict_of
 from verify.oneclaim import failure_text
 
 

@@ -23,8 +23,8 @@ Everything is keyed by claim id so it runs the same in a worker process: pass a 
 or its id (built-in claims are imported on demand).
 
 The verdict's ``extra["evidence"]`` is the margin, its error and their ratio of the example the verdict rests on
-(:mod:`stored.evidence`: the shrunk counterexample when violated), the numbers every command prints; its
-``extra["chain"]`` what that verdict rests on, exact, dynamic and statistical (:mod:`stored.chain`), for the
+(:mod:`models.stored.evidence`: the shrunk counterexample when violated), the numbers every command prints; its
+``extra["chain"]`` what that verdict rests on, exact, dynamic and statistical (:mod:`models.stored.chain`), for the
 report.
 
 Helpers: :func:`replay` (used by ``verify reproduce``), :func:`inputs_to_json` / :func:`inputs_from_json` (exact
@@ -47,8 +47,8 @@ from hypothesis import HealthCheck, Verbosity, given, settings
 from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDatabase
 
 from properties.api import CLAIMS, Claim, Expectation, Outcome, profile_scope
-from stored import chain, evidence
-from stored.jsonio import number as _num
+from models.stored import chain, evidence
+from models.stored.jsonio import number as _num
 from verify.profiles import Profile, get_profile
 from verify.records import SCHEMA_VERSION, Verdict, VerdictStatus
 from verify.store import package_versions

@@ -18,7 +18,7 @@ from __future__ import annotations
 from models.factorizations import DeepMatrix
 from models.problems import MatrixProblem
 from properties.flow_check import FLOW_TOL, point_defect
-from stored.jsonio import number as _num
+from models.stored.jsonio import number as _num
 
 MAX_ENTRIES = 16
 METHOD = ("engine tangent dW/dt against the gradient-flow field computed from the raw factors' gradient "

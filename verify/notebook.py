@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from models.errors import InvalidInput
-from stored.verdicts import verdict_of
+from models.stored.verdicts import verdict_of
 
 _COLOURS = {"holds": "#1a7f37", "violated": "#cf222e", "inconclusive": "#9a6700", "error": "#cf222e"}
 

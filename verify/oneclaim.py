@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Sequence
 
 from properties.api import CLAIMS, Claim
-from stored import evidence
+from models.stored import evidence
 from verify import runner, store
 from verify.executors import ExecutorHandle, SerialExecutor
-from stored.verdicts import verdict_of
+from models.stored.verdicts import verdict_of
 
 _REGISTRY_LOCK = threading.RLock()
 

@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from models.errors import InvalidInput
-from stored.jsonio import atomic_write
+from models.stored.jsonio import atomic_write
 
 LOCK = ".verify.lock"
 PREVIOUS = "previous"
@@ -77,7 +77,7 @@ def writable_file(path: str | Path, option: str = "--json") -> Path:
 
 
 def write_text(path: str | Path, text: str, option: str = "--json") -> Path:
-    """Write ``text`` to ``path`` atomically (:func:`stored.jsonio.atomic_write`); a failure is bad input."""
+    """Write ``text`` to ``path`` atomically (:func:`models.stored.jsonio.atomic_write`); a failure is bad input."""
     path = Path(path)
     try:
         atomic_write(path, text)

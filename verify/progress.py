@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from stored import evidence
-from stored.verdicts import verdict_of
+from models.stored import evidence
+from models.stored.verdicts import verdict_of
 
 
 ID_WIDTH = 56  # the longest built-in id, an ablation (claim.without_hypothesis), is 55 characters
@@ -24,7 +24,7 @@ VERDICT_WIDTH = 27  # "refuted, as expected", "error (timeout after 600 s)"
 
 def describe(record: dict) -> str:
     """``id  verdict  N examples  S s`` for one finished claim record; the verdict in the words of the report
-    (:func:`stored.evidence.verdict_phrase`: "refuted, as expected", "error (timeout after N s)")."""
+    (:func:`models.stored.evidence.verdict_phrase`: "refuted, as expected", "error (timeout after N s)")."""
     if record.get("ablation"):
         flag = "  (hypothesis necessary)" if verdict_of(record) == "violated" else ""
     else:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from stored.verdicts import verdict_of
+from models.stored.verdicts import verdict_of
 
 STATE = pytest.StashKey["_State"]()
 MARKER = "verify_claim"

@@ -1,11 +1,11 @@
-"""Records the runner writes: :class:`Verdict`, with its :class:`~stored.verdicts.VerdictStatus` (re-exported)."""
+"""Records the runner writes: :class:`Verdict`, with its :class:`~models.stored.verdicts.VerdictStatus` (re-exported)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 
-from stored.verdicts import KEY, VerdictStatus
+from models.stored.verdicts import KEY, VerdictStatus
 
 SCHEMA_VERSION = 1
 

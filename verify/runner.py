@@ -38,7 +38,7 @@ from typing import Callable, Iterable, Sequence
 
 from models.errors import InvalidInput
 from properties.api import Claim
-from stored.verdicts import KEY, VerdictStatus, verdict_of
+from models.stored.verdicts import KEY, VerdictStatus, verdict_of
 from verify import discovery, outdir, store
 from verify.executors import ExecutorHandle, open_executor
 from verify.progress import NoProgress

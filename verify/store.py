@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from models.errors import InvalidInput
-from stored import jsonio
-from stored.verdicts import VERDICTS, verdict_of
+from models.stored import jsonio
+from models.stored.verdicts import VERDICTS, verdict_of
 from verify.records import SCHEMA_VERSION
 
 RESULTS = "results.jsonl"
@@ -37,7 +37,7 @@ strict, dumps, loads = jsonio.strict, jsonio.dumps, jsonio.loads
 
 
 def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented strict JSON, atomically (:func:`stored.jsonio.write_json`)."""
+    """Write ``obj`` as indented strict JSON, atomically (:func:`models.stored.jsonio.write_json`)."""
     return jsonio.write_json(path, obj, indent=2)
 
 

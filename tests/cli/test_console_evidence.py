@@ -1,5 +1,5 @@
 """The console of ``verify run`` prints the evidence of the report, ``verify show`` and ``verify reproduce``: the
-same margin, error and ratio (through :mod:`stored.evidence`), the same verdict words ("refuted, as expected",
+same margin, error and ratio (through :mod:`models.stored.evidence`), the same verdict words ("refuted, as expected",
 "error (timeout after N s)"), and "1 example" rather than "1 examples" (issue 15)."""
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def test_console_margin_and_verdict_words_match_show_report_and_reproduce(run_to
 
 
 def test_one_example_is_singular_everywhere(run_toy, cli):
-    from stored import evidence
+    from models.stored import evidence
     assert [evidence.plural(n, "example") for n in (0, 1, 2, None)] == \
         ["0 examples", "1 example", "2 examples", "0 examples"]
     code, stdout, err, out = run_toy("toy.holds")

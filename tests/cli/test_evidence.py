@@ -8,7 +8,7 @@ import re
 from html.parser import HTMLParser
 
 from cli_helpers import TOY, read_summary, strict_loads
-from stored import evidence
+from models.stored import evidence
 
 
 class _Rows(HTMLParser):

@@ -12,8 +12,8 @@ import pytest
 
 from properties.api import Outcome
 from properties.stats import ProportionAtLeast
-from stored import evidence, jsonio
-from stored.verdicts import KEY, VERDICTS, VerdictStatus, verdict_of
+from models.stored import evidence, jsonio
+from models.stored.verdicts import KEY, VERDICTS, VerdictStatus, verdict_of
 from verify import store
 from verify.records import Verdict
 

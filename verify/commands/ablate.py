@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from stored import evidence
+from models.stored import evidence
 from verify import runner
 from verify.commands import _common
 from verify.progress import make_progress

@@ -49,7 +49,7 @@ import time
 import numpy as np
 
 from models.errors import InvalidInput
-from stored import jsonio
+from models.stored import jsonio
 from verify import outdir
 from verify.bench.gf import bench_gf, bench_gf_e2e
 

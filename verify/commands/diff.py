@@ -15,7 +15,7 @@ from pathlib import Path
 
 from models.errors import InvalidInput
 from verify import store
-from stored.verdicts import verdict_of
+from models.stored.verdicts import verdict_of
 
 HELP = "compare two runs: verdict changes and margin drift (exit 1 when a claim met in OLD is not met in NEW)"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from models.errors import InvalidInput
 from properties.api import Outcome
-from stored import evidence
+from models.stored import evidence
 from verify import discovery, store
 from verify.commands import _common
 

@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from stored import evidence
+from models.stored import evidence
 from verify import ci_outputs, outdir, runner
 from verify.commands import _common
 from verify.progress import make_progress
-from stored.verdicts import verdict_of
+from models.stored.verdicts import verdict_of
 
 HELP = "run claims (ids or globs; all when none) and write results.jsonl, summary.json and the report"
 
@@ -53,7 +53,7 @@ def add_arguments(parser) -> None:
 
 def not_met_line(record: dict, out: Path) -> str:
     """``not met: ID: VERDICT (expected E); margin m, error e, margin/error r; verify reproduce FILE``: the verdict
-    in the report's words and the margin against its error through :mod:`stored.evidence` (the numbers of the
+    in the report's words and the margin against its error through :mod:`models.stored.evidence` (the numbers of the
     report, ``verify show`` and ``verify reproduce``)."""
     line = f"not met: {record['claim']}: {evidence.verdict_phrase(record)} (expected {record['expectation']})"
     ev = evidence.of_record(record)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from stored import evidence
+from models.stored import evidence
 from verify import discovery, store
 from verify.commands import _common
 

@@ -2,7 +2,7 @@
 
 The driver stores, with each verdict, ``extra["chain"]`` (:func:`build`): what the claim declares it rests on
 (``Claim.rests_on``), its kind, the engines that produced its outcomes, and, from the outcome the verdict rests
-on (the one :mod:`stored.evidence` picks), the parts a combined check reports (``detail["rests_on"]``), the
+on (the one :mod:`models.stored.evidence` picks), the parts a combined check reports (``detail["rests_on"]``), the
 gradient-flow check of its trajectory (``detail["gradient_flow_check"]``, :mod:`properties.flow_check`) and the
 statistical test with its level and power where the check states them. The report renders it from the stored
 record alone (:func:`rows`), so ``verify report DIR`` redraws it without running anything.
@@ -14,16 +14,16 @@ Each part is one line of the form ``what: how it is known``:
 - **dynamic** (trajectory claims): the engines with their precision (``gf rtol=1e-10`` is float64 at that
   tolerance, ``gf-mp digits=40`` mpmath at 40 digits), how the path was validated (the gradient-flow check:
   points, largest defect against its tolerance, status; or that no check was recorded), and the smallest margin
-  against its error (:func:`stored.evidence.sentence`, of the example :func:`stored.evidence.pick` chose: the
+  against its error (:func:`models.stored.evidence.sentence`, of the example :func:`models.stored.evidence.pick` chose: the
   smallest normalized margin, or the shrunk counterexample);
 - **statistical**: the test, its level and its power, as the claim states them (or that it does not state them).
 """
 
 from __future__ import annotations
 
-from stored import evidence
-from stored.jsonio import strict
-from stored.verdicts import VerdictStatus, verdict_of
+from models.stored import evidence
+from models.stored.jsonio import strict
+from models.stored.verdicts import VerdictStatus, verdict_of
 
 #: Outcome detail keys that describe a statistical test.
 STAT_KEYS = ("test", "level", "alpha", "delta", "n", "successes", "p_value", "alternative")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from stored.verdicts import VerdictStatus, verdict_of
+from models.stored.verdicts import VerdictStatus, verdict_of
 
 #: Which example the evidence of each verdict comes from (words used in the report and by ``verify show``).
 WHICH = {
@@ -91,8 +91,8 @@ def ratio(margin: float, error: float) -> float:
 
 def make(margin: float, error: float, *, scale: float = 1.0, status: str = "", engine: str = "",
          which: str = "") -> dict:
-    """The evidence record (JSON-ready once passed through :func:`stored.jsonio.strict`); ``status`` is the
-    outcome's :class:`~stored.verdicts.VerdictStatus` word."""
+    """The evidence record (JSON-ready once passed through :func:`models.stored.jsonio.strict`); ``status`` is the
+    outcome's :class:`~models.stored.verdicts.VerdictStatus` word."""
     return {"margin": _f(margin), "error": _f(error), "ratio": ratio(margin, error), "scale": _f(scale),
             "status": str(status), "engine": engine or "", "which": which}
 
