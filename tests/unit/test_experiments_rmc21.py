@@ -91,3 +91,20 @@ def test_claim_holds_on_an_order3_seed_and_the_count_depends_on_the_init(order3_
     # at the smallest std the escapes are separated by more than the record spacing, in order of leaving zero
     small = out.detail["leave_times"][-1]
     assert small == sorted(small) and len(small) == SETTINGS["order3"]["rank"]
+
+
+def test_thm2_instance_has_a_unique_leader_and_the_distance_to_its_rank_one_flow_shrinks():
+    """rmc21.thm2.rank_one_trajectory on its quick instance: the drawn directions satisfy the hypothesis (largest
+    alignment >= 1.5 x the second), and delta strictly decreases over 1e-2, 1e-3, 1e-4 by more than its errors."""
+    from properties.experiments_rmc21_thm2 import ALPHAS, LEAD_RATIO, QUICK_INPUT, thm2_setting
+
+    problem, dirs, lead, g = thm2_setting({**QUICK_INPUT, "leader": "unique"})
+    top = np.sort(g)[::-1]
+    assert lead == int(np.argmax(g)) and top[0] >= LEAD_RATIO * top[1]
+    out = properties.CLAIMS["rmc21.thm2.rank_one_trajectory"].check({**QUICK_INPUT, "leader": "unique"},
+                                                                     frozenset())
+    assert out.status == "holds", out.detail
+    d, e = out.detail["deltas"], out.detail["errors"]
+    assert len(d) == len(ALPHAS) and all(d[k] - d[k + 1] > e[k] + e[k + 1] for k in range(len(d) - 1))
+    # the smallest scale is within 1e-3 of the rank-one flow (measured 7.4e-4), the largest is not (0.55)
+    assert d[-1] < 1e-3 < d[0]
