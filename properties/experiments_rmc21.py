@@ -217,5 +217,36 @@ def exp_incremental(inputs, dropped):
                    seconds=round(seconds, 2))
 
 
-__all__ = ["HALF", "NORMS_EVERY", "SETTINGS", "THRESHOLD", "escape_statistics", "incremental_outcomes",
-           "init_factors", "max_init_norm", "run_ladder"]
+# ----------------------------------------------------------------------------------------------------------------
+# The figure's data (the report draws it from the stored JSON: reports.figures_experiments.fig_rmc21_incremental)
+# ----------------------------------------------------------------------------------------------------------------
+TOP = 10
+MAX_RECORDS = 300
+
+
+def figure_runs(setting: str, data_seed: int, init_seed: int, top: int = TOP, max_records: int = MAX_RECORDS):
+    """The paper's figure data for one ladder: per std, the ``top`` component norms (the largest final norms,
+    in that order) at every ``k``-th record (at most ``max_records``, the last record kept), the count, leave and
+    learn times and the reconstruction error, JSON-ready."""
+    cfg = SETTINGS[setting]
+    problem, target, runs = run_ladder(setting, data_seed, init_seed)
+    out = []
+    for members, res in runs:
+        for j, b in enumerate(members):
+            st_ = escape_statistics(res.norm_steps, res.component_norms[:, j])
+            cn = res.component_norms[:, j]
+            valid = np.nonzero(~np.isnan(cn[:, 0]))[0]
+            last = int(valid[-1])
+            order = np.argsort(-cn[last], kind="stable")[:top]
+            step = max(1, math.ceil((last + 1) / max_records))
+            keep = sorted(set(range(0, last + 1, step)) | {last})
+            out.append({"std": cfg["stds"][b], "status": res.status[j], "steps": int(res.final_step[j]),
+                        "reconstruction_error": float(res.reconstruction_error[j]), "count": st_["count"],
+                        "leave_times": st_["t_lo"], "learn_times": st_["t_hi"], "seconds": res.seconds,
+                        "points": [{"step": int(res.norm_steps[k]), "norms": [float(cn[k, r]) for r in order]}
+                                   for k in keep]})
+    return sorted(out, key=lambda r: -r["std"])
+
+
+__all__ = ["HALF", "NORMS_EVERY", "SETTINGS", "THRESHOLD", "TOP", "escape_statistics", "figure_runs",
+           "incremental_outcomes", "init_factors", "max_init_norm", "run_ladder"]

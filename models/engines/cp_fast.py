@@ -23,9 +23,10 @@ most ``until_reconstruction`` (checked every ``check_every`` steps; the step is 
 the factors of its last iterate and leaves the batch, so the others run at the cost of their own number.
 
 Component norms (RMC21's figure): with ``norms_every = k > 0`` the run also records, at steps 0, k, 2k, ... (and
-the last step), every member's component norms ``||W_r|| = prod_n ||w_r^n||`` (``CPRun.component_norms``, shape
-(records, B, R), float64, NaN for a member that has stopped; ``CPRun.norm_steps`` the steps), from the iterate
-before that step's update.
+the last step, and every step at which a member stops), every member's component norms ``||W_r|| = prod_n
+||w_r^n||`` (``CPRun.component_norms``, shape (records, B, R), float64, NaN for a member that has stopped;
+``CPRun.norm_steps`` the steps), from the iterate before that step's update: a member's last record is its final
+iterate.
 """
 
 from __future__ import annotations
@@ -149,14 +150,6 @@ def run_cp_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "cons
         last_rec = np.full(B, np.nan)
         for k in range(steps + 1):
             n = len(live)
-            if norms_every and (k % norms_every == 0 or k == steps):
-                row = np.full((B, R), np.nan)
-                cn = torch.ones(n, R, dtype=torch.float64)
-                for w in work:
-                    cn = cn * torch.linalg.vector_norm(w.double(), dim=1)
-                row[live] = cn.numpy()
-                norm_steps.append(k)
-                norm_rows.append(row)
             KA, KB = _khatri_rao([work[i] for i in gA]), _khatri_rao([work[i] for i in gB])
             T = torch.bmm(KA, KB.transpose(1, 2))
             r = T[:, rows, cols] - y
@@ -182,6 +175,14 @@ def run_cp_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "cons
                         rec[b] = float(torch.linalg.norm(T[j].double() - tgt) / tnorm)
                         last_rec[b] = rec[b]
                     done_now.append(j)
+            if norms_every and (k % norms_every == 0 or k == steps or done_now):
+                row = np.full((B, R), np.nan)
+                cn = torch.ones(n, R, dtype=torch.float64)
+                for w in work:
+                    cn = cn * torch.linalg.vector_norm(w.double(), dim=1)
+                row[live] = cn.numpy()
+                norm_steps.append(k)
+                norm_rows.append(row)
             if check:
                 history.append([k, *last_loss.tolist(), *(last_rec.tolist() if tgt is not None else [])])
             if done_now:
