@@ -108,3 +108,13 @@ def test_thm2_instance_has_a_unique_leader_and_the_distance_to_its_rank_one_flow
     assert len(d) == len(ALPHAS) and all(d[k] - d[k + 1] > e[k] + e[k + 1] for k in range(len(d) - 1))
     # the smallest scale is within 1e-3 of the rank-one flow (measured 7.4e-4), the largest is not (0.55)
     assert d[-1] < 1e-3 < d[0]
+
+
+def test_bench_row_of_the_order3_ladder():
+    from verify.bench_experiments import _rmc21_row
+
+    row = _rmc21_row("order3")
+    assert row["workload"] == "rmc21 incremental order3" and row["seconds"] > 0 and row["official_seconds"] is None
+    counts = [int(c) for c in row["counts"].split(",")]
+    assert counts[-1] == SETTINGS["order3"]["rank"] and counts == sorted(counts, reverse=True)
+    assert row["reconstruction_error"] < 0.05  # the two smaller stds complete the rank-3 target
