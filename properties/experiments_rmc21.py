@@ -12,7 +12,8 @@ Gaussian draws scaled by each std), recording every component norm every ``NORMS
 
 - **leaving zero**: a component has left zero once its norm reaches ``THRESHOLD = 0.05 ||W*||`` (the catalog's
   threshold, RMC21-Exp-Dynamics "Check"; checked on every run to be at least ``MIN_GROWTH = 3`` times the
-  largest init component norm, and it is below half the smallest target component the paper reports, 0.21). Its *leave time* ``t_lo`` is the
+  largest init component norm, and it is below half the smallest target component the paper reports, 0.21).
+  Its *leave time* ``t_lo`` is the
   first record at or above the threshold.
 - **learned**: its *learn time* ``t_hi`` is the first record at or above half its final norm (the midpoint of its
   rise, where the paper's curves jump).
@@ -27,7 +28,8 @@ Gaussian draws scaled by each std), recording every component norm every ``NORMS
   one record spacing is inconclusive, never "holds".
 
 Settings (the inputs name them): ``order3`` (10^3, R = 100 = the official rule, rank-3 target, 500 observations,
-stds 0.05, 0.005, 0.00005, float64; 1.4-14 s per seed on the loaded shared machine) under every profile, the stated reduction; ``paper`` (the
+stds 0.05, 0.005, 0.00005, float64; 1.4-14 s per seed on the loaded shared machine) under every profile, the
+stated reduction; ``paper`` (the
 official setting above, float32 as the official code; about 50 s with one torch thread on the shared machine)
 only under ``thorough``.
 """
@@ -173,17 +175,18 @@ def _exp_strategy(dropped):
        source=SRC + ", the synthetic incremental-learning experiment (official runner: order 4, 10^4, rank-5 "
                     "target of norm 1, 2,000 observations, R = 1,000, init std 0.05 / 0.01 / 0.005, GroupRMSprop "
                     "lr 1e-2, MSE to 1e-8); catalog RMC21-Exp-Dynamics, RMC21-Exp-Incremental",
-       statement="CP tensor completion of a Gaussian-factor target of Frobenius norm 1, per-entry Gaussian init "
-                 "with std s on a decreasing ladder s1 > s2 > s3 (the same draw scaled), GroupRMSprop (lr 1e-2) on "
-                 "the MSE until it is <= 1e-8; a component has left zero once ||W_r|| >= 0.05, is learned once it "
-                 "reaches half its final norm, and counts if its final norm is >= 0.05. Then: the count at s3 equals "
-                 "the target rank; the count never increases down the ladder (s1 is counted at its end, stop rule or "
-                 "step budget; s2, s3 at MSE <= 1e-8, or <= 1e-6 at the step budget); at s3, ordered by the time they leave zero, each counted component is learned before the next leaves "
-                 "zero (known to 25 steps). Settings: order 3, 10^3, R = 100, rank 3, 500 observations, s = 0.05, "
-                 "0.005, 0.00005 (every profile; the stated reduction); the paper's order 4, 10^4, R = 1,000, rank "
-                 "5, 2,000 observations, s = 0.05, 0.01, 0.005, float32 (thorough only). Stated test: every "
-                 "(data seed, init seed) drawn must satisfy every part (quick: the one pair (3000, 2458); ci: 5 "
-                 "pairs drawn by Hypothesis, derandomized per claim id); no statistical level (measured at order 3: 16 of 16 seeds)",
+       statement="CP tensor completion of a Gaussian-factor target of Frobenius norm 1, per-entry Gaussian init with "
+                 "std s on a decreasing ladder s1 > s2 > s3 (the same draw scaled), GroupRMSprop (lr 1e-2) on the MSE "
+                 "until it is <= 1e-8; a component has left zero once ||W_r|| >= 0.05, is learned once it reaches "
+                 "half its final norm, and counts if its final norm is >= 0.05. Then: the count at s3 equals the "
+                 "target rank; the count never increases down the ladder (s1 is counted at its end, stop rule or step "
+                 "budget; s2, s3 at MSE <= 1e-8, or <= 1e-6 at the step budget); at s3, ordered by the time they "
+                 "leave zero, each counted component is learned before the next leaves zero (known to 25 steps). "
+                 "Settings: order 3, 10^3, R = 100, rank 3, 500 observations, s = 0.05, 0.005, 0.00005 (every "
+                 "profile; the stated reduction); the paper's order 4, 10^4, R = 1,000, rank 5, 2,000 observations, s "
+                 "= 0.05, 0.01, 0.005, float32 (thorough only). Stated test: every (data seed, init seed) drawn must "
+                 "satisfy every part (quick: the one pair (3000, 2458); ci: 5 pairs drawn by Hypothesis, derandomized "
+                 "per claim id); no statistical level (measured at order 3: 16 of 16 seeds)",
        kind="trajectory", strategy=_exp_strategy, cost=6.0)
 def exp_incremental(inputs, dropped):
     """Two runs (:func:`run_ladder`: the two larger stds batched, the smallest alone; models.engines.cp_fast,

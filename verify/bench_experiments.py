@@ -84,7 +84,8 @@ def _rmc21_row(setting: str) -> dict:
     name = "order4" if setting == "paper" else setting
     row = {"workload": f"rmc21 incremental {name}", "seconds": seconds,
            "reconstruction_error": max(recs[b] for b in order[1:]), "steps": max(steps.values()),
-           "seeds": 1, "stds": ",".join(f"{s:g}" for s in cfg["stds"]), "counts": ",".join(str(counts[b]) for b in order),
+           "seeds": 1, "stds": ",".join(f"{s:g}" for s in cfg["stds"]),
+           "counts": ",".join(str(counts[b]) for b in order),
            "statuses": ",".join(statuses[b] for b in order), "R": cfg["R"], "observations": cfg["m"],
            "dtype": cfg["dtype"], "step_rule": f"group_rmsprop lr {LR:g}", "engine": "cp-fast (torch bmm)"}
     return _with_official(row, 1)
