@@ -18,7 +18,7 @@ so the ladder stops at 1e-4. Dropping ``unique_leader`` draws directions without
 instances measured still held (`verify ablate` does not show the hypothesis necessary at these scales: with a
 near tie, 0.255 against 0.252, delta shrank more slowly, 0.46, 0.18, 0.11, but it shrank).
 
-Engine: float64 gradient flow on the raw factors (``gf``, path raw, rtol 1e-10, its companion run at 10x the
+Engine: float64 gradient flow on the raw factors (``gf``, path raw, rtol 1e-9 (``RTOL``), its companion run at 10x the
 tolerance as the error estimate of every recorded tensor entry). Error of delta at one alpha: ``sqrt(size)`` times
 the sum of the two flows' largest product errors on the window, plus the anchor's time error (the anchor point's
 loss error over the loss's rate there, from the recorded losses at tau = +-0.5) times twice the largest recorded
@@ -166,7 +166,7 @@ def _thm2_strategy(dropped):
                  "claim id) must satisfy it; no statistical level",
        kind="trajectory", strategy=_thm2_strategy, hypotheses=[H_LEADER], cost=15.0)
 def rank_one_trajectory(inputs, dropped):
-    """Float64 gradient flow (gf, raw factors, rtol 1e-10, companion error estimate) of the R-component and the
+    """Float64 gradient flow (gf, raw factors, rtol 1e-9, companion error estimate) of the R-component and the
     rank-one factorizations at each alpha (two runs each: to the anchor, then on the window); margins
     ``delta(alpha_k) - delta(alpha_k+1)`` with the two deltas' errors summed (:func:`rank_one_distance`)."""
     problem, dirs, lead, g = thm2_setting(inputs)
