@@ -15,7 +15,8 @@ recomputed only when it is missing or its ``spec`` changed, so re-rendering and 
   and 3.
 - ``rc20_perturbed``: the perturbed problem ``[[*, 1], [1, eps]]`` for several eps, depth 3, down to loss
   ``eps^2`` (1e-12 for eps = 0): below about ``eps^2 / 2`` the flow with det > 0 crawls (|w11| must pass 1/eps).
-- ``rc20_gd`` and ``rc20_tc_sweep``: the papers' experiments (:mod:`verify.figure_data_experiments`).
+- ``rc20_gd``, ``rc20_tc_sweep`` and ``rmc21_incremental``: the papers' experiments
+  (:mod:`verify.figure_data_experiments`).
 - ``cp_norms``: CP component norms over time, gradient descent (``gd``; ``gf`` when gd is unavailable) on a
   random order-3 rank-1 completion problem from a small Gaussian init.
 """

@@ -21,6 +21,12 @@ The loss is the problem's (``reduction="mean"`` is ``nn.MSELoss``). A member sto
 ``until_loss`` or, when a target tensor is given, when its reconstruction error ``||T - T*|| / ||T*||`` is at
 most ``until_reconstruction`` (checked every ``check_every`` steps; the step is recorded). A member that stops keeps
 the factors of its last iterate and leaves the batch, so the others run at the cost of their own number.
+
+Component norms (RMC21's figure): with ``norms_every = k > 0`` the run also records, at steps 0, k, 2k, ... (and
+the last step, and every step at which a member stops), every member's component norms ``||W_r|| = prod_n
+||w_r^n||`` (``CPRun.component_norms``, shape (records, B, R), float64, NaN for a member that has stopped;
+``CPRun.norm_steps`` the steps), from the iterate before that step's update: a member's last record is its final
+iterate.
 """
 
 from __future__ import annotations
@@ -41,7 +47,8 @@ class CPRun:
     """Result of :func:`run_cp_gd` for B members: ``final_step``, ``final_loss``, ``reconstruction_error`` (None
     without a target), ``status`` ("completed", "budget", "diverged"), ``tensor`` (B, *dims) final tensors,
     ``factors`` (list of N arrays (B, d_n, R)), ``history`` (rows ``[step, loss_1..B, rec_1..B]`` every
-    ``check_every`` steps), ``seconds`` and ``settings`` (step rule, lr, dtype, ...)."""
+    ``check_every`` steps), ``seconds`` and ``settings`` (step rule, lr, dtype, ...); with ``norms_every``,
+    ``norm_steps`` (records,) and ``component_norms`` (records, B, R)."""
 
     final_step: np.ndarray
     final_loss: np.ndarray
@@ -52,6 +59,8 @@ class CPRun:
     history: np.ndarray
     seconds: float
     settings: dict = field(default_factory=dict)
+    norm_steps: np.ndarray | None = None
+    component_norms: np.ndarray | None = None
 
 
 def _split(order: int) -> tuple[list[int], list[int]]:
@@ -90,9 +99,10 @@ def _group_grads(dK, fs):
 
 def run_cp_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "constant", until_loss: float = 0.0,
               target=None, until_reconstruction: float = 0.0, check_every: int = 50, beta: float = 0.99,
-              eps: float = 1e-6, dtype: str = "float64", threads: int | None = None) -> CPRun:
+              eps: float = 1e-6, dtype: str = "float64", threads: int | None = None,
+              norms_every: int = 0) -> CPRun:
     """Gradient descent on CP tensor completion from ``factors``: a list of N arrays (B, d_n, R) (or (d_n, R) for
-    one member). See the module docstring for the step rules and stopping."""
+    one member). See the module docstring for the step rules, stopping and ``norms_every``."""
     import torch
 
     require(step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES}, got {step_rule!r}")
@@ -100,6 +110,8 @@ def run_cp_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "cons
     lr, steps, check_every = float(lr), int(steps), int(check_every)
     require(lr > 0 and math.isfinite(lr), f"lr must be > 0, got {lr!r}")
     require(steps >= 0 and check_every >= 1, "steps must be >= 0 and check_every >= 1")
+    norms_every = int(norms_every)
+    require(norms_every >= 0, f"norms_every must be >= 0, got {norms_every!r}")
     dims = tuple(problem.dims)
     N = len(dims)
     tdt = torch.float64 if dtype == "float64" else torch.float32
@@ -128,6 +140,7 @@ def run_cp_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "cons
     rec = np.full(B, np.nan)
     status = ["budget"] * B
     history = []
+    norm_steps, norm_rows = [], []
     t0 = time.perf_counter()
     try:
         live = list(range(B))              # members still running; the work arrays hold only these
@@ -162,6 +175,14 @@ def run_cp_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "cons
                         rec[b] = float(torch.linalg.norm(T[j].double() - tgt) / tnorm)
                         last_rec[b] = rec[b]
                     done_now.append(j)
+            if norms_every and (k % norms_every == 0 or k == steps or done_now):
+                row = np.full((B, R), np.nan)
+                cn = torch.ones(n, R, dtype=torch.float64)
+                for w in work:
+                    cn = cn * torch.linalg.vector_norm(w.double(), dim=1)
+                row[live] = cn.numpy()
+                norm_steps.append(k)
+                norm_rows.append(row)
             if check:
                 history.append([k, *last_loss.tolist(), *(last_rec.tolist() if tgt is not None else [])])
             if done_now:
@@ -204,7 +225,9 @@ def run_cp_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "cons
                  seconds, {"engine": "cp-fast (torch bmm)", "step_rule": step_rule, "lr": lr, "beta": beta,
                            "eps": eps, "dtype": dtype, "steps": steps, "until_loss": until_loss,
                            "until_reconstruction": until_reconstruction, "check_every": check_every,
-                           "reduction": problem.reduction, "B": B, "R": R})
+                           "reduction": problem.reduction, "B": B, "R": R, "norms_every": norms_every},
+                 np.array(norm_steps, dtype=np.int64) if norms_every else None,
+                 np.array(norm_rows) if norms_every else None)
 
 
 __all__ = ["CPRun", "STEP_RULES", "run_cp_gd"]

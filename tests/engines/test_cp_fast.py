@@ -99,3 +99,33 @@ def test_baseline_error_is_the_norm_of_the_unobserved_part():
     mask[np.ravel_multi_index(tuple(problem.indices.T), problem.dims)] = True
     want = np.linalg.norm(target.reshape(-1)[~mask]) / np.linalg.norm(target)
     assert baseline_error(problem, target) == pytest.approx(want, rel=1e-14)
+
+
+def test_component_norms_are_recorded_per_member_and_stop_with_it():
+    """``norms_every``: the records are prod_n ||w_r^n|| of the iterate at each recorded step (the first from the
+    init, each member's last from its final factors, also off the grid), NaN once a member has stopped."""
+    problem, target = random_tensor_completion((3, 3, 3), 20, rank=1, seed=0)
+    rng = np.random.default_rng(1)
+    F = [np.stack([0.5 * rng.standard_normal((d, 3)), 1e-3 * rng.standard_normal((d, 3))]) for d in (3, 3, 3)]
+    res = run_cp_gd(problem, F, lr=0.2, steps=600, until_loss=1e-4, check_every=10, norms_every=7)
+    assert res.settings["norms_every"] == 7
+    assert res.component_norms.shape == (len(res.norm_steps), 2, 3)
+    assert res.norm_steps[0] == 0 and np.all(np.diff(res.norm_steps) > 0)
+
+    def norms(fs, b):
+        return np.prod([np.linalg.norm(f[b], axis=0) for f in fs], axis=0)
+
+    for b in range(2):
+        assert np.allclose(res.component_norms[0, b], norms(F, b), rtol=1e-14, atol=0)
+    # member 0 stops before the budget: its last finite record is its final factors' norms, NaN after that
+    stop = int(res.final_step[0])
+    assert res.status[0] == "completed" and stop < 600
+    rec = np.nonzero(~np.isnan(res.component_norms[:, 0, 0]))[0]
+    assert stop % 7 != 0  # the stop is recorded although it is not on the grid
+    assert res.norm_steps[rec[-1]] == stop and np.all(res.norm_steps[rec[-1] + 1:] > stop)
+    assert np.allclose(res.component_norms[rec[-1], 0], norms(res.factors, 0), rtol=1e-12, atol=0)
+    # member 1 runs to the budget: the last record is step 600, from its final factors
+    assert res.norm_steps[-1] == 600 and res.status[1] == "budget"
+    assert np.allclose(res.component_norms[-1, 1], norms(res.factors, 1), rtol=1e-12, atol=0)
+    plain = run_cp_gd(problem, F, lr=0.2, steps=600, until_loss=1e-4, check_every=10)
+    assert plain.component_norms is None and np.array_equal(plain.tensor, res.tensor)
