@@ -111,9 +111,9 @@ def test_thm2_instance_has_a_unique_leader_and_the_distance_to_its_rank_one_flow
 
 
 def test_bench_row_of_the_order3_ladder():
-    from verify.bench_experiments import _rmc21_row
+    from verify.bench_experiments import rmc21_row
 
-    row = _rmc21_row("order3")
+    row = rmc21_row("order3")
     assert row["workload"] == "rmc21 incremental order3" and row["seconds"] > 0 and row["official_seconds"] is None
     counts = [int(c) for c in row["counts"].split(",")]
     assert counts[-1] == SETTINGS["order3"]["rank"] and counts == sorted(counts, reverse=True)
