@@ -26,7 +26,7 @@ A member stops (its factors frozen; the batch keeps its shape) when its loss is 
 check (every ``check_every`` steps) or becomes non-finite ("diverged"). Records every ``record_every`` steps
 (step 0 included, and each member's last step): the loss, and optionally the ``record_svals`` largest singular
 values of ``W`` and, with ``record_alignment``, the ACHL19 figure-3 statistics of ``|U^T G V|`` (mean of the
-diagonal, mean of the off-diagonal entries among the leading ``record_svals``). Memory: what is recorded only,
+diagonal entries, mean of the off-diagonal entries, over the whole square matrix as in their runner). Memory: what is recorded only,
 ``8 (1 + k + 2)`` bytes per member and record for ``k = record_svals``.
 """
 
@@ -188,21 +188,24 @@ class DMFKernel:
 
 
 def _alignment(E: torch.Tensor, G: torch.Tensor, k: int):
-    """ACHL19 figure 3: with ``W = U S V^T``, the mean of ``|diag(U^T G V)|`` and of the off-diagonal ``|U^T G V|``
-    entries, over the leading ``k x k`` block (the singular directions that carry the learned matrix)."""
+    """ACHL19 figure 3 (their runner's statistic): with ``W = U S V^T`` (full SVD), the mean of the diagonal
+    entries of ``|U^T G V|`` and the mean of its off-diagonal entries; and the ``k`` largest singular values."""
     U, S, Vh = torch.linalg.svd(E, full_matrices=False)
-    M = (U[:, :, :k].transpose(1, 2) @ G @ Vh[:, :k, :].transpose(1, 2)).abs()
+    M = (U.transpose(1, 2) @ G @ Vh.transpose(1, 2)).abs()
+    n = M.shape[1]
     diag = torch.diagonal(M, dim1=1, dim2=2)
-    off = (M.sum((1, 2)) - diag.sum(1)) / max(k * k - k, 1)
+    off = (M.sum((1, 2)) - diag.sum(1)) / max(n * n - n, 1)
     return S[:, :k], diag.mean(1), off
 
 
 def run_dmf_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "constant", until_loss: float = 0.0,
                record_every: int = 0, record_svals: int = 0, record_alignment: bool = False,
                check_every: int = 100, rms_alpha: float = 0.99, rms_eps: float = 1e-4, device=None,
-               dtype: str = "float64", threads: int | None = None, cuda_graph: bool | None = None) -> DMFRun:
+               dtype: str = "float64", threads: int | None = None, cuda_graph: bool | None = None,
+               wall_budget: float | None = None) -> DMFRun:
     """Run B members of GD for at most ``steps`` steps (module docstring); ``record_every = 0`` records the start
-    and the end only."""
+    and the end only. ``wall_budget`` (seconds) ends the run at the first check past it (members still running
+    end with status "budget", as at the step budget)."""
     require(isinstance(steps, (int, np.integer)) and steps >= 0, f"steps must be an integer >= 0, got {steps!r}")
     require(isinstance(check_every, (int, np.integer)) and check_every >= 1,
             f"check_every must be an integer >= 1, got {check_every!r}")
@@ -215,13 +218,13 @@ def run_dmf_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "con
         return _run(problem, factors, lr=lr, steps=int(steps), step_rule=step_rule, until_loss=float(until_loss),
                     record_every=int(record_every), record_svals=int(record_svals),
                     record_alignment=bool(record_alignment), check_every=int(check_every), rms_alpha=rms_alpha,
-                    rms_eps=rms_eps, device=device, dtype=dtype, cuda_graph=cuda_graph)
+                    rms_eps=rms_eps, device=device, dtype=dtype, cuda_graph=cuda_graph, wall_budget=wall_budget)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _run(problem, factors, *, lr, steps, step_rule, until_loss, record_every, record_svals, record_alignment,
-         check_every, rms_alpha, rms_eps, device, dtype, cuda_graph) -> DMFRun:
+         check_every, rms_alpha, rms_eps, device, dtype, cuda_graph, wall_budget) -> DMFRun:
     t0 = time.perf_counter()
     K = DMFKernel(problem, factors, lr=lr, step_rule=step_rule, rms_alpha=rms_alpha, rms_eps=rms_eps,
                   device=device, dtype=dtype)
@@ -292,6 +295,8 @@ def _run(problem, factors, *, lr, steps, step_rule, until_loss, record_every, re
                 K.active.copy_(torch.tensor((~stopped).astype(float), dtype=K.active.dtype, device=K.dev))
                 if stopped.all():
                     break
+            if at_check and wall_budget is not None and time.perf_counter() - t0 > wall_budget:
+                break
     if not rec_steps or rec_steps[-1] != done:
         record(done)
     loss = rec_loss[-1]
