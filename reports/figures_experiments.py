@@ -123,4 +123,9 @@ FIGURES = (
                "rc20.exp.tensor_completion.", _explain_tc),
 )
 
+# The ACHL19 experiment figures (achl19_completion, achl19_sv_dynamics) follow: reports.figures_achl19.
+from .figures_achl19 import FIGURES as _ACHL19_FIGURES  # noqa: E402
+
+FIGURES = FIGURES + _ACHL19_FIGURES
+
 __all__ = ["FIGURES", "fig_gd", "fig_tc_sweep"]
