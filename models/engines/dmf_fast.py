@@ -124,8 +124,9 @@ class DMFKernel:
         self.sq = torch.empty(B, **kw)
 
     # ------------------------------------------------------------------------------------------------------------
-    def forward(self) -> torch.Tensor:
-        """Left products and the end-to-end matrix; sets the residuals, loss and ``G``. Returns ``W``."""
+    def forward(self, loss: bool = True) -> torch.Tensor:
+        """Left products and the end-to-end matrix; sets the residuals, ``G`` and (``loss``) the loss. Returns
+        ``W``."""
         L, W, A = self.L, self.W, self.A
         A[L - 1] = W[L - 1]  # an alias: A[j] = W_L .. W_{j+1} (1-based), W_L itself for the top layer
         if L >= 2:
@@ -142,8 +143,9 @@ class DMFKernel:
             torch.sub(E.reshape(self.B, -1) @ self.op.T, self.y, out=self.r)
             torch.matmul(self.r, self.op, out=self.G.view(self.B, -1))
             self.G.mul_(self.grad_scale)
-        torch.sum(self.r * self.r, dim=1, out=self.loss)
-        self.loss.mul_(self.loss_scale)
+        if loss:
+            torch.sum(self.r * self.r, dim=1, out=self.loss)
+            self.loss.mul_(self.loss_scale)
         return E
 
     def gradients(self) -> list:
@@ -162,8 +164,9 @@ class DMFKernel:
         return g
 
     def step(self) -> None:
-        """One GD step of every active member (forward, gradients, step size, update; all in place)."""
-        self.forward()
+        """One GD step of every active member (forward, gradients, step size, update; all in place; the loss is
+        formed at checks and records only)."""
+        self.forward(loss=False)
         g = self.gradients()
         self.k.add_(1.0)
         if self.step_rule == "constant":
