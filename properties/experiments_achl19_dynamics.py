@@ -97,12 +97,13 @@ def _strategy(dropped):
        source=SRC + ", figure 3 (official dynamics runs: 2,000 observations of the 100x100 rank-5 target, identity "
                     "init 1e-3, SGD lr 0.01, 200k iterations); catalog ACHL19-Exp-Dynamics (thresholds derived from "
                     "ACHL19-Cor-Sharpness)",
-       statement="ACHL19 completion (paper: 100x100 rank 5, m = 2,000, lr 0.01, 200k steps, thorough only; reduced, "
+       statement="ACHL19 completion (paper: 100x100 rank 5, m = 2,000, lr 0.01, at most 200k steps, thorough only; "
+                 "reduced, "
                  "quick and ci: 20x20 rank 3, m = 230, lr 0.02, at most 60k steps), plain GD on the MSE until 1e-4 "
                  "from the identity "
                  "init of end-to-end scale 1e-3 at depths 2 and 3, with a_i, t_i, b_i the first steps at which the "
                  "i-th singular value reaches 10%, 50%, 90% of its final value and rho_i = (b_i - a_i) / t_i: (a) "
-                 "at both depths t_1 < t_2 < ... < t_r (one record apart at least); (b) at depth 3, b_1 <= a_2 "
+                 "at depth 3, t_1 < t_2 < ... < t_r (one record apart at least); (b) at depth 3, b_1 <= a_2 "
                  "(the largest is learned before the second starts) when the target's sigma_1 / sigma_2 >= 1.25; "
                  "(c) median rho at depth 3 <= 0.5 x median rho at depth 2 (sharper with depth); (d) at depth 2, "
                  "until the r-th value is learned, the mean off-diagonal entry of |U^T grad V| is at most 0.5 x the "
@@ -127,7 +128,7 @@ def sv_dynamics(inputs, dropped):
                                 f"{cfg['steps']} steps")
         rs = rise_times(run.steps, run.svals[:, 0, :], r)
         rises[L] = rs
-        for i in range(r - 1):
+        for i in range(r - 1 if L >= 3 else 0):
             outs.append(point_outcome(float(rs[i + 1]["t"] - rs[i]["t"]), float(rec), float(rs[i]["t"] or 1),
                                       part="learned in order", depth=L, pair=[i + 1, i + 2], t=rs[i]["t"],
                                       value=rs[i + 1]["t"]))
