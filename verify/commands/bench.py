@@ -308,6 +308,9 @@ def run(args) -> int:
     if args.json is not None:
         outdir.writable_file(args.json, "--json")
     parts = args.only or list(PARTS)
+    if args.device is not None and "dmf-fast" in parts:  # before anything is measured: exit 2 without a GPU
+        from models.engines.dmf_fast import resolve_device
+        resolve_device(args.device)
     out: dict = {"machine": _machine(), "rows": {}}
     start = time.perf_counter()
     if "gf" in parts:
