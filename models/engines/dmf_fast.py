@@ -8,8 +8,8 @@ sensing: ``sum_i r_i A_i``), then ``H_1 = G``, ``H_j = H_{j-1} W_{j-1}^T`` and `
 (``grad_L = H_L``): ``3 (L - 1)`` products of ``d x d`` matrices per member, the same count as autograd, without
 the graph, the optimizer pass or any allocation (every buffer is kept, every update in place).
 
-Why not exploit the sparsity of ``G`` further: on CPU, measured with one thread at 100x100 (module
-``bench``), a block-diagonal CSR product with ``m = 2,000`` nonzeros costs 0.7x a dense product at B = 64 and 2.3x
+Why not exploit the sparsity of ``G`` further: on CPU, measured with one thread at 100x100 (torch
+2.13, a loaded 2-core machine), a block-diagonal CSR product with ``m = 2,000`` nonzeros costs 0.7x a dense product at B = 64 and 2.3x
 at ``m = 5,000``, and the sampled forward product (gathering rows and columns) costs 25-100x a dense product; the
 observed fractions of the ACHL19 runs (20% and 50%) are too dense for sparse kernels to pay, so the kernel is
 dense (the scatter of the residuals is the only sparse operation).

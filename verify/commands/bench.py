@@ -28,7 +28,7 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   gathered observed entries), and their ratio (see :mod:`models.engines.bench_scaling`).
 - ``dmf-fast``: the same workload with the dense deep-matrix kernel of the ACHL19 experiments
   (:mod:`models.engines.dmf_fast`) against the same autograd loop, on ``--device`` (see
-  :mod:`models.engines.bench_dmf`).
+  :mod:`verify.bench_dmf`).
 
 - ``experiments``: the papers' experiment workloads next to the official trainers' times (RC20 GD at depths 3
   and 4 to loss 1e-4; the RC20 tensor runs, 5 seeds batched, to reconstruction error 1e-6); see
@@ -339,7 +339,7 @@ def run(args) -> int:
         out["rows"]["gd-dmf"] = rows
         print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "device"]) + "\n", flush=True)
     if "dmf-fast" in parts:
-        from models.engines.bench_dmf import COLUMNS as DMF_COLUMNS, bench_dmf_fast
+        from verify.bench_dmf import COLUMNS as DMF_COLUMNS, bench_dmf_fast
         rows = bench_dmf_fast(seconds=args.seconds, device=args.device)
         out["rows"]["dmf-fast"] = rows
         print(_table(rows, DMF_COLUMNS) + "\n", flush=True)
