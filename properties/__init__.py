@@ -30,6 +30,8 @@ from . import experiments_rc20_gd as _experiments_rc20_gd  # noqa: E402,F401
 from . import experiments_rc20_tc as _experiments_rc20_tc  # noqa: E402,F401
 from . import experiments_rmc21 as _experiments_rmc21  # noqa: E402,F401
 from . import experiments_rmc21_thm2 as _experiments_rmc21_thm2  # noqa: E402,F401
+from . import experiments_achl19 as _experiments_achl19  # noqa: E402,F401
+from . import experiments_achl19_dynamics as _experiments_achl19_dynamics  # noqa: E402,F401
 
 __all__ = ["CLAIMS", "Claim", "Expectation", "Hyp", "Kind", "Outcome", "claim", "combine", "error_unknown", "escalate",
            "identity_outcome", "measures", "point_outcome", "rc20_setting", "register", "stats", "strategies"]

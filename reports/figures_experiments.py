@@ -154,4 +154,9 @@ FIGURES = (
                "shrinks fewer components leave zero, one at a time. Claim rmc21.exp.incremental.", _explain_rmc21),
 )
 
+# The ACHL19 experiment figures (achl19_completion, achl19_sv_dynamics) follow: reports.figures_achl19.
+from .figures_achl19 import FIGURES as _ACHL19_FIGURES  # noqa: E402
+
+FIGURES = FIGURES + _ACHL19_FIGURES
+
 __all__ = ["FIGURES", "fig_gd", "fig_rmc21_incremental", "fig_tc_sweep"]

@@ -90,7 +90,15 @@ def compute_run(name: str, run: dict) -> dict:
     """The data of one run of experiment figure ``name``."""
     if name == "rmc21_incremental":
         return _rmc21_run(run)
+    if name in _achl19.FIGURES:
+        return _achl19.compute_run(name, run)
     return _gd_run(run) if name == "rc20_gd" else _tc_run(run)
+
+
+# The ACHL19 experiment figures (achl19_completion, achl19_sv_dynamics): specs and runs in verify.figure_data_achl19.
+from verify import figure_data_achl19 as _achl19  # noqa: E402
+
+FIGURES.update(_achl19.FIGURES)
 
 
 __all__ = ["FIGURES", "MAX_POINTS", "compute_run"]

@@ -26,6 +26,9 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
 - ``gd-dmf``: depth-3 100x100 completion (ACHL19 generator, rank 5, m = 2,000 and 5,000) at B = 1 and 64,
   marginal trajectory-steps per second of ``gd`` and of the torch autograd loop a user would write (SGD on the
   gathered observed entries), and their ratio (see :mod:`verify.bench.scaling`).
+- ``dmf-fast``: the same workload with the dense deep-matrix kernel of the ACHL19 experiments
+  (:mod:`models.engines.dmf_fast`) against the same autograd loop, on ``--device`` (see
+  :mod:`verify.bench.dmf`).
 
 - ``experiments``: the papers' experiment workloads next to the official trainers' times (RC20 GD at depths 3
   and 4 to loss 1e-4; the RC20 tensor runs, 5 seeds batched, to reconstruction error 1e-6); see
@@ -56,7 +59,7 @@ from verify.bench.gf import bench_gf, bench_gf_e2e
 HELP = ("measure the engines (gf, gf-mp, gd) and the papers' experiments against naive or official "
         "alternatives and write a table (all parts: about 10 minutes on 2 cores; --only PART for less)")
 
-PARTS = ("gf", "gf-mp", "gd", "gf-e2e", "gd-dmf", "experiments")
+PARTS = ("gf", "gf-mp", "gd", "gf-e2e", "gd-dmf", "dmf-fast", "experiments")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -64,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = __doc__.split("\n\n", 1)[1]
     p.add_argument("--json", metavar="PATH", default=None, help="write the rows as JSON to PATH (- for stdout)")
     p.add_argument("--only", metavar="PART", action="append", choices=PARTS, default=None,
-                   help="run only this part (gf, gf-mp, gd, gf-e2e, gd-dmf, experiments); repeatable (default: all)")
+                   help="run only this part (gf, gf-mp, gd, gf-e2e, gd-dmf, dmf-fast, experiments); repeatable "
+                        "(default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
                    help="wall budget of each naive LSODA run in seconds (default 20)")
     p.add_argument("--mp-budget", type=float, default=None, metavar="S",
@@ -75,6 +79,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="gf-mp depth, repeatable (default 2, 3, 4, 6)")
     p.add_argument("--mp-per-decade", type=int, default=4, metavar="K",
                    help="gf-mp loss levels recorded per decade (default 4; each costs about one step)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="device of the dmf-fast rows (default: cuda when torch sees one, else cpu)")
     p.add_argument("--seconds", type=float, default=1.0, metavar="S",
                    help="minimum measuring time per gd throughput figure (default 1)")
 
@@ -156,6 +162,9 @@ def run(args) -> int:
     if args.json is not None:
         outdir.writable_file(args.json, "--json")
     parts = args.only or list(PARTS)
+    if args.device is not None and "dmf-fast" in parts:  # before anything is measured: exit 2 without a GPU
+        from models.engines.dmf_fast import resolve_device
+        resolve_device(args.device)
     out: dict = {"machine": _machine(), "rows": {}}
     start = time.perf_counter()
     if "gf" in parts:
@@ -183,6 +192,11 @@ def run(args) -> int:
         rows = bench_gd_dmf(seconds=args.seconds)
         out["rows"]["gd-dmf"] = rows
         print(_table(rows, ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "device"]) + "\n", flush=True)
+    if "dmf-fast" in parts:
+        from verify.bench.dmf import COLUMNS as DMF_COLUMNS, bench_dmf_fast
+        rows = bench_dmf_fast(seconds=args.seconds, device=args.device)
+        out["rows"]["dmf-fast"] = rows
+        print(_table(rows, DMF_COLUMNS) + "\n", flush=True)
     if "gf-e2e" in parts:
         rows = bench_gf_e2e(naive_budget=args.naive_budget)
         out["rows"]["gf-e2e"] = rows
