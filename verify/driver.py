@@ -326,7 +326,8 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
                "check_seconds": round(rec.check_seconds, 4), "engines": rec.engines,
                "smallest_raw_margin": rec.smallest_raw, "evidence": ev,
                "chain": chain.build(claim, basis, rec.engines,
-                                            {k: engine_facts.arithmetic(str(k or "")) for k in rec.engines}), "dropped": sorted(claim.dropped),
+                                    {k: engine_facts.arithmetic(str(k or "")) for k in rec.engines}),
+               "dropped": sorted(claim.dropped),
                "parent": claim.parent},
     )
 
