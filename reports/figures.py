@@ -169,7 +169,8 @@ def max_rel_error(data: dict, value: str, err: str = "product_err") -> float:
 def fig_w11(data: dict, fig: Figure) -> None:
     """Left: |w11| against the loss (log-log) with the bound. Right: |w11| s (s = sqrt(2 loss)) on a linear axis,
     where every depth is visible as it approaches 1, with the bound (1 - s)^2 that det > 0 forces. The data carry
-    ``bound``, ``s``, ``w11_s`` and ``bound_s`` (computed by :mod:`properties.rc20`)."""
+    ``bound``, ``s``, ``w11_s`` and ``bound_s`` (computed by :mod:`properties.rc20`); a data file written
+    before they were stored (``verify report`` on an older run) draws without them."""
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     bounds = {}
     for i, run in enumerate(_runs(data)):
@@ -181,14 +182,14 @@ def fig_w11(data: dict, fig: Figure) -> None:
                       if math.isfinite(_f(p["w11"])) and math.isfinite(_f(p["loss"])))
         if len(kept) == len(x):
             band_on_log(ax1, x, y, [_f(p.get("product_err")) for p in kept], line.get_color())
-        x2, y2 = _finite([_f(p["loss"]) for p in pts], [_f(p["w11_s"]) for p in pts])
+        x2, y2 = _finite([_f(p["loss"]) for p in pts], [_f(p.get("w11_s")) for p in pts])
         ax2.plot(x2, y2, label=_label(run), **_style(i))
     if bounds:
         xs = sorted(bounds, reverse=True)
         bx, by = _positive(xs, [_f(bounds[v]["bound"]) for v in xs])
         bound, = ax1.plot(bx, by, "k--", lw=1.2, label="bound (1 - s)^2 / s")
         ax1.legend(handles=[bound], fontsize=7, loc="upper left")
-        cx, cy = _finite(xs, [_f(bounds[v]["bound_s"]) if _f(bounds[v]["s"]) < 1 else math.nan for v in xs])
+        cx, cy = _finite(xs, [_f(bounds[v].get("bound_s")) if _f(bounds[v].get("s")) < 1 else math.nan for v in xs])
         ax2.plot(cx, cy, "k--", lw=1.2, label="bound (1 - s)^2")
     _log(ax1, "y")
     for ax in (ax1, ax2):
@@ -239,7 +240,7 @@ def fig_sigma_erank(data: dict, fig: Figure) -> None:
         if unres:
             ax1.plot(*zip(*unres), ls="none", marker="v", ms=3, alpha=0.6, color=colour,
                      label=None if colour else _label(run) + ": upper bounds only")
-        s_at.update((_f(p["loss"]), _f(p["s"])) for p in run["points"] if _f(p["loss"]) > 0)
+        s_at.update((_f(p["loss"]), _f(p.get("s"))) for p in run["points"] if _f(p["loss"]) > 0)
     if s_at:
         xs = sorted(s_at, reverse=True)
         bx, by = _positive(xs, [s_at[v] if s_at[v] < 1 else math.nan for v in xs])

@@ -102,3 +102,15 @@ def test_captions_say_which_engine_drew_the_runs():
     data["runs"][1]["status"] = "precision_lost"
     for spec in figures.FIGURES[:4]:
         assert "Engine: gf; 2 runs, completed, precision_lost." in spec.caption_for(data), spec.name
+
+
+@pytest.mark.filterwarnings("ignore:Attempt.*xlim:UserWarning")   # matplotlib on the empty right-hand log axis
+def test_figure_data_written_before_the_stored_bounds_draws_without_them():
+    # a data file from before s, w11_s, bound_s and erank_minus_one were stored (verify report on an older run)
+    old = [[{k: v for k, v in _pt(10.0 ** -k, 10.0 ** k, 1e-3).items()
+             if k not in ("s", "w11_s", "bound_s", "erank_minus_one")} for k in range(1, 6)]]
+    fig = _draw(figures.fig_w11, _data(old))
+    assert len(fig.axes[0].get_lines()) == 2                        # |w11| and its bound, from the stored bound
+    assert all(len(ln.get_xdata()) == 0 for ln in fig.axes[1].get_lines())   # nothing stored to draw on the right
+    fig = _draw(figures.fig_sigma_erank, _data(old))
+    assert all(len(ln.get_xdata()) == 0 for ln in fig.axes[1].get_lines())
