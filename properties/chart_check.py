@@ -30,7 +30,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from models.engines import get_engine
+from models.engines import engine_class, get_engine
+from models.errors import InvalidInput
 
 from .api import Outcome
 from .flow_check import NotGradientFlow
@@ -47,8 +48,14 @@ class ChartMismatch(NotGradientFlow):
 
 
 def uses_chart(traj) -> bool:
-    """Whether ``traj`` came (at least in part) from ``gf``'s chart."""
-    return traj.engine == "gf" and str(traj.stats.get("path", "")) in ("chart", "raw-then-chart")
+    """Whether ``traj`` came (at least in part) from a float64 chart (``gf``'s): its engine declares the
+    arithmetic ``float64`` and its ``stats["path"]`` is the chart. ``gf-mp``'s chart (mpmath) is not
+    cross-checked here; a trajectory of an unregistered engine is passed through."""
+    try:
+        arithmetic = engine_class(traj.engine).arithmetic
+    except InvalidInput:
+        return False
+    return arithmetic == "float64" and str(traj.stats.get("path", "")) in ("chart", "raw-then-chart")
 
 
 def raw_run(problem, model, init, spec: dict):

@@ -56,6 +56,18 @@ def w11_lower_bound(loss: float) -> float:
     return _bound_unobserved(s) if s < 1.0 else 0.0
 
 
+def s_of_loss(loss: float) -> float:
+    """RC20's ``s = sqrt(2 loss)`` (0 at loss <= 0): the size of the residual on the observed entries."""
+    return _s(loss)
+
+
+def w11_s_lower_bound(loss: float) -> float:
+    """The bound det > 0 forces on ``|w11| s`` (:func:`w11_lower_bound` times ``s``): ``(1 - s)^2`` while
+    ``s < 1``, else 0 (no bound). The report's figures draw it on a linear axis, where every depth approaches 1."""
+    s = _s(loss)
+    return (1.0 - s) ** 2 if s < 1.0 else 0.0
+
+
 def _dbound_dloss(s: float) -> float:
     """|d/d loss of (1-s)^2/s| with s = sqrt(2 loss): (1 - s^2)/s^3."""
     return (1.0 - s * s) / s ** 3

@@ -55,7 +55,7 @@ def det_sign_outcome(traj, sign0: int) -> Outcome:
     return combine(outs)
 
 
-def reached_outcome(traj, until_loss: float) -> Outcome:
+def _reached_outcome(traj, until_loss: float) -> Outcome:
     """The run reached the drawn loss: margin 1 when it did (the engine lands on the level, to 1e-6 relative),
     else minus the decades it stopped short."""
     import math
@@ -72,7 +72,7 @@ def theorem_level(evaluate, theorem: str, problem, depth: int, sign0: int, until
         bound = evaluate(traj)
         parts = [bound, static_outcome(theorem), det_sign_outcome(traj, sign0)]
         if until_loss is not None and traj.status.value == "completed":
-            parts.append(reached_outcome(traj, until_loss))
+            parts.append(_reached_outcome(traj, until_loss))
         out = combine(parts)
         if out.status == bound.status:   # keep the bound's own detail (its worst point) when it decides
             out = Outcome(out.margin, out.error, dict(bound.detail), bound.engine, out.scale)

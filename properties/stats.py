@@ -50,8 +50,6 @@ MAX_TESTS_PER_RUN = 10_000
 #: The default chance that a run of any profile turns red although the claim holds at its stated strength.
 RUN_LEVEL = 1e-3
 
-LN10 = math.log(10.0)
-
 
 @dataclass(frozen=True)
 class Decision:

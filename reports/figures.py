@@ -1,6 +1,8 @@
 """Figures of the report, drawn with matplotlib (Agg) from the stored JSON under ``DIR/figures/data/``.
 
-Nothing here runs dynamics: the data files are written by :mod:`verify.figure_data`. Output is byte-stable: the
+Nothing here runs dynamics or re-derives a bound or a measure: the data files are written by
+:mod:`verify.figure_data`, with the bounds and measures computed by :mod:`properties` (``bound``, ``s``,
+``w11_s``, ``bound_s``, ``erank_minus_one``), and the figures draw them. Output is byte-stable: the
 same data gives the same bytes (SVG with a fixed ``svg.hashsalt`` and no date, PNG without the software tag),
 so figures can be diffed in review. Each figure is written as SVG (inlined by link in the HTML report) and PNG
 (for Markdown).
@@ -164,31 +166,30 @@ def max_rel_error(data: dict, value: str, err: str = "product_err") -> float:
     return worst
 
 
-def _s(loss: float) -> float:
-    return math.sqrt(2.0 * loss) if loss > 0 else math.nan
-
-
 def fig_w11(data: dict, fig: Figure) -> None:
     """Left: |w11| against the loss (log-log) with the bound. Right: |w11| s (s = sqrt(2 loss)) on a linear axis,
-    where every depth is visible as it approaches 1, with the bound (1 - s)^2 that det > 0 forces."""
+    where every depth is visible as it approaches 1, with the bound (1 - s)^2 that det > 0 forces. The data carry
+    ``bound``, ``s``, ``w11_s`` and ``bound_s`` (computed by :mod:`properties.rc20`); a data file written
+    before they were stored (``verify report`` on an older run) draws without them."""
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    losses = []
+    bounds = {}
     for i, run in enumerate(_runs(data)):
         pts = [p for p in run["points"] if _f(p["loss"]) > 0]
         x, y = _positive([_f(p["loss"]) for p in pts], [_f(p["w11"]) for p in pts])
-        losses += x
         line, = ax1.plot(x, y, label=_label(run), **_style(i))
         kept = [p for p in pts if _f(p["w11"]) > 0]
+        bounds.update((_f(p["loss"]), p) for p in kept
+                      if math.isfinite(_f(p["w11"])) and math.isfinite(_f(p["loss"])))
         if len(kept) == len(x):
             band_on_log(ax1, x, y, [_f(p.get("product_err")) for p in kept], line.get_color())
-        x2, y2 = _finite([_f(p["loss"]) for p in pts], [_f(p["w11"]) * _s(_f(p["loss"])) for p in pts])
+        x2, y2 = _finite([_f(p["loss"]) for p in pts], [_f(p.get("w11_s")) for p in pts])
         ax2.plot(x2, y2, label=_label(run), **_style(i))
-    if losses:
-        xs = sorted(set(losses), reverse=True)
-        bx, by = _positive(xs, [_bound(v) for v in xs])
+    if bounds:
+        xs = sorted(bounds, reverse=True)
+        bx, by = _positive(xs, [_f(bounds[v]["bound"]) for v in xs])
         bound, = ax1.plot(bx, by, "k--", lw=1.2, label="bound (1 - s)^2 / s")
         ax1.legend(handles=[bound], fontsize=7, loc="upper left")
-        cx, cy = _finite(xs, [(1 - _s(v)) ** 2 if _s(v) < 1 else math.nan for v in xs])
+        cx, cy = _finite(xs, [_f(bounds[v].get("bound_s")) if _f(bounds[v].get("s")) < 1 else math.nan for v in xs])
         ax2.plot(cx, cy, "k--", lw=1.2, label="bound (1 - s)^2")
     _log(ax1, "y")
     for ax in (ax1, ax2):
@@ -200,31 +201,14 @@ def fig_w11(data: dict, fig: Figure) -> None:
     ax2.legend(fontsize=7)
 
 
-def _bound(loss: float) -> float:
-    r = math.sqrt(2.0 * loss) if loss > 0 else 0.0
-    return (1.0 - r) ** 2 / r if 0 < r < 1 else math.nan
-
-
-def erank_minus_one(s1: float, s2: float) -> float:
-    """``erank - 1`` of a 2x2 matrix with singular values ``s1 >= s2 >= 0``, accurate when it is tiny (entropy of
-    ``(1, rho) / (1 + rho)`` with ``log1p``/``expm1``; the stored ``erank`` rounds to 1 below ~1e-16)."""
-    if not (s1 > 0) or not (s2 >= 0):
-        return math.nan
-    rho = s2 / s1
-    if rho == 0:
-        return 0.0
-    p = rho / (1.0 + rho)
-    h = -p * math.log(p) - (1.0 - p) * math.log1p(-p)
-    return math.expm1(h)
-
-
 RESOLVED = 10.0  # sigma_2 is drawn where it is at least this many times its float64 error (one significant digit)
 
 
 def sigma2_points(points) -> tuple[list, list]:
-    """``(resolved, unresolved)``: ``[(loss, sigma_2, sigma_1, err)]`` where float64 resolves sigma_2 (at least
-    :data:`RESOLVED` times its error ``sigma2_err``), and ``[(loss, sigma_2 + sigma2_err)]``, upper bounds on the
-    true sigma_2, elsewhere. A point without ``sigma2_err`` has an unknown error: never resolved, and no bound."""
+    """``(resolved, unresolved)``: ``[(loss, sigma_2, erank_minus_one, err)]`` where float64 resolves sigma_2 (at
+    least :data:`RESOLVED` times its error ``sigma2_err``), and ``[(loss, sigma_2 + sigma2_err)]``, upper bounds on
+    the true sigma_2, elsewhere. A point without ``sigma2_err`` has an unknown error: never resolved, and no bound.
+    ``erank_minus_one`` is the stored one (:func:`properties.measures.erank_excess_from_ratio`)."""
     res, unres = [], []
     for p in points:
         loss = _f(p["loss"])
@@ -233,7 +217,7 @@ def sigma2_points(points) -> tuple[list, list]:
         if not loss > 0 or len(sig) < 2 or not math.isfinite(err):
             continue
         if sig[-1] > 0 and sig[-1] >= RESOLVED * err:
-            res.append((loss, sig[-1], sig[0], err))
+            res.append((loss, sig[-1], _f(p.get("erank_minus_one")), err))
         elif err > 0:
             unres.append((loss, max(sig[-1], 0.0) + err))
     return res, unres
@@ -241,9 +225,9 @@ def sigma2_points(points) -> tuple[list, list]:
 
 def fig_sigma_erank(data: dict, fig: Figure) -> None:
     """Left: sigma_2 where float64 resolves it, an upper-bound marker where it does not, and Theorem 1's bound
-    s = sqrt(2 loss). Right: erank - 1 (log axis) from the resolved sigma_2 / sigma_1."""
+    s = sqrt(2 loss). Right: erank - 1 (log axis) at the points where sigma_2 is resolved."""
     ax1, ax2 = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
-    losses = []
+    s_at = {}
     for i, run in enumerate(_runs(data)):
         res, unres = sigma2_points(run["points"])
         st = _style(i)
@@ -251,15 +235,15 @@ def fig_sigma_erank(data: dict, fig: Figure) -> None:
         if res:
             line, = ax1.plot([r[0] for r in res], [r[1] for r in res], label=_label(run), **st)
             colour = line.get_color()
-            x, y = _positive([r[0] for r in res], [erank_minus_one(r[2], r[1]) for r in res])
+            x, y = _positive([r[0] for r in res], [r[2] for r in res])
             ax2.plot(x, y, label=_label(run), color=colour, **st)
         if unres:
             ax1.plot(*zip(*unres), ls="none", marker="v", ms=3, alpha=0.6, color=colour,
                      label=None if colour else _label(run) + ": upper bounds only")
-        losses += [_f(p["loss"]) for p in run["points"] if _f(p["loss"]) > 0]
-    if losses:
-        xs = sorted(set(losses), reverse=True)
-        bx, by = _positive(xs, [_s(v) if _s(v) < 1 else math.nan for v in xs])
+        s_at.update((_f(p["loss"]), _f(p.get("s"))) for p in run["points"] if _f(p["loss"]) > 0)
+    if s_at:
+        xs = sorted(s_at, reverse=True)
+        bx, by = _positive(xs, [s_at[v] if s_at[v] < 1 else math.nan for v in xs])
         ax1.plot(bx, by, "k--", lw=1.2, label="bound s = sqrt(2 loss)")
     ax1.plot([], [], ls="none", marker="v", color="0.4", label="not resolved: upper bound")
     _log(ax1, "y")

@@ -33,7 +33,7 @@ def add_arguments(parser) -> None:
                              "when GITHUB_ACTIONS=true)")
 
 
-def reproduce_command(record: dict, out: Path) -> str | None:
+def _reproduce_command(record: dict, out: Path) -> str | None:
     if not record.get("counterexample_file"):
         return None
     return f"verify reproduce {shlex.quote(str(Path(out) / record['counterexample_file']))}"
@@ -53,7 +53,7 @@ def one_line(record: dict, out: Path) -> str:
         parts.append(str(record["error"]))
     elif record.get("notes"):
         parts.append(str(record["notes"][0]))
-    command = reproduce_command(record, out)
+    command = _reproduce_command(record, out)
     if command:
         parts.append(command)
     return "; ".join(parts)
@@ -94,7 +94,7 @@ def junit_tree(records: Iterable[dict], out: Path, settings: dict) -> ET.Element
     return ET.ElementTree(suites)
 
 
-def write_junit(path: Path, records: Iterable[dict], out: Path, settings: dict) -> Path:
+def _write_junit(path: Path, records: Iterable[dict], out: Path, settings: dict) -> Path:
     tree = junit_tree(records, out, settings)
     return atomic_write(path, lambda fh: tree.write(fh, encoding="utf-8", xml_declaration=True))
 
@@ -114,7 +114,7 @@ def annotation(title: str, message: str, level: str = "error", where: tuple[str,
     return f"::{level} {props}title={_escape_property(title)}::{_escape_data(message)}"
 
 
-def claim_location(claim_id: str, modules) -> tuple[str, int] | None:
+def _claim_location(claim_id: str, modules) -> tuple[str, int] | None:
     """The file (relative to the working directory, as GitHub wants it) and line of a claim's check, if known."""
     import inspect
 
@@ -128,12 +128,12 @@ def claim_location(claim_id: str, modules) -> tuple[str, int] | None:
         return None
 
 
-def github_annotations(summary: dict, out: Path, modules=()) -> list[str]:
+def _github_annotations(summary: dict, out: Path, modules=()) -> list[str]:
     lines = []
     for r in summary.get("claims", []):
         if not r.get("met"):
             lines.append(annotation(f"verify: {r.get('claim')} {r.get('verdict')}", one_line(r, out),
-                                    where=claim_location(r.get("claim"), modules)))
+                                    where=_claim_location(r.get("claim"), modules)))
     for reg in summary.get("regressions", []):
         lines.append(annotation(f"verify regression: {reg['claim']}",
                                 f"met its expectation in the baseline ({reg['baseline']}), now {reg['now']}"))
@@ -144,8 +144,8 @@ def after_run(args, result, stream: TextIO) -> None:
     """``verify run``'s CI outputs once the run is over (called by :mod:`verify.commands.run`)."""
     summary = result.summary
     if getattr(args, "junit_xml", None) is not None:
-        path = write_junit(args.junit_xml, summary["claims"], args.out, summary)
+        path = _write_junit(args.junit_xml, summary["claims"], args.out, summary)
         print(f"JUnit XML in {path}", file=stream)
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        for line in github_annotations(summary, args.out, tuple(getattr(args, "claims", ()) or ())):
+        for line in _github_annotations(summary, args.out, tuple(getattr(args, "claims", ()) or ())):
             print(line, file=stream)

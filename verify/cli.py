@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 -- a bug: save the traceback, answer with one line
-        where = save_traceback(exc, argv)
+        where = _save_traceback(exc, argv)
         print(f"verify {args.command}: internal error: {type(exc).__name__}: {_one_line(exc)}; "
               f"traceback in {where}", file=sys.stderr)
         return 3
@@ -95,7 +95,7 @@ def _one_line(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-def save_traceback(exc: BaseException, argv: list[str]) -> str:
+def _save_traceback(exc: BaseException, argv: list[str]) -> str:
     """Write the traceback of ``exc`` (and the command line) to a new file; its path (or why it could not)."""
     text = "verify " + " ".join(argv) + "\n\n" + "".join(
         traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -44,7 +44,7 @@ def _import(spec: str):
             name = "verify_claims_" + "".join(ch if ch.isalnum() else "_" for ch in str(path.resolve()))
             if name in sys.modules:
                 return sys.modules[name]
-            imported = imported_file(path)
+            imported = _imported_file(path)
             if imported is not None:  # e.g. a test file pytest imported: importing it again would register twice
                 return imported
             mspec = importlib.util.spec_from_file_location(name, path)
@@ -69,7 +69,7 @@ def _import(spec: str):
         raise InvalidInput(f"claims module {spec!r} does not import: {type(exc).__name__}: {exc}") from None
 
 
-def imported_file(path: str | Path):
+def _imported_file(path: str | Path):
     """The module already imported from the file ``path`` (by pytest, or by name), or ``None``."""
     target = Path(path).resolve()
     for module in list(sys.modules.values()):

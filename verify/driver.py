@@ -49,6 +49,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, InMemoryExampleDa
 from properties.api import CLAIMS, Claim, Expectation, Outcome, profile_scope
 from models.stored import chain, evidence
 from models.stored.jsonio import number as _num
+from verify import engine_facts
 from verify.profiles import Profile, get_profile
 from verify.records import SCHEMA_VERSION, Verdict, VerdictStatus
 from verify.store import package_versions
@@ -324,7 +325,9 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
                "skipped": rec.skipped, "errors": rec.errors, "holds": rec.holds, "violations": rec.violations,
                "check_seconds": round(rec.check_seconds, 4), "engines": rec.engines,
                "smallest_raw_margin": rec.smallest_raw, "evidence": ev,
-               "chain": chain.build(claim, basis, rec.engines), "dropped": sorted(claim.dropped),
+               "chain": chain.build(claim, basis, rec.engines,
+                                    {k: engine_facts.arithmetic(str(k or "")) for k in rec.engines}),
+               "dropped": sorted(claim.dropped),
                "parent": claim.parent},
     )
 

@@ -7,9 +7,12 @@ recomputed only when it is missing or its ``spec`` changed, so re-rendering and 
 - ``rc20_depths``: the RC20 problem ``[[*, 1], [1, 0]]``, balanced init with det > 0, depths 2-6, gradient flow
   (``gf``) down to loss 1e-12. Stored per point: loss and the engine's error estimates of the loss and of the
   product's entries (``loss_err``, ``product_err``), ``|w11|``, the bound ``|w11| >= (1 - s)^2 / s`` with
-  ``s = sqrt(2 loss)`` that det > 0 forces on this problem (loss = half the sum of squared residuals), the
-  singular values of the end-to-end matrix with ``sigma2_err`` = 2 product_err + 2 eps sigma_1 (what the float64
-  SVD of the stored product can resolve of sigma_2), the effective rank, and the engine's det sign.
+  ``s = sqrt(2 loss)`` that det > 0 forces on this problem (loss = half the sum of squared residuals), ``s``,
+  ``w11_s`` = |w11| s and its bound ``bound_s`` = (1 - s)^2 (0 where s >= 1: no bound), the singular values of the
+  end-to-end matrix with ``sigma2_err`` = 2 product_err + 2 eps sigma_1 (what the float64 SVD of the stored
+  product can resolve of sigma_2), the effective rank and ``erank_minus_one`` (accurate where ``erank`` rounds to
+  1), and the engine's det sign. The bounds and measures come from :mod:`properties` (``properties.rc20``,
+  ``properties.measures``); the figures only draw them.
 - ``det_sign``: the det sign the engine recorded (computed without cancellation, never ``np.linalg.det`` of the
   rounded product) along trajectories from balanced (det > 0, det < 0) and unbalanced Gaussian inits, depths 2
   and 3.
@@ -30,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 
-from properties.measures import erank_of_singular_values
-from properties.rc20 import w11_lower_bound
+from properties.measures import erank_excess_from_ratio, erank_of_singular_values
+from properties.rc20 import s_of_loss, w11_lower_bound, w11_s_lower_bound
 from verify import store
 
 WALL_BUDGET = 60.0
 #: Bumped when the stored fields change, so that data files of an older layout are recomputed.
-DATA_VERSION = 2
+DATA_VERSION = 3
 EPS = float(np.finfo(float).eps)
 
 FIGURES: dict[str, dict] = {
@@ -88,10 +91,13 @@ def matrix_run(run: dict) -> dict:
     for p in traj.points:
         W = np.asarray(p.product, dtype=float)
         s = np.linalg.svd(W, compute_uv=False)
+        w11, r = abs(float(W[0, 0])), s_of_loss(p.loss)
         points.append({
             "t": p.t, "loss": p.loss, "loss_err": p.loss_err, "product_err": p.product_err,
-            "w11": abs(float(W[0, 0])), "bound": w11_lower_bound(p.loss), "sigma": s.tolist(),
+            "w11": w11, "bound": w11_lower_bound(p.loss), "s": r, "w11_s": w11 * r,
+            "bound_s": w11_s_lower_bound(p.loss), "sigma": s.tolist(),
             "sigma2_err": 2.0 * p.product_err + 2.0 * EPS * float(s[0]), "erank": erank_of_singular_values(s),
+            "erank_minus_one": erank_excess_from_ratio(float(s[1]) / float(s[0])) if s[0] > 0 else None,
             "det_sign": p.det_sign, "norm": float(np.linalg.norm(W)),
         })
     return {"status": traj.status.value, "message": traj.message, "engine": traj.engine,

@@ -1,8 +1,9 @@
 """The gradient-flow defect of a simulated trajectory, for ``verify simulate``'s JSON (issue 11).
 
-For ``gf`` and ``gf-mp`` runs of a deep matrix factorization, every recorded point carries the engine's tangent
-``dW/dt``; :func:`properties.flow_check.point_defect` compares it with the gradient-flow vector field computed
-independently (mpmath, from the problem's raw data and the recorded or rebuilt balanced factors). This module
+For runs of a gradient-flow engine (one whose declared ``clock`` is ``"time"``: ``gf``, ``gf-mp``) of a deep
+matrix factorization, every recorded point carries the engine's tangent ``dW/dt``;
+:func:`properties.flow_check.point_defect` compares it with the gradient-flow vector field computed independently
+(mpmath, from the problem's raw data and the recorded or rebuilt balanced factors). This module
 writes that comparison into the trajectory's JSON: each point gets ``flow_defect`` (``max|T - F| / max|F|``) and
 ``flow_defect_err`` (its numerical error), and the document gets ``flow_defect``: ``{"max", "max_err", "at_t",
 "tolerance", "points", "exceeds_tolerance", "unresolved", "method"}`` (``exceeds_tolerance``: some point's defect
@@ -18,6 +19,7 @@ from __future__ import annotations
 from models.factorizations import DeepMatrix
 from models.problems import MatrixProblem
 from properties.flow_check import FLOW_TOL, point_defect
+from verify import engine_facts
 from models.stored.jsonio import number as _num
 
 MAX_ENTRIES = 16
@@ -28,7 +30,7 @@ METHOD = ("engine tangent dW/dt against the gradient-flow field computed from th
 def annotate(doc: dict, traj, problem, model) -> dict:
     """Add the per-point ``flow_defect`` and the summary to ``doc`` (the trajectory's JSON dict); returns it."""
     why = None
-    if traj.engine not in ("gf", "gf-mp"):
+    if engine_facts.clock(traj.engine) != "time":
         why = f"engine {traj.engine} is not a gradient-flow engine"
     elif not (isinstance(model, DeepMatrix) and isinstance(problem, MatrixProblem)):
         why = "the check applies to deep matrix factorizations"

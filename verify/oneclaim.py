@@ -31,7 +31,7 @@ def in_process() -> ExecutorHandle:
     return ExecutorHandle(SerialExecutor(), "in process", 1)
 
 
-def task_for(claim: Claim, profile: str, seed: int, modules: Sequence[str]) -> runner.Task:
+def _task_for(claim: Claim, profile: str, seed: int, modules: Sequence[str]) -> runner.Task:
     """The runner's task for ``claim``; with the claim's time limit when the runner's tasks carry one."""
     extra = {}
     if hasattr(runner, "time_limit") and "timeout" in {f.name for f in fields(runner.Task)}:
@@ -61,7 +61,7 @@ def registered(claim: Claim):
                 CLAIMS[claim.id] = before
 
 
-def cx_path(out: Path, claim_id: str) -> Path:
+def _cx_path(out: Path, claim_id: str) -> Path:
     """Where ``verify run`` keeps the counterexample of ``claim_id`` under ``out``."""
     return Path(out) / runner.CX_DIR / f"{claim_id}.json"
 
@@ -74,9 +74,9 @@ def run(claim: Claim, *, profile: str, seed: int, modules: Sequence[str], handle
     counterexample file for ``verify reproduce``). With ``out``, a stale counterexample file of the claim is
     removed first and a new one written when there is a counterexample.
     """
-    task = task_for(claim, profile, seed, modules)
+    task = _task_for(claim, profile, seed, modules)
     if out is not None:
-        cx_path(out, claim.id).unlink(missing_ok=True)
+        _cx_path(out, claim.id).unlink(missing_ok=True)
     box: dict = {}
 
     def on_done(t: runner.Task, v: dict) -> None:
@@ -86,7 +86,7 @@ def run(claim: Claim, *, profile: str, seed: int, modules: Sequence[str], handle
         runner.drive([task], handle, on_done)
     v = box["v"]
     if out is not None and v.get("counterexample"):
-        path = cx_path(out, claim.id)
+        path = _cx_path(out, claim.id)
         rec = runner.make_record(claim, task, v, cx_file=str(path.relative_to(out)))
         store.write_json(path, runner.counterexample_doc(rec, path))
         return rec

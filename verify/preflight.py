@@ -18,6 +18,7 @@ import numpy as np
 
 from models.errors import InvalidInput
 from models.factorizations import DeepMatrix, factor_grads, product
+from verify import engine_facts
 
 
 def check_start(problem, model, init, what: str = "the init") -> None:
@@ -50,7 +51,7 @@ def run_warnings(traj) -> list[str]:
         out.append(f"warning: the det sign changed from {flip['from']:+d} to {flip['to']:+d} between "
                    f"{_fmt_where(flip['after'])} and {_fmt_where(flip['at'])}"
                    + ("; gradient flow preserves it, so this is the step size (try a smaller --lr)"
-                      if traj.engine == "gd" else ""))
+                      if engine_facts.clock(traj.engine) == "step" else ""))
     if traj.status.value == "inaccurate" or traj.status.failed:
         out.append(f"warning: {traj.engine} ended with status {traj.status.value} (error estimate "
                    f"{traj.error_estimate:.3g}): {traj.message}")

@@ -286,6 +286,9 @@ class AbstractEngine(ABC):
     default_until_loss: float | None = None
     #: the model kinds it runs ("deep": deep matrix factorizations, "cp": CP tensor factorizations)
     models: tuple[str, ...] = ("deep", "cp")
+    #: the arithmetic its points are computed in, as the report names it ("float64", "mpmath"; a ``digits``
+    #: option adds the digits)
+    arithmetic: str = "float64"
 
     def run(self, problem, model, init, **spec):
         """The one public entry point. ``init``: an :class:`~models.inits.Init` (returns a

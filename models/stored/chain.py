@@ -12,7 +12,8 @@ Each part is one line of the form ``what: how it is known``:
 - **exact**: checked symbolically (sympy), certified (ball arithmetic, certificates), in exact arithmetic
   (rationals), or in floating point with the error the check bounds, by the engines named; the claim's own ``rests_on`` items that say "exact";
 - **dynamic** (trajectory claims): the engines with their precision (``gf rtol=1e-10`` is float64 at that
-  tolerance, ``gf-mp digits=40`` mpmath at 40 digits), how the path was validated (the gradient-flow check:
+  tolerance, ``gf-mp digits=40`` mpmath at 40 digits: the driver stores it under ``arithmetic`` from what each
+  engine declares, :func:`verify.engine_facts.arithmetic`), how the path was validated (the gradient-flow check:
   points, largest defect against its tolerance, status; or that no check was recorded), and the smallest margin
   against its error (:func:`models.stored.evidence.sentence`, of the example :func:`models.stored.evidence.pick` chose: the
   smallest normalized margin, or the shrunk counterexample);
@@ -29,11 +30,15 @@ from models.stored.verdicts import VerdictStatus, verdict_of
 STAT_KEYS = ("test", "level", "alpha", "delta", "n", "successes", "p_value", "alternative")
 
 
-def build(claim, outcome, engines: dict) -> dict:
-    """The chain stored with a verdict (``outcome``: the one its evidence comes from, or None)."""
+def build(claim, outcome, engines: dict, arithmetic: dict | None = None) -> dict:
+    """The chain stored with a verdict (``outcome``: the one its evidence comes from, or None; ``engines``: example
+    counts per engine label; ``arithmetic``: per label, the arithmetic it stands for, as the engine declares it)."""
     detail = getattr(outcome, "detail", None) or {}
     chain: dict = {"kind": claim.kind.value, "rests_on": list(getattr(claim, "rests_on", ()) or ()),
                    "engines": {str(k or "?"): int(v) for k, v in (engines or {}).items()}}
+    arith = {str(k or "?"): str(v) for k, v in (arithmetic or {}).items() if v}
+    if arith:
+        chain["arithmetic"] = arith
     if isinstance(detail.get("rests_on"), dict):
         chain["parts"] = {str(k): str(v) for k, v in detail["rests_on"].items()}
     if isinstance(detail.get("gradient_flow_check"), dict):
@@ -56,23 +61,11 @@ def how_exact(engine: str) -> str:
     return "floating point, error as the check bounds it"
 
 
-def precision(engine: str) -> str:
-    """The arithmetic an engine label stands for (``gf-mp digits=40``: mpmath at 40 digits; ``gf ...``: float64)."""
-    words = engine.split()
-    name = words[0] if words else ""
-    if name == "gf-mp":
-        digits = next((w.split("=", 1)[1] for w in words if w.startswith("digits=")), None)
-        return f"mpmath, {digits} digits" if digits else "mpmath"
-    if name in ("gf", "gd") or "float64" in engine:
-        return "float64"
-    return ""
-
-
 def _engines(chain: dict, *, how: bool = False) -> str:
     eng = chain.get("engines") or {}
     out = []
     for k, v in eng.items():
-        what = how_exact(k) if how else precision(k)
+        what = how_exact(k) if how else str((chain.get("arithmetic") or {}).get(k, ""))
         out.append(f"{k} ({what + ', ' if what else ''}{evidence.plural(v, 'example')})")
     return ", ".join(out) or "none recorded"
 
@@ -145,4 +138,4 @@ def rows(record: dict) -> dict:
     return out
 
 
-__all__ = ["STAT_KEYS", "build", "how_exact", "precision", "rows"]
+__all__ = ["STAT_KEYS", "build", "how_exact", "rows"]

@@ -5,21 +5,23 @@ from __future__ import annotations
 
 import math
 
-import mpmath
 import pytest
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 
-from properties.rc20 import w11_lower_bound
+from properties.measures import erank_excess_from_ratio
+from properties.rc20 import s_of_loss, w11_lower_bound, w11_s_lower_bound
 from reports import figures
 
 
 def _pt(loss, w11, s2, *, sign=1, product_err=1e-12, sigma2_err=None):
+    """A stored point as verify.figure_data writes it (the bounds and measures from properties)."""
     s1 = w11
     return {"t": 1.0, "loss": loss, "loss_err": 1e-16, "product_err": product_err, "w11": w11,
-            "bound": w11_lower_bound(loss), "sigma": [s1, s2],
+            "bound": w11_lower_bound(loss), "s": s_of_loss(loss), "w11_s": w11 * s_of_loss(loss),
+            "bound_s": w11_s_lower_bound(loss), "sigma": [s1, s2],
             "sigma2_err": 2 * product_err + 2 * 2.2e-16 * s1 if sigma2_err is None else sigma2_err,
-            "erank": 1.0, "det_sign": sign, "norm": w11}
+            "erank": 1.0, "erank_minus_one": erank_excess_from_ratio(s2 / s1), "det_sign": sign, "norm": w11}
 
 
 def _data(runs):
@@ -63,19 +65,15 @@ def test_sigma2_is_drawn_only_where_float64_resolves_it_with_an_upper_bound_else
     assert len(res) + len(unres) == 3  # the point without an error estimate is neither drawn nor bounded
 
 
-@pytest.mark.parametrize("rho", [0.5, 1e-3, 1e-9, 1e-15, 1e-30])
-def test_erank_minus_one_is_accurate_where_the_stored_erank_rounds_to_one(rho):
-    mpmath.mp.dps = 50
-    p = mpmath.mpf(rho) / (1 + mpmath.mpf(rho))
-    exact = mpmath.expm1(-p * mpmath.log(p) - (1 - p) * mpmath.log1p(-p))
-    assert figures.erank_minus_one(1.0, rho) == pytest.approx(float(exact), rel=1e-12)
-
-
 def test_erank_panel_is_a_log_axis_and_w11_panel_separates_the_depths():
     runs = [[_pt(10.0 ** -k, (1 + 0.05 * d) / math.sqrt(2 * 10.0 ** -k), 10.0 ** -(k + d)) for k in range(1, 8)]
             for d in range(3)]
     fig = _draw(figures.fig_sigma_erank, _data(runs))
     assert fig.axes[1].get_yscale() == "log" and fig.axes[1].get_ylabel() == "erank - 1"
+    for d, ln in enumerate(fig.axes[1].get_lines()):   # the stored erank - 1 of each resolved point, drawn as is
+        want = [erank_excess_from_ratio(10.0 ** -(k + d) / ((1 + 0.05 * d) / math.sqrt(2 * 10.0 ** -k)))
+                for k in range(1, 8)]
+        assert list(ln.get_ydata()) == want
     fig = _draw(figures.fig_w11, _data(runs))
     right = fig.axes[1]
     curves = [ln for ln in right.get_lines() if ln.get_label().startswith("depth")]
@@ -104,3 +102,15 @@ def test_captions_say_which_engine_drew_the_runs():
     data["runs"][1]["status"] = "precision_lost"
     for spec in figures.FIGURES[:4]:
         assert "Engine: gf; 2 runs, completed, precision_lost." in spec.caption_for(data), spec.name
+
+
+@pytest.mark.filterwarnings("ignore:Attempt.*xlim:UserWarning")   # matplotlib on the empty right-hand log axis
+def test_figure_data_written_before_the_stored_bounds_draws_without_them():
+    # a data file from before s, w11_s, bound_s and erank_minus_one were stored (verify report on an older run)
+    old = [[{k: v for k, v in _pt(10.0 ** -k, 10.0 ** k, 1e-3).items()
+             if k not in ("s", "w11_s", "bound_s", "erank_minus_one")} for k in range(1, 6)]]
+    fig = _draw(figures.fig_w11, _data(old))
+    assert len(fig.axes[0].get_lines()) == 2                        # |w11| and its bound, from the stored bound
+    assert all(len(ln.get_xdata()) == 0 for ln in fig.axes[1].get_lines())   # nothing stored to draw on the right
+    fig = _draw(figures.fig_sigma_erank, _data(old))
+    assert all(len(ln.get_xdata()) == 0 for ln in fig.axes[1].get_lines())

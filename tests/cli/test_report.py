@@ -125,7 +125,8 @@ def _synthetic_data(data_dir):
         w11 = (1 - min(r, 0.9)) ** 2 / r * 1.1
         pts.append({"t": float(k), "loss": loss, "w11": w11, "bound": "inf" if k == 0 else 1.0, "sigma": [w11, r],
                     "erank": 1.0 + r, "det_sign": 1, "norm": w11, "loss_err": 1e-16, "product_err": 1e-9 * w11,
-                    "sigma2_err": 2e-9 * w11})
+                    "sigma2_err": 2e-9 * w11, "s": r, "w11_s": w11 * r, "bound_s": (1 - r) ** 2 if r < 1 else 0.0,
+                    "erank_minus_one": r})
     run = {"label": "depth 2", "settings": {"init": "balanced"}, "status": "completed", "points": pts}
     for name in ("rc20_depths", "det_sign", "rc20_perturbed"):
         (data_dir / f"{name}.json").write_text(json.dumps({"figure": name, "runs": [run]}))

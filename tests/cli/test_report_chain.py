@@ -45,8 +45,11 @@ def test_the_report_renders_the_chain_of_an_exact_a_dynamic_and_a_statistical_cl
     assert ev["error"] > 0 and ev["margin"] > ev["error"]        # a real margin, cleared beyond its error
     assert "loss\\_decreased holds" in dynamic                    # the parts of the combined check
 
-    from models.stored.chain import how_exact, precision
-    assert precision("gf-mp digits=40") == "mpmath, 40 digits" and precision("gf rtol=1e-12 path=raw") == "float64"
+    from models.stored.chain import how_exact
+    from verify.engine_facts import arithmetic
+    assert rec["extra"]["chain"]["arithmetic"] == {"gf rtol=1e-10": "float64"}
+    assert arithmetic("gf-mp digits=40") == "mpmath, 40 digits" and arithmetic("gf rtol=1e-12 path=raw") == "float64"
+    assert arithmetic("gd") == "float64" and arithmetic("sympy + gf") == "" and arithmetic("numpy float64") == "float64"
     assert [how_exact(e) for e in ("sympy certificates", "python-flint arb", "exact rationals", "numpy float64")] \
         == ["symbolic", "certified", "exact arithmetic", "floating point, error as the check bounds it"]
 

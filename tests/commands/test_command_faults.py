@@ -139,6 +139,7 @@ def test_a_det_flip_in_gd_is_in_the_record_and_on_the_console(capsys, tmp_path):
     change = doc["det_sign_change"]
     assert change["from"] == 1 and change["to"] == -1 and change["after"]["step"] < change["at"]["step"]
     assert "warning: the det sign changed from +1 to -1 between step" in err
+    assert "so this is the step size (try a smaller --lr)" in err      # gd declares clock "step"
 
 
 def test_a_gf_run_keeps_its_det_sign_and_reports_no_change(capsys, tmp_path):

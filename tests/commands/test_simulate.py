@@ -128,9 +128,9 @@ def test_bench_gd_dmf_rows_are_measured_side_by_side():
 def test_bench_experiments_gd_row_reaches_the_official_loss():
     """The ``rc20 gd depth3`` row of ``verify bench --only experiments``: the official run (seed 0) gets to MSE 1e-4
     in the millions of steps the official trainer needs (measured: 3,197,855), |w11| ~ 58."""
-    from verify.bench_experiments import _gd_row
+    from verify.bench_experiments import gd_row
 
-    row = _gd_row(3)
+    row = gd_row(3)
     assert row["workload"] == "rc20 gd depth3" and row["status"] == "completed"
     assert row["loss"] <= 1e-4 and 3_000_000 <= row["steps"] <= 3_400_000
     assert 50.0 <= abs(row["w11"]) <= 65.0

@@ -85,7 +85,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="minimum measuring time per gd throughput figure (default 1)")
 
 
-def mp_target(digits: int) -> tuple[float, float]:
+def _mp_target(digits: int) -> tuple[float, float]:
     """``(until_loss, default budget in s)`` of the gf-mp bench at ``digits`` (the issue-12 targets)."""
     return (1e-30, 60.0) if digits <= 60 else (1e-60, 300.0)
 
@@ -95,7 +95,7 @@ def _bench_gf_mp(budget: float | None, digits=None, depths=None, per_decade: int
 
     rows = []
     for d in digits or [40]:
-        loss, default_budget = mp_target(d)
+        loss, default_budget = _mp_target(d)
         rows += fn(depths=tuple(depths or (2, 3, 4, 6)), until_loss=loss, digits=d,
                    wall_budget=default_budget if budget is None else budget, per_decade=per_decade)
     return rows

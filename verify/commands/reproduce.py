@@ -31,7 +31,7 @@ def load(path: Path) -> dict:
     return doc
 
 
-def claim_of(doc: dict, modules) -> "object":
+def _claim_of(doc: dict, modules) -> "object":
     """The claim a counterexample file was made for (rebuilding an ablation from its parent)."""
     catalog = discovery.load(modules)
     if doc["claim"] in catalog.claims:
@@ -57,7 +57,7 @@ def redraw(claim_id: str, outcome, path: Path) -> None:
 
 def run(args) -> int:
     doc = load(args.file)
-    claim = claim_of(doc, args.claims or doc.get("claims_modules") or ())
+    claim = _claim_of(doc, args.claims or doc.get("claims_modules") or ())
     from verify import driver
     try:
         inputs = driver.inputs_from_json(doc["inputs"])

@@ -51,7 +51,7 @@ def add_arguments(parser) -> None:
     ci_outputs.add_arguments(parser)
 
 
-def not_met_line(record: dict, out: Path) -> str:
+def _not_met_line(record: dict, out: Path) -> str:
     """``not met: ID: VERDICT (expected E); margin m, error e, margin/error r; verify reproduce FILE``: the verdict
     in the report's words and the margin against its error through :mod:`models.stored.evidence` (the numbers of the
     report, ``verify show`` and ``verify reproduce``)."""
@@ -84,7 +84,7 @@ def run(args) -> int:
         print(f"regression: {r['claim']}: {r['baseline']} in the baseline, {r['now']} now")
     for r in records:
         if not r["met"]:
-            print(not_met_line(r, Path(args.out)))
+            print(_not_met_line(r, Path(args.out)))
     report = result.files.get("report_html")
     print(f"results in {args.out}" + (f" (report: {report})" if report else ""))
     ci_outputs.after_run(args, result, sys.stdout)

@@ -23,7 +23,7 @@ def add_arguments(parser) -> None:
     _common.add_out(parser, "where to look for its last stored verdict")
 
 
-def last_record(out: Path, claim_id: str) -> dict | None:
+def _last_record(out: Path, claim_id: str) -> dict | None:
     """The last record of ``claim_id`` in ``out/results.jsonl`` (or ``summary.json``), if any."""
     found = None
     try:
@@ -72,7 +72,7 @@ def run(args) -> int:
         print(f"catalog notes ({', '.join(refs)}; the suite's notes on the papers, shipped with it):")
         for ref in refs:
             print(textwrap.indent(catalog.section(ref).rstrip(), "  | ", lambda line: True))
-    rec = last_record(Path(args.out), claim.id)
+    rec = _last_record(Path(args.out), claim.id)
     if rec is None:
         print(f"last stored verdict: none in {args.out}")
     else:

@@ -52,6 +52,7 @@ class GradientFlowMP(AbstractEngine):
     options = ("digits", "tol", "max_steps", "path", "guard", "estimate", "extra_digits", "tighter", "stages")
     default_until_loss = 1e-30
     models = ("deep",)
+    arithmetic = "mpmath"
 
     def __init__(self, digits: int = 40, tol: float | None = None, max_steps: int = 20_000, path: str = "auto",
                  guard: int | None = None, estimate: bool = True, extra_digits: int = 20, tighter: float = 100.0,
