@@ -49,11 +49,12 @@ def autograd_loop(problem, factors, lr: float, steps: int, device) -> list:
 CHUNK = 50
 
 
-def _marginal_rate(run, k: int, repeats: int = 3) -> float:
-    """Steps per second from the time of ``3k`` steps minus that of ``k`` steps (one warm-up first), the median of
-    ``repeats`` measurements; a measurement where the difference is not positive (a loaded machine) counts as the
-    plain rate of the ``3k`` steps instead."""
-    run(CHUNK)
+def marginal_rate(run, k: int, repeats: int = 3, warm_up: int = CHUNK) -> float:
+    """Steps per second of ``run(n)`` from the time of ``n = 3k`` steps minus that of ``n = k`` (one warm-up run of
+    ``warm_up`` steps first, which pays compilation and graph capture), the median of ``repeats`` measurements; a
+    measurement where the difference is not positive (a loaded machine) counts as the plain rate of the ``3k``
+    steps instead. Used by every marginal throughput row of ``verify bench``."""
+    run(warm_up)
     rates = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -102,8 +103,8 @@ def bench_dmf_fast(batches=(1, 64), observed=(2000, 5000), *, seconds: float = 1
                 sync()
                 per = max((time.perf_counter() - t) / CHUNK, 1e-6)
                 k = CHUNK * max(1, int(seconds / 2 / per / CHUNK))
-                rate = B * _marginal_rate(lambda n: (ours(n), sync()), k)
-                naive = B * _marginal_rate(lambda n: (autograd_loop(problem, fb, 0.1, n, dev),
+                rate = B * marginal_rate(lambda n: (ours(n), sync()), k)
+                naive = B * marginal_rate(lambda n: (autograd_loop(problem, fb, 0.1, n, dev),
                                                       sync()), max(4, k // 8))
                 rows.append({"workload": f"dmf-fast depth3 100x100 completion m={m} B={B}", "B": B, "m": int(m),
                              "steps_per_s": rate, "naive_steps_per_s": naive, "ratio": rate / naive,
@@ -115,4 +116,4 @@ def bench_dmf_fast(batches=(1, 64), observed=(2000, 5000), *, seconds: float = 1
 
 COLUMNS = ["workload", "steps_per_s", "naive_steps_per_s", "ratio", "target_ratio", "device", "torch_threads"]
 
-__all__ = ["CHUNK", "COLUMNS", "autograd_loop", "bench_dmf_fast"]
+__all__ = ["CHUNK", "COLUMNS", "autograd_loop", "bench_dmf_fast", "marginal_rate"]

@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from verify.bench.dmf import marginal_rate
+
 #: The official trainers' throughput, as stated constants (source: issue 12, measured by its author on the
 #: project's 2-core machine; one epoch = one full-batch step of one model).
 OFFICIAL_TRAINERS = {
@@ -49,18 +51,6 @@ def official_ratios(rows: list[dict], key: str, match: str) -> None:
         if match in str(row.get("workload", "")) and row.get("B") == 1 and row.get("steps_per_s"):
             row["official_epochs_per_s"] = f"{lo:g}-{hi:g}" if lo != hi else f"{lo:g}"
             row["ratio_official"] = row["steps_per_s"] / hi
-
-
-def _marginal_rate(run, k: int) -> float:
-    """Steps per second of ``run(n)`` from the time difference of ``n = 3k`` and ``n = k`` (one warm-up first)."""
-    run(2)
-    t = time.perf_counter()
-    run(k)
-    t1 = time.perf_counter() - t
-    t = time.perf_counter()
-    run(3 * k)
-    t3 = time.perf_counter() - t
-    return 2 * k / max(t3 - t1, 1e-9)
 
 
 def bench_gd_dmf(batches=(1, 64), observed=(2000, 5000), *, seconds: float = 1.0, device=None) -> list[dict]:
@@ -85,9 +75,10 @@ def bench_gd_dmf(batches=(1, 64), observed=(2000, 5000), *, seconds: float = 1.0
             eng.run(problem, model, fb, steps=4, wall_budget=math.inf)
             per = max((time.perf_counter() - t) / 4, 1e-6)
             k = max(4, int(seconds / 2 / per))
-            ours = B * _marginal_rate(lambda n: eng.run(problem, model, fb, steps=n, wall_budget=math.inf), k)
-            naive = B * _marginal_rate(lambda n: autograd_gd_reference(problem, model, fb, 0.1, n, device=dev),
-                                       max(2, k // 2))
+            ours = B * marginal_rate(lambda n: eng.run(problem, model, fb, steps=n, wall_budget=math.inf), k,
+                                     repeats=1, warm_up=2)
+            naive = B * marginal_rate(lambda n: autograd_gd_reference(problem, model, fb, 0.1, n, device=dev),
+                                      max(2, k // 2), repeats=1, warm_up=2)
             rows.append({"workload": f"gd depth3 100x100 completion m={m} B={B}", "B": B, "m": int(m),
                          "steps_per_s": ours, "naive_steps_per_s": naive, "ratio": ours / naive, "device": str(dev)})
     return rows
