@@ -504,7 +504,8 @@ def incremental_measures(problem, model, batch, lr=INC_LR, chunk=INC_CHUNK, max_
                     "(corollaries), RMC21-Thm2, RMC21-Exp-Dynamics",
        statement="rank-2 target (strengths 1 and 0.7, ||W*|| = 1), order 3 (dims 3-4) or 4 (dims 3), >= 90% of "
                  "entries observed, R = 4 (target rank + 2), balanced init with fixed random directions and every "
-                 "component at the same norm alpha (no head start), GD with step 0.1 (gradient flow up to O(step)), alpha in {a, a/10, a/100}: rho(alpha) = (distance of W to its best rank-1 fit) / "
+                 "component at the same norm alpha (no head start), GD with step 0.1 (gradient flow up to O(step)), "
+                 "alpha in {a, a/10, a/100}: rho(alpha) = (distance of W to its best rank-1 fit) / "
                  "||W|| at the first step k1 where ||W|| >= 0.05 strictly decreases, and k1 = C alpha^-(1-2/N) + O(1) "
                  "(from d/dt ||W_r|| = N ||W_r||^(2-2/N) g_r and the homogeneity of the flow near 0): "
                  "|log10((k1(a/100) - k1(a/10)) / (k1(a/10) - k1(a))) - (1 - 2/N)| "
@@ -522,7 +523,7 @@ def incremental_learning(inputs, dropped):
     (GD rounding model on W); a step count to 1 step (the exponent: (2/D1 + 2/D2)/ln 10). Dropping "balanced" tilts
     each component's first two vectors by lam and 1/lam (`verify ablate` does not show it necessary).
 
-    Order 3 adds the escape gap (:func:`escape_gap_outcome`, :mod:`properties.rmc21_gaps`): a statistical part
+    Order 3 adds the escape gap (:func:`properties.rmc21_gaps.escape_gap_outcome`): a statistical part
     (margin and error in decades of evidence) over independent ladders, because a single ladder fails at a measured
     rate of about 12% (catalog RMC21-Thm1, "Escape gap"); order 4 would need ~20,000 steps a ladder.
 
@@ -556,25 +557,11 @@ def incremental_learning(inputs, dropped):
     outs.append(point_outcome(INC_EXP_TOL - abs(est - want), (2.0 / d1 + 2.0 / d2) / math.log(10.0), INC_EXP_TOL,
                               part="escape-time exponent", estimate=est, exponent=want, steps_differences=[d1, d2]))
     if N == 3:  # the escape gap over independent ladders (properties.rmc21_gaps; order 4 needs ~20k steps a ladder)
+        from .rmc21_gaps import escape_gap_outcome
+
         outs.append(escape_gap_outcome(inputs, float(inputs["alpha"])))
     return combine(outs, engine=f"gd lr={INC_LR}", alphas=alphas, rho=rho, e1=[m["e1"] for m in ms])
 
-
-def escape_gap_outcome(inputs, alpha: float, exponent: float | None = None):
-    """The statistical escape-gap part of ``rmc21.incremental_learning`` (:mod:`properties.rmc21_gaps`): ladders
-    ``alpha x (1, 0.1, 0.01)`` on independent instances (:func:`inc_setting` with seeds derived from the drawn
-    one), decided by ``GAP_TEST``. ``exponent`` p != None runs the negative-control dynamics ``d/dt ||W_r|| = N
-    ||W_r||^p g_r``."""
-    from . import rmc21_gaps as G
-
-    def setting(i):
-        seed = int(np.random.SeedSequence((int(inputs["seed"]), 11, i)).generate_state(1)[0])
-        return inc_setting({**inputs, "seed": seed})
-
-    order = len(inputs["dims"])
-    dec = G.gap_decision(setting, alpha, order, exponent=exponent)
-    return G.GAP_TEST.outcome(dec, engine=f"numpy gd lr={G.GAP_LR}", part="escape gap over independent ladders",
-                              alternative="exponent 1 or no gap: P(success) <= 0.2", ladders=dec.trials)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -181,6 +181,27 @@ def gap_decision(make_setting, alpha: float, order: int, test=GAP_TEST, block=GA
     return test.decide(trials())
 
 
+def escape_gap_outcome(inputs, alpha: float, exponent: float | None = None):
+    """The statistical escape-gap part of ``rmc21.incremental_learning`` (module docstring): ladders
+    ``alpha x (1, 0.1, 0.01)`` on independent instances (:func:`properties.rmc21.inc_setting` with seeds derived
+    from the drawn one, tilted as the claim's own when ``balanced`` is dropped), decided by ``GAP_TEST``. ``exponent`` p != None runs the negative-control dynamics ``d/dt ||W_r|| = N
+    ||W_r||^p g_r``."""
+    from .rmc21 import inc_setting
+
+    order = len(inputs["dims"])
+    lam = float(inputs.get("lam", 1.0))     # dropping "balanced" tilts the ladders as the claim's own
+    tilt = [lam, 1.0 / lam] + [1.0] * (order - 2)
+
+    def setting(i):
+        seed = int(np.random.SeedSequence((int(inputs["seed"]), 11, i)).generate_state(1)[0])
+        problem, model, dirs, c, T = inc_setting({**inputs, "seed": seed})
+        return problem, model, [U * t for U, t in zip(dirs, tilt)], c, T
+
+    dec = gap_decision(setting, alpha, order, exponent=exponent)
+    return GAP_TEST.outcome(dec, engine=f"numpy gd lr={GAP_LR}", part="escape gap over independent ladders",
+                            alternative="exponent 1 or no gap: P(success) <= 0.2", ladders=dec.trials)
+
+
 __all__ = ["GAP_BLOCK", "GAP_CHUNK", "GAP_LADDER", "GAP_LR", "GAP_MAX_STEPS", "GAP_TEST", "GAP_THETA1",
-           "batch_tensor", "batch_unfolding_distance", "cp_gd_batch", "gap_decision", "gap_trial", "ladder_escapes",
-           "ladder_members"]
+           "batch_tensor", "batch_unfolding_distance", "cp_gd_batch", "escape_gap_outcome", "gap_decision",
+           "gap_trial", "ladder_escapes", "ladder_members"]

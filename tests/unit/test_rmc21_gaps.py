@@ -73,9 +73,9 @@ def test_the_gap_test_keeps_every_profile_green_by_chance_below_its_level():
 
 
 def test_escape_gap_holds_for_gradient_descent_and_is_violated_for_exponent_one():
-    good = R.escape_gap_outcome(INPUTS, INPUTS["alpha"])
+    good = G.escape_gap_outcome(INPUTS, INPUTS["alpha"])
     assert good.status == "holds" and good.detail["successes"] >= 5
-    bad = R.escape_gap_outcome(INPUTS, INPUTS["alpha"], exponent=1.0)
+    bad = G.escape_gap_outcome(INPUTS, INPUTS["alpha"], exponent=1.0)
     assert bad.status == "violated" and bad.detail["successes"] == 0
 
 
