@@ -16,9 +16,9 @@ alpha^-(1-2/N) + O(1)``, and over the ladder ``a, a/10, a/100`` the differences 
 component grows like ``exp(N g_r t)``), the gaps would grow like ``log(1/alpha)`` and the estimate would be near
 0; were every direction learned together, there would be no gap to grow.
 
-One ladder is a *trial*: it succeeds when both gap differences exceed their error and the estimate minus its
-error is at least half of ``1 - 2/N`` (the midpoint between the theorem and the alternative exponent 1). A finite
-ladder sees the limit only when the two leading alignments are separated, so single ladders fail at a measured
+One ladder is a *trial*: it succeeds when both gap differences exceed twice the step resolution (otherwise the
+estimate's error is infinite) and the estimate minus its error is at least half of ``1 - 2/N`` (the midpoint
+between the theorem and the alternative exponent 1). A finite ladder sees the limit only when the two leading alignments are separated, so single ladders fail at a measured
 rate (catalog); the claim is "P(success) >= 0.7" over independent ladders (each its own target, observed
 entries and directions, from :func:`properties.rmc21.inc_setting`), decided by :data:`GAP_TEST`.
 
