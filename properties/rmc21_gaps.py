@@ -17,10 +17,11 @@ component grows like ``exp(N g_r t)``), the gaps would grow like ``log(1/alpha)`
 0; were every direction learned together, there would be no gap to grow.
 
 One ladder is a *trial*: it succeeds when both gap differences exceed twice the step resolution (otherwise the
-estimate's error is infinite) and the estimate minus its error is at least half of ``1 - 2/N`` (the midpoint
-between the theorem and the alternative exponent 1). A finite ladder sees the limit only when the two leading alignments are separated, so single ladders fail at a measured
-rate (catalog); the claim is "P(success) >= 0.7" over independent ladders (each its own target, observed
-entries and directions, from :func:`properties.rmc21.inc_setting`), decided by :data:`GAP_TEST`.
+estimate's error is infinite) and the estimate minus its error is at least half of ``1 - 2/N`` (the midpoint between
+the theorem and the alternative exponent 1). A finite ladder sees the limit only when the two leading alignments are
+separated, so single ladders fail at a measured rate (catalog); the claim is "P(success) >= 0.7" over independent
+ladders (each its own target, observed entries and directions, from :func:`properties.rmc21.inc_setting`), decided
+by :data:`GAP_TEST`.
 
 The ladders of one test run as one batch of plain gradient descent (:func:`cp_gd_batch`: float64 numpy, one
 problem per member), which also runs the negative control: the same descent with each component's velocity
@@ -182,10 +183,10 @@ def gap_decision(make_setting, alpha: float, order: int, test=GAP_TEST, block=GA
 
 
 def escape_gap_outcome(inputs, alpha: float, exponent: float | None = None):
-    """The statistical escape-gap part of ``rmc21.incremental_learning`` (module docstring): ladders
-    ``alpha x (1, 0.1, 0.01)`` on independent instances (:func:`properties.rmc21.inc_setting` with seeds derived
-    from the drawn one, tilted as the claim's own when ``balanced`` is dropped), decided by ``GAP_TEST``. ``exponent`` p != None runs the negative-control dynamics ``d/dt ||W_r|| = N
-    ||W_r||^p g_r``."""
+    """The statistical escape-gap part of ``rmc21.incremental_learning`` (module docstring): ladders ``alpha x (1, 0.1,
+    0.01)`` on independent instances (:func:`properties.rmc21.inc_setting` with seeds derived from the drawn one,
+    tilted as the claim's own when ``balanced`` is dropped), decided by ``GAP_TEST``. ``exponent`` p != None runs
+    the negative-control dynamics ``d/dt ||W_r|| = N ||W_r||^p g_r``."""
     from .rmc21 import inc_setting
 
     order = len(inputs["dims"])
