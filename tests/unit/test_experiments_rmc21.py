@@ -118,3 +118,17 @@ def test_bench_row_of_the_order3_ladder():
     counts = [int(c) for c in row["counts"].split(",")]
     assert counts[-1] == SETTINGS["order3"]["rank"] and counts == sorted(counts, reverse=True)
     assert row["reconstruction_error"] < 0.05  # the two smaller stds complete the rank-3 target
+
+
+def test_thm2_check_refutes_a_rank_one_trajectory_that_does_not_follow_the_init_scale():
+    """The wrong claim "TF follows the rank-one flow of a fixed init (alpha = 1e-2) whatever its own scale" is
+    refuted by the claim's own decision rule (:func:`shrink_outcomes`): on the quick instance, from alpha 1e-3 to
+    1e-4 the distance to that flow grows (measured 0.068 to 0.105, errors ~1e-4), so the step is violated."""
+    from properties.experiments_rmc21_thm2 import QUICK_INPUT, rank_one_distance, shrink_outcomes, thm2_setting
+
+    problem, dirs, lead, _ = thm2_setting({**QUICK_INPUT, "leader": "unique"})
+    alphas = (1e-3, 1e-4)
+    res = [rank_one_distance(problem, dirs, lead, a, reference_alpha=1e-2) for a in alphas]
+    (step,) = shrink_outcomes(res, alphas)
+    assert step.status == "violated", step.detail
+    assert res[1][0] - res[0][0] > 10 * (res[0][1] + res[1][1])     # grows by far more than the errors

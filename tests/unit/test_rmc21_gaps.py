@@ -1,0 +1,85 @@
+"""The escape-gap part of rmc21.incremental_learning (properties/rmc21_gaps.py, catalog RMC21-Thm1 "Escape gap"):
+the batched descent is the suite's gradient descent, the unfolding distance bounds the distance to rank one, the
+test keeps every profile green by chance below its level, and the wrong dynamics (rate exponent 1 instead of
+2 - 2/N) is refuted. Fixed seeds, a few seconds in all."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import properties  # noqa: F401  -- registers the built-in claims
+from models.factorizations import cp_tensor
+from properties import measures as M
+from properties import rmc21 as R
+from properties import rmc21_gaps as G
+from properties.api import CLAIMS
+
+INPUTS = {"dims": [3, 4, 3], "alpha": 10 ** -2.3, "frac": 0.95, "seed": 3, "lam": 1.0}
+
+
+def test_batched_descent_is_the_suite_gradient_descent():
+    problem, model, dirs, c, _ = R.inc_setting(INPUTS)
+    batch = [np.stack([U * (a * c) ** (1 / 3) for a in (0.3, 0.05)]) for U in dirs]
+    ref, _ = R.gd_run(problem, model, batch, 0.1, 40)
+    fs, obs, tg, gs, _ = G.ladder_members([(problem, model, dirs, c, _)], 1.0, ladder=(0.3, 0.05))
+    mine = G.cp_gd_batch(fs, obs, tg, gs, 0.1, 40)
+    for a, b in zip(mine, ref):
+        assert np.max(np.abs(a - np.asarray(b))) <= 1e-12 * max(1.0, np.max(np.abs(a)))
+    # exponent p = 2 - 2/N is plain descent; any other p changes the step
+    same = G.cp_gd_batch(fs, obs, tg, gs, 0.1, 5, exponent=2.0 - 2.0 / 3)
+    plain = G.cp_gd_batch(fs, obs, tg, gs, 0.1, 5)
+    assert all(np.allclose(a, b, rtol=1e-13, atol=0) for a, b in zip(same, plain))
+
+
+def test_exponent_one_control_changes_the_norm_growth_exponent():
+    # near 0 (gradient ~ frozen) d/dt log ||W_r|| = N ||W_r||^(p - 1) g_r: two members with the same directions at
+    # norms 1e-6 and 1e-8 grow in log-norm in the ratio 100^(p - 1): 100^(1/3) under the theorem (p = 2 - 2/N,
+    # N = 3), 1 under the control (p = 1)
+    problem, model, dirs, c, _ = R.inc_setting(INPUTS)
+    fs, obs, tg, gs, _ = G.ladder_members([(problem, model, dirs, c, _)], 1e-6, ladder=(1.0, 0.01))
+
+    def log_growth(F):
+        n0 = np.prod([np.linalg.norm(U, axis=1) for U in fs], axis=0)
+        return np.log(np.prod([np.linalg.norm(U, axis=1) for U in F], axis=0) / n0)
+
+    true = log_growth(G.cp_gd_batch(fs, obs, tg, gs, 0.1, 20))
+    ctrl = log_growth(G.cp_gd_batch(fs, obs, tg, gs, 0.1, 20, exponent=1.0))
+    assert np.allclose(true[0] / true[1], 100 ** (1 / 3), rtol=0.05)
+    assert np.allclose(ctrl[0] / ctrl[1], 1.0, rtol=0.01)
+
+
+def test_unfolding_distance_is_a_lower_bound_on_the_distance_to_rank_one():
+    rng = np.random.default_rng(0)
+    Ts = rng.standard_normal((6, 3, 4, 3))
+    u = G.batch_unfolding_distance(Ts)
+    for T, v in zip(Ts, u):
+        assert v <= M.dist_rank1_tensor(T, relative=False) * (1 + 1e-9) + 1e-12
+    rank1 = cp_tensor([rng.standard_normal((d, 1)) for d in (3, 4, 3)])
+    # sqrt(||W||^2 - sigma_1^2) of a rank-1 tensor: the square root of a rounding error, ~sqrt(eps) ||W||
+    assert G.batch_unfolding_distance(rank1[None])[0] <= 1e-7 * np.linalg.norm(rank1)
+
+
+def test_gap_trial_needs_a_growing_gap_beyond_its_error():
+    assert G.gap_trial([80, 230, 540], [180, 430, 930], 3)[0]            # gaps 100, 200, 390: estimate 0.29
+    assert not G.gap_trial([20, 30, 40], [60, 75, 90], 3)[0]              # gaps 40, 45, 50: estimate 0
+    assert not G.gap_trial([20, 30, 40], [60, 71, 84], 3)[0]             # differences within 2 steps: unresolved
+    ok, d = G.gap_trial([20, 30, 40], [60, 71, 84], 3)
+    assert d["error"] == float("inf")
+
+
+def test_the_gap_test_keeps_every_profile_green_by_chance_below_its_level():
+    assert G.GAP_TEST.red_by_chance() <= G.GAP_TEST.run_level
+    assert G.GAP_TEST.operating(G.GAP_TEST.p0).holds <= G.GAP_TEST.alpha
+
+
+def test_escape_gap_holds_for_gradient_descent_and_is_violated_for_exponent_one():
+    good = G.escape_gap_outcome(INPUTS, INPUTS["alpha"])
+    assert good.status == "holds" and good.detail["successes"] >= 5
+    bad = G.escape_gap_outcome(INPUTS, INPUTS["alpha"], exponent=1.0)
+    assert bad.status == "violated" and bad.detail["successes"] == 0
+
+
+def test_incremental_learning_order_three_includes_the_escape_gap():
+    out = CLAIMS["rmc21.incremental_learning"].run_check(INPUTS)
+    assert out.status == "holds"
+    assert out.detail["points_checked"] == 4          # two rho steps, the exponent, the escape gap
