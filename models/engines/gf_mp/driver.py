@@ -76,6 +76,9 @@ class Integration:
         self.records.append({"key": key, "tau": tau, "t": ctx.expm1(tau), "w": w, "loss": loss, "det_sign": sign,
                              "factors": factors, "dw": self.system.dW_dtau(z),
                              "dloss": self.system.dloss_dtau(z), "dw_dt": self.system.dW_dt(z)})
+        if self.system.kind == "raw" and self.system.factor_dets(z) is not None:   # issue 11: each factor's det
+            self.records[-1].update(fdets=self.system.factor_dets(z), dfdets=self.system.factor_dets_dtau(z),
+                                    fdet_floors=self.system.factor_det_floors(z))
         if self.max_records is not None and len(self.records) >= self.max_records:
             raise _Done()
 

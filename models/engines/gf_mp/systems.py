@@ -341,6 +341,33 @@ class RawSystem(_System):
             return out
         return mat_det(self._product(fs), self.ctx)
 
+    def factor_dets(self, z):
+        """``[det W_j]`` of square factors (2x2 in closed form, else by LU), or None when a factor is not square."""
+        if not all(a == b for a, b in self.shapes):
+            return None
+        return [mat_det(F, self.ctx) for F in self.unflatten(z)]
+
+    def factor_det_floors(self, z):
+        """A bound on each factor det's rounding error at the working precision: ``4 n prod_i ||row_i|| 10^-dps``
+        (Hadamard's bound on the terms an elimination of ``n x n`` cancels)."""
+        ctx, out = self.ctx, []
+        for F in self.unflatten(z):
+            p = ctx.one
+            for row in F:
+                p = p * ctx.sqrt(ctx.fsum(v * v for v in row))
+            out.append(4 * len(F) * p * ctx.mpf(10) ** (-ctx.dps))
+        return out
+
+    def factor_dets_dtau(self, z):
+        """``d det W_j / dtau`` by a forward difference along the flow at half the precision (for the first-order
+        move of the error estimate, like :meth:`dW_dtau`)."""
+        ctx = self.ctx
+        Fz = self.zfun(z[-1], z[:-1]) + [ctx.one]
+        scale = max(max(abs(v) for v in Fz[:-1]), ctx.mpf(10) ** -30)
+        d = ctx.ldexp(1, -(ctx.prec // 2)) / scale
+        a, b = self.factor_dets(z), self.factor_dets([u + d * v for u, v in zip(z, Fz)])
+        return [(y - x) / d for x, y in zip(a, b)]
+
     def observe(self, z):
         w = self.entries(z)
         sign = None
