@@ -3,7 +3,9 @@
 ``rc20.lemma.det_sign`` checks the lemma with float64 on the raw factors down to the loss float64 resolves
 (5e-2 at depth 2, 1e-4 at depth 3, 1e-6 beyond); the chart keeps the sign by construction, so it is no evidence.
 ``rc20.lemma.det_sign_raw`` integrates the factors ``W_1 .. W_L`` themselves with gf-mp's raw path (Radau IIA in
-mpmath, no chart, no balancedness used), escalating the precision, and asks at every recorded point (2 per
+mpmath, no chart, no balancedness used) from inits balanced *exactly* in float64 (Pythagorean rotations,
+:mod:`properties.balanced_exact`: the suite's float64-rotation inits are balanced only to rounding, and that
+imbalance alone flips a factor det at depth 2, see below), escalating the precision, and asks at every recorded point (2 per
 decade of loss) that the det of *every factor* has the sign it had at ``t = 0``, *resolved*: ``|det W_j|`` above
 its error (the reference run's difference, moved to the same time, times 2, plus the rounding bound of the det at
 the working precision; gf-mp's ``hp["factor_dets"]`` / ``hp["factor_det_err"]``). The det of ``W = W_L .. W_1`` is
@@ -30,11 +32,13 @@ import numpy as np
 from hypothesis import strategies as st
 
 from models.errors import EngineFailure
+from models.factorizations import DeepMatrix
 from models.problems import rc20
 
 from . import strategies as S
 from ._common import combine, escalate, point_outcome, rc20_setting
 from .api import claim, current_profile
+from .balanced_exact import balanced_exact
 from .flow_check import validated
 
 SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
@@ -54,11 +58,21 @@ def _strategy(dropped):
     (lo, hi), (slo, shi), until2, until3, ladder = PROFILES[prof]
     balanced = "balanced" not in dropped
     return st.integers(lo, hi).flatmap(lambda L: S.fixed_dicts(
-        depth=L, init="balanced" if balanced else "gaussian",
+        depth=L, init="balanced_exact" if balanced else "gaussian",
         scale=S.log_scale(slo, shi) if balanced else S.log_scale(-2.0, 0.0),
         seed=S.seeds(), det=st.sampled_from(["positive", "negative"]),
         until_loss=until2 if L == 2 else until3,
         ladder=[list(level) for level in ladder], wall_budget=WALL_BUDGET[prof]))
+
+
+def exact_setting(inputs: dict):
+    """``(problem, model, init)``: :func:`properties._common.rc20_setting`, except that ``init ==
+    "balanced_exact"`` builds :func:`properties.balanced_exact.balanced_exact` (balanced exactly in float64)."""
+    if inputs.get("init") != "balanced_exact":
+        return rc20_setting(inputs)
+    model = DeepMatrix(int(inputs["depth"]), (2, 2))
+    init = balanced_exact(model, float(inputs["scale"]), int(inputs["seed"]), inputs.get("det", "positive"))
+    return rc20(inputs.get("z", 1.0), inputs.get("z_prime", 1.0), inputs.get("eps", 0.0)), model, init
 
 
 #: below this many times the imbalance scale ``delta`` a factor det is no evidence (see :func:`imbalance_scale`)
@@ -142,7 +156,7 @@ def det_sign_raw(inputs, dropped):
     ``sign(det W_j(0)) det W_j(t) / prod ||rows of W_j(t)||``, error the engine's ``factor_det_err`` on the same
     scale. The path is first checked to be gradient flow (engine tangent against the field from the recorded
     factors, properties/flow_check.py)."""
-    problem, model, init = rc20_setting(inputs)
+    problem, model, init = exact_setting(inputs)
     until = float(inputs["until_loss"])
     ladder = tuple(("gf-mp", {"digits": int(d), "path": "raw", **({"tol": float(t)} if t is not None else {})})
                    for d, t in inputs["ladder"])
@@ -155,4 +169,4 @@ def det_sign_raw(inputs, dropped):
     return escalate(run, check, ladder, accept_precision_loss=True)
 
 
-__all__ = ["PROFILES", "det_sign_raw", "factor_det_outcome"]
+__all__ = ["PROFILES", "det_sign_raw", "exact_setting", "factor_det_outcome", "imbalance_scale"]

@@ -13,6 +13,7 @@ from models.engines import get_engine
 from models.factorizations import DeepMatrix
 from models.problems import rc20
 from properties.api import CLAIMS
+from properties.balanced_exact import balanced_exact, imbalance
 from properties.rc20_det_raw import imbalance_scale
 
 
@@ -51,12 +52,28 @@ def test_imbalance_scale_is_zero_for_an_exactly_balanced_init_and_rounding_sized
     assert 1e-12 < delta < 1e-9
 
 
+def test_exactly_balanced_inits_are_balanced_in_rational_arithmetic_with_the_asked_det_sign():
+    rng = np.random.default_rng(0)
+    for L in (2, 3, 8):
+        for det in ("positive", "negative"):
+            init = balanced_exact(DeepMatrix(L, (2, 2)), float(10.0 ** -rng.uniform(0, 4)), int(rng.integers(99)), det)
+            assert imbalance(init.factors) == 0 and imbalance_scale(init.factors, init.factors) == 0.0
+            W = init.factors[0]
+            for F in init.factors[1:]:
+                W = F @ W
+            assert np.sign(np.linalg.det(W)) == (1 if det == "positive" else -1)
+    # the suite's float64-rotation balanced init is not: its imbalance is rounding-sized, not 0
+    init = inits.balanced(DeepMatrix(2, (2, 2)), 1e-4, seed=3, det="positive")
+    assert 0 < imbalance(init.factors) < 1e-19
+
+
 def test_claim_holds_at_depth_3_and_is_inconclusive_where_precision_stops_short():
     c = CLAIMS["rc20.lemma.det_sign_raw"]
-    out = c.run_check(dict(depth=3, init="balanced", scale=1.0, seed=3, det="negative", until_loss=1e-2,
+    out = c.run_check(dict(depth=3, init="balanced_exact", scale=1.0, seed=3, det="negative", until_loss=1e-2,
                            ladder=[[30, 1e-12]], wall_budget=60.0))
     assert out.status == "holds" and out.detail["final_loss"] <= 1e-2 * (1 + 1e-6)
-    assert out.detail["initial_factor_det_signs"] == [1, 1, -1]
+    assert math.prod(out.detail["initial_factor_det_signs"]) == -1
+    assert out.detail["first_point_below_imbalance"] is None
     # depth 2 from scale 0.05: 30 digits lose the det before loss 1e-2 (precision_lost at 3e-2): that draw
     # decides nothing (it is not "holds" on the points before)
     out2 = c.run_check(dict(depth=2, init="balanced", scale=0.05, seed=3, det="positive", until_loss=1e-2,
