@@ -112,3 +112,21 @@ def test_60_digits_agree_with_40_digits_within_its_estimate(depth):
                 assert abs(wa - wb) <= fa.product_err
         assert abs(mpmath.mpf(fa.hp["loss"]) - mpmath.mpf(fb.hp["loss"])) <= fa.loss_err
     assert fa.product_err / abs(fa.product[0, 0]) < 1e-20
+
+
+def test_raw_terms_in_flint_agree_with_the_mpmath_lists():
+    # the raw path's right-hand side is evaluated with FLINT arb_mat products; the mpmath-list version is its
+    # reference: same velocity, loss and dissipation to the working precision (50 digits), depths 2 and 5
+    from models import inits
+    from models.engines.gf_mp.systems import RawSystem
+    from models.factorizations import DeepMatrix
+    from models.problems import rc20
+
+    ctx = make_context(50)
+    for L in (2, 5):
+        model = DeepMatrix(L, (2, 2))
+        rs = RawSystem(rc20(), model, ctx, 40)
+        z = rs.state(inits.balanced(model, 0.3, seed=1, det="positive").factors)
+        (f, loss, diss), (f_mp, loss_mp, diss_mp) = rs.terms(z), rs.terms_mp(z)
+        assert max(abs(a - b) for a, b in zip(f, f_mp)) <= ctx.mpf(10) ** -47
+        assert abs(loss - loss_mp) <= ctx.mpf(10) ** -47 * loss and abs(diss - diss_mp) <= ctx.mpf(10) ** -47 * diss
