@@ -1,5 +1,6 @@
 """One high-precision integration of :mod:`models.engines.gf_mp` (:class:`Integration`): the loss levels and
-explicit times it records, landing a step's end on a loss level, the budget and the stops."""
+explicit times it records, finding a loss level inside the step that passes it, the budget and the stops; and
+:func:`factor_det_errors`, the error estimate of the raw path's factor dets."""
 
 from __future__ import annotations
 
@@ -341,3 +342,19 @@ def _hermite_root(xa, fa, da, xb, fb, db):
 
 class _Done(Exception):
     """The reference run has recorded as many points as the main run."""
+
+
+def factor_det_errors(rec: dict, ref: dict | None, D: int, ctx) -> tuple[list, list]:
+    """``(dets as D-digit strings, errors)`` of the factors at a raw-path record: the reference's det moved to the
+    record's tau to first order against the record's, times 2, plus the dets' rounding bound and the D-digit
+    rounding; ``inf`` without a reference record (an error nobody estimated is unknown)."""
+    dets = [ctx.nstr(v, D) for v in rec["fdets"]]
+    if ref is None or "fdets" not in ref:
+        return dets, [math.inf] * len(dets)
+    dtau = rec["tau"] - ctx.mpf(ref["tau"])
+    errs = []
+    for a, b, da, db, fl in zip(rec["fdets"], ref["fdets"], rec["dfdets"], ref["dfdets"], rec["fdet_floors"]):
+        b, db = ctx.mpf(b), ctx.mpf(db)
+        move = abs(a - b - db * dtau) + abs(da - db) * abs(dtau)
+        errs.append(float(2 * move + fl + abs(a) * ctx.mpf(10) ** (-D)))
+    return dets, errs

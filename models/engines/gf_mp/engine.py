@@ -13,7 +13,7 @@ from ...factorizations import DeepMatrix, product
 from ...inits import is_balanced
 from ...trajectory import Point
 from ..base import AbstractEngine, Result, Spec
-from .driver import Integration
+from .driver import Integration, factor_det_errors
 
 PATHS = ("auto", "chart", "raw")
 
@@ -162,23 +162,7 @@ class GradientFlowMP(AbstractEngine):
         hp["work_digits"] = int(ctx.dps)
         hp["product_work"] = [[ctx.nstr(w[i * dp + j], int(ctx.dps)) for j in range(dp)] for i in range(d)]
         if "fdets" in rec:   # the raw path: each factor's det and its error (issue 11), like product_err
-            hp["factor_dets"], hp["factor_det_err"] = _factor_det_errors(rec, ref, D, ctx)
+            hp["factor_dets"], hp["factor_det_err"] = factor_det_errors(rec, ref, D, ctx)
         W = np.array([float(v) for v in w]).reshape(d, dp)
         return Point(float(rec["t"]), None, float(loss), W, rec["det_sign"], rec["factors"], lerr, perr, hp,
                      np.array([float(v) for v in tangent]).reshape(d, dp))
-
-
-def _factor_det_errors(rec: dict, ref: dict | None, D: int, ctx) -> tuple[list, list]:
-    """``(dets as D-digit strings, errors)`` of the factors at a raw-path record: the reference's det moved to the
-    record's tau to first order against the record's, times 2, plus the dets' rounding bound and the D-digit
-    rounding; ``inf`` without a reference record (an error nobody estimated is unknown)."""
-    dets = [ctx.nstr(v, D) for v in rec["fdets"]]
-    if ref is None or "fdets" not in ref:
-        return dets, [math.inf] * len(dets)
-    dtau = rec["tau"] - ctx.mpf(ref["tau"])
-    errs = []
-    for a, b, da, db, fl in zip(rec["fdets"], ref["fdets"], rec["dfdets"], ref["dfdets"], rec["fdet_floors"]):
-        b, db = ctx.mpf(b), ctx.mpf(db)
-        move = abs(a - b - db * dtau) + abs(da - db) * abs(dtau)
-        errs.append(float(2 * move + fl + abs(a) * ctx.mpf(10) ** (-D)))
-    return dets, errs
