@@ -619,8 +619,40 @@ class Radau:
         finally:
             self.kappa = old
         if r is None:
-            raise StepFailure(f"the stage equations of a step inside the last one (to x = {ctx.nstr(x, 10)}) did "
-                              f"not converge")
+            # late in a stiff flow a long step's stages can defeat Newton from the half step's polynomial: go in
+            # pieces (each shorter than the half step, so no less accurate), from the half step's start
+            out = self._side_pieces(poly, xa, za, xa + hp, kappa, 3)
+            self._side_last = None
+            return out
         self.stats["side_steps"] += 1
         self._side_last = (xa, self._jnodes, hp, r[0])
         return [a + b for a, b in zip(za, r[0][-1])]
+
+    def _side_pieces(self, poly, xs, zs, xe, kappa, depth):
+        """The state at ``xe`` from ``(xs, zs)`` by two Radau steps meeting halfway, each again in two when its
+        stage equations do not converge (``depth`` times), stages predicted by the half step's collocation
+        polynomial ``poly = (xa, hh, za, Zh)`` (values ``za + Zh_i`` at ``xa + c_i hh``)."""
+        ctx, c = self.ctx, self.c
+        xa, hh, za, Zh = poly
+        nodes = [0] + c
+        xm = xs + (xe - xs) / 2
+        for a_, b_ in ((xs, xm), (xm, xe)):
+            h = b_ - a_
+            Zp = interp_many(nodes, [(a_ - xa + ci * h) / hh for ci in c], Zh, ctx, arb_prec)
+            base = interp_many(nodes, [(a_ - xa) / hh], Zh, ctx, arb_prec)[0] if a_ != xa else [0 * v for v in za]
+            Zp = [[u - w for u, w in zip(Zi, base)] for Zi in Zp]
+            old = self.kappa
+            self.kappa = self.kappa if kappa is None else kappa
+            try:
+                r = self._solve(a_, zs, h, Zp, None, self._scales(zs, zs))
+            finally:
+                self.kappa = old
+            if r is None:
+                if depth <= 0:
+                    raise StepFailure(f"the stage equations of a step inside the last one (to x = "
+                                      f"{ctx.nstr(xe, 10)}) did not converge, in pieces either")
+                zs = self._side_pieces(poly, a_, zs, b_, kappa, depth - 1)
+            else:
+                self.stats["side_steps"] += 1
+                zs = [u + w for u, w in zip(zs, r[0][-1])]
+        return zs
