@@ -20,6 +20,7 @@ from ._common import combine, error_unknown, escalate, identity_outcome, point_o
 
 from . import rc20 as _rc20  # noqa: E402,F401  -- registers the built-in claims
 from . import rc20_static as _rc20_static  # noqa: E402,F401
+from . import rc20_det_raw as _rc20_det_raw  # noqa: E402,F401
 from . import achl19 as _achl19  # noqa: E402,F401
 from . import rmc21 as _rmc21  # noqa: E402,F401
 from . import rmc21_lowrank as _rmc21_lowrank  # noqa: E402,F401

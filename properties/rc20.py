@@ -28,6 +28,8 @@ from . import strategies as S
 from ._common import combine, escalate, point_outcome, rc20_setting
 from .api import claim
 from .chart_check import chart_checked
+from .chart_check_mp import chart_checked_mp
+from .rc20_det_raw import exact_setting
 from .flow_check import validated
 from .rc20_theorem import RESTS_ON, theorem_level
 
@@ -492,12 +494,22 @@ def _cor_eval(traj):
                  "so |w11| > 7.07e14 at the end and every norm grows like 1/sqrt(loss)",
        kind="trajectory", strategy=_cor_strategy, hypotheses=THM1_HYPS, cost=15.0)
 def cor_norms_diverge(inputs, dropped):
-    """High-precision gradient flow (gf-mp, scaled chart) to loss 1e-30 with one record per decade, at 30 digits,
-    escalating to 40 (``COR_LADDER``); the bound is evaluated in 60-digit mpmath on the engine's decimal strings,
+    """High-precision gradient flow (gf-mp, scaled chart) to loss 1e-30 with one record per decade, from the drawn
+    balanced init built balanced exactly in float64 (properties/balanced_exact.py), at 30 digits, escalating to
+    40 (``COR_LADDER``); the chart trajectory is first cross-checked at every loss level down to
+    1e-2 that gf-mp's raw-factor re-integration resolves within 6 s (30 digits, tol 1e-12,
+    properties/chart_check_mp.py: a
+    difference beyond both error estimates is an error, a smaller one enters the point's error); the bound is
+    evaluated in 60-digit mpmath on the engine's decimal strings,
     the margin normalized by the bound. Near loss 1e-30 the relative margin is ~2s ~ 3e-15, below float64's
     resolution: this is the claim that needs gf-mp."""
-    return escalate(lambda eng: _run_setting(inputs, eng, until_loss=inputs["until_loss"], per_decade=1,
-                                             wall_budget=60.0), _thm(_cor_eval, inputs), COR_LADDER)
+    # balanced exactly in float64 (Pythagorean rotations): the raw re-integration then follows the chart's flow
+    # to its own precision, where float64-rotation inits drift ~1e-18 apart by t = 0.2 (properties/balanced_exact)
+    exact = {**inputs, "init": "balanced_exact"} if inputs.get("init", "balanced") == "balanced" else inputs
+    problem, model, init = exact_setting(exact)
+    spec = _run_spec(inputs, until_loss=inputs["until_loss"], per_decade=1, wall_budget=60.0)
+    return escalate(lambda eng: eng.run(problem, model, init, **spec),
+                    chart_checked_mp(_thm(_cor_eval, inputs), problem, model, init, spec), COR_LADDER)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -27,10 +27,12 @@ from .rc20_static import prove_static
 RESTS_ON = {
     "thm1": ("rc20.thm1.static (exact: sympy certificates)",
              "det sign kept at every recorded point of the trajectory (dynamic)",
+             "rc20.lemma.det_sign_raw (dynamic: every factor's det sign along gf-mp on the raw factors, resolved)",
              "the trajectory is gradient flow: engine tangent = independent gradient-flow field (flow_check)",
              "the bound at every recorded point"),
     "thm2": ("rc20.thm2.static (exact: sympy certificates)",
              "det sign kept at every recorded point of the trajectory (dynamic)",
+             "rc20.lemma.det_sign_raw (dynamic: every factor's det sign along gf-mp on the raw factors, resolved)",
              "the trajectory is gradient flow: engine tangent = independent gradient-flow field (flow_check)",
              "the bound at every recorded point"),
 }

@@ -56,14 +56,29 @@ def test_stage_matrix_and_residual_against_their_definitions():
     vals = iter([ctx.mpf(k % 7 - 3) / (k % 5 + 1) + ctx.mpf(k) / 1000 for k in range(1, 1000)])
     Js = [[[next(vals) for _ in range(n)] for _ in range(n)] for _ in range(s)]
     h = ctx.mpf("0.3")
-    M = StageMatrix(h, A, [to_arb_mat(J, ctx.prec) for J in Js], ctx, arb_prec)
+
+    class ArbOnly(StageMatrix):
+        FLOAT_RATE = 0.0        # never float64: the working-precision elimination
+
+    arb_js = [to_arb_mat(J, ctx.prec) for J in Js]
+    M = ArbOnly(h, A, arb_js, ctx, arb_prec)
     # N = I - h (A kron I) diag(J_1..J_s), built entry by entry
     N = [[(1 if r == q else 0) - h * A[r // n][q // n] * Js[q // n][r % n][q % n] for q in range(s * n)]
          for r in range(s * n)]
     b = [next(vals) for _ in range(s * n)]
     x = M.solve(b)
     res = max(abs(ctx.fsum(N[r][q] * x[q] for q in range(s * n)) - b[r]) for r in range(s * n))
-    assert res <= ctx.mpf(10) ** -70
+    assert M.kind == "arb" and res <= ctx.mpf(10) ** -70
+    # well conditioned, the same matrix is factorized in float64 (a Newton matrix needs no more): the solve's
+    # residual is float64's, relative to b (the condition number here is ~10)
+    M64 = StageMatrix(h, A, arb_js, ctx, arb_prec)
+    x64 = M64.solve(b)
+    res64 = max(abs(ctx.fsum(N[r][q] * x64[q] for q in range(s * n)) - b[r]) for r in range(s * n))
+    assert M64.kind == "float64" and res64 <= 1e-13 * max(abs(v) for v in b)
+    # and far below float64's range (a late Newton correction), scaled exactly by a power of two
+    tiny = [v * ctx.mpf(10) ** -400 for v in b]
+    xt = M64.solve(tiny)
+    assert max(abs(a * ctx.mpf(10) ** -400 - t) for a, t in zip(x64, xt)) <= ctx.mpf(10) ** -414
     lu_factor(N)            # N is regular (lu_factor raises ZeroDivisionError otherwise)
     Fs = [[next(vals) for _ in range(n)] for _ in range(s)]
     Z = [[next(vals) for _ in range(n)] for _ in range(s)]
@@ -97,3 +112,21 @@ def test_60_digits_agree_with_40_digits_within_its_estimate(depth):
                 assert abs(wa - wb) <= fa.product_err
         assert abs(mpmath.mpf(fa.hp["loss"]) - mpmath.mpf(fb.hp["loss"])) <= fa.loss_err
     assert fa.product_err / abs(fa.product[0, 0]) < 1e-20
+
+
+def test_raw_terms_in_flint_agree_with_the_mpmath_lists():
+    # the raw path's right-hand side is evaluated with FLINT arb_mat products; the mpmath-list version is its
+    # reference: same velocity, loss and dissipation to the working precision (50 digits), depths 2 and 5
+    from models import inits
+    from models.engines.gf_mp.systems import RawSystem
+    from models.factorizations import DeepMatrix
+    from models.problems import rc20
+
+    ctx = make_context(50)
+    for L in (2, 5):
+        model = DeepMatrix(L, (2, 2))
+        rs = RawSystem(rc20(), model, ctx, 40)
+        z = rs.state(inits.balanced(model, 0.3, seed=1, det="positive").factors)
+        (f, loss, diss), (f_mp, loss_mp, diss_mp) = rs.terms(z), rs.terms_mp(z)
+        assert max(abs(a - b) for a, b in zip(f, f_mp)) <= ctx.mpf(10) ** -47
+        assert abs(loss - loss_mp) <= ctx.mpf(10) ** -47 * loss and abs(diss - diss_mp) <= ctx.mpf(10) ** -47 * diss

@@ -11,8 +11,8 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   (``--mp-digits D``, repeatable: 60 digits aim at loss 1e-30 too, 100 digits and more at loss 1e-60) within
   ``--mp-budget`` seconds per trajectory (default: the engine's targets, 60 s up to 60 digits, 300 s above):
   seconds (main run plus the error-estimate run; ``main_seconds`` alone), Radau stages, loss levels recorded
-  per decade (``--mp-per-decade``, default 4: each level ends a step, so at 60 digits 4 per decade cost 421
-  steps where 1 per decade costs 171), the loss reached and the
+  per decade (``--mp-per-decade``, default 4: each level is found inside a step by about two stage solves; it
+  used to end a step, so 4 per decade cost 421 steps at 60 digits), the loss reached and the
   status (``budget`` when it did not get there), correct digits of w11 (from the engine's error estimate) and
   |w11| * sqrt(2 loss).
 - ``gf-e2e``: ``gf`` on random low-rank completion (the ACHL19 generator, half the entries observed, seed 0),

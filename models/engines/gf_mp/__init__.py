@@ -3,18 +3,21 @@
 Measured (``verify bench --only gf-mp``, 2-core machine, 40 digits, tol 1e-30, balanced start at scale 0.1):
 RC20 down to loss 1e-30 in 34 / 40 / 42 / 43 s at depths 2 / 3 / 4 / 6, *including* the reference run of the
 error estimate (the main run alone: ~15 s), with 30 .. 34 correct digits of ``w11`` by that estimate.
-With the stage count chosen from the tolerance (issue 12; ``verify bench --only gf-mp --mp-digits D``, depth 2,
-on the shared machine at load 4 .. 9, so the seconds vary 2x between runs): 40 digits, 11 stages: 377 steps, 49 s
-(main run 23 s); 60 digits (tol 1e-50), 19 stages: 421 steps, 149 .. 174 s (main run 41 .. 89 s), 59 digits of
-``w11`` by the estimate, where 10 stages used to stall (loss 1.8e-2 after 634 steps and 60 s); 100 digits to
-loss 1e-60, 34 stages: the main run's 40% share (240 s) of a 600 s budget ended at loss 3e-4 after 135 steps
-(1.8 s per step: the ``136 x 136`` elimination of the stage system at 465 bits dominates). Depth 6 at 60
-digits: status budget at loss 5.6e-19 with a 300 s budget. Most of those steps land on the recorded loss levels
-(``per_decade`` 4, each ends a step): with ``per_decade=1`` the 60-digit depth-2 run takes 171 steps and 32.5 s
-*with* its error estimate (main 14.3 s, reference 18.2 s; 44 correct digits of ``w11`` by it), under the issue's
-60 s; 100 digits to loss 1e-60 (34 stages) completes in 346 s with its estimate (main 158 s, 275 steps; 90
-correct digits of ``w11``), above the issue's 300 s. With the default 4 levels per decade neither issue-12
-target (60 digits in 60 s, 100 digits in 5 min) is met.
+With the stage count chosen from the tolerance (issue 12; ``verify bench --only gf-mp --mp-digits D``, RC20,
+balanced start at scale 0.1, on the shared 2-core machine at load 2 .. 6, so the seconds vary up to 2x between
+runs). Before the changes below: 60 digits (tol 1e-50, 19 stages), 4 levels per decade, depth 2: 421 steps, 62 ..
+174 s with the estimate (main run 21 .. 89 s); 100 digits to loss 1e-60 (34 stages): 346 s at 1 level per
+decade, and at 4 per decade not done in 600 s. Two causes, both fixed: every recorded loss level *ended a step*
+(the step towards it clipped, a passing step undone and redone onto the level, the next one restarted from it:
+421 steps where the natural sequence takes 97), and the ``s n x s n`` stage system was eliminated at the working
+precision in every Newton iteration. Now a level is recorded inside the step that passes it (``Radau.side``,
+see Events: two stage solves per level, no step) and the Newton matrix is factorized once in float64 where its
+condition number allows (``radau.StageMatrix``; early in the flow and on the raw path). After: 60 digits, 4
+levels per decade, depths 2 / 3 / 4 / 6: 97 .. 107 steps, 35 / 46 / 41 / 31 s with the estimate (main 14 .. 23
+s), 38 .. 52 correct digits of ``w11`` by the estimate (fewer than the 59 of the old run, whose many short
+landing steps integrated more finely than the tolerance asks); 100 digits to loss 1e-60 at 1 level per decade:
+128 steps, 276 s with the estimate (main 145 s), 73 correct digits of ``w11``. The raw path at 30 digits: depth
+4 to loss 1e-3 in 8 s (main run; 38 s before), depth 3 to 1e-4 in 6 s (12.5 s before).
 
 Solver.
     :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, by default chosen from the
@@ -23,14 +26,17 @@ Solver.
     one Jacobian per stage (forward differences at 2/3 of the working precision). The stage Jacobians are taken at
     the predicted stages and recomputed (up to 3 times) when the iteration contracts slowly: the flow's stiffness
     grows like ``loss^-(L-1)/L`` and changes by O(1) factors within one step late in the flow, which is why a
-    single Jacobian per step (simplified Newton) does not converge at useful step sizes. The Newton matrix is a
-    FLINT ``arb_mat`` solved by Gaussian elimination at the working precision, and the chart's right-hand side is
-    evaluated in FLINT ``arb`` arithmetic (:class:`_FlintKit`); both are converted exactly from and to mpf.
+    single Jacobian per step (simplified Newton) does not converge at useful step sizes. The Newton matrix is
+    factorized once in float64 and serves every correction when ``cond * eps < 1e-6`` (a Newton matrix need only
+    approximate: the residual is at the working precision), else it is a FLINT ``arb_mat`` solved by Gaussian
+    elimination at the working precision (:class:`models.engines.gf_mp.radau.StageMatrix`); the chart's
+    right-hand side is evaluated in FLINT ``arb`` arithmetic (:class:`_FlintKit`), converted exactly from and to
+    mpf.
     Step-size control by step doubling: each step is done once with ``h`` and twice with ``h / 2`` (the half
     steps' Jacobians are interpolated from the full step's), the half-step result is kept and its error is
     estimated as the difference over ``2^p - 1``, ``p = 2s - 1``. The predictor is the last full-length step's
     collocation polynomial (the constant predictor when that leaves the chart's domain). About 45 evaluations of
-    the right-hand side per step, ~410 .. 470 steps from the start to loss 1e-30.
+    the right-hand side per step, ~100 steps from the start to loss 1e-30 (60 digits).
 
 Chart path (balanced, full-width, 2x2 deep factorization, the RC20 setting).
     The *scaled* chart of :mod:`models.chart`: ``W = R(theta) diag(s1 e^rho1, s2 e^rho2) R(phi)^T`` with state
@@ -45,13 +51,18 @@ Chart path (balanced, full-width, 2x2 deep factorization, the RC20 setting).
 
 Events.
     Explicit times (``record_at``, ``t_max``) are step ends. A loss level ``10^(-k/per_decade)`` (and the final
-    ``until_loss``) ends a step chosen by Newton's method on the step's end ``tau``: the step towards a level is
-    clipped where the level is predicted; a step that passes it is undone, the crossing is found on that step's
-    collocation polynomials and the step is redone to end there, with the stage equations solved to
-    ``LAND_KAPPA`` (1e-6) tolerances so that the step's end is smooth in its length. A level is recorded with its
-    loss in ``[level (1 - 1e-3 tol), level]`` (``LAND_TIGHT``; after several stalled iterations within
-    ``LAND_SLACK = 1e4`` tolerances, counted in the stats as ``loose_landings``); the record holds the loss
-    actually reached, and about one extra step per level is the cost.
+    ``until_loss``) is recorded *inside* the step that passes it, and the trajectory goes on from that step's end
+    (issue 12: ending a step on every level, as before, cost 421 steps where the natural sequence takes 97, 60
+    digits to loss 1e-30 at 4 levels per decade). The crossing's ``tau`` is found by Newton/secant iterations
+    (safeguarded by the step's bracket), started from the cubic Hermite interpolant of ``log loss`` over the
+    step and its collocation polynomials; each iterate is an exact Radau step of the remaining length from the
+    start of the half step that holds it (``Radau.side``: its local error is at most that half step's, so the
+    point is as accurate as a step end), its stage equations solved to ``LAND_KAPPA`` (1e-6) tolerances with
+    fresh stage Jacobians so that it is smooth in ``tau``. About two such stage solves per level (no step,
+    no error estimate). A level is recorded with its loss in ``[level (1 - 1e-3 tol), level]`` (``LAND_TIGHT``;
+    after several stalled iterations within ``LAND_SLACK = 1e4`` tolerances, counted in the stats as
+    ``loose_landings``); the record holds the loss actually reached. On the raw path the det's precision checks
+    run on the step's end before anything inside it is recorded, and on every recorded level.
 
 Depth 1 (the linear model).
     The closed form of :mod:`models.engines.linear_flow_mp` (exact up to the working precision; no integration).

@@ -1,5 +1,6 @@
 """One high-precision integration of :mod:`models.engines.gf_mp` (:class:`Integration`): the loss levels and
-explicit times it records, landing a step's end on a loss level, the budget and the stops."""
+explicit times it records, finding a loss level inside the step that passes it, the budget and the stops; and
+:func:`factor_det_errors`, the error estimate of the raw path's factor dets."""
 
 from __future__ import annotations
 
@@ -76,6 +77,9 @@ class Integration:
         self.records.append({"key": key, "tau": tau, "t": ctx.expm1(tau), "w": w, "loss": loss, "det_sign": sign,
                              "factors": factors, "dw": self.system.dW_dtau(z),
                              "dloss": self.system.dloss_dtau(z), "dw_dt": self.system.dW_dt(z)})
+        if self.system.kind == "raw" and self.system.factor_dets(z) is not None:   # issue 11: each factor's det
+            self.records[-1].update(fdets=self.system.factor_dets(z), dfdets=self.system.factor_dets_dtau(z),
+                                    fdet_floors=self.system.factor_det_floors(z))
         if self.max_records is not None and len(self.records) >= self.max_records:
             raise _Done()
 
@@ -174,49 +178,41 @@ class Integration:
         else:
             tevents.append((("horizon",), ctx.log1p(ctx.mpf(T_HORIZON))))
         self._new_solver(z)
-        band, loose, landed = self.band, self.loose_band, False
+        band = self.band
         while True:
             self._check_budget()
             solver = self.solver
             key, tlim = tevents[0]
-            limit = tlim
-            if events:
+            self._step(tlim)
+            self._check_precision(solver.y)        # before anything inside the step is recorded
+            # the loss levels this step passed: each recorded on the level, inside the step (issue 12: a level
+            # costs a stage solve or two, not a step end)
+            while events:
                 key_l, level = events[0]
-                g, d = self._level_offset(solver.y, level)
-                if -2 * (loose if landed else band) <= g <= 0:    # on the level: record it
-                    landed = False
-                    events.pop(0)
-                    self._record(key_l, solver.y)
-                    if key_l == ("final",):
-                        return
-                    continue
-                if g > 0:                                     # end the step where the level is predicted
-                    limit = min(tlim, solver.x - (g + band) / d)      # (Newton's method on tau)
-            self._step(limit, landing=limit != tlim and solver.h is not None and solver.h >= limit - solver.x)
-            if events and self._level_offset(solver.y, events[0][1])[0] < -2 * band:
-                self._land(solver, events[0][1])                 # overshot the level: undo, land on it
-                landed = True
-            elif not events or solver.x != limit or limit == tlim:
-                if solver.x == tlim:
-                    self._record(key, solver.y)
-                    tevents.pop(0)
-                    if key == ("final",):
-                        return
-                    if key == ("horizon",):
-                        raise _Stop(Status.BUDGET, f"reached the time horizon t = {T_HORIZON:.0e} with loss "
-                                                   f"{float(self.records[-1]['loss']):.3g} above until_loss: the "
-                                                   f"flow converges to a positive loss, or too slowly")
+                g, _ = self._level_offset(solver.y, level)
+                if g > 0:
+                    break
+                events.pop(0)
+                z = solver.y if g >= -2 * band else self._land(solver, level)
+                if self.system.kind == "raw" and not self.system.precision_ok(z):
+                    self._check_precision(z)
+                self._record(key_l, z)
+                if key_l == ("final",):
+                    return
+            if solver.x == tlim:
+                self._record(key, solver.y)
+                tevents.pop(0)
+                if key == ("final",):
+                    return
+                if key == ("horizon",):
+                    raise _Stop(Status.BUDGET, f"reached the time horizon t = {T_HORIZON:.0e} with loss "
+                                               f"{float(self.records[-1]['loss']):.3g} above until_loss: the "
+                                               f"flow converges to a positive loss, or too slowly")
             self._post_step()
 
-    def _step(self, limit, landing=False):
-        """One solver step to at most ``limit``; a step aimed at a loss level solves its stages to ``LAND_KAPPA``
-        (so that the step's end is a smooth function of its length, down to far below ``tol``)."""
-        solver = self.solver
-        solver.kappa = self.LAND_KAPPA if landing else Radau.KAPPA
-        try:
-            solver.step(limit)
-        finally:
-            solver.kappa = Radau.KAPPA
+    def _step(self, limit):
+        """One solver step to at most ``limit`` (an explicit time)."""
+        self.solver.step(limit)
 
     def _level_offset(self, z, level):
         """``(log loss - log level, d log loss / dtau)`` at state ``z``."""
@@ -224,15 +220,16 @@ class Integration:
         return ctx.log(sys_.loss(z)) - ctx.log(level), -sys_.rate(z)
 
     def _land(self, solver, level):
-        """The last accepted log-time step passed the loss level ``level`` (more than the band below it): undo
-        it and end a step on the level, by Newton's method on the step's end ``tau`` (aiming ``band`` below the
-        level), started from the root of ``log loss`` on the undone step's collocation polynomials (itself found
-        by Newton's method from the cubic Hermite interpolant of ``log loss`` over the step). Each iterate is
-        an exact Radau step (clipped to end there), so the landing point is as accurate as any other step end:
-        a level is recorded with ``loss`` in ``[level (1 - LAND_TIGHT tol), level]``. Should Newton's method
-        stall there (the step map is smooth in its length only down to the stage solver's tolerance), a landing
-        in ``[level (1 - LAND_SLACK tol), level]`` is accepted after a few iterations (counted in the stats as
-        ``loose_landings``). The record holds the loss actually reached. The main loop records the level."""
+        """The state (with its ``tau``) where the loss crosses ``level`` inside the last accepted step, which
+        passed it (by more than the band below it). Newton's method on ``tau`` (aiming ``band`` below the level),
+        started from the root of ``log loss`` on the step's collocation polynomials (itself found by Newton's
+        method from the cubic Hermite interpolant of ``log loss`` over the step); each iterate is an exact Radau
+        step from the start of the half step holding it (:meth:`Radau.side`, its stages solved to ``LAND_KAPPA``
+        so that its end is smooth in its length), so the point is as accurate as a step end: a level is recorded
+        with ``loss`` in ``[level (1 - LAND_TIGHT tol), level]``, or, should Newton's method stall there, in
+        ``[level (1 - LAND_SLACK tol), level]`` after a few iterations (counted in the stats as
+        ``loose_landings``). The trajectory goes on from the step's end, which no recorded level shortens. The
+        record holds the loss actually reached."""
         band, loose = self.band, self.loose_band
         xb = solver.x
         gb, db = self._level_offset(solver.y, level)
@@ -240,42 +237,50 @@ class Integration:
         ga, da = self._level_offset(za + [xa], level)
         x = _hermite_root(xa, ga + band, da, xb, gb + band, db)
         x = self._dense_root(solver, level, x, xa, xb)
-        solver.rewind()
+        lo, glo, hi, ghi = xa, ga, xb, gb          # the bracket: g > 0 at lo, g < 0 at hi
+        prev = None
         for it in range(16):
-            while solver.x < x:
-                self._check_budget()
-                self._step(x, landing=True)
-            g, d = self._level_offset(solver.y, level)
+            self._check_budget()
+            z = solver.side(x, kappa=self.LAND_KAPPA) + [x]
+            g, d = self._level_offset(z, level)
             if -2 * band <= g <= 0:
-                return
+                return z
             if it >= 4 and -2 * loose <= g <= 0:
                 self.stats["loose_landings"] += 1
-                return
-            if g > 0:                      # short of the level: go on from here
-                x = solver.x - (g + band) / d
-            else:                          # past it: redo the last step, shorter
-                xe = solver.x
-                solver.rewind()
-                x = xe - (g + band) / d
-                if not solver.x < x:
-                    break
-        raise StepFailure("could not land a step on a loss level")
+                return z
+            if g > 0:
+                lo, glo = x, g
+            else:
+                hi, ghi = x, g
+            # Newton's step, then secant steps; the instantaneous rate d at a point inside a long stiff step
+            # can be far off (the fast components' tiny deviations dominate it) where the loss itself is right,
+            # so a step that leaves the bracket falls back to regula falsi on the bracket
+            xn = x - (g + band) / d if prev is None or prev[1] == g else x - (g + band) * (x - prev[0]) / (g - prev[1])
+            if not lo < xn < hi:
+                xn = lo + (glo + band) * (hi - lo) / (glo - ghi)
+                if not lo < xn < hi:
+                    xn = (lo + hi) / 2
+            prev, x = (x, g), xn
+        raise StepFailure("could not find a loss level inside a step")
 
     def _dense_root(self, solver, level, x, xa, xb):
-        """Newton's method for the aim ``log level - band`` on the last step's dense output, from ``x``."""
-        band = self.band
-        for _ in range(8):
+        """Newton's method for the aim ``log level - band`` on the last step's dense output, from ``x``, while it
+        improves (late in a stiff flow the dense output's rate can be far off: then ``x`` is kept)."""
+        band, best = self.band, None
+        for _ in range(6):
             g, d = self._level_offset(solver.dense(x) + [x], level)
+            if best is not None and abs(g + band) >= best[1]:
+                return best[0]
+            best = (x, abs(g + band))
             xn = min(max(x - (g + band) / d, xa), xb)
             if xn == x:
                 break
             x = xn
         return x
 
-    def _post_step(self):
-        """Precision check, re-chart and raw-to-chart switch after an accepted step."""
-        solver = self.solver
-        z = solver.y
+    def _check_precision(self, z):
+        """On the raw path: stop (``Status.PRECISION_LOST``) when the det at ``z`` is not resolved, or changed
+        sign since the last step from inside the band where it is not (it jumped over the band)."""
         sys_ = self.system
         if sys_.kind == "raw":
             if not sys_.precision_ok(z):
@@ -294,6 +299,13 @@ class Integration:
                                 f"{self.ctx.nstr(self.ctx.expm1(z[-1]), 5)} from |det W| / ||W||^n = "
                                 f"{self.ctx.nstr(prev[1], 3)}: it passed through the band below 1e{10 - self.digits}, "
                                 f"which {self.work_dps} digits cannot resolve")
+
+    def _post_step(self):
+        """Re-chart and raw-to-chart switch after an accepted step (its precision was checked before)."""
+        solver = self.solver
+        z = solver.y
+        sys_ = self.system
+        if sys_.kind == "raw":
             if self.use_chart:
                 cs = self._chart_from_raw(sys_, z)
                 if cs is not None:
@@ -319,7 +331,7 @@ def _hermite_root(xa, fa, da, xb, fb, db):
                 + (-2 * t ** 3 + 3 * t ** 2) * fb + (t ** 3 - t ** 2) * h * db)
 
     lo, hi = xa, xb
-    for _ in range(80):
+    for _ in range(48):     # to 2^-48 of the step: a start for Newton's method on the dense output
         mid = (lo + hi) / 2
         if p(mid) > 0:
             lo = mid
@@ -330,3 +342,19 @@ def _hermite_root(xa, fa, da, xb, fb, db):
 
 class _Done(Exception):
     """The reference run has recorded as many points as the main run."""
+
+
+def factor_det_errors(rec: dict, ref: dict | None, D: int, ctx) -> tuple[list, list]:
+    """``(dets as D-digit strings, errors)`` of the factors at a raw-path record: the reference's det moved to the
+    record's tau to first order against the record's, times 2, plus the dets' rounding bound and the D-digit
+    rounding; ``inf`` without a reference record (an error nobody estimated is unknown)."""
+    dets = [ctx.nstr(v, D) for v in rec["fdets"]]
+    if ref is None or "fdets" not in ref:
+        return dets, [math.inf] * len(dets)
+    dtau = rec["tau"] - ctx.mpf(ref["tau"])
+    errs = []
+    for a, b, da, db, fl in zip(rec["fdets"], ref["fdets"], rec["dfdets"], ref["dfdets"], rec["fdet_floors"]):
+        b, db = ctx.mpf(b), ctx.mpf(db)
+        move = abs(a - b - db * dtau) + abs(da - db) * abs(dtau)
+        errs.append(float(2 * move + fl + abs(a) * ctx.mpf(10) ** (-D)))
+    return dets, errs

@@ -13,7 +13,7 @@ from ...factorizations import DeepMatrix, product
 from ...inits import is_balanced
 from ...trajectory import Point
 from ..base import AbstractEngine, Budget, Result, Spec
-from .driver import Integration
+from .driver import Integration, factor_det_errors
 
 PATHS = ("auto", "chart", "raw")
 
@@ -166,6 +166,8 @@ class GradientFlowMP(AbstractEngine):
         hp["tangent"] = [[ctx.nstr(tangent[i * dp + j], D) for j in range(dp)] for i in range(d)]
         hp["work_digits"] = int(ctx.dps)
         hp["product_work"] = [[ctx.nstr(w[i * dp + j], int(ctx.dps)) for j in range(dp)] for i in range(d)]
+        if "fdets" in rec:   # the raw path: each factor's det and its error (issue 11), like product_err
+            hp["factor_dets"], hp["factor_det_err"] = factor_det_errors(rec, ref, D, ctx)
         W = np.array([float(v) for v in w]).reshape(d, dp)
         return Point(float(rec["t"]), None, float(loss), W, rec["det_sign"], rec["factors"], lerr, perr, hp,
                      np.array([float(v) for v in tangent]).reshape(d, dp))
