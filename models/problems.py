@@ -73,7 +73,6 @@ class MatrixProblem:
             object.__setattr__(self, "targets", y)
             object.__setattr__(self, "obs_flat", flat)
             object.__setattr__(self, "sparse_rows", tuple(((int(k),), (1.0,)) for k in flat))
-            object.__setattr__(self, "_rows", self.sparse_rows)   # old name, until gf_mp.systems reads sparse_rows
             object.__delattr__(self, "operator")     # built on demand by __getattr__
             return
         object.__setattr__(self, "obs_flat", None)
@@ -92,7 +91,6 @@ class MatrixProblem:
             for row in op
         )
         object.__setattr__(self, "sparse_rows", rows)
-        object.__setattr__(self, "_rows", rows)   # old name, until gf_mp.systems reads sparse_rows
 
     def __getattr__(self, name):
         # only reached for a missing attribute: the dense operator of a completion problem, built on first use

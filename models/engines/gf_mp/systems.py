@@ -57,7 +57,7 @@ class _Residuals:
 
     def __init__(self, problem, ctx):
         self.rows = [([int(k) for k in idx], [ctx.mpf(a) for a in wts], ctx.mpf(float(y)))
-                     for (idx, wts), y in zip(problem._rows, problem.targets)]
+                     for (idx, wts), y in zip(problem.sparse_rows, problem.targets)]
         self.gscale = ctx.mpf(problem.grad_scale)
         self.lscale = ctx.mpf(problem.loss_scale)
         self.size = problem.shape[0] * problem.shape[1]
