@@ -11,6 +11,12 @@ Two paths, chosen per run (option ``path="auto"``):
 - **e2e** (balanced, full-width deep matrix factorization of any other shape, depth >= 2): the end-to-end flow
   of Arora, Cohen & Hazan on ``d d'`` unknowns (:mod:`models.engines.e2e_flow`), with a structured Jacobian
   (dense up to 256 unknowns, matrix-free conjugate gradients above).
+  Path ``auto`` moves a square run to the block-SVD chart of :mod:`models.engines.svd_flow` (``e2e-then-svd``)
+  once ``s_min / s_max`` falls below ``svd_flow.SWITCH_RATIO`` (1e-6), where stored entries of ``W`` start to lose
+  the small singular values and, at ``1e3 eps``, the det sign; path ``e2e`` keeps the stored-W flow and its
+  ``precision_lost`` stop.
+- **svd** (``path="svd"``, balanced full-width deep factorization of full rank, up to
+  ``svd_flow.MAX_UNKNOWNS`` unknowns): that chart from the start.
 - **linear** (depth 1, the plain linear model): the closed-form solution of the linear flow
   (:mod:`models.engines.linear_flow`), exact up to rounding.
 - **raw** (everything else: unbalanced inits, other shapes, CP tensors): the factors themselves, with an exact
@@ -48,13 +54,13 @@ from ..errors import require
 from ..factorizations import (CP, DeepMatrix, cp_factor_grads, cp_tensor, factor_grads, product)
 from ..inits import is_balanced
 from ..trajectory import Point, Status
-from . import e2e_flow
+from . import e2e_flow, svd_flow
 from .base import SAFETY, T_HORIZON, AbstractEngine, Budget, Result, Spec, Stop, horizon_stop, loss_levels
 from .linear_flow import run_linear
 
 EPS = float(np.finfo(float).eps)
 PRECISION_FLOOR = 1e3 * EPS
-PATHS = ("auto", "chart", "e2e", "raw")
+PATHS = ("auto", "chart", "e2e", "svd", "raw")
 # Without t_max a run ends at base.T_HORIZON at the latest (float64 log-time is still exact there; beyond it
 # ``e^tau`` approaches overflow), e.g. RC20 with eps != 0 and w11 running off to the wrong side.
 
@@ -64,7 +70,7 @@ class GradientFlow(AbstractEngine):
 
     Options: ``rtol`` (BDF relative tolerance, default 1e-10), ``atol`` (absolute, default 1e-14 on the chart's
     O(1) angles and log singular values; 1e-14 times the init scale on raw factors), ``path`` ("auto", "chart",
-    "raw"), ``loose`` (tolerance ratio of the error-estimate run; 0 disables it, and every point's error is then
+    "e2e", "svd", "raw"), ``loose`` (tolerance ratio of the error-estimate run; 0 disables it, and every point's error is then
     infinite), ``max_steps``.
     """
 
@@ -107,11 +113,17 @@ class GradientFlow(AbstractEngine):
         if isinstance(spec.model, DeepMatrix) and spec.model.depth == 1 and self.path != "raw":
             return run_linear(spec)  # depth 1: the linear model's closed form (models.engines.linear_flow)
         use_chart = self._chart_applies(spec)
-        if not use_chart and self.path in ("auto", "e2e"):
+        if not use_chart and self.path in ("auto", "e2e", "svd"):
             ok = e2e_flow.applies(spec.problem, spec.model, spec.init.factors)
-            require(ok or self.path != "e2e", "the e2e path needs a balanced, full-width deep factorization of depth "
-                                              ">= 2 on a matrix problem")
-            use_chart = "e2e" if ok else False
+            require(ok or self.path == "auto", f"the {self.path} path needs a balanced, full-width deep factorization "
+                                               "of depth >= 2 on a matrix problem")
+            if self.path == "svd":
+                require(svd_flow.unknowns(spec.model.shape) <= svd_flow.MAX_UNKNOWNS,
+                        f"the svd path takes at most {svd_flow.MAX_UNKNOWNS} unknowns (shape {spec.model.shape} has "
+                        f"{svd_flow.unknowns(spec.model.shape)})")
+                require(np.linalg.matrix_rank(product(spec.init.factors)) == min(spec.model.shape),
+                        "the svd path needs an end-to-end matrix of full rank at the start")
+            use_chart = {"svd": "svd", "e2e": "e2e", "auto": "e2e-svd"}[self.path] if ok else False
         main = _Integration(spec, use_chart, self.rtol, self.atol, budget)
         main.run()
         points = main.points
@@ -141,7 +153,7 @@ class GradientFlow(AbstractEngine):
                       {"rtol": self.rtol, "atol": main.atol_used, "loose": self.loose}, stats)
 
     def _chart_applies(self, spec: Spec) -> bool:
-        if self.path in ("raw", "e2e"):
+        if self.path in ("raw", "e2e", "svd"):
             return False
         ok = (isinstance(spec.model, DeepMatrix) and spec.model.shape == (2, 2) and spec.model.full_width
               and spec.model.depth >= 2
@@ -210,7 +222,7 @@ def _guarded(fun):
         try:
             with np.errstate(over="ignore", invalid="ignore"):
                 return fun(tau, y)
-        except (OverflowError, ZeroDivisionError, ValueError):
+        except (OverflowError, ZeroDivisionError, ValueError, np.linalg.LinAlgError):
             return np.full(np.shape(y), np.nan)
     return wrapped
 
@@ -219,8 +231,12 @@ class _Integration:
     """One BDF integration in log-time on the chart or the raw factors (a private helper of GradientFlow)."""
 
     def __init__(self, spec: Spec, use_chart: bool, rtol: float, atol, budget: Budget, *, eval_taus=None):
-        # use_chart: True (the 2x2 chart), "e2e" (the end-to-end flow, models.engines.e2e_flow) or False (raw)
-        self.e2e = e2e_flow.EndToEnd(spec.problem, spec.model.depth) if use_chart == "e2e" else None
+        # use_chart: True (the 2x2 chart), "e2e" (the end-to-end flow, models.engines.e2e_flow, moving to the SVD
+        # chart of models.engines.svd_flow where a square W nears singularity: "e2e-svd", path "auto"), "svd"
+        # (that chart from the start) or False (raw)
+        self.e2e = e2e_flow.EndToEnd(spec.problem, spec.model.depth) if use_chart in ("e2e", "e2e-svd", "svd") else None
+        self.svd_first, self.svd_may_switch = use_chart == "svd", use_chart == "e2e-svd"
+        self.svd, self.svd_now = None, False
         use_chart = bool(use_chart) and self.e2e is None
         self.spec, self.use_chart, self.rtol, self.atol, self.budget = spec, use_chart, rtol, atol, budget
         self.problem, self.model = spec.problem, spec.model
@@ -274,6 +290,9 @@ class _Integration:
             w = chart.entries(chart.from_scaled(y), self.signs, chart.FLOAT)
             W = np.array(w).reshape(2, 2)
             return W, float(self.problem.loss_flat(w)), chart.det_sign(self.signs), None
+        if self.svd_now:
+            W = self.svd.matrix(np.asarray(y, dtype=float))
+            return W, self.e2e.loss(W), (self.svd.det_sign(y) if self.is_square else None), None
         if self.e2e is not None:
             W = np.array(y, dtype=float).reshape(self.model.shape)
             return W, self.e2e.loss(W), self._e2e_det_sign(W), None
@@ -321,6 +340,10 @@ class _Integration:
                 atol = self.atol
             else:  # p, q are angles times sigma_1: their absolute tolerance scales with sigma_1
                 atol = np.array([1e-14 * min(1.0, math.exp(y0[2]))] * 2 + [1e-14] * 2)
+        elif self.svd_now:
+            fun = lambda tau, y: math.exp(tau) * self.svd.rhs(np.asarray(y, dtype=float))
+            jac = None  # scipy's finite differences (the block SVDs are not complex-analytic)
+            atol = self.svd.atol(self.rtol, y0) if self.atol is None else self.atol
         elif self.e2e is not None:
             shape = self.model.shape
             fun = lambda tau, y: math.exp(tau) * self.e2e.velocity(np.asarray(y).reshape(shape)).reshape(-1)
@@ -348,8 +371,12 @@ class _Integration:
             ych, signs = chart.from_matrix(product(factors))
             if chart.gap(ych, self.model.depth) > 1e-3:
                 self.use_chart_now, self.signs, y = True, signs, np.array(chart.to_scaled(ych))
+        if self.svd_first:
+            self.svd = svd_flow.SVDChart(self.problem, self.model.depth, product(factors))
+            self.svd_now, y = True, self.svd.y0
         self.stats["path"] = "chart" if self.use_chart_now else ("raw-then-chart" if self.use_chart else
-                                                                 ("e2e" if self.e2e is not None else "raw"))
+                                                                 ("svd" if self.svd_now else
+                                                                  ("e2e" if self.e2e is not None else "raw")))
         W, loss, ds, fs = self._state(y)
         self.initial_sign = ds
         levels = self._levels(loss)
@@ -389,7 +416,13 @@ class _Integration:
                 return
             restart = None
             angles = chart.from_scaled(ynew)[:2] if self.use_chart_now else None
-            if self.use_chart_now and (abs(angles[0]) > math.pi / 2 or abs(angles[1]) > math.pi / 2):
+            if self.svd_now:
+                if self.svd.needs_recentre(ynew):
+                    restart = self.svd.recentre(ynew)
+            elif self.svd_may_switch and self.is_square and self._svd_switch(W):
+                self.svd = svd_flow.SVDChart(self.problem, self.model.depth, W)
+                self.svd_now, restart, self.stats["path"] = True, self.svd.y0, "e2e-then-svd"
+            elif self.use_chart_now and (abs(angles[0]) > math.pi / 2 or abs(angles[1]) > math.pi / 2):
                 yy, self.signs = chart.recentre(chart.from_scaled(ynew), self.signs)
                 restart = np.array(chart.to_scaled(yy), dtype=float)
                 self.stats["recharts"] += 1
@@ -402,11 +435,21 @@ class _Integration:
                 self._collect(solver)
                 solver = self._make_solver(tau_new, restart, tau_end)
 
+    def _svd_switch(self, W) -> bool:
+        """Whether the stored-W flow hands over to the SVD chart at ``W`` (square, small enough, and
+        ``s_min / s_max`` below :data:`svd_flow.SWITCH_RATIO`)."""
+        if svd_flow.unknowns(self.model.shape) > svd_flow.MAX_UNKNOWNS:
+            return False
+        s = np.linalg.svd(W, compute_uv=False)
+        return bool(s[-1] > 0 and s[-1] < svd_flow.SWITCH_RATIO * s[0])
+
     def _collect(self, solver):
         for key in ("nfev", "njev", "nlu"):
             self.stats[key] += int(getattr(solver, key))
         if self.e2e is not None:
             self.stats.update(self.e2e.stats)
+        if self.svd is not None:
+            self.stats["svd_recentres"] = self.svd.recentres
 
     def _levels(self, loss0):
         return loss_levels(loss0, self.spec.per_decade, self.spec.until_loss)  # descending
@@ -447,7 +490,7 @@ class _Integration:
         return brentq(lambda tau: self._loss_at(dense, tau) - level, a, b, xtol=4 * EPS * max(1.0, abs(b)), rtol=4 * EPS)
 
     def _check_precision(self, ds_new, dense, tau_prev, tau_new, W=None):
-        if self.use_chart_now or not self.is_square or isinstance(self.model, CP):
+        if self.use_chart_now or self.svd_now or not self.is_square or isinstance(self.model, CP):
             return
         if ds_new is None:
             raise Stop(Status.PRECISION_LOST,
@@ -485,6 +528,8 @@ class _Integration:
                 zc = [complex(a, h * b) for a, b in zip(y, v)]
                 w = chart.entries(chart.from_scaled(zc, chart.COMPLEX), self.signs, chart.COMPLEX)
                 return (np.array([c.imag for c in w]) / h).reshape(2, 2)
+            if self.svd_now:
+                return self.svd.velocity(y)
             if self.e2e is not None:  # the state is W itself: its velocity is the tangent
                 return self.e2e.velocity(np.asarray(y, dtype=float).reshape(self.model.shape))
             v = -self._raw_grad(y)

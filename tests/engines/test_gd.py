@@ -329,3 +329,16 @@ def test_bad_run_arguments_raise():
         eng.run(problem, model, inits.gaussian(model, 0.5))
     with pytest.raises(InvalidInput, match="options"):
         eng.run(problem, model, inits.gaussian(model, 0.5), steps=3, options={"bogus": 1})
+
+
+def test_gd_stops_on_the_base_class_budget():
+    # the loop asks the run's Budget (wall clock from the run's start, max_steps) at each check: a budget spent
+    # before the first check stops every member at step 0 with status budget, a batch as well as a lone run
+    model = DeepMatrix(2, (2, 2))
+    init = inits.balanced(model, 0.1, seed=0)
+    eng = GradientDescent(lr=1e-2, check_every=4)
+    lone = eng.run(rc20(), model, init, steps=10 ** 7, wall_budget=1e-9)
+    assert lone.status is Status.BUDGET and lone.final.step == 0 and len(lone.points) == 1
+    eng.max_steps = 8  # a step budget is honoured at the first check at or past it
+    capped = eng.run(rc20(), model, init, steps=100, wall_budget=60)
+    assert capped.status is Status.BUDGET and capped.final.step == 8

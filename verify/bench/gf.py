@@ -136,3 +136,31 @@ def bench_gf_e2e(naive_budget: float = 20.0,
                         "ratio_is_lower_bound": nv["outcome"] == "budget"})
         rows.append(row)
     return rows
+
+
+def bench_gf_raw(until_loss: float = 1e-10, wall: float = 120.0) -> list[dict]:
+    """``gf`` on its raw-factor path, the workloads whose stiff solve uses a dense complex-step Jacobian of all
+    factor entries (issue 12 asks for Jacobian-vector products there): depth-3 10x10 rank-10 completion from an
+    unbalanced Gaussian init (std 0.3, 300 unknowns) and CP order 3, dims 5, R = 10 (Gaussian init 0.1 / sqrt(R),
+    150 unknowns) on a rank-1 tensor completion with half the entries, each to ``until_loss`` with the
+    error-estimate run, at most ``wall`` seconds."""
+    from models import inits
+    from models.engines import get_engine
+    from models.factorizations import CP, DeepMatrix
+    from models.generators import random_completion, random_tensor
+
+    rows = []
+    problem, _ = random_completion((10, 10), 10, seed=0)  # full rank: s_min stays resolved (no precision stop)
+    model = DeepMatrix(3, (10, 10))
+    tproblem, _ = random_tensor((5, 5, 5), 1, seed=0)
+    tmodel = CP((5, 5, 5), 10)
+    cases = [("gf raw depth 3 10x10 rank 10 gaussian 0.3", problem, model, inits.gaussian(model, 0.3, seed=0)),
+             ("gf raw CP order 3 dims 5 R=10", tproblem, tmodel, inits.cp_gaussian(tmodel, 0.1 / math.sqrt(10), seed=0))]
+    for label, prob, mdl, init in cases:
+        t0 = time.perf_counter()
+        traj = get_engine("gf", path="raw").run(prob, mdl, init, until_loss=until_loss, wall_budget=wall)
+        rows.append({"workload": f"{label} to {until_loss:g}", "engine": "gf", "seconds": time.perf_counter() - t0,
+                     "loss": traj.final.loss, "status": traj.status.value, "path": traj.stats.get("path"),
+                     "steps": traj.stats.get("steps"), "njev": traj.stats.get("njev"),
+                     "error_estimate": traj.error_estimate})
+    return rows

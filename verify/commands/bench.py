@@ -19,6 +19,9 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   balanced init 1e-2, down to loss 1e-10, including the error-estimate run: depth 3 on 10x10 rank 1, 20x20
   rank 2 and 50x50 rank 2 (the end-to-end path), depth 1 on 50x50 rank 2 (closed form). Naive column (10x10
   only; raw factors of 50x50 need a 7,500-unknown dense LU): LSODA on the raw factors as above.
+- ``gf-raw``: ``gf`` on its raw-factor path (dense complex-step Jacobian) to loss 1e-10 with the error-estimate
+  run: depth 3 on 10x10 rank-10 completion from a Gaussian init (std 0.3), and CP order 3, dims 5, R = 10 (see
+  :func:`verify.bench.gf.bench_gf_raw`).
 - ``gd`` at depth 4: trajectory-steps per second at B = 1, 100, 10 000; CP tensor GD (order 4, dims 5, rank 10):
   steps per second. Naive column: a torch autograd GD loop on the same batch. The B = 1 depth-4 row also shows
   the official RC20 DMF trainer's throughput as stated in issue 12 (2,000-2,800 epochs/s on this machine; one
@@ -59,7 +62,7 @@ from verify.bench.gf import bench_gf, bench_gf_e2e
 HELP = ("measure the engines (gf, gf-mp, gd) and the papers' experiments against naive or official "
         "alternatives and write a table (all parts: about 10 minutes on 2 cores; --only PART for less)")
 
-PARTS = ("gf", "gf-mp", "gd", "gf-e2e", "gd-dmf", "dmf-fast", "experiments")
+PARTS = ("gf", "gf-mp", "gd", "gf-e2e", "gf-raw", "gd-dmf", "dmf-fast", "experiments")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = __doc__.split("\n\n", 1)[1]
     p.add_argument("--json", metavar="PATH", default=None, help="write the rows as JSON to PATH (- for stdout)")
     p.add_argument("--only", metavar="PART", action="append", choices=PARTS, default=None,
-                   help="run only this part (gf, gf-mp, gd, gf-e2e, gd-dmf, dmf-fast, experiments); repeatable "
+                   help="run only this part (gf, gf-mp, gd, gf-e2e, gf-raw, gd-dmf, dmf-fast, experiments); repeatable "
                         "(default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
                    help="wall budget of each naive LSODA run in seconds (default 20)")
@@ -202,6 +205,12 @@ def run(args) -> int:
         out["rows"]["gf-e2e"] = rows
         print(_table(rows, ["workload", "path", "seconds", "loss", "status", "steps", "error_estimate",
                             "naive_seconds", "naive_outcome", "ratio"]) + "\n", flush=True)
+    if "gf-raw" in parts:
+        from verify.bench.gf import bench_gf_raw
+        rows = bench_gf_raw()
+        out["rows"]["gf-raw"] = rows
+        print(_table(rows, ["workload", "path", "seconds", "loss", "status", "steps", "njev", "error_estimate"])
+              + "\n", flush=True)
     if "experiments" in parts:
         from verify.bench_experiments import COLUMNS, bench_experiments
 

@@ -80,7 +80,7 @@ class GradientDescent(AbstractEngine):
     # ------------------------------------------------------------------------------------------------------
     def _advance(self, spec: Spec, budget: Budget) -> Result:
         factors = [np.asarray(F, dtype=float)[None] for F in spec.init.factors]
-        res, K = self._loop(spec, factors, {})
+        res, K = self._loop(spec, factors, {}, budget)
         traj = res.trajectory(0)
         stats = dict(res.stats)
         stats["step_rule"] = self.rule["step_rule"]
@@ -93,12 +93,12 @@ class GradientDescent(AbstractEngine):
                       {"rounding_model": "8 eps L (k+1) prod ||W_j||_F"}, stats, traj.error_estimate)
 
     def _advance_batch(self, spec: Spec, factors: list[np.ndarray], budget: Budget, settings: dict) -> BatchResult:
-        res, K = self._loop(spec, factors, settings)
+        res, K = self._loop(spec, factors, settings, budget)
         if hasattr(K, "rule_time"):
             res.stats["rule_time"] = [float(v) for v in K.rule_time()]
         return res
 
-    def _loop(self, spec: Spec, factors: list[np.ndarray], settings: dict):
+    def _loop(self, spec: Spec, factors: list[np.ndarray], settings: dict, budget: Budget):
         """The batched loop on ``factors`` (one ``(B, ...)`` array per layer) under ``spec``'s stop rule and
         recording: the same for B = 1 and B = 10,000."""
         steps = spec.steps
@@ -124,9 +124,8 @@ class GradientDescent(AbstractEngine):
             record_at = tuple(record_at)
         per_decade = None if (every or record_at) else spec.per_decade
         K = build_kernel(spec.problem, spec.model, factors, self.lr, self.device, self.kernel, rule=self.rule)
-        wall = None if math.isinf(spec.wall_budget) else spec.wall_budget
         with torch.no_grad():
             res = run_loop(K, spec.problem, spec.model, steps=steps, until_loss=spec.until_loss, record_every=every,
                            record_at=record_at, per_decade=per_decade, check_every=check_every,
-                           wall_budget=wall, settings=settings, device=self.device)
+                           budget=budget, settings=settings, device=self.device)
         return res, K

@@ -14,7 +14,7 @@ import torch
 from ...errors import require
 from ...factorizations import DeepMatrix
 from ...trajectory import Point, Status, Trajectory, relative_error
-from ..base import Batch, stats_schema
+from ..base import Batch, Budget, Stop, stats_schema
 from .kernels import EPS, F64, Chunks, det_sign_batch
 
 _MAX_STEPS_NO_LIMIT = 2 ** 62
@@ -89,12 +89,24 @@ def _point(step, loss, prod, det, lerr, perr, factors) -> Point:
                  float(perr))
 
 
+def _spent(budget: Budget, steps: int) -> bool:
+    """Whether ``budget`` is spent after ``steps`` steps (the base class's own check, without raising)."""
+    try:
+        budget.check(steps)
+    except Stop:
+        return True
+    return False
+
+
 # ================================================================================================================
 # The batched loop
 # ================================================================================================================
 def run_loop(K: Chunks, problem, model, *, steps: int | None, until_loss: float | None, record_every: int | None,
               record_at: tuple[int, ...] | None, per_decade: int | None, check_every: int,
-              wall_budget: float | None, settings: dict, device: torch.device) -> BatchResult:
+              budget: Budget, settings: dict, device: torch.device) -> BatchResult:
+    """Run kernel ``K`` to the stop rule, recording as asked. ``budget``: the run's
+    :class:`~models.engines.base.Budget` (wall clock from the run's start, and ``max_steps`` where the engine has
+    one), checked at every check point (every ``check_every`` steps) as the other engines check it every step."""
     start = time.perf_counter()
     B = K.b
     depth = model.depth if isinstance(model, DeepMatrix) else model.order
@@ -155,7 +167,7 @@ def run_loop(K: Chunks, problem, model, *, steps: int | None, until_loss: float 
                 op()
             loss, perr, lerr = evaluate(s)
         at_end = s >= end_step
-        over_budget = wall_budget is not None and not at_end and time.perf_counter() - start > wall_budget
+        over_budget = not at_end and _spent(budget, s)
         while ptr < len(rec_at) and rec_at[ptr] < s:
             ptr += 1
         sel = np.zeros(B, bool)
