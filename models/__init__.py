@@ -1,6 +1,7 @@
 """The mathematics being simulated: problems, parameterizations, initializations, dynamics engines.
 
-``models`` imports nothing from ``verify``, ``properties`` or ``reports`` (its own lowest level, ``models.stored``, imports nothing of the suite at all).
+``models`` imports nothing from ``verify``, ``properties`` or ``reports`` (its own lowest level, ``models.stored``,
+imports nothing of the suite at all).
 """
 
 from . import inits

@@ -8,7 +8,8 @@ the same ``W(0)`` by ~1e-18 within ``t = 0.2`` (depth 3, scale 0.1), far above g
 
 Here the rotations are Pythagorean: ``P = [[a^2 - b^2, -2ab], [2ab, a^2 - b^2]]`` has ``P^T P = n^2 I`` exactly
 (``n = a^2 + b^2``), and with every rotation drawn from one hypotenuse ``n`` (1105 = 5 * 13 * 17 has four
-primitive representations, hence 32 angles with signs and swaps), ``W_j = P_j D P_{j-1}^T`` (``D`` diagonal with
+primitive representations; with swaps, signs and transposes :func:`_rotation` gives 24 distinct rotations, indexed
+by k mod 32, so 8 of them are drawn twice as often as the rest), ``W_j = P_j D P_{j-1}^T`` (``D`` diagonal with
 20-bit dyadic entries) gives ``W_{j+1}^T W_{j+1} = n^2 P_j D^2 P_j^T = W_j W_j^T`` with every product exact in
 float64 (integers below 2^21 times 20-bit dyadics). :func:`imbalance` checks it in exact rational arithmetic.
 """

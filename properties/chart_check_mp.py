@@ -31,7 +31,8 @@ from dataclasses import replace
 
 import mpmath
 
-from models.engines import get_engine
+from models.engines import engine_class, get_engine
+from models.errors import InvalidInput
 
 from .api import Outcome
 from .chart_check import RESOLVES, ChartMismatch
@@ -45,9 +46,14 @@ _LEVEL_MATCH = 1e-9   # both runs land on a loss level to ~1e-3 of their toleran
 
 
 def uses_mp_chart(traj) -> bool:
-    """Whether ``traj`` came (at least in part) from gf-mp's chart."""
-    main = traj.stats.get("main", {}) if isinstance(traj.stats, dict) else {}
-    return traj.engine == "gf-mp" and str(main.get("path", "")) in ("chart", "raw-then-chart")
+    """Whether ``traj`` came (at least in part) from a high-precision chart (``gf-mp``'s): its engine declares the
+    arithmetic ``mpmath`` and its ``stats["path"]`` (the engines' one stats schema) is the chart. A trajectory of
+    an unregistered engine is passed through."""
+    try:
+        arithmetic = engine_class(traj.engine).arithmetic
+    except InvalidInput:
+        return False
+    return arithmetic == "mpmath" and str(traj.stats.get("path", "")) in ("chart", "raw-then-chart")
 
 
 def raw_run_mp(problem, model, init, spec: dict):

@@ -101,12 +101,14 @@ def imbalance_scale(init_factors, factors) -> float:
         return float(mpmath.sqrt(total))
 
 
-def factor_det_outcome(traj, until_loss: float):
+def factor_det_outcome(traj, until_loss: float, *, balanced: bool = True):
     """At every recorded point and every factor ``j``: margin ``sign(det W_j(0)) det W_j(t) / prod_i ||row_i of
     W_j(t)||`` (in [-1, 1]), error ``factor_det_err`` over the same norm; plus whether the run reached
     ``until_loss`` (a run that stopped short is inconclusive: margin 0, infinite error). From the first point
     where a factor's ``|det|`` is within ``IMBALANCE_FACTOR`` times :func:`imbalance_scale` on, the points are
-    inconclusive (infinite error): the lemma assumes exact balance, the float64 init has it only to rounding."""
+    inconclusive (infinite error): the lemma assumes exact balance, the float64 init has it only to rounding.
+    With ``balanced=False`` (the hypothesis dropped, an init unbalanced on purpose) there is no such guard: a sign
+    change resolved beyond the engine's error is then a real counterexample to the statement without balance."""
     import mpmath
 
     pts = traj.points
@@ -119,7 +121,8 @@ def factor_det_outcome(traj, until_loss: float):
     outs, swamped = [], None
     for k, p in enumerate(pts):
         delta = imbalance_scale(init, p.factors)
-        if swamped is None and min(abs(float(mpmath.mpf(d))) for d in p.hp["factor_dets"]) <= IMBALANCE_FACTOR * delta:
+        if balanced and swamped is None \
+                and min(abs(float(mpmath.mpf(d))) for d in p.hp["factor_dets"]) <= IMBALANCE_FACTOR * delta:
             swamped = k
         for j, (d, e) in enumerate(zip(p.hp["factor_dets"], p.hp["factor_det_err"])):
             F = np.asarray(p.factors[j], dtype=float)
@@ -165,7 +168,8 @@ def det_sign_raw(inputs, dropped):
         return engine.run(problem, model, init, until_loss=until, per_decade=PER_DECADE,
                           wall_budget=float(inputs["wall_budget"]))
 
-    check = validated(lambda tr: factor_det_outcome(tr, until), rc20(), int(inputs["depth"]))
+    balanced = "balanced" not in dropped
+    check = validated(lambda tr: factor_det_outcome(tr, until, balanced=balanced), rc20(), int(inputs["depth"]))
     return escalate(run, check, ladder, accept_precision_loss=True)
 
 

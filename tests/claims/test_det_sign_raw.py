@@ -79,3 +79,15 @@ def test_claim_holds_at_depth_3_and_is_inconclusive_where_precision_stops_short(
     out2 = c.run_check(dict(depth=2, init="balanced", scale=0.05, seed=3, det="positive", until_loss=1e-2,
                             ladder=[[30, 1e-12]], wall_budget=60.0))
     assert out2.status == "inconclusive" and "precision_lost" in out2.detail["escalation"][0]
+
+
+def test_without_balance_a_resolved_factor_det_flip_is_a_counterexample():
+    # the hypothesis dropped (verify ablate): a Gaussian init, whose imbalance is O(||W||^2) and no rounding
+    # artefact, so no guard applies; at depth 2, scale 1, seed 0 the first factor's det turns from +0.83 to
+    # -0.40 by loss 0.1, resolved to ~1e-16: "violated", which shows "balanced" necessary
+    c = CLAIMS["rc20.lemma.det_sign_raw"].drop("balanced")
+    out = c.run_check(dict(depth=2, init="gaussian", scale=1.0, seed=0, det="positive", until_loss=5e-2,
+                           ladder=[[30, 1e-12]], wall_budget=60.0))
+    assert out.status == "violated"
+    assert out.margin < -0.5 and out.error < 1e-10
+    assert out.detail["first_point_below_imbalance"] is None
