@@ -19,6 +19,7 @@ from .api import CLAIMS, Claim, Expectation, Hyp, Kind, Outcome, claim, register
 from ._common import combine, error_unknown, escalate, identity_outcome, point_outcome, rc20_setting
 
 from . import rc20 as _rc20  # noqa: E402,F401  -- registers the built-in claims
+from . import rc20_props as _rc20_props  # noqa: E402,F401
 from . import rc20_static as _rc20_static  # noqa: E402,F401
 from . import rc20_det_raw as _rc20_det_raw  # noqa: E402,F401
 from . import achl19 as _achl19  # noqa: E402,F401

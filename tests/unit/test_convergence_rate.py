@@ -4,7 +4,7 @@ the true flow holds, and the same check with a wrong constant in the rate is vio
 import pytest
 
 import properties  # noqa: F401
-import properties.rc20 as rc20_claims
+import properties.rc20_props as rc20_claims
 from properties.api import CLAIMS
 
 
