@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from models.generators import random_completion
 from properties.experiments_achl19 import gaussian_init, projected
@@ -47,3 +48,38 @@ def test_rise_times_of_logistic_curves():
             exact = c + math.log(q / (1 - q)) / k
             assert exact <= r[key] < exact + 10  # the first record at or after the crossing
         assert abs(r["rho"] - 2 * math.log(9) / k / c) < 30 / c
+
+
+class _Stop(Exception):
+    pass
+
+
+def _capture_device(monkeypatch, module, name):
+    """Replace ``module.<name>`` (the run_dmf_gd it imported) by a stub that records its ``device`` and stops the run."""
+    seen = []
+
+    def stub(*args, device=None, **kw):
+        seen.append(device)
+        raise _Stop
+
+    monkeypatch.setattr(module, name, stub)
+    return seen
+
+
+def test_experiment_runs_pin_the_cpu_even_where_cuda_is_visible(monkeypatch):
+    """dmf_fast picks CUDA by itself for device=None; the claims (which pass no device) must run on the CPU so a
+    seed gives the same numbers on every host."""
+    import torch
+
+    from properties import experiments_achl19 as E
+    from properties import experiments_achl19_dynamics as D
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(E, "min_nuclear_completion", lambda problem, **kw: None)
+    seen = _capture_device(monkeypatch, E, "run_dmf_gd")
+    with pytest.raises(_Stop):
+        E.run_completion.__wrapped__("reduced", "few", 0, 0, 1)
+    seen_d = _capture_device(monkeypatch, D, "run_dmf_gd")
+    with pytest.raises(_Stop):
+        D.run_dynamics.__wrapped__("reduced", 0)
+    assert seen == ["cpu"] and seen_d == ["cpu"]
