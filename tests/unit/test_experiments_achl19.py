@@ -83,3 +83,39 @@ def test_experiment_runs_pin_the_cpu_even_where_cuda_is_visible(monkeypatch):
     with pytest.raises(_Stop):
         D.run_dynamics.__wrapped__("reduced", 0)
     assert seen == ["cpu"] and seen_d == ["cpu"]
+
+
+def _rises(triples):
+    return [{"a": a, "t": t, "b": b, "rho": (b - a) / t} for a, t, b in triples]
+
+
+def _margin(r2, r3):
+    return 0.5 * float(np.median([x["rho"] for x in r2])) - float(np.median([x["rho"] for x in r3]))
+
+
+def test_width_error_bounds_the_record_resolution_of_the_sharpness_margin():
+    """Recording makes every crossing a_i, t_i, b_i late by less than one record: the margin 0.5 median rho(2) -
+    median rho(3) of achl19.exp.sv_dynamics (c) moves by at most 0.5 width_error(depth 2) + width_error(depth 3)
+    of the measured rises, for random lateness and for the worst case below, where the old error 2 rec / t_min
+    (t_min over the measured t_i) is exceeded: a wide depth-2 rise (rho 1.5) whose a and t are late by a record
+    while b is not, and a depth-3 rise whose b alone is late."""
+    from properties.experiments_achl19_dynamics import width_error
+
+    rec = 50.0
+    true2 = [(150.0, 600.0, 1050.0), (300.0, 900.0, 1800.0), (500.0, 1500.0, 2900.0)]
+    true3 = [(640.0, 650.0, 660.0), (1200.0, 1250.0, 1300.0), (2000.0, 2100.0, 2200.0)]
+    m_true = _margin(_rises(true2), _rises(true3))
+    late = rec * (1 - 1e-9)
+    worst2 = _rises([(a + late, t + late, b) for a, t, b in true2[:1]])  # one value per depth: the medians are
+    worst3 = _rises([(a, t, b + late) for a, t, b in true3[:1]])  # the widths themselves
+    moved = abs(_margin(worst2, worst3) - _margin(_rises(true2[:1]), _rises(true3[:1])))
+    tmin = min(x["t"] for x in worst2 + worst3)
+    assert moved > 2 * rec / tmin  # the old error was not a bound
+    assert moved <= 0.5 * width_error(worst2, rec) + width_error(worst3, rec)
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        d = rng.uniform(0, late, (2, 3, 3))
+        r2 = _rises([(a + d[0, i, 0], t + d[0, i, 1], b + d[0, i, 2]) for i, (a, t, b) in enumerate(true2)])
+        r3 = _rises([(a + d[1, i, 0], t + d[1, i, 1], b + d[1, i, 2]) for i, (a, t, b) in enumerate(true3)])
+        assert abs(_margin(r2, r3) - m_true) <= 0.5 * width_error(r2, rec) + width_error(r3, rec)
+    assert width_error(_rises([(0.0, 40.0, 80.0)]), rec) == math.inf
