@@ -141,3 +141,19 @@ def test_baseline_errors_are_a_posteriori_not_the_gap_convention(monkeypatch):
     assert math.isfinite(er_err) and er_err > 0
     monkeypatch.setattr(E, "min_nuclear_completion", lambda problem, **kw: base)  # no tighter reference
     assert E.baseline_errors(p, base, T) == (math.inf, math.inf)
+
+
+def test_erank_part_is_a_strict_decrease_at_few_and_a_tie_test_at_many():
+    """At "few" a median effective rank inside the former tie allowance (depth-2 median + 0.01) is not lower:
+    the part must not hold (it held under the old 'not higher + 0.02' check); at "many" it is a tie and holds."""
+    from properties.experiments_achl19 import ERANK_TIE, erank_outcome
+
+    def verdict(o):
+        return "holds" if o.margin > o.error else "violated" if o.margin < -o.error else "inconclusive"
+
+    assert verdict(erank_outcome("few", 3, 3.01, 3.0, 3.3, 1e-6)) == "violated"
+    assert verdict(erank_outcome("few", 3, 3.01, 3.4, 3.0, 1e-6)) == "violated"  # baseline the reference
+    assert verdict(erank_outcome("few", 3, 2.05, 3.0, 3.3, 1e-6)) == "holds"
+    assert verdict(erank_outcome("few", 3, 2.05, 3.4, 3.0, math.inf)) == "inconclusive"  # unknown baseline error
+    assert verdict(erank_outcome("many", 4, 3.0 + ERANK_TIE / 2, 3.0, 3.0, 1e-6)) == "holds"
+    assert verdict(erank_outcome("many", 4, 3.0 + 2 * ERANK_TIE, 3.0, 3.0, 1e-6)) == "violated"
