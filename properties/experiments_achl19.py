@@ -238,10 +238,11 @@ def depth_low_rank(inputs, dropped):
     """One problem, the three depths from ``seeds`` init seeds each (one batched models.engines.dmf_fast run per
     depth, float64) and the SCS minimum-nuclear-norm completion. Margins for depth 3 and 4, on the median over
     the seeds: (a) :func:`erank_outcome`: at "few" reference - erank, reference the smaller of the depth-2 median
-    and the baseline's effective rank; at "many" depth-2 median + 0.02 - erank (a tie test); error: the baseline's a-posteriori effective-rank error, :func:`baseline_errors`,
-    when it is the reference; 1e-12 otherwise); (b) at "few", min(depth-2 median, baseline) - reconstruction
-    error (error: the baseline's a-posteriori reconstruction-error error when the baseline is the reference); and
-    every member's fit. The detail keeps every member's numbers (the figure's data)."""
+    and the baseline's effective rank (error: the baseline's a-posteriori effective-rank error,
+    :func:`baseline_errors`, when it is the reference; 1e-12 otherwise); at "many" depth-2 median + 0.02 - erank
+    (a tie test; error 1e-12); (b) at "few", min(depth-2 median, baseline) - reconstruction error (error: the
+    baseline's a-posteriori reconstruction-error error when the baseline is the reference); and every member's
+    fit. The detail keeps every member's numbers (the figure's data)."""
     setting, level = inputs["setting"], inputs["level"]
     problem, target, base, runs = run_completion(setting, level, int(inputs["data_seed"]), int(inputs["init_seed"]),
                                                  int(inputs["seeds"]))

@@ -126,8 +126,9 @@ def sv_dynamics(inputs, dropped):
     r + 2 singular values and |U^T G V| statistics recorded every 50 (reduced) or 100 (paper) steps. Margins: (a)
     t_{i+1} - t_i per pair and depth, error one record interval (the times are known to a record); (b) a_2 - b_1,
     same error; (c) 0.5 median rho(2) - median rho(3), error 0.5 width_error(depth 2) + width_error(depth 3) (each
-    median width moves by at most max_i rec (1 + rho_i) / (t_i - rec), see :func:`width_error`); (d) 0.5 - off/diag at every record up to b_r at depth 2, error 1e-12 (SVD rounding). A run whose
-    loss did not fall below 1e-3 of its initial loss has not learned: an engine failure (budget too short)."""
+    median width moves by at most max_i rec (1 + rho_i) / (t_i - rec), see :func:`width_error`); (d) 0.5 -
+    off/diag at every record up to b_r at depth 2, error 1e-12 (SVD rounding). A run whose loss did not fall below
+    1e-3 of its initial loss has not learned: an engine failure (budget too short)."""
     setting = inputs["setting"]
     cfg = SETTINGS[setting]
     problem, target, runs = run_dynamics(setting, int(inputs["data_seed"]))

@@ -55,7 +55,8 @@ class _Stop(Exception):
 
 
 def _capture_device(monkeypatch, module, name):
-    """Replace ``module.<name>`` (the run_dmf_gd it imported) by a stub that records its ``device`` and stops the run."""
+    """Replace ``module.<name>`` (the run_dmf_gd it imported) by a stub that records its ``device`` and stops
+    the run."""
     seen = []
 
     def stub(*args, device=None, **kw):
