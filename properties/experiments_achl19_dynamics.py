@@ -55,9 +55,10 @@ THREADS = 1
 
 
 @functools.lru_cache(maxsize=2)
-def run_dynamics(setting: str, data_seed: int, device=None):
+def run_dynamics(setting: str, data_seed: int, device="cpu"):
     """``(problem, target, {depth: DMFRun})`` from the identity init, recording the top ``rank + 2`` singular
-    values and the alignment statistics."""
+    values and the alignment statistics. On the CPU unless ``device`` says otherwise (the claim and the figure
+    never pass one: same seed, same numbers on every host)."""
     cfg = SETTINGS[setting]
     problem, target = random_completion(cfg["shape"], rank=cfg["rank"], m=cfg["m"], seed=int(data_seed),
                                         reduction="mean")
@@ -84,6 +85,17 @@ def rise_times(steps, svals, r: int) -> list[dict]:
         a, t, b = first(0.1), first(0.5), first(0.9)
         out.append({"a": a, "t": t, "b": b, "rho": (b - a) / max(t, 1), "final": float(f)})
     return out
+
+
+def width_error(rises, rec: float) -> float:
+    """A bound on the error of the median relative width ``median_i rho_i`` from the record interval ``rec``.
+
+    ``a_i, t_i, b_i`` are the first records at or after the crossings, so each is late by less than ``rec``:
+    ``rho_i - rho_i(true) = (db - da - rho_i(true) dt) / t_i`` with ``|db - da| < rec`` and ``0 <= dt < rec``,
+    hence ``|rho_i - rho_i(true)| <= rec (1 + rho_i) / (t_i - rec)`` in the measured values (infinite when
+    ``t_i <= rec``); the median moves by at most the largest of these."""
+    errs = [rec * (1.0 + x["rho"]) / (x["t"] - rec) if x["t"] > rec else float("inf") for x in rises]
+    return float(max(errs))
 
 
 def _strategy(dropped):
@@ -113,9 +125,10 @@ def sv_dynamics(inputs, dropped):
     """Float64 GD (models.engines.dmf_fast, constant step) at depths 2 and 3 from the identity init, the top
     r + 2 singular values and |U^T G V| statistics recorded every 50 (reduced) or 100 (paper) steps. Margins: (a)
     t_{i+1} - t_i per pair and depth, error one record interval (the times are known to a record); (b) a_2 - b_1,
-    same error; (c) 0.5 median rho(2) - median rho(3), error 2 record intervals / min t_i (the resolution of the
-    widths); (d) 0.5 - off/diag at every record up to b_r at depth 2, error 1e-12 (SVD rounding). A run whose
-    loss did not fall below 1e-3 of its initial loss has not learned: an engine failure (budget too short)."""
+    same error; (c) 0.5 median rho(2) - median rho(3), error 0.5 width_error(depth 2) + width_error(depth 3) (each
+    median width moves by at most max_i rec (1 + rho_i) / (t_i - rec), see :func:`width_error`); (d) 0.5 -
+    off/diag at every record up to b_r at depth 2, error 1e-12 (SVD rounding). A run whose loss did not fall below
+    1e-3 of its initial loss has not learned: an engine failure (budget too short)."""
     setting = inputs["setting"]
     cfg = SETTINGS[setting]
     problem, target, runs = run_dynamics(setting, int(inputs["data_seed"]))
@@ -139,8 +152,8 @@ def sv_dynamics(inputs, dropped):
                                   gap=float(star[0] / star[1])))
     rho2 = float(np.median([x["rho"] for x in rises[2]]))
     rho3 = float(np.median([x["rho"] for x in rises[3]]))
-    tmin = min(x["t"] for x in rises[3] + rises[2]) or 1
-    outs.append(point_outcome(SHARPER * rho2 - rho3, 2.0 * rec / tmin, SHARPER * rho2, part="sharper with depth",
+    err = SHARPER * width_error(rises[2], rec) + width_error(rises[3], rec)
+    outs.append(point_outcome(SHARPER * rho2 - rho3, err, SHARPER * rho2, part="sharper with depth",
                               value=rho3, bound=SHARPER * rho2, rho_depth2=rho2, rho_depth3=rho3))
     run2 = runs[2]
     last = rises[2][-1]["b"]
@@ -155,4 +168,4 @@ def sv_dynamics(inputs, dropped):
                    setting=setting)
 
 
-__all__ = ["DEPTHS", "SETTINGS", "rise_times", "run_dynamics"]
+__all__ = ["DEPTHS", "SETTINGS", "rise_times", "run_dynamics", "width_error"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from models.generators import random_completion
 from properties.experiments_achl19 import gaussian_init, projected
@@ -47,3 +48,145 @@ def test_rise_times_of_logistic_curves():
             exact = c + math.log(q / (1 - q)) / k
             assert exact <= r[key] < exact + 10  # the first record at or after the crossing
         assert abs(r["rho"] - 2 * math.log(9) / k / c) < 30 / c
+
+
+class _Stop(Exception):
+    pass
+
+
+def _capture_device(monkeypatch, module, name):
+    """Replace ``module.<name>`` (the run_dmf_gd it imported) by a stub that records its ``device`` and stops
+    the run."""
+    seen = []
+
+    def stub(*args, device=None, **kw):
+        seen.append(device)
+        raise _Stop
+
+    monkeypatch.setattr(module, name, stub)
+    return seen
+
+
+def test_experiment_runs_pin_the_cpu_even_where_cuda_is_visible(monkeypatch):
+    """dmf_fast picks CUDA by itself for device=None; the claims (which pass no device) must run on the CPU so a
+    seed gives the same numbers on every host."""
+    import torch
+
+    from properties import experiments_achl19 as E
+    from properties import experiments_achl19_dynamics as D
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(E, "min_nuclear_completion", lambda problem, **kw: None)
+    seen = _capture_device(monkeypatch, E, "run_dmf_gd")
+    with pytest.raises(_Stop):
+        E.run_completion.__wrapped__("reduced", "few", 0, 0, 1)
+    seen_d = _capture_device(monkeypatch, D, "run_dmf_gd")
+    with pytest.raises(_Stop):
+        D.run_dynamics.__wrapped__("reduced", 0)
+    assert seen == ["cpu"] and seen_d == ["cpu"]
+
+
+def _rises(triples):
+    return [{"a": a, "t": t, "b": b, "rho": (b - a) / t} for a, t, b in triples]
+
+
+def _margin(r2, r3):
+    return 0.5 * float(np.median([x["rho"] for x in r2])) - float(np.median([x["rho"] for x in r3]))
+
+
+def test_width_error_bounds_the_record_resolution_of_the_sharpness_margin():
+    """Recording makes every crossing a_i, t_i, b_i late by less than one record: the margin 0.5 median rho(2) -
+    median rho(3) of achl19.exp.sv_dynamics (c) moves by at most 0.5 width_error(depth 2) + width_error(depth 3)
+    of the measured rises, for random lateness and for the worst case below, where the old error 2 rec / t_min
+    (t_min over the measured t_i) is exceeded: a wide depth-2 rise (rho 1.5) whose a and t are late by a record
+    while b is not, and a depth-3 rise whose b alone is late."""
+    from properties.experiments_achl19_dynamics import width_error
+
+    rec = 50.0
+    true2 = [(150.0, 600.0, 1050.0), (300.0, 900.0, 1800.0), (500.0, 1500.0, 2900.0)]
+    true3 = [(640.0, 650.0, 660.0), (1200.0, 1250.0, 1300.0), (2000.0, 2100.0, 2200.0)]
+    m_true = _margin(_rises(true2), _rises(true3))
+    late = rec * (1 - 1e-9)
+    worst2 = _rises([(a + late, t + late, b) for a, t, b in true2[:1]])  # one value per depth: the medians are
+    worst3 = _rises([(a, t, b + late) for a, t, b in true3[:1]])  # the widths themselves
+    moved = abs(_margin(worst2, worst3) - _margin(_rises(true2[:1]), _rises(true3[:1])))
+    tmin = min(x["t"] for x in worst2 + worst3)
+    assert moved > 2 * rec / tmin  # the old error was not a bound
+    assert moved <= 0.5 * width_error(worst2, rec) + width_error(worst3, rec)
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        d = rng.uniform(0, late, (2, 3, 3))
+        r2 = _rises([(a + d[0, i, 0], t + d[0, i, 1], b + d[0, i, 2]) for i, (a, t, b) in enumerate(true2)])
+        r3 = _rises([(a + d[1, i, 0], t + d[1, i, 1], b + d[1, i, 2]) for i, (a, t, b) in enumerate(true3)])
+        assert abs(_margin(r2, r3) - m_true) <= 0.5 * width_error(r2, rec) + width_error(r3, rec)
+    assert width_error(_rises([(0.0, 40.0, 80.0)]), rec) == math.inf
+
+
+def test_baseline_errors_are_a_posteriori_not_the_gap_convention(monkeypatch):
+    """On the reduced "few" problem of data seed 1 the distance between the eps-1e-7 and eps-1e-9 SCS solutions
+    (1.1e-7 of ||W*||_F) exceeds the former convention gap / ||W*||_F (6.9e-8): the gap bounds the norm, not the
+    matrix. baseline_errors covers the measured difference with its safety factor, and is infinite when the
+    reference solve is not demonstrably more accurate."""
+    from models import min_nuclear
+    from properties import experiments_achl19 as E
+
+    cfg = E.SETTINGS["reduced"]
+    p, T = random_completion(cfg["shape"], rank=cfg["rank"], m=cfg["observations"]["few"], seed=1,
+                             reduction="mean")
+    base = min_nuclear.min_nuclear_completion(p)
+    ref = min_nuclear.min_nuclear_completion(p, eps=E.REF_EPS)
+    dist = np.linalg.norm(base.matrix - ref.matrix) / np.linalg.norm(T)
+    assert dist > base.gap / np.linalg.norm(T)  # the convention was not an error bound here
+    er_err, rec_err = E.baseline_errors(p, base, T)
+    assert rec_err >= E.REF_SAFETY * dist * (1 - 1e-9) and math.isfinite(rec_err)
+    assert math.isfinite(er_err) and er_err > 0
+    monkeypatch.setattr(E, "min_nuclear_completion", lambda problem, **kw: base)  # no tighter reference
+    assert E.baseline_errors(p, base, T) == (math.inf, math.inf)
+
+
+def test_erank_part_is_a_strict_decrease_at_few_and_a_tie_test_at_many():
+    """At "few" a median effective rank inside the former tie allowance (depth-2 median + 0.01) is not lower:
+    the part must not hold (it held under the old 'not higher + 0.02' check); at "many" it is a tie and holds."""
+    from properties.experiments_achl19 import ERANK_TIE, erank_outcome
+
+    def verdict(o):
+        return "holds" if o.margin > o.error else "violated" if o.margin < -o.error else "inconclusive"
+
+    assert verdict(erank_outcome("few", 3, 3.01, 3.0, 3.3, 1e-6)) == "violated"
+    assert verdict(erank_outcome("few", 3, 3.01, 3.4, 3.0, 1e-6)) == "violated"  # baseline the reference
+    assert verdict(erank_outcome("few", 3, 2.05, 3.0, 3.3, 1e-6)) == "holds"
+    assert verdict(erank_outcome("few", 3, 2.05, 3.4, 3.0, math.inf)) == "inconclusive"  # unknown baseline error
+    assert verdict(erank_outcome("many", 4, 3.0 + ERANK_TIE / 2, 3.0, 3.0, 1e-6)) == "holds"
+    assert verdict(erank_outcome("many", 4, 3.0 + 2 * ERANK_TIE, 3.0, 3.0, 1e-6)) == "violated"
+
+
+def test_nuclear_excess_rejects_near_minimisers_and_accepts_a_clear_excess():
+    """achl19.exp.nuclear_not_minimized's margin on the reduced "few" problem of data seed 0: the SCS minimiser
+    plus small noise (1e-3 of its norm, on every entry: an inexact fit and a slightly non-minimal completion) is
+    violated (the old margin ||P(W)||_* - upper held for it), as is the minimiser itself; the target W*, whose
+    completion is 3.0% above the minimum here, holds. And "violated" is decided against the certified lower
+    bound: a margin inside (1 + EXCESS) x gap is inconclusive."""
+    import dataclasses
+
+    from models.min_nuclear import min_nuclear_completion
+    from properties.experiments_achl19 import EXCESS, SETTINGS, nuclear, nuclear_excess_outcome, projected
+
+    def verdict(o):
+        return "holds" if o.margin > o.error else "violated" if o.margin < -o.error else "inconclusive"
+
+    cfg = SETTINGS["reduced"]
+    p, T = random_completion(cfg["shape"], rank=cfg["rank"], m=cfg["observations"]["few"], seed=0,
+                             reduction="mean")
+    base = min_nuclear_completion(p)
+    X = base.matrix
+    noisy = X + 1e-3 * np.linalg.norm(X) / 30 * np.random.default_rng(0).standard_normal(X.shape)
+    assert nuclear(projected(p, noisy)) > base.nuclear_norm  # the old check held for this near-minimiser
+    assert verdict(nuclear_excess_outcome(p, noisy, base)) == "violated"
+    assert verdict(nuclear_excess_outcome(p, X, base)) == "violated"
+    o = nuclear_excess_outcome(p, T, base)
+    assert o.detail["relative_excess"] > 0.025 and verdict(o) == "holds"
+    # a baseline whose upper bound puts W* exactly at the threshold, with a certified gap of 1: inconclusive
+    at = dataclasses.replace(base, nuclear_norm=(o.detail["value"] - o.detail["fit_allowance"]) / (1 + EXCESS),
+                             gap=1.0)
+    o = nuclear_excess_outcome(p, T, at)
+    assert o.error >= 1.0 > abs(o.margin) and verdict(o) == "inconclusive"
