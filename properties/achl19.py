@@ -186,7 +186,7 @@ def conservation(inputs, dropped):
     else:
         lr = float(inputs["lr"])
         steps = max(1, int(round(float(inputs["t_max"]) / lr)))
-        res = get_engine("gd", lr=lr).run(problem, model, [init], steps=steps, record_every=steps,
+        res = get_engine("gd", lr=lr, device="cpu").run(problem, model, [init], steps=steps, record_every=steps,
                                            wall_budget=math.inf)
         final = [np.asarray(F)[0] for F in res.final_factors]
         if not all(np.all(np.isfinite(F)) for F in final):

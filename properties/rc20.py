@@ -194,7 +194,7 @@ def det_sign_gd(inputs, dropped):
     evidence only through the steps before it (a flip seen there is a violation; otherwise an engine failure)."""
     problem, model, init = rc20_setting(inputs)
     sign0 = 1 if inputs["det"] == "positive" else -1
-    gd = get_engine("gd", lr=float(inputs["lr"]))
+    gd = get_engine("gd", lr=float(inputs["lr"]), device="cpu")
     res = gd.run(problem, model, [init], steps=int(inputs["steps"]), record_every=1, wall_budget=math.inf)
     dets = np.asarray(res.det_sign, dtype=float)[:, 0]
     prods = np.asarray(res.product, dtype=float)[:, 0]
