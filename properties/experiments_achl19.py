@@ -31,7 +31,6 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
-from models.engines.dmf_fast import run_dmf_gd
 from models.errors import EngineFailure
 from models.generators import random_completion
 from models.min_nuclear import min_nuclear_completion
@@ -86,6 +85,8 @@ def run_completion(setting: str, level: str, data_seed: int, init_seed: int, see
     :data:`DEPTHS` from ``seeds`` inits (cached: the two claims of figures 1-2 share their runs). On the CPU
     unless ``device`` says otherwise: the claims and figures never pass one, so a seed gives the same numbers on
     every host (a GPU's float64 reductions round differently)."""
+    from models.engines.dmf_fast import run_dmf_gd   # torch: imported when a run needs it
+
     cfg = SETTINGS[setting]
     m = cfg["observations"][level] if m is None else int(m)
     problem, target = random_completion(cfg["shape"], rank=cfg["rank"], m=m, seed=int(data_seed), reduction="mean")

@@ -24,7 +24,6 @@ import functools
 import numpy as np
 from hypothesis import strategies as st
 
-from models.engines.dmf_fast import run_dmf_gd
 from models.errors import EngineFailure
 from models.generators import random_completion
 
@@ -59,6 +58,8 @@ def run_dynamics(setting: str, data_seed: int, device="cpu"):
     """``(problem, target, {depth: DMFRun})`` from the identity init, recording the top ``rank + 2`` singular
     values and the alignment statistics. On the CPU unless ``device`` says otherwise (the claim and the figure
     never pass one: same seed, same numbers on every host)."""
+    from models.engines.dmf_fast import run_dmf_gd   # torch: imported when a run needs it
+
     cfg = SETTINGS[setting]
     problem, target = random_completion(cfg["shape"], rank=cfg["rank"], m=cfg["m"], seed=int(data_seed),
                                         reduction="mean")

@@ -55,8 +55,8 @@ class _Stop(Exception):
 
 
 def _capture_device(monkeypatch, module, name):
-    """Replace ``module.<name>`` (the run_dmf_gd it imported) by a stub that records its ``device`` and stops
-    the run."""
+    """Replace ``module.<name>`` (the kernel the experiments import when they run) by a stub that records its
+    ``device`` and stops the run."""
     seen = []
 
     def stub(*args, device=None, **kw):
@@ -77,10 +77,12 @@ def test_experiment_runs_pin_the_cpu_even_where_cuda_is_visible(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(E, "min_nuclear_completion", lambda problem, **kw: None)
-    seen = _capture_device(monkeypatch, E, "run_dmf_gd")
+    from models.engines import dmf_fast
+
+    seen = _capture_device(monkeypatch, dmf_fast, "run_dmf_gd")
     with pytest.raises(_Stop):
         E.run_completion.__wrapped__("reduced", "few", 0, 0, 1)
-    seen_d = _capture_device(monkeypatch, D, "run_dmf_gd")
+    seen_d = _capture_device(monkeypatch, dmf_fast, "run_dmf_gd")
     with pytest.raises(_Stop):
         D.run_dynamics.__wrapped__("reduced", 0)
     assert seen == ["cpu"] and seen_d == ["cpu"]

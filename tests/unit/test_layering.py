@@ -154,3 +154,14 @@ def test_no_private_attribute_of_a_suite_object_is_used_outside_its_module():
                         and here not in defined[node.args[1].value]:
                     found.add((here, ast.unparse(node)))
     assert found - KNOWN_PRIVATE_ATTRIBUTES == set()
+
+
+def test_importing_the_claims_does_not_import_torch():
+    # the engines registry and the experiment claims import torch when a run needs it, so that `verify --help`,
+    # `verify list` and a claims module that uses no GD start without it (about a second saved per command)
+    import subprocess
+    import sys
+
+    code = "import sys, properties, verify.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
