@@ -165,7 +165,8 @@ class GradientDescentCP(_KernelEngine):
     """``gd-cp``: batched gradient descent on CP tensor completion by :mod:`models.engines.cp_fast` (dense
     Khatri-Rao products in torch; the RC20 / RMC21 tensor experiments).
 
-    Options: ``lr``; ``step_rule`` ("constant" or "group_rmsprop", the official codes' GroupRMSprop) with its
+    Options: ``lr``; ``step_rule`` ("constant" or "group_rmsprop", the official codes' GroupRMSprop, which ``gd``
+    calls "normalized": that name is accepted too) with its
     ``beta`` and ``eps``; ``dtype`` ("float64" or "float32", as the official order-4 runs); ``threads`` (torch
     threads during the run; None: torch's setting); ``check_every`` (steps between loss-history rows and
     ``until_reconstruction`` checks); ``norms_every`` (record the component norms every k steps; 0: not). Run
@@ -183,7 +184,9 @@ class GradientDescentCP(_KernelEngine):
         from .cp_fast import STEP_RULES
 
         self.lr = _lr(lr)
-        require(step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES}, got {step_rule!r}")
+        if step_rule == "normalized":  # gd's name for the same rule (models.engines.gd_rules), as --step-rule says
+            step_rule = "group_rmsprop"
+        require(step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES} or normalized, got {step_rule!r}")
         require(dtype in ("float64", "float32"), f"dtype must be float64 or float32, got {dtype!r}")
         for nm, v in (("beta", beta), ("eps", eps)):
             require(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{nm} must be >= 0, got {v!r}")

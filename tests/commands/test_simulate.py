@@ -65,6 +65,12 @@ def test_simulate_fast_kernel_engines(capsys):
     d = json.loads(out)
     assert d["engine"] == "gd-cp" and [p["step"] for p in d["points"]] == [0, 300]
     assert d["final"]["loss"] < d["points"][0]["loss"]
+    code, out, err = call(capsys, "simulate", "--engine", "gd-cp", "--problem", "random_tensor", "--rank", 4,
+                          "--init", "gaussian", "--scale", 0.3, "--lr", 0.01, "--step-rule", "normalized",
+                          "--steps", 300, "--json", "-")   # gd's name for GroupRMSprop
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["settings"]["step_rule"] == "group_rmsprop" and d["final"]["loss"] < d["points"][0]["loss"]
 
 
 def test_simulate_explicit_init_file_and_perturbed_problem(capsys, tmp_path):
