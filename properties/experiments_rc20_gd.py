@@ -5,7 +5,7 @@ The official runner (their ``dmf_experiment_runner.py``) trains a depth-L 2x2 fa
 suite's ``reduction="mean"``), per-layer Gaussian init with std 8e-3 resampled until ``det W(0) > 0``, learning
 rate 3e-3 (the issue's setting; the runner's default is 5e-3), loss logged every 50 epochs, stop at loss 1e-4 or
 after 5e6 epochs; its figures draw ``|w11|`` against the loss. Here the same run is the compiled float64 loop of
-:mod:`models.engines.gd_small` (one depth-3 run to loss 1e-4, ~3.2M steps, takes about a second), compared with
+:mod:`models.engines.gd_small` (engine ``gd-small``; one depth-3 run to loss 1e-4, ~3.2M steps, takes about a second), compared with
 float64 gradient flow (:mod:`models.engines.gf`) from the *same* init at the same losses.
 
 Problems: the original ``[[*, 1], [1, 0]]`` and the perturbed ``[[*, -2], [0.5, eps]]`` with eps in
@@ -89,14 +89,12 @@ def escaping_seed(depth: int, seed: int, eps=None) -> int:
 
 def run_official_gd(depth: int, seed: int, eps=None, until_loss: float | None = None):
     """The official GD run (compiled loop) from the init of ``seed``: ``(problem, model, init, SmallRun)``."""
-    from models.engines.gd_small import run_deep_gd
-
     problem = problem_for(eps)
     model, init = official_init(depth, seed)
     until = until_loss if until_loss is not None else (UNTIL_LOSS if eps is None or eps < 0.05 else SATURATION_UNTIL)
-    res = run_deep_gd(problem, np.stack(init.factors), lr=LR, steps=MAX_STEPS, until_loss=until,
-                      record_every=RECORD_EVERY)
-    return problem, model, init, res
+    batch = get_engine("gd-small", lr=LR).run(problem, model, [init], steps=MAX_STEPS, until_loss=until,
+                                               record_every=RECORD_EVERY)
+    return problem, model, init, batch.kernel_run
 
 
 def _interp_w11(losses, w11, at):

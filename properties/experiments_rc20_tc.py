@@ -6,7 +6,7 @@ factorization with ``R = prod(dims) / max(dims)`` components (64 or 512), per-en
 float32; order 4 uses 1,000 observations (measured for issue 13: 29,400 epochs, 370 s, reconstruction error
 7.8e-7 against 0.869 for the baseline that predicts the observed entries and 0 elsewhere), order 3 a sweep over
 the number of observations. The suite runs it with the batched dense-product loop of
-:mod:`models.engines.cp_fast`, several init seeds in one run, and estimates the CP rank of the result by the
+:mod:`models.engines.cp_fast` (engine ``gd-cp``), several init seeds in one run, and estimates the CP rank of the result by the
 residual of its best rank-1 approximation (:func:`rank1_residual`).
 
 Settings (the inputs name them, so a replay needs no profile): ``order3`` (8^3, R = 64, float64, observations
@@ -21,7 +21,9 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
+from models.engines import get_engine
 from models.errors import EngineFailure
+from models.factorizations import CP
 from models.problems import random_tensor_completion
 
 from . import strategies as S
@@ -90,8 +92,6 @@ def rank1_residual(T: np.ndarray, iters: int = 200) -> float:
 
 def run_setting(setting: str, m: int, data_seed: int, init_seed: int, B: int = SEEDS_PER_RUN):
     """``(problem, target, CPRun)``: B inits (seeds ``init_seed .. init_seed + B - 1``) on one problem."""
-    from models.engines.cp_fast import run_cp_gd
-
     cfg = SETTINGS[setting]
     dims, R = cfg["dims"], cfg["R"]
     problem, target = random_tensor_completion(dims, int(m), rank=1, norm=1.0, seed=int(data_seed),
@@ -99,8 +99,10 @@ def run_setting(setting: str, m: int, data_seed: int, init_seed: int, B: int = S
     factors = [np.stack([INIT_STD * np.random.default_rng([int(init_seed) + b, n]).standard_normal((d, R))
                          for b in range(B)]) for n, d in enumerate(dims)]
     stop = REL_LOSS_STOP * float(np.mean(problem.targets ** 2))
-    res = run_cp_gd(problem, factors, lr=LR, steps=cfg["steps"], step_rule="group_rmsprop", until_loss=stop,
-                    target=target, check_every=100, dtype=cfg["dtype"], threads=THREADS)
+    engine = get_engine("gd-cp", lr=LR, step_rule="group_rmsprop", check_every=100, dtype=cfg["dtype"],
+                        threads=THREADS)
+    res = engine.run(problem, CP(dims, R), factors, steps=cfg["steps"], until_loss=stop,
+                     options={"target": target}).kernel_run
     return problem, target, res
 
 

@@ -7,7 +7,7 @@ per-entry Gaussian init with std 0.05, 0.01 or 0.005, ``nn.MSELoss``, ``GroupRMS
 training MSE 1e-8. The paper plots the ten largest component norms ``||W_r|| = prod_n ||w_r^n||`` against the
 iterations: at std 0.005 exactly five components leave zero, one after another; at 0.05 several more.
 
-The suite runs the three stds as one batch of :func:`models.engines.cp_fast.run_cp_gd` (same problem, the same
+The suite runs the three stds as one batch of the ``gd-cp`` engine (kernel :mod:`models.engines.cp_fast`; same problem, the same
 Gaussian draws scaled by each std), recording every component norm every ``NORMS_EVERY`` steps, and measures:
 
 - **leaving zero**: a component has left zero once its norm reaches ``THRESHOLD = 0.05 ||W*||`` (the catalog's
@@ -41,7 +41,9 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
+from models.engines import get_engine
 from models.errors import EngineFailure
+from models.factorizations import CP
 from models.problems import random_tensor_completion
 
 from . import strategies as S
@@ -92,8 +94,6 @@ def run_ladder(setting: str, data_seed: int, init_seed: int, members=None):
     stds batched with the first step budget of the setting (they fit early, or bounce near the minimum: the
     normalized GroupRMSprop step keeps a length ~lr), the smallest alone with the second (it leaves zero last).
     ``members`` restricts the ladder (indices into ``stds``)."""
-    from models.engines.cp_fast import run_cp_gd
-
     cfg = SETTINGS[setting]
     problem, target = random_tensor_completion(cfg["dims"], cfg["m"], rank=cfg["rank"], norm=1.0,
                                                seed=int(data_seed), reduction="mean")
@@ -102,10 +102,12 @@ def run_ladder(setting: str, data_seed: int, init_seed: int, members=None):
     last = len(cfg["stds"]) - 1
     groups = [(g, k) for k, g in enumerate(([b for b in want if b < last], [b for b in want if b == last])) if g]
     runs = []
+    engine = get_engine("gd-cp", lr=LR, step_rule="group_rmsprop", check_every=50, dtype=cfg["dtype"],
+                        threads=THREADS, norms_every=NORMS_EVERY)
+    model = CP(tuple(cfg["dims"]), cfg["R"])
     for g, k in groups:
-        res = run_cp_gd(problem, [F[g] for F in factors], lr=LR, steps=int(cfg["steps"][k]),
-                        step_rule="group_rmsprop", until_loss=STOP_MSE, target=target, check_every=50,
-                        dtype=cfg["dtype"], threads=THREADS, norms_every=NORMS_EVERY)
+        res = engine.run(problem, model, [F[g] for F in factors], steps=int(cfg["steps"][k]), until_loss=STOP_MSE,
+                         options={"target": target}).kernel_run
         runs.append((g, res))
     return problem, target, runs
 

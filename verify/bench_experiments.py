@@ -47,7 +47,8 @@ def gd_row(depth: int) -> dict:
 
 
 def _tensor_row(order: int) -> dict:
-    from models.engines.cp_fast import run_cp_gd
+    from models.engines import get_engine
+    from models.factorizations import CP
     from models.problems import random_tensor_completion
     from properties.experiments_rc20_tc import INIT_STD, LR, REL_LOSS_STOP, SEEDS_PER_RUN, THREADS
 
@@ -60,14 +61,15 @@ def _tensor_row(order: int) -> dict:
         stop = {"until_reconstruction": 1e-6}
     else:  # the claim's stop rule (GroupRMSprop bounces before 1e-6 at order 3 for some seeds)
         stop = {"until_loss": REL_LOSS_STOP * float(np.mean(problem.targets ** 2))}
-    res = run_cp_gd(problem, factors, lr=LR, steps=40000, step_rule="group_rmsprop", target=target,
-                    check_every=50, dtype=dtype, threads=THREADS, **stop)
+    engine = get_engine("gd-cp", lr=LR, step_rule="group_rmsprop", check_every=50, dtype=dtype, threads=THREADS)
+    res = engine.run(problem, CP(dims, R), factors, steps=40000, until_loss=stop.get("until_loss"),
+                     options={"target": target, **{k: v for k, v in stop.items() if k != "until_loss"}}).kernel_run
     name = f"rc20 tensor order{order}"
     row = {"workload": name, "seconds": res.seconds, "reconstruction_error": float(np.max(res.reconstruction_error)),
            "steps": int(np.max(res.final_step)), "seeds": B, "statuses": ",".join(sorted(set(res.status))),
            "R": R, "observations": m, "dtype": dtype, "torch_threads": THREADS,
            "step_rule": f"group_rmsprop lr {LR:g}",
-           "engine": "cp-fast (torch bmm)"}
+           "engine": "gd-cp (torch bmm)"}
     return _with_official(row, B)
 
 
@@ -89,7 +91,7 @@ def rmc21_row(setting: str) -> dict:
            "seeds": 1, "stds": ",".join(f"{s:g}" for s in cfg["stds"]),
            "counts": ",".join(str(counts[b]) for b in order),
            "statuses": ",".join(statuses[b] for b in order), "R": cfg["R"], "observations": cfg["m"],
-           "dtype": cfg["dtype"], "step_rule": f"group_rmsprop lr {LR:g}", "engine": "cp-fast (torch bmm)"}
+           "dtype": cfg["dtype"], "step_rule": f"group_rmsprop lr {LR:g}", "engine": "gd-cp (torch bmm)"}
     return _with_official(row, 1)
 
 

@@ -7,6 +7,11 @@ does not import torch. :func:`get_engine` accepts a registered name or an engine
   flow for other balanced full-width ones; the closed form at depth 1; stiff solver on the raw factors otherwise).
 - ``gf-mp``: high-precision gradient flow with mpmath.
 - ``gd``: batched float64 gradient descent in torch (CPU or GPU).
+- ``gd-small``: the compiled (numba) float64 GD loop for small square deep matrix factorizations
+  (:mod:`models.engines.gd_small`), millions of steps per second.
+- ``gd-cp``: batched GD on CP tensor completion with dense Khatri-Rao products (:mod:`models.engines.cp_fast`),
+  constant or GroupRMSprop steps, component norms. Both return their kernel's own record in
+  ``KernelBatch.kernel_run`` (:mod:`models.engines.fast_gd`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ ENGINES: dict[str, str] = {
     "gf": "models.engines.gf:GradientFlow",
     "gf-mp": "models.engines.gf_mp:GradientFlowMP",
     "gd": "models.engines.gd:GradientDescent",
+    "gd-small": "models.engines.fast_gd:GradientDescentSmall",
+    "gd-cp": "models.engines.fast_gd:GradientDescentCP",
 }
 
 

@@ -53,7 +53,8 @@ def _kernel():
 
     @numba.njit(cache=True, fastmath=False)
     def deep_gd(F, A, y, lscale, gscale, lr, steps, until_loss, record_every,
-                rec_step, rec_loss, rec_prod, rec_det, n_rec, final_step, final_loss, final_prod, final_det, status):
+                rec_step, rec_loss, rec_prod, rec_det, rec_scale, n_rec, final_step, final_loss, final_prod, final_det,
+                status):
         B, L, d, _ = F.shape
         m = A.shape[0]
         dd = d * d
@@ -112,6 +113,14 @@ def _kernel():
                         for i in range(d):
                             for j in range(d):
                                 rec_prod[nr, b, i, j] = R[L, i, j]
+                        sc = 1.0                # prod_l ||W_l||_F, the scale of the rounding-error model
+                        for l in range(L):
+                            acc = 0.0
+                            for i in range(d):
+                                for j in range(d):
+                                    acc += W[l, i, j] * W[l, i, j]
+                            sc *= math.sqrt(acc)
+                        rec_scale[nr, b] = sc
                         sg = 1
                         for l in range(L):
                             if d == 2:
@@ -213,6 +222,8 @@ class SmallRun:
     ``step``, ``loss``, ``det_sign`` are (rows, B) arrays and ``product`` (rows, B, d, d), valid for rows
     ``< n_rec[b]``; ``final_*`` are each member's last iterate (the last finite one for "diverged");
     ``status`` names per member; ``factors`` the final factors (B, L, d, d). ``settings`` records the step rule.
+    ``scale`` (rows, B): ``prod_l ||W_l||_F`` of each recorded iterate (the scale of the ``gd-small`` engine's
+    rounding-error estimate, :mod:`models.engines.fast_gd`).
     """
 
     step: np.ndarray
@@ -228,6 +239,7 @@ class SmallRun:
     factors: np.ndarray
     seconds: float
     settings: dict = field(default_factory=dict)
+    scale: np.ndarray | None = None
 
     def member(self, b: int) -> dict:
         """Member ``b``'s records as plain arrays: ``step``, ``loss``, ``product``, ``det_sign``."""
@@ -261,6 +273,7 @@ def run_deep_gd(problem, factors, *, lr: float, steps: int, until_loss: float = 
     rec_loss = np.full((cap, B), np.nan)
     rec_prod = np.full((cap, B, d, d), np.nan)
     rec_det = np.zeros((cap, B), dtype=np.int8)
+    rec_scale = np.full((cap, B), np.nan)
     n_rec = np.zeros(B, dtype=np.int64)
     final_step = np.zeros(B, dtype=np.int64)
     final_loss = np.zeros(B)
@@ -270,13 +283,14 @@ def run_deep_gd(problem, factors, *, lr: float, steps: int, until_loss: float = 
     kern = _kernel()
     t0 = time.perf_counter()
     kern(F, A, y, float(problem.loss_scale), float(problem.grad_scale), lr, steps, float(until_loss), every,
-         rec_step, rec_loss, rec_prod, rec_det, n_rec, final_step, final_loss, final_prod, final_det, status)
+         rec_step, rec_loss, rec_prod, rec_det, rec_scale, n_rec, final_step, final_loss, final_prod, final_det, status)
     seconds = time.perf_counter() - t0
     n = int(n_rec.max()) if B else 0
     return SmallRun(rec_step[:n], rec_loss[:n], rec_prod[:n], rec_det[:n], n_rec, final_step, final_loss, final_prod,
                     final_det, [STATUS_NAMES[int(s)] for s in status], F, seconds,
                     {"engine": "gd-small (numba, float64)", "step_rule": "constant", "lr": lr, "steps": steps,
-                     "until_loss": float(until_loss), "record_every": every, "reduction": problem.reduction})
+                     "until_loss": float(until_loss), "record_every": every, "reduction": problem.reduction},
+                    rec_scale[:n])
 
 
 def warm_up() -> float:

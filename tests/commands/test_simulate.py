@@ -44,6 +44,35 @@ def test_simulate_gd_to_stdout(capsys):
     assert d["settings"]["init"]["kind"] == "gaussian"
 
 
+def test_simulate_fast_kernel_engines(capsys):
+    # gd-small runs the same map as gd (constant-step float64 GD) by another loop: the two final states agree
+    # within the sum of their rounding-error estimates; gd-cp runs a CP model on a tensor problem
+    common = ["--lr", 0.05, "--steps", 500, "--init", "gaussian", "--scale", 0.3, "--det", "any", "--seed", 4,
+              "--json", "-"]
+    finals = {}
+    for name in ("gd", "gd-small"):
+        code, out, err = call(capsys, "simulate", "--engine", name, *common)
+        assert code == 0, err
+        d = json.loads(out)
+        assert d["engine"] == name and d["points"][0]["step"] == 0 and d["final"]["step"] == 500
+        finals[name] = d["final"]
+    a, b = finals["gd"], finals["gd-small"]
+    assert abs(a["loss"] - b["loss"]) <= a["loss_err"] + b["loss_err"]
+    assert np.max(np.abs(np.array(a["product"]) - np.array(b["product"]))) <= a["product_err"] + b["product_err"]
+    code, out, err = call(capsys, "simulate", "--engine", "gd-cp", "--problem", "random_tensor", "--rank", 4,
+                          "--init", "gaussian", "--scale", 0.3, "--lr", 0.1, "--steps", 300, "--json", "-")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["engine"] == "gd-cp" and [p["step"] for p in d["points"]] == [0, 300]
+    assert d["final"]["loss"] < d["points"][0]["loss"]
+    code, out, err = call(capsys, "simulate", "--engine", "gd-cp", "--problem", "random_tensor", "--rank", 4,
+                          "--init", "gaussian", "--scale", 0.3, "--lr", 0.01, "--step-rule", "normalized",
+                          "--steps", 300, "--json", "-")   # gd's name for GroupRMSprop
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["settings"]["step_rule"] == "group_rmsprop" and d["final"]["loss"] < d["points"][0]["loss"]
+
+
 def test_simulate_explicit_init_file_and_perturbed_problem(capsys, tmp_path):
     f = tmp_path / "init.json"
     W1 = [[0.3, 0.1], [0.0, 0.2]]
@@ -70,6 +99,11 @@ def test_simulate_explicit_init_file_and_perturbed_problem(capsys, tmp_path):
     (["--engine", "gd", "--steps", "10", "--t-max", "5"], "--t-max"),
     (["--digits", "abc"], "--digits"),
     (["--det", "maybe"], "--det"),
+    (["--engine", "gd-small", "--until-loss", "1e-3"], "needs steps"),
+    (["--engine", "gd-small", "--problem", "random_completion:shape=3x4", "--steps", "4"], "square"),
+    (["--engine", "gd-cp", "--steps", "4"], "CP factorizations only"),
+    (["--engine", "gd-cp", "--problem", "random_tensor", "--rank", "2", "--steps", "4", "--record-every", "2"],
+     "--record-every"),
 ])
 def test_simulate_bad_input_exits_2_with_one_line(capsys, args, needle):
     code, out, err = call(capsys, "simulate", *args, "--json", "-")

@@ -46,6 +46,56 @@ def test_a_batch_member_is_the_run_of_that_member_alone():
     _same_points(one[0], batch[1])
 
 
+def _fast_cases():
+    """The fast-kernel engines on a problem each runs: (engine, problem, model, members, spec)."""
+    deep = DeepMatrix(3, (2, 2))
+    cp = CP((4, 4, 4), 6)
+    tprob, target = random_tensor_completion((4, 4, 4), 20, rank=1, seed=0, reduction="mean")
+    return [
+        (get_engine("gd-small", lr=0.05, record_every=20), rc20(), deep,
+         [inits.gaussian(deep, 0.3, seed=s) for s in range(3)], {"steps": 200, "until_loss": 1e-3}),
+        (get_engine("gd-cp", lr=0.2, check_every=10, norms_every=7), tprob, cp,
+         [inits.cp_gaussian(cp, 0.3, seed=s) for s in range(3)],
+         {"steps": 300, "until_loss": 1e-4, "options": {"target": target}}),
+    ]
+
+
+@pytest.mark.parametrize("case", range(2), ids=["gd-small", "gd-cp"])
+def test_fast_kernel_batch_members_are_lone_runs(case):
+    # the compiled / bmm kernels through the contract: member b of a batch is bit-identical to member b alone
+    # (errors included), the kernel's own record rides along in kernel_run, and the stats have the one schema
+    eng, problem, model, members, spec = _fast_cases()[case]
+    batch = eng.run(problem, model, members, **spec)
+    assert isinstance(batch, Batch) and len(batch) == 3 and batch.kernel_run is not None
+    assert len(batch.kernel_run.status) == 3
+    for b, init in enumerate(members):
+        alone = eng.run(problem, model, init, **spec)
+        _same_points(batch[b], alone)
+        assert batch.final_loss[b] == alone.final.loss and np.array_equal(batch.final_factors[0][b],
+                                                                          alone.final.factors[0])
+        assert all(k in alone.stats for k in STATS_KEYS) and alone.stats["steps"] == alone.final.step
+        assert alone.points[0].step == 0 and all(p.product_err > 0 for p in alone.points)
+        # the kernel's record and the trajectory agree on the member's last iterate
+        assert alone.final.loss == batch.kernel_run.final_loss[b]
+    if eng.name == "gd-cp":
+        assert batch.kernel_run.component_norms.shape[1:] == (3, model.rank)
+
+
+def test_fast_kernels_refuse_what_they_do_not_declare():
+    eng, problem, model, members, spec = _fast_cases()[0]
+    with pytest.raises(InvalidInput, match="needs steps"):
+        eng.run(problem, model, members[0], until_loss=1e-3)
+    with pytest.raises(InvalidInput, match="record_at"):
+        eng.run(problem, model, members[0], steps=5, record_at=(1, 2))
+    with pytest.raises(InvalidInput, match="square"):
+        eng.run(problem, DeepMatrix(2, (2, 2), (3,)), inits.gaussian(DeepMatrix(2, (2, 2), (3,)), 0.3), steps=5)
+    cp_eng, tprob, cp, cp_members, _ = _fast_cases()[1]
+    with pytest.raises(InvalidInput, match="run options"):
+        cp_eng.run(tprob, cp, cp_members[0], steps=5, options={"record_every": 2})
+    with pytest.raises(InvalidInput, match="record_every"):
+        cp_eng.run(tprob, cp, cp_members[0], steps=5, record_every=2)
+
+
 def test_engines_without_native_batching_run_members_one_by_one():
     eng = get_engine("gf", rtol=1e-8)
     members = [inits.balanced(MODEL, 0.1, seed=s) for s in (0, 1)]

@@ -144,16 +144,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=_int_at_least("--seed", 0), default=0, help="init seed (default 0)")
     g = p.add_argument_group("engine")
     g.add_argument("--engine", default="gf", metavar="|".join(ENGINES),
-                   help="gf (float64 gradient flow), gf-mp (mpmath gradient flow), gd (torch gradient descent); "
-                        "default gf")
+                   help="gf (float64 gradient flow), gf-mp (mpmath gradient flow), gd (torch gradient descent), "
+                        "gd-small (compiled GD, square deep models, needs --steps), gd-cp (batched GD on CP tensor "
+                        "completion, needs --steps); default gf")
     g.add_argument("--rtol", type=_positive("--rtol"), default=None, help="gf: BDF relative tolerance (default 1e-10)")
     g.add_argument("--digits", type=_int_in("--digits", DIGITS[0], DIGITS[1]), default=None,
                    help=f"gf-mp: decimal digits, {DIGITS[0]}..{DIGITS[1]} (default 40; the time grows steeply with "
                         f"the digits)")
     g.add_argument("--lr", type=_positive("--lr"), default=None, help="gd: step size (default 1e-2)")
     g.add_argument("--step-rule", choices=["constant", "normalized"], default=None,
-                   help="gd: constant (default) or normalized: one global step lr / (RMS of the gradient norm + "
-                        "1e-6) per iteration, the official trainers' GroupRMSprop (deep models only)")
+                   help="gd, gd-cp: constant (default) or normalized: one global step lr / (RMS of the gradient "
+                        "norm + 1e-6) per iteration, the official trainers' GroupRMSprop (gd: deep models only)")
     g.add_argument("--steps", type=_int_at_least("--steps", 0), default=None,
                    help="gd: number of steps (default: until --until-loss)")
     g.add_argument("--device", default=None, help="gd: torch device, cpu or cuda (default: cuda when torch sees one)")
@@ -249,7 +250,7 @@ def _engine(args):
     for field in RECORD_FLAGS:
         if getattr(args, field) is not None and field not in cls.records_by:
             raise InvalidInput(f"{_flag(field)} applies to {_takers(field, 'records_by')}; {name} takes "
-                               f"--record-at T1,T2,...")
+                               + ("--record-at T1,T2,..." if "record_at" in cls.records_by else "neither"))
     options = {opt: getattr(args, opt) for opt in ENGINE_FLAGS if opt in cls.options and getattr(args, opt) is not None}
     return cls(**options)
 

@@ -1,0 +1,240 @@
+"""The fast gradient-descent kernels behind the engine contract: ``gd-small`` and ``gd-cp``.
+
+Two kernels serve the papers' experiments at their own sizes faster than the general ``gd`` loop:
+:func:`models.engines.gd_small.run_deep_gd` (numba, square deep matrix factorizations of a few entries, millions of
+steps) and :func:`models.engines.cp_fast.run_cp_gd` (torch ``bmm`` on Khatri-Rao products, CP tensor completion,
+the GroupRMSprop step rule, component norms). Claims and commands reach them through
+``get_engine("gd-small" | "gd-cp", ...).run(problem, model, init_or_batch, **spec)`` as every other engine.
+
+Both batch natively (``batched``): a batch returns a :class:`KernelBatch`, one :class:`~models.trajectory.Trajectory`
+per member, and **the kernel's own record in** ``KernelBatch.kernel_run`` (a
+:class:`~models.engines.gd_small.SmallRun` or :class:`~models.engines.cp_fast.CPRun`): every recorded step of a
+``gd-small`` member with its det sign, the loss history every ``check_every`` steps, the reconstruction errors and
+the component norms of ``gd-cp`` (``norm_steps``, ``component_norms``). A single ``Init`` returns the member's
+trajectory (a batch of one, the same arithmetic). What the kernels honour of the contract:
+
+- stops: ``steps`` (required: the kernels run at most that many updates; reaching it is status ``completed``, as
+  for ``gd``, while ``kernel_run.status`` keeps the kernel's "budget") and ``until_loss``; ``gd-cp`` also takes
+  the run options ``target`` (the tensor to reconstruct) and ``until_reconstruction`` (stop when ``||T - T*|| /
+  ||T*||`` is at most it, checked every ``check_every`` steps). Neither kernel checks ``wall_budget`` (a kernel
+  runs uninterrupted; its step count bounds the run).
+- records: ``gd-small`` every ``record_every`` steps and at the end (``per_decade`` and ``record_at`` are not
+  honoured: the kernel records on a fixed stride); ``gd-cp`` the start and the end of each member as points (the
+  kernel keeps no intermediate tensors; its loss history and component norms are in ``kernel_run``).
+- errors: rounding only, with the ``gd`` engine's model (:mod:`models.engines.gd`): ``product_err = 8 eps L (k+1)
+  prod_j ||W_j||_F`` (deep; the kernel records the scale at every recorded step) and ``8 eps N (k+1) sum_r prod_n
+  ||w_r^n||`` (CP, at the start and the end), ``eps`` of the kernel's dtype (``gd-cp`` runs float32 with
+  ``dtype="float32"``), and ``loss_err = loss_scale sum_i (2 |r_i| a_i perr + (a_i perr)^2) + 2 m eps loss``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..errors import require
+from ..factorizations import CP, DeepMatrix
+from ..trajectory import Point, Status, Trajectory, relative_error
+from .base import AbstractEngine, Budget, Result, Spec, TrajectoryBatch, stats_schema
+
+
+class KernelBatch(TrajectoryBatch):
+    """The :class:`~models.engines.base.Batch` of a fast kernel: the members' trajectories, and ``kernel_run``,
+    the kernel's own record (see the module docstring)."""
+
+    def __init__(self, trajectories, kernel_run):
+        super().__init__(trajectories)
+        self.kernel_run = kernel_run
+
+
+def _positive_int(name: str, v, allow_none: bool = False, allow_zero: bool = False):
+    if v is None and allow_none:
+        return None
+    require(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and (v >= 1 or (allow_zero and v == 0)),
+            f"{name} must be a {'non-negative' if allow_zero else 'positive'} integer, got {v!r}")
+    return int(v)
+
+
+def _lr(lr) -> float:
+    require(isinstance(lr, (int, float, np.floating)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0,
+            f"lr must be a positive finite number, got {lr!r}")
+    return float(lr)
+
+
+def _loss_err(problem, residuals: np.ndarray, loss: float, perr: float, eps: float) -> float:
+    a = np.abs(np.asarray(problem.operator)).sum(axis=1) if hasattr(problem, "operator") else 1.0
+    with np.errstate(all="ignore"):
+        return float(problem.loss_scale * np.sum(2.0 * np.abs(residuals) * a * perr + (a * perr) ** 2)
+                     + 2.0 * residuals.size * eps * abs(loss))
+
+
+class _KernelEngine(AbstractEngine):
+    batched = True
+    clock = "step"
+    stops_by = ("steps", "until_loss")
+    run_options: tuple[str, ...] = ()
+
+    def _advance(self, spec: Spec, budget: Budget) -> Result:
+        batch = self._advance_batch(spec, [np.asarray(F, dtype=float)[None] for F in spec.init.factors], budget, {})
+        tr = batch[0]
+        stats = {k: v for k, v in tr.stats.items() if k not in ("member", "B")}
+        return Result(list(tr.points), tr.status, tr.message, tr.precision, tr.tolerances, stats, tr.error_estimate)
+
+    def _checked(self, spec: Spec) -> tuple[int, float, dict]:
+        require(spec.steps is not None, f"{self.name} needs steps (the kernel runs at most that many updates)")
+        require(spec.t_max is None, f"{self.name} stops by steps or until_loss, not t_max")
+        require(not spec.record_at, f"{self.name} does not take record_at"
+                + ("; it records every record_every steps" if "record_every" in self.records_by else ""))
+        opts = dict(spec.options)
+        unknown = sorted(set(opts) - set(self.run_options))
+        require(not unknown, f"unknown {self.name} run options {unknown!r}; allowed: {', '.join(self.run_options) or 'none'}")
+        return int(spec.steps), (0.0 if spec.until_loss is None else float(spec.until_loss)), opts
+
+    def _trajectory(self, settings, points, status, stats, precision, seconds) -> Trajectory:
+        # the kernels say "budget" when they reach ``steps``: a stop the caller named, so "completed" as for ``gd``
+        # (the kernel's own record keeps its word)
+        st = Status.COMPLETED if str(status) == "budget" else Status(str(status))
+        return Trajectory(self.name, dict(settings), tuple(points), st, st.message, relative_error(points), precision,
+                          {"rounding_model": self.rounding_model}, stats_schema(stats), seconds)
+
+
+class GradientDescentSmall(_KernelEngine):
+    """``gd-small``: full-batch float64 gradient descent on square deep matrix factorizations by the compiled loop
+    of :mod:`models.engines.gd_small` (the RC20 2x2 experiments: millions of steps in about a second).
+
+    Options: ``lr`` (step size), ``record_every`` (record every k steps; None: the start and the end only; the
+    run's own ``record_every`` takes precedence)."""
+
+    name = "gd-small"
+    options = ("lr", "record_every")
+    records_by = ("record_every",)
+    models = ("deep",)
+    rounding_model = "8 eps L (k+1) prod ||W_j||_F"
+
+    def __init__(self, lr: float = 1e-2, record_every: int | None = None):
+        self.lr = _lr(lr)
+        self.record_every = _positive_int("record_every", record_every, allow_none=True)
+
+    def describe_options(self) -> dict:
+        return {"lr": self.lr, "record_every": self.record_every, "step_rule": "constant"}
+
+    def _advance_batch(self, spec: Spec, factors, budget: Budget, settings: dict) -> KernelBatch:
+        from .gd_small import run_deep_gd
+
+        steps, until, _ = self._checked(spec)
+        model = spec.model
+        require(isinstance(model, DeepMatrix) and all(s[0] == s[1] == model.shape[0] for s in model.layer_shapes),
+                f"{self.name} runs square deep matrix factorizations (every layer d x d)")
+        every = spec.record_every or self.record_every
+        res = run_deep_gd(spec.problem, np.stack(factors, axis=1), lr=self.lr, steps=steps, until_loss=until,
+                          record_every=every)
+        p, L, eps = spec.problem, model.depth, np.finfo(np.float64).eps
+        A, y = np.asarray(p.operator, dtype=float), np.asarray(p.targets, dtype=float)
+
+        def point(k, loss, prod, det, scale, fac):
+            perr = 8.0 * eps * L * (k + 1) * scale
+            lerr = _loss_err(p, A @ np.ravel(prod) - y, loss, perr, eps)
+            det = int(det)
+            return Point(None, int(k), float(loss), np.array(prod), det if det != 0 else None, fac, lerr, perr)
+
+        trajectories = []
+        for b in range(res.final_step.shape[0]):
+            n = int(res.n_rec[b])
+            fac = tuple(np.array(res.factors[b, j]) for j in range(L))
+            fk = int(res.final_step[b])
+            pts = [point(res.step[r, b], res.loss[r, b], res.product[r, b], res.det_sign[r, b], res.scale[r, b],
+                         fac if (r == n - 1 and int(res.step[r, b]) == fk) else None) for r in range(n)]
+            if not pts or pts[0].step != 0:  # without record_every the kernel records the end only: add the start
+                W0 = [F[b] for F in factors]
+                P0 = np.linalg.multi_dot(W0[::-1]) if L > 1 else W0[0]
+                r0 = A @ np.ravel(P0) - y
+                sign = int(np.prod([np.sign(np.linalg.det(W)) for W in W0]))
+                pts.insert(0, point(0, float(p.loss_scale * np.sum(r0 * r0)), P0, sign,
+                                    float(np.prod([np.linalg.norm(W) for W in W0])), None))
+            if (not pts or pts[-1].step < fk) and math.isfinite(float(res.final_loss[b])):
+                scale = float(np.prod([np.linalg.norm(W) for W in fac]))
+                pts.append(point(fk, res.final_loss[b], res.final_product[b], res.final_det_sign[b], scale, fac))
+            stats = {"steps": fk, "path": "numba", "B": int(res.final_step.shape[0]), "member": b,
+                     "kernel_seconds": res.seconds}
+            trajectories.append(self._trajectory(settings, pts, res.status[b], stats, "float64", res.seconds))
+        return KernelBatch(trajectories, res)
+
+
+class GradientDescentCP(_KernelEngine):
+    """``gd-cp``: batched gradient descent on CP tensor completion by :mod:`models.engines.cp_fast` (dense
+    Khatri-Rao products in torch; the RC20 / RMC21 tensor experiments).
+
+    Options: ``lr``; ``step_rule`` ("constant" or "group_rmsprop", the official codes' GroupRMSprop, which ``gd``
+    calls "normalized": that name is accepted too) with its
+    ``beta`` and ``eps``; ``dtype`` ("float64" or "float32", as the official order-4 runs); ``threads`` (torch
+    threads during the run; None: torch's setting); ``check_every`` (steps between loss-history rows and
+    ``until_reconstruction`` checks); ``norms_every`` (record the component norms every k steps; 0: not). Run
+    options (``options=`` of :meth:`run`): ``target``, ``until_reconstruction``."""
+
+    name = "gd-cp"
+    options = ("lr", "step_rule", "beta", "eps", "dtype", "threads", "check_every", "norms_every")
+    records_by = ()
+    models = ("cp",)
+    run_options = ("target", "until_reconstruction")
+    rounding_model = "8 eps N (k+1) sum_r prod_n ||w_r^n||"
+
+    def __init__(self, lr: float = 1e-2, step_rule: str = "constant", beta: float = 0.99, eps: float = 1e-6,
+                 dtype: str = "float64", threads: int | None = None, check_every: int = 50, norms_every: int = 0):
+        from .cp_fast import STEP_RULES
+
+        self.lr = _lr(lr)
+        if step_rule == "normalized":  # gd's name for the same rule (models.engines.gd_rules), as --step-rule says
+            step_rule = "group_rmsprop"
+        require(step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES} or normalized, got {step_rule!r}")
+        require(dtype in ("float64", "float32"), f"dtype must be float64 or float32, got {dtype!r}")
+        for nm, v in (("beta", beta), ("eps", eps)):
+            require(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{nm} must be >= 0, got {v!r}")
+        require(beta < 1, f"beta must be < 1, got {beta!r}")
+        self.step_rule, self.beta, self.eps, self.dtype = step_rule, float(beta), float(eps), dtype
+        self.threads = _positive_int("threads", threads, allow_none=True)
+        self.check_every = _positive_int("check_every", check_every)
+        self.norms_every = _positive_int("norms_every", norms_every, allow_zero=True)
+
+    def describe_options(self) -> dict:
+        return {"lr": self.lr, "step_rule": self.step_rule, "beta": self.beta, "eps": self.eps, "dtype": self.dtype,
+                "threads": self.threads, "check_every": self.check_every, "norms_every": self.norms_every}
+
+    def _advance_batch(self, spec: Spec, factors, budget: Budget, settings: dict) -> KernelBatch:
+        from .cp_fast import run_cp_gd
+
+        steps, until, opts = self._checked(spec)
+        require(isinstance(spec.model, CP), f"{self.name} runs CP factorizations")
+        rec = opts.get("until_reconstruction", 0.0)
+        require(isinstance(rec, (int, float)) and math.isfinite(rec) and rec >= 0,
+                f"until_reconstruction must be a number >= 0, got {rec!r}")
+        res = run_cp_gd(spec.problem, factors, lr=self.lr, steps=steps, step_rule=self.step_rule, until_loss=until,
+                        target=opts.get("target"), until_reconstruction=float(rec), check_every=self.check_every,
+                        beta=self.beta, eps=self.eps, dtype=self.dtype, threads=self.threads,
+                        norms_every=self.norms_every)
+        p, N = spec.problem, len(spec.model.dims)
+        eps = float(np.finfo(np.float64 if self.dtype == "float64" else np.float32).eps)
+
+        def point(k, fac, T, loss):
+            scale = float(np.sum(np.prod([np.linalg.norm(U, axis=0) for U in fac], axis=0)))
+            perr = 8.0 * eps * N * (k + 1) * scale
+            r = p.residuals(T)
+            loss = float(p.loss_scale * np.sum(r * r)) if loss is None else float(loss)
+            return Point(None, int(k), loss, np.array(T), None, fac, _loss_err(p, r, loss, perr, eps), perr)
+
+        trajectories = []
+        for b in range(len(res.status)):
+            start = tuple(np.array(F[b]) for F in factors)
+            T0 = np.einsum(",".join(f"{chr(97 + n)}z" for n in range(N)) + "->" + "".join(chr(97 + n) for n in range(N)),
+                           *start)
+            pts = [point(0, start, T0, None)]
+            fk = int(res.final_step[b])
+            if fk > 0 and math.isfinite(float(res.final_loss[b])):
+                pts.append(point(fk, tuple(np.array(F[b]) for F in res.factors), res.tensor[b], res.final_loss[b]))
+            stats = {"steps": fk, "path": f"torch bmm {self.dtype}", "B": len(res.status), "member": b,
+                     "kernel_seconds": res.seconds}
+            trajectories.append(self._trajectory(settings, pts, res.status[b], stats, self.dtype, res.seconds))
+        return KernelBatch(trajectories, res)
+
+
+__all__ = ["GradientDescentCP", "GradientDescentSmall", "KernelBatch"]
