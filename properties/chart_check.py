@@ -78,6 +78,21 @@ def cross_check(traj, raw, times: bool = False) -> tuple[object, dict]:
     are paired by loss level, and with ``times`` (runs with ``record_at``) also by recorded time, where both
     engines' estimates are same-time differences."""
     raw_pts = [q for q in raw.points[1:] if q.loss > 0 and _resolved(q)]
+
+    def distance(p, q):
+        return float(np.max(np.abs(p.product - q.product))), 0.0
+
+    return compare_points(traj, raw, raw_pts, distance, what="chart", raw_engine=f"gf path=raw rtol={RAW_RTOL:g}",
+                          times=times)
+
+
+def compare_points(traj, raw, raw_pts, distance, *, what: str, raw_engine: str, times: bool = False):
+    """The one pairing and comparison of a chart trajectory with its raw-factor re-integration (float64 here,
+    gf-mp in :mod:`properties.chart_check_mp`): each chart point is paired with the raw point on the same loss
+    level (or, with ``times``, at the same recorded time); ``distance(p, q)`` gives ``(max|W_p - W_q|, extra)``,
+    ``extra`` a remainder the comparison itself adds (0 when both points are at the same place). The difference
+    must lie within both points' error estimates plus ``extra`` (else :class:`ChartMismatch`) and enters the
+    chart point's error. Returns ``(traj with those errors, summary)``."""
     out, compared, worst, worst_ratio, lowest = [], 0, 0.0, 0.0, None
     for k, p in enumerate(traj.points):
         match = None
@@ -88,19 +103,19 @@ def cross_check(traj, raw, times: bool = False) -> tuple[object, dict]:
         if match is None:
             out.append(p)
             continue
-        d = float(np.max(np.abs(p.product - match.product)))
-        allowed = p.product_err + match.product_err
+        d, extra = distance(p, match)
+        allowed = p.product_err + match.product_err + extra
         compared += 1
         worst = max(worst, d)
         worst_ratio = max(worst_ratio, d / allowed if allowed > 0 else math.inf)
         lowest = p.loss if lowest is None else min(lowest, p.loss)
         if not d <= allowed:
             raise ChartMismatch(
-                f"the chart trajectory is not gradient flow on the raw factors: at loss {p.loss:.6g} (point {k}, t = "
-                f"{p.t:.6g}) max|W_chart - W_raw| = {d:.3g} exceeds both runs' error estimates ({p.product_err:.3g} "
-                f"+ {match.product_err:.3g})")
-        out.append(replace(p, product_err=max(p.product_err, d + match.product_err)))
-    summary = {"raw_engine": f"gf path=raw rtol={RAW_RTOL:g}", "raw_status": raw.status.value,
+                f"the {what} trajectory is not gradient flow on the raw factors: at loss {p.loss:.6g} (point {k}, "
+                f"t = {p.t:.6g}) max|W_chart - W_raw| = {d:.3g} exceeds both runs' error estimates "
+                f"({p.product_err:.3g} + {match.product_err:.3g})")
+        out.append(replace(p, product_err=max(p.product_err, d + match.product_err + extra)))
+    summary = {"raw_engine": raw_engine, "raw_status": raw.status.value,
                "raw_last_loss": float(raw.points[-1].loss) if raw.points else None,
                "points_compared": compared, "validated_down_to_loss": lowest,
                "largest_discrepancy": worst, "largest_discrepancy_over_estimates": worst_ratio,
@@ -122,5 +137,6 @@ def chart_checked(evaluate, problem, model, init, spec: dict):
     return ev
 
 
-__all__ = ["ChartMismatch", "RAW_BUDGET", "RAW_FLOOR", "RESOLVES", "chart_checked", "cross_check", "raw_run",
+__all__ = ["ChartMismatch", "RAW_BUDGET", "RAW_FLOOR", "RESOLVES", "chart_checked", "compare_points", "cross_check",
+           "raw_run",
            "uses_chart"]

@@ -27,7 +27,6 @@ validated (``raw_cross_check_mp``).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import mpmath
 
@@ -35,14 +34,13 @@ from models.engines import engine_class, get_engine
 from models.errors import InvalidInput
 
 from .api import Outcome
-from .chart_check import RESOLVES, ChartMismatch
+from .chart_check import RESOLVES, compare_points
 from .flow_check import loss_gradient
 
 RAW_FLOOR = 1e-2
 RAW_BUDGET = 6.0
 RAW_DIGITS = 30
 RAW_TOL = 1e-12
-_LEVEL_MATCH = 1e-9   # both runs land on a loss level to ~1e-3 of their tolerance (relative)
 
 
 def uses_mp_chart(traj) -> bool:
@@ -95,37 +93,17 @@ def cross_check_mp(traj, raw, problem) -> tuple[object, dict]:
     loss to first order along its tangent, and the change of tangent between the two points times the time moved
     bounds the remainder (added to the allowed difference)."""
     raw_pts = [q for q in raw.points[1:] if q.loss > 0 and _resolved(q)]
-    out, compared, worst, worst_ratio, lowest = [], 0, 0.0, 0.0, None
+
+    def distance(p, q):
+        a = _hp_product(p)
+        b, Tq, dt = _moved(problem, q, mpmath.mpf(p.hp["loss"]))
+        Tp = [[mpmath.mpf(v) for v in row] for row in p.hp["tangent"]]
+        rem = float(max(abs(x - y) for ra, rb in zip(Tp, Tq) for x, y in zip(ra, rb)) * abs(dt))
+        return float(max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb))), rem
+
     with mpmath.workdps(60):
-        for k, p in enumerate(traj.points):
-            match = None
-            if k > 0 and p.loss > 0:
-                match = next((q for q in raw_pts if abs(q.loss - p.loss) <= _LEVEL_MATCH * p.loss), None)
-            if match is None:
-                out.append(p)
-                continue
-            a = _hp_product(p)
-            b, Tq, dt = _moved(problem, match, mpmath.mpf(p.hp["loss"]))
-            Tp = [[mpmath.mpf(v) for v in row] for row in p.hp["tangent"]]
-            rem = float(max(abs(x - y) for ra, rb in zip(Tp, Tq) for x, y in zip(ra, rb)) * abs(dt))
-            d = float(max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra, rb)))
-            allowed = p.product_err + match.product_err + rem
-            compared += 1
-            worst = max(worst, d)
-            worst_ratio = max(worst_ratio, d / allowed if allowed > 0 else math.inf)
-            lowest = p.loss if lowest is None else min(lowest, p.loss)
-            if not d <= allowed:
-                raise ChartMismatch(
-                    f"the gf-mp chart trajectory is not gradient flow on the raw factors: at loss {p.loss:.6g} "
-                    f"(point {k}, t = {p.t:.6g}) max|W_chart - W_raw| = {d:.3g} exceeds both runs' error "
-                    f"estimates ({p.product_err:.3g} + {match.product_err:.3g})")
-            out.append(replace(p, product_err=max(p.product_err, d + match.product_err + rem)))
-    summary = {"raw_engine": f"gf-mp path=raw digits={RAW_DIGITS} tol={RAW_TOL:g}", "raw_status": raw.status.value,
-               "raw_last_loss": float(raw.points[-1].loss) if raw.points else None,
-               "points_compared": compared, "validated_down_to_loss": lowest,
-               "largest_discrepancy": worst, "largest_discrepancy_over_estimates": worst_ratio,
-               "raw_seconds": round(float(raw.seconds), 3)}
-    return replace(traj, points=tuple(out)), summary
+        return compare_points(traj, raw, raw_pts, distance, what="gf-mp chart",
+                              raw_engine=f"gf-mp path=raw digits={RAW_DIGITS} tol={RAW_TOL:g}")
 
 
 def chart_checked_mp(evaluate, problem, model, init, spec: dict):
