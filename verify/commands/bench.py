@@ -166,8 +166,8 @@ def run(args) -> int:
         outdir.writable_file(args.json, "--json")
     parts = args.only or list(PARTS)
     if args.device is not None and "dmf-fast" in parts:  # before anything is measured: exit 2 without a GPU
-        from models.engines.dmf_fast import resolve_device
-        resolve_device(args.device)
+        from models.engines import get_engine
+        get_engine("gd-dense", device=args.device)  # the engine resolves (and refuses) the device
     out: dict = {"machine": _machine(), "rows": {}}
     start = time.perf_counter()
     if "gf" in parts:
