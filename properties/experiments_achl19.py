@@ -7,8 +7,9 @@ Frobenius norm 100 (:func:`models.generators.random_completion`), 2,000 or 5,000
 depth-N factorizations (N = 2, 3, 4, hidden width 100) from a Gaussian init of end-to-end Frobenius norm about
 ``1e-3 sqrt(n)`` (per-layer std ``1e-3^(1/N) / sqrt(n)``), ``GroupRMSprop`` (lr 1e-3, eps 1e-4) on the MSE of the
 observed entries until it is 1e-6 (at most 1e6 iterations); the baseline is the minimum-nuclear-norm completion
-(cvxpy, SCS). Here the runs are the ``gd-dense`` engine (the batched dense kernel of :mod:`models.engines.dmf_fast`; several init seeds
-in one run, float64; its ``kernel_run`` is the DMFRun) and the baseline is :func:`models.min_nuclear.min_nuclear_completion` (certified gap).
+(cvxpy, SCS). Here the runs are the ``gd-dense`` engine (the batched dense kernel of
+:mod:`models.engines.dmf_fast`; several init seeds in one run, float64; its ``kernel_run`` is the DMFRun) and the
+baseline is :func:`models.min_nuclear.min_nuclear_completion` (certified gap).
 
 Settings (the inputs name them, so a replay needs no profile; catalog ACHL19-Exp-Completion):
 

@@ -3,8 +3,8 @@
 The official dynamics runs: synthetic completion with 2,000 observations of the 100x100 rank-5 target, identity
 init (each layer ``1e-3^(1/N) I``), plain GD (SGD, lr 0.01) on the MSE for 200k iterations, the top 10 singular
 values of the end-to-end matrix logged every 100 iterations, and for depth 2 the mean of the diagonal and of the
-off-diagonal entries of ``|U^T grad V|``. Here: the ``gd-dense`` engine (:mod:`models.engines.dmf_fast`, float64, constant step) at depths
-2 and 3, recording the same statistics.
+off-diagonal entries of ``|U^T grad V|``. Here: the ``gd-dense`` engine (:mod:`models.engines.dmf_fast`,
+float64, constant step) at depths 2 and 3, recording the same statistics.
 
 Settings (named by the inputs): ``paper`` (``thorough``: 100x100 rank 5, m = 2,000, lr 0.01, 200,000 steps,
 records every 100) and ``reduced`` (``quick``, ``ci``: 20x20 rank 3, m = 230, about 2.05 times the degrees of

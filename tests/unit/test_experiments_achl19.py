@@ -68,8 +68,8 @@ def _capture_device(monkeypatch, module, name):
 
 
 def test_experiment_runs_pin_the_cpu_even_where_cuda_is_visible(monkeypatch):
-    """dmf_fast (and the gd-dense engine) picks CUDA by itself for device=None; the claims (which pass no device) must run on the CPU so a
-    seed gives the same numbers on every host."""
+    """dmf_fast (and gd-dense) picks CUDA by itself for device=None; the claims (which pass no device) must run
+    on the CPU so a seed gives the same numbers on every host."""
     import torch
 
     from properties import experiments_achl19 as E

@@ -154,11 +154,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"the digits)")
     g.add_argument("--lr", type=_positive("--lr"), default=None, help="gd: step size (default 1e-2)")
     g.add_argument("--step-rule", choices=["constant", "normalized"], default=None,
-                   help="gd, gd-cp, gd-dense: constant (default) or normalized: one global step lr / (RMS of the gradient "
-                        "norm + 1e-6) per iteration, the official trainers' GroupRMSprop (gd: deep models only)")
+                   help="gd, gd-cp, gd-dense: constant (default) or normalized: one global step lr / (RMS of the "
+                        "gradient norm + 1e-6) per iteration, the official trainers' GroupRMSprop (gd: deep models only)")
     g.add_argument("--steps", type=_int_at_least("--steps", 0), default=None,
                    help="gd: number of steps (default: until --until-loss)")
-    g.add_argument("--device", default=None, help="gd, gd-dense: torch device, cpu or cuda (default: cuda when torch sees one)")
+    g.add_argument("--device", default=None,
+                   help="gd, gd-dense: torch device, cpu or cuda (default: cuda when torch sees one)")
     g = p.add_argument_group("stopping and output")
     g.add_argument("--until-loss", type=_positive("--until-loss"), default=None,
                    help="stop when the loss reaches this value (default 1e-12 for gf, 1e-30 for gf-mp: 35-70 s "
