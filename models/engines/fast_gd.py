@@ -1,30 +1,36 @@
 """The fast gradient-descent kernels behind the engine contract: ``gd-small``, ``gd-cp`` and ``gd-dense``.
 
-Two kernels serve the papers' experiments at their own sizes faster than the general ``gd`` loop:
+Three kernels serve the papers' experiments at their own sizes faster than the general ``gd`` loop:
 :func:`models.engines.gd_small.run_deep_gd` (numba, square deep matrix factorizations of a few entries, millions of
-steps) and :func:`models.engines.cp_fast.run_cp_gd` (torch ``bmm`` on Khatri-Rao products, CP tensor completion,
-the GroupRMSprop step rule, component norms). Claims and commands reach them through
-``get_engine("gd-small" | "gd-cp", ...).run(problem, model, init_or_batch, **spec)`` as every other engine.
+steps), :func:`models.engines.cp_fast.run_cp_gd` (torch ``bmm`` on Khatri-Rao products, CP tensor completion,
+the GroupRMSprop step rule, component norms) and :func:`models.engines.dmf_fast.run_dmf_gd` (hand-written torch
+gradients for dense deep matrix factorizations, the ACHL19 100x100 runs; singular values and alignment records).
+Claims and commands reach them through ``get_engine("gd-small" | "gd-cp" | "gd-dense", ...).run(problem, model,
+init_or_batch, **spec)`` as every other engine.
 
-Both batch natively (``batched``): a batch returns a :class:`KernelBatch`, one :class:`~models.trajectory.Trajectory`
+All batch natively (``batched``): a batch returns a :class:`KernelBatch`, one :class:`~models.trajectory.Trajectory`
 per member, and **the kernel's own record in** ``KernelBatch.kernel_run`` (a
-:class:`~models.engines.gd_small.SmallRun` or :class:`~models.engines.cp_fast.CPRun`): every recorded step of a
+:class:`~models.engines.gd_small.SmallRun`, :class:`~models.engines.cp_fast.CPRun` or
+:class:`~models.engines.dmf_fast.DMFRun`): every recorded step of a
 ``gd-small`` member with its det sign, the loss history every ``check_every`` steps, the reconstruction errors and
-the component norms of ``gd-cp`` (``norm_steps``, ``component_norms``). A single ``Init`` returns the member's
+the component norms of ``gd-cp`` (``norm_steps``, ``component_norms``), the singular values and ``|U^T grad V|``
+statistics of ``gd-dense``. A single ``Init`` returns the member's
 trajectory (a batch of one, the same arithmetic). What the kernels honour of the contract:
 
 - stops: ``steps`` (required: the kernels run at most that many updates; reaching it is status ``completed``, as
   for ``gd``, while ``kernel_run.status`` keeps the kernel's "budget") and ``until_loss``; ``gd-cp`` also takes
   the run options ``target`` (the tensor to reconstruct) and ``until_reconstruction`` (stop when ``||T - T*|| /
-  ||T*||`` is at most it, checked every ``check_every`` steps). Neither kernel checks ``wall_budget`` (a kernel
+  ||T*||`` is at most it, checked every ``check_every`` steps). No kernel checks ``wall_budget`` (a kernel
   runs uninterrupted; its step count bounds the run).
 - records: ``gd-small`` every ``record_every`` steps and at the end (``per_decade`` and ``record_at`` are not
   honoured: the kernel records on a fixed stride); ``gd-cp`` the start and the end of each member as points (the
-  kernel keeps no intermediate tensors; its loss history and component norms are in ``kernel_run``).
+  kernel keeps no intermediate tensors; its loss history and component norms are in ``kernel_run``); ``gd-dense``
+  every ``record_every`` steps and at the end, each record a point (with ``record_products=False``, as the claims
+  run, the start and the end only: the records stay in ``kernel_run``).
 - errors: rounding only, with the ``gd`` engine's model (:mod:`models.engines.gd`): ``product_err = 8 eps L (k+1)
   prod_j ||W_j||_F`` (deep; the kernel records the scale at every recorded step) and ``8 eps N (k+1) sum_r prod_n
   ||w_r^n||`` (CP, at the start and the end), ``eps`` of the kernel's dtype (``gd-cp`` runs float32 with
-  ``dtype="float32"``), and ``loss_err = loss_scale sum_i (2 |r_i| a_i perr + (a_i perr)^2) + 2 m eps loss``.
+  ``dtype="float32"``, ``gd-dense`` with ``dtype="float32"``), and ``loss_err = loss_scale sum_i (2 |r_i| a_i perr + (a_i perr)^2) + 2 m eps loss``.
 """
 
 from __future__ import annotations
