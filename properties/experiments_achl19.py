@@ -7,8 +7,9 @@ Frobenius norm 100 (:func:`models.generators.random_completion`), 2,000 or 5,000
 depth-N factorizations (N = 2, 3, 4, hidden width 100) from a Gaussian init of end-to-end Frobenius norm about
 ``1e-3 sqrt(n)`` (per-layer std ``1e-3^(1/N) / sqrt(n)``), ``GroupRMSprop`` (lr 1e-3, eps 1e-4) on the MSE of the
 observed entries until it is 1e-6 (at most 1e6 iterations); the baseline is the minimum-nuclear-norm completion
-(cvxpy, SCS). Here the runs are the batched dense kernel of :mod:`models.engines.dmf_fast` (several init seeds
-in one run, float64) and the baseline is :func:`models.min_nuclear.min_nuclear_completion` (certified gap).
+(cvxpy, SCS). Here the runs are the ``gd-dense`` engine (the batched dense kernel of
+:mod:`models.engines.dmf_fast`; several init seeds in one run, float64; its ``kernel_run`` is the DMFRun) and the
+baseline is :func:`models.min_nuclear.min_nuclear_completion` (certified gap).
 
 Settings (the inputs name them, so a replay needs no profile; catalog ACHL19-Exp-Completion):
 
@@ -31,7 +32,9 @@ import math
 import numpy as np
 from hypothesis import strategies as st
 
+from models.engines import get_engine
 from models.errors import EngineFailure
+from models.factorizations import DeepMatrix
 from models.generators import random_completion
 from models.min_nuclear import min_nuclear_completion
 
@@ -85,18 +88,18 @@ def run_completion(setting: str, level: str, data_seed: int, init_seed: int, see
     :data:`DEPTHS` from ``seeds`` inits (cached: the two claims of figures 1-2 share their runs). On the CPU
     unless ``device`` says otherwise: the claims and figures never pass one, so a seed gives the same numbers on
     every host (a GPU's float64 reductions round differently)."""
-    from models.engines.dmf_fast import run_dmf_gd   # torch: imported when a run needs it
-
     cfg = SETTINGS[setting]
     m = cfg["observations"][level] if m is None else int(m)
     problem, target = random_completion(cfg["shape"], rank=cfg["rank"], m=m, seed=int(data_seed), reduction="mean")
     baseline = min_nuclear_completion(problem)
+    # the engine's module imports torch when the engine is built, i.e. when a run needs it
+    engine = get_engine("gd-dense", lr=cfg["lr"], step_rule="group_rmsprop", rms_eps=RMS_EPS, check_every=100,
+                        threads=THREADS, device=device, record_products=False)
     runs = {}
     for L in DEPTHS:
         fs = gaussian_init(cfg["shape"], L, init_seed, seeds)
-        runs[L] = run_dmf_gd(problem, fs, lr=cfg["lr"], steps=cfg["steps"], step_rule="group_rmsprop",
-                             rms_eps=RMS_EPS, until_loss=cfg["until_loss"], check_every=100, threads=THREADS,
-                             device=device)
+        runs[L] = engine.run(problem, DeepMatrix(L, tuple(cfg["shape"])), fs, steps=int(cfg["steps"]),
+                             until_loss=cfg["until_loss"]).kernel_run
     return problem, target, baseline, runs
 
 

@@ -3,8 +3,8 @@
 The official dynamics runs: synthetic completion with 2,000 observations of the 100x100 rank-5 target, identity
 init (each layer ``1e-3^(1/N) I``), plain GD (SGD, lr 0.01) on the MSE for 200k iterations, the top 10 singular
 values of the end-to-end matrix logged every 100 iterations, and for depth 2 the mean of the diagonal and of the
-off-diagonal entries of ``|U^T grad V|``. Here: :mod:`models.engines.dmf_fast` (float64, constant step) at depths
-2 and 3, recording the same statistics.
+off-diagonal entries of ``|U^T grad V|``. Here: the ``gd-dense`` engine (:mod:`models.engines.dmf_fast`,
+float64, constant step) at depths 2 and 3, recording the same statistics.
 
 Settings (named by the inputs): ``paper`` (``thorough``: 100x100 rank 5, m = 2,000, lr 0.01, 200,000 steps,
 records every 100) and ``reduced`` (``quick``, ``ci``: 20x20 rank 3, m = 230, about 2.05 times the degrees of
@@ -24,7 +24,9 @@ import functools
 import numpy as np
 from hypothesis import strategies as st
 
+from models.engines import get_engine
 from models.errors import EngineFailure
+from models.factorizations import DeepMatrix
 from models.generators import random_completion
 
 from ._common import combine, point_outcome
@@ -58,18 +60,19 @@ def run_dynamics(setting: str, data_seed: int, device="cpu"):
     """``(problem, target, {depth: DMFRun})`` from the identity init, recording the top ``rank + 2`` singular
     values and the alignment statistics. On the CPU unless ``device`` says otherwise (the claim and the figure
     never pass one: same seed, same numbers on every host)."""
-    from models.engines.dmf_fast import run_dmf_gd   # torch: imported when a run needs it
-
     cfg = SETTINGS[setting]
     problem, target = random_completion(cfg["shape"], rank=cfg["rank"], m=cfg["m"], seed=int(data_seed),
                                         reduction="mean")
     n = cfg["shape"][0]
+    # the engine's module imports torch when the engine is built, i.e. when a run needs it
+    engine = get_engine("gd-dense", lr=cfg["lr"], record_every=cfg["record_every"], record_svals=cfg["rank"] + 2,
+                        record_alignment=True, check_every=cfg["record_every"], threads=THREADS, device=device,
+                        record_products=False)
     runs = {}
     for L in DEPTHS:
         fs = [np.stack([INIT_SCALE ** (1.0 / L) * np.eye(n)]) for _ in range(L)]
-        runs[L] = run_dmf_gd(problem, fs, lr=cfg["lr"], steps=cfg["steps"], record_every=cfg["record_every"],
-                             record_svals=cfg["rank"] + 2, record_alignment=True, check_every=cfg["record_every"],
-                             until_loss=UNTIL_LOSS, threads=THREADS, device=device)
+        runs[L] = engine.run(problem, DeepMatrix(L, (n, n)), fs, steps=int(cfg["steps"]),
+                             until_loss=UNTIL_LOSS).kernel_run
     return problem, target, runs
 
 

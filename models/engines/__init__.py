@@ -10,7 +10,10 @@ does not import torch. :func:`get_engine` accepts a registered name or an engine
 - ``gd-small``: the compiled (numba) float64 GD loop for small square deep matrix factorizations
   (:mod:`models.engines.gd_small`), millions of steps per second.
 - ``gd-cp``: batched GD on CP tensor completion with dense Khatri-Rao products (:mod:`models.engines.cp_fast`),
-  constant or GroupRMSprop steps, component norms. Both return their kernel's own record in
+  constant or GroupRMSprop steps, component norms.
+- ``gd-dense``: batched GD on dense deep matrix factorizations (:mod:`models.engines.dmf_fast`, the ACHL19
+  experiments at 100x100), constant or GroupRMSprop steps, singular values and alignment records. All three
+  return their kernel's own record in
   ``KernelBatch.kernel_run`` (:mod:`models.engines.fast_gd`).
 """
 
@@ -27,6 +30,7 @@ ENGINES: dict[str, str] = {
     "gd": "models.engines.gd:GradientDescent",
     "gd-small": "models.engines.fast_gd:GradientDescentSmall",
     "gd-cp": "models.engines.fast_gd:GradientDescentCP",
+    "gd-dense": "models.engines.fast_gd:GradientDescentDense",
 }
 
 

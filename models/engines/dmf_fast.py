@@ -64,6 +64,10 @@ class DMFRun:
     product: np.ndarray
     seconds: float
     settings: dict = field(default_factory=dict)
+    #: (n, B): ``prod_j ||W_j||_F`` at each recorded step (the scale of the ``gd`` engine's rounding-error model)
+    scale: np.ndarray | None = None
+    #: (n, B, d, d'): the end-to-end matrix at each recorded step (``record_products``), else None
+    products: np.ndarray | None = None
 
 
 def resolve_device(device) -> torch.device:
@@ -205,7 +209,7 @@ def run_dmf_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "con
                record_every: int = 0, record_svals: int = 0, record_alignment: bool = False,
                check_every: int = 100, rms_alpha: float = 0.99, rms_eps: float = 1e-4, device=None,
                dtype: str = "float64", threads: int | None = None, cuda_graph: bool | None = None,
-               wall_budget: float | None = None) -> DMFRun:
+               wall_budget: float | None = None, record_products: bool = False) -> DMFRun:
     """Run B members of GD for at most ``steps`` steps (module docstring); ``record_every = 0`` records the start
     and the end only. ``wall_budget`` (seconds) ends the run at the first check past it (members still running
     end with status "budget", as at the step budget)."""
@@ -221,13 +225,14 @@ def run_dmf_gd(problem, factors, *, lr: float, steps: int, step_rule: str = "con
         return _run(problem, factors, lr=lr, steps=int(steps), step_rule=step_rule, until_loss=float(until_loss),
                     record_every=int(record_every), record_svals=int(record_svals),
                     record_alignment=bool(record_alignment), check_every=int(check_every), rms_alpha=rms_alpha,
-                    rms_eps=rms_eps, device=device, dtype=dtype, cuda_graph=cuda_graph, wall_budget=wall_budget)
+                    rms_eps=rms_eps, device=device, dtype=dtype, cuda_graph=cuda_graph, wall_budget=wall_budget,
+                    record_products=bool(record_products))
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _run(problem, factors, *, lr, steps, step_rule, until_loss, record_every, record_svals, record_alignment,
-         check_every, rms_alpha, rms_eps, device, dtype, cuda_graph, wall_budget) -> DMFRun:
+         check_every, rms_alpha, rms_eps, device, dtype, cuda_graph, wall_budget, record_products) -> DMFRun:
     t0 = time.perf_counter()
     K = DMFKernel(problem, factors, lr=lr, step_rule=step_rule, rms_alpha=rms_alpha, rms_eps=rms_eps,
                   device=device, dtype=dtype)
@@ -237,7 +242,7 @@ def _run(problem, factors, *, lr, steps, step_rule, until_loss, record_every, re
     require(not use_graph or K.dev.type == "cuda", "cuda_graph needs device 'cuda'")
     # check and record on a common grid: a chunk of steps runs between two of them
     chunk = check_every if record_every == 0 else math.gcd(check_every, record_every)
-    rec_steps, rec_loss, rec_sv, rec_dg, rec_off = [], [], [], [], []
+    rec_steps, rec_loss, rec_sv, rec_dg, rec_off, rec_scale, rec_prod = [], [], [], [], [], [], []
     final_step = np.zeros(B, dtype=np.int64)
     final_loss = np.full(B, np.nan)
     status = ["budget"] * B
@@ -246,6 +251,12 @@ def _run(problem, factors, *, lr, steps, step_rule, until_loss, record_every, re
         E = K.forward()
         rec_steps.append(step)
         rec_loss.append(K.loss.detach().cpu().numpy().copy())
+        scale = torch.ones(B, dtype=torch.float64, device=K.dev)
+        for Wj in K.W:
+            scale = scale * torch.linalg.vector_norm(Wj.reshape(B, -1), dim=1).to(torch.float64)
+        rec_scale.append(scale.cpu().numpy())
+        if record_products:
+            rec_prod.append(E.detach().cpu().numpy().astype(np.float64, copy=True))
         if k_sv:
             if record_alignment:
                 s, dg, off = _alignment(E, K.G, k_sv)
@@ -320,7 +331,8 @@ def _run(problem, factors, *, lr, steps, step_rule, until_loss, record_every, re
         settings={"step_rule": step_rule, "lr": float(lr), "rms_alpha": float(rms_alpha), "rms_eps": float(rms_eps),
                   "dtype": dtype, "device": str(K.dev), "cuda_graph": graph is not None, "depth": K.L,
                   "reduction": problem.reduction, "check_every": check_every, "record_every": record_every,
-                  "engine": "dmf-fast"})
+                  "engine": "dmf-fast"},
+        scale=np.array(rec_scale), products=np.array(rec_prod) if record_products else None)
 
 
 __all__ = ["DMFKernel", "DMFRun", "STEP_RULES", "resolve_device", "run_dmf_gd"]

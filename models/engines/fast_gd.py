@@ -1,30 +1,36 @@
-"""The fast gradient-descent kernels behind the engine contract: ``gd-small`` and ``gd-cp``.
+"""The fast gradient-descent kernels behind the engine contract: ``gd-small``, ``gd-cp`` and ``gd-dense``.
 
-Two kernels serve the papers' experiments at their own sizes faster than the general ``gd`` loop:
+Three kernels serve the papers' experiments at their own sizes faster than the general ``gd`` loop:
 :func:`models.engines.gd_small.run_deep_gd` (numba, square deep matrix factorizations of a few entries, millions of
-steps) and :func:`models.engines.cp_fast.run_cp_gd` (torch ``bmm`` on Khatri-Rao products, CP tensor completion,
-the GroupRMSprop step rule, component norms). Claims and commands reach them through
-``get_engine("gd-small" | "gd-cp", ...).run(problem, model, init_or_batch, **spec)`` as every other engine.
+steps), :func:`models.engines.cp_fast.run_cp_gd` (torch ``bmm`` on Khatri-Rao products, CP tensor completion,
+the GroupRMSprop step rule, component norms) and :func:`models.engines.dmf_fast.run_dmf_gd` (hand-written torch
+gradients for dense deep matrix factorizations, the ACHL19 100x100 runs; singular values and alignment records).
+Claims and commands reach them through ``get_engine("gd-small" | "gd-cp" | "gd-dense", ...).run(problem, model,
+init_or_batch, **spec)`` as every other engine.
 
-Both batch natively (``batched``): a batch returns a :class:`KernelBatch`, one :class:`~models.trajectory.Trajectory`
+All batch natively (``batched``): a batch returns a :class:`KernelBatch`, one :class:`~models.trajectory.Trajectory`
 per member, and **the kernel's own record in** ``KernelBatch.kernel_run`` (a
-:class:`~models.engines.gd_small.SmallRun` or :class:`~models.engines.cp_fast.CPRun`): every recorded step of a
+:class:`~models.engines.gd_small.SmallRun`, :class:`~models.engines.cp_fast.CPRun` or
+:class:`~models.engines.dmf_fast.DMFRun`): every recorded step of a
 ``gd-small`` member with its det sign, the loss history every ``check_every`` steps, the reconstruction errors and
-the component norms of ``gd-cp`` (``norm_steps``, ``component_norms``). A single ``Init`` returns the member's
+the component norms of ``gd-cp`` (``norm_steps``, ``component_norms``), the singular values and ``|U^T grad V|``
+statistics of ``gd-dense``. A single ``Init`` returns the member's
 trajectory (a batch of one, the same arithmetic). What the kernels honour of the contract:
 
 - stops: ``steps`` (required: the kernels run at most that many updates; reaching it is status ``completed``, as
   for ``gd``, while ``kernel_run.status`` keeps the kernel's "budget") and ``until_loss``; ``gd-cp`` also takes
   the run options ``target`` (the tensor to reconstruct) and ``until_reconstruction`` (stop when ``||T - T*|| /
-  ||T*||`` is at most it, checked every ``check_every`` steps). Neither kernel checks ``wall_budget`` (a kernel
+  ||T*||`` is at most it, checked every ``check_every`` steps). No kernel checks ``wall_budget`` (a kernel
   runs uninterrupted; its step count bounds the run).
 - records: ``gd-small`` every ``record_every`` steps and at the end (``per_decade`` and ``record_at`` are not
   honoured: the kernel records on a fixed stride); ``gd-cp`` the start and the end of each member as points (the
-  kernel keeps no intermediate tensors; its loss history and component norms are in ``kernel_run``).
+  kernel keeps no intermediate tensors; its loss history and component norms are in ``kernel_run``); ``gd-dense``
+  every ``record_every`` steps and at the end, each record a point (with ``record_products=False``, as the claims
+  run, the start and the end only: the records stay in ``kernel_run``).
 - errors: rounding only, with the ``gd`` engine's model (:mod:`models.engines.gd`): ``product_err = 8 eps L (k+1)
   prod_j ||W_j||_F`` (deep; the kernel records the scale at every recorded step) and ``8 eps N (k+1) sum_r prod_n
   ||w_r^n||`` (CP, at the start and the end), ``eps`` of the kernel's dtype (``gd-cp`` runs float32 with
-  ``dtype="float32"``), and ``loss_err = loss_scale sum_i (2 |r_i| a_i perr + (a_i perr)^2) + 2 m eps loss``.
+  ``dtype="float32"``, ``gd-dense`` with ``dtype="float32"``), and ``loss_err = loss_scale sum_i (2 |r_i| a_i perr + (a_i perr)^2) + 2 m eps loss``.
 """
 
 from __future__ import annotations
@@ -237,4 +243,111 @@ class GradientDescentCP(_KernelEngine):
         return KernelBatch(trajectories, res)
 
 
-__all__ = ["GradientDescentCP", "GradientDescentSmall", "KernelBatch"]
+class GradientDescentDense(_KernelEngine):
+    """``gd-dense``: batched gradient descent on dense deep matrix factorizations (completion and sensing) by the
+    hand-written kernel of :mod:`models.engines.dmf_fast` (the ACHL19 experiments at 100x100, several inits at
+    once; CUDA graphs on a GPU).
+
+    Options: ``lr``; ``step_rule`` ("constant" or "group_rmsprop", the official trainers' GroupRMSprop, which
+    ``gd`` calls "normalized": that name is accepted too) with ``rms_alpha`` (0.99) and ``rms_eps`` (1e-6 as ``gd``; the
+    ACHL19 runner's 1e-4 is passed by its claims); ``device`` (None:
+    CUDA when torch sees one, else the CPU, as ``gd``; the claims pass "cpu"); ``dtype`` ("float64" or
+    "float32"); ``threads`` (torch threads during the run; None: torch's setting); ``check_every`` (steps between
+    ``until_loss`` checks); ``record_every`` (None: the start and the end only; the run's own ``record_every``
+    takes precedence); ``record_svals`` (the k largest singular values at each record, in ``kernel_run.svals``);
+    ``record_alignment`` (ACHL19 figure 3's ``|U^T grad V|`` statistics, with ``record_svals``);
+    ``record_products`` (keep the end-to-end matrix at each record so that every record is a point; False: the
+    points are the start and the end, the records stay in ``kernel_run``, as the claims run). The kernel does
+    not check ``wall_budget``."""
+
+    name = "gd-dense"
+    options = ("lr", "step_rule", "rms_alpha", "rms_eps", "device", "dtype", "threads", "check_every",
+               "record_every", "record_svals", "record_alignment", "record_products")
+    records_by = ("record_every",)
+    models = ("deep",)
+    rounding_model = "8 eps L (k+1) prod ||W_j||_F"
+
+    def __init__(self, lr: float = 1e-2, step_rule: str = "constant", rms_alpha: float = 0.99,
+                 rms_eps: float = 1e-6, device=None, dtype: str = "float64", threads: int | None = None,
+                 check_every: int = 100, record_every: int | None = None, record_svals: int = 0,
+                 record_alignment: bool = False, record_products: bool = True):
+        from .dmf_fast import DTYPES, STEP_RULES, resolve_device
+
+        self.lr = _lr(lr)
+        if step_rule == "normalized":  # gd's name for the same rule (models.engines.gd_rules)
+            step_rule = "group_rmsprop"
+        require(step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES} or normalized, got {step_rule!r}")
+        require(dtype in DTYPES, f"dtype must be one of {tuple(DTYPES)}, got {dtype!r}")
+        for nm, v in (("rms_alpha", rms_alpha), ("rms_eps", rms_eps)):
+            require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0,
+                    f"{nm} must be a number >= 0, got {v!r}")
+        require(rms_alpha < 1, f"rms_alpha must be < 1, got {rms_alpha!r}")
+        for nm, v in (("record_alignment", record_alignment), ("record_products", record_products)):
+            require(isinstance(v, bool), f"{nm} must be true or false, got {v!r}")
+        self.step_rule, self.rms_alpha, self.rms_eps, self.dtype = step_rule, float(rms_alpha), float(rms_eps), dtype
+        self.device = resolve_device(device)
+        self.threads = _positive_int("threads", threads, allow_none=True)
+        self.check_every = _positive_int("check_every", check_every)
+        self.record_every = _positive_int("record_every", record_every, allow_none=True)
+        self.record_svals = _positive_int("record_svals", record_svals, allow_zero=True)
+        require(not record_alignment or self.record_svals > 0, "record_alignment needs record_svals >= 1")
+        self.record_alignment, self.record_products = record_alignment, record_products
+
+    def describe_options(self) -> dict:
+        return {"lr": self.lr, "step_rule": self.step_rule, "rms_alpha": self.rms_alpha, "rms_eps": self.rms_eps,
+                "device": str(self.device), "dtype": self.dtype, "threads": self.threads,
+                "check_every": self.check_every, "record_every": self.record_every,
+                "record_svals": self.record_svals, "record_alignment": self.record_alignment,
+                "record_products": self.record_products}
+
+    def _advance_batch(self, spec: Spec, factors, budget: Budget, settings: dict) -> KernelBatch:
+        from .dmf_fast import run_dmf_gd
+
+        steps, until, _ = self._checked(spec)
+        model = spec.model
+        require(isinstance(model, DeepMatrix), f"{self.name} runs deep matrix factorizations")
+        every = spec.record_every or self.record_every or 0
+        res = run_dmf_gd(spec.problem, factors, lr=self.lr, steps=steps, step_rule=self.step_rule, until_loss=until,
+                         record_every=every, record_svals=self.record_svals, record_alignment=self.record_alignment,
+                         check_every=self.check_every, rms_alpha=self.rms_alpha, rms_eps=self.rms_eps,
+                         device=self.device, dtype=self.dtype, threads=self.threads,
+                         record_products=self.record_products)
+        p, L = spec.problem, model.depth
+        eps = float(np.finfo(np.float64 if self.dtype == "float64" else np.float32).eps)
+        a = p.measurement_norms()
+
+        def point(k, loss, prod, scale, fac, det):
+            perr = 8.0 * eps * L * (k + 1) * float(scale)
+            r = p.residuals(prod)  # the loss error of _loss_err, with a_i from measurement_norms (no dense operator)
+            with np.errstate(all="ignore"):
+                lerr = float(p.loss_scale * np.sum(2.0 * np.abs(r) * a * perr + (a * perr) ** 2)
+                             + 2.0 * r.size * eps * abs(float(loss)))
+            return Point(None, int(k), float(loss), np.array(prod), det, fac, lerr, perr)
+
+        def det_sign(fs):  # the product of the factors' det signs (square factors), else unresolved
+            if not all(F.shape[0] == F.shape[1] for F in fs):
+                return None
+            s = int(np.prod([np.sign(np.linalg.det(F)) for F in fs]))
+            return s if s != 0 else None
+
+        trajectories = []
+        for b in range(len(res.status)):
+            fk = int(res.final_step[b])
+            start = [F[b] for F in factors]
+            end = tuple(np.array(F[b]) for F in res.factors)
+            last = int(np.searchsorted(res.steps, fk, side="right"))  # the records up to the member's last step
+            pts = [point(0, res.loss[0, b], np.linalg.multi_dot(start[::-1]) if L > 1 else start[0],
+                         res.scale[0, b], None, det_sign(start))]
+            if res.products is not None:
+                pts += [point(res.steps[r], res.loss[r, b], res.products[r, b], res.scale[r, b], None, None)
+                        for r in range(1, last) if int(res.steps[r]) < fk]
+            if fk > 0 and math.isfinite(float(res.final_loss[b])):
+                scale = float(np.prod([np.linalg.norm(F) for F in end]))
+                pts.append(point(fk, res.final_loss[b], res.product[b], scale, end, det_sign(end)))
+            stats = {"steps": fk, "path": f"torch bmm {self.dtype} {self.device}", "B": len(res.status), "member": b,
+                     "kernel_seconds": res.seconds}
+            trajectories.append(self._trajectory(settings, pts, res.status[b], stats, self.dtype, res.seconds))
+        return KernelBatch(trajectories, res)
+
+
+__all__ = ["GradientDescentCP", "GradientDescentDense", "GradientDescentSmall", "KernelBatch"]

@@ -16,6 +16,7 @@ from models.engines import ENGINES, engine_class, get_engine
 from models.engines.base import SAFETY, STATS_KEYS, Batch, loss_levels, running_error
 from models.errors import InvalidInput
 from models.factorizations import CP, DeepMatrix
+from models.generators import random_completion
 from models.problems import random_tensor_completion, rc20
 from models.trajectory import Status
 
@@ -51,16 +52,22 @@ def _fast_cases():
     deep = DeepMatrix(3, (2, 2))
     cp = CP((4, 4, 4), 6)
     tprob, target = random_tensor_completion((4, 4, 4), 20, rank=1, seed=0, reduction="mean")
+    dense = DeepMatrix(3, (5, 4), (6, 3))
+    dense_problem, _ = random_completion((5, 4), rank=1, m=12, seed=0, reduction="mean")
     return [
         (get_engine("gd-small", lr=0.05, record_every=20), rc20(), deep,
          [inits.gaussian(deep, 0.3, seed=s) for s in range(3)], {"steps": 200, "until_loss": 1e-3}),
         (get_engine("gd-cp", lr=0.2, check_every=10, norms_every=7), tprob, cp,
          [inits.cp_gaussian(cp, 0.3, seed=s) for s in range(3)],
          {"steps": 300, "until_loss": 1e-4, "options": {"target": target}}),
+        # a non-square completion and hidden widths: the dense kernel's general case; GroupRMSprop by gd's name
+        (get_engine("gd-dense", lr=0.02, step_rule="normalized", device="cpu", check_every=10, record_every=25,
+                    record_svals=2, record_alignment=True), dense_problem, dense,
+         [inits.gaussian(dense, 0.4, seed=s) for s in range(3)], {"steps": 150, "until_loss": 1e-3}),
     ]
 
 
-@pytest.mark.parametrize("case", range(2), ids=["gd-small", "gd-cp"])
+@pytest.mark.parametrize("case", range(3), ids=["gd-small", "gd-cp", "gd-dense"])
 def test_fast_kernel_batch_members_are_lone_runs(case):
     # the compiled / bmm kernels through the contract: member b of a batch is bit-identical to member b alone
     # (errors included), the kernel's own record rides along in kernel_run, and the stats have the one schema
@@ -79,6 +86,17 @@ def test_fast_kernel_batch_members_are_lone_runs(case):
         assert alone.final.loss == batch.kernel_run.final_loss[b]
     if eng.name == "gd-cp":
         assert batch.kernel_run.component_norms.shape[1:] == (3, model.rank)
+    if eng.name == "gd-dense":
+        run = batch.kernel_run
+        assert run.svals.shape[1:] == (3, 2) and run.diag_mean.shape == run.loss.shape == run.scale.shape
+        for b in range(3):
+            # every record up to the member's stop is a point (record_products), at the kernel's recorded loss
+            fk = int(run.final_step[b])
+            kept = [(int(k), float(run.loss[r, b])) for r, k in enumerate(run.steps) if k < fk]
+            assert [(p.step, p.loss) for p in batch[b].points[:-1]] == kept
+            # the product is the problem's: its loss recomputed in numpy agrees within the point's estimate
+            for p in batch[b].points:
+                assert abs(float(problem.loss(p.product)) - p.loss) <= p.loss_err
 
 
 def test_fast_kernels_refuse_what_they_do_not_declare():
@@ -94,6 +112,26 @@ def test_fast_kernels_refuse_what_they_do_not_declare():
         cp_eng.run(tprob, cp, cp_members[0], steps=5, options={"record_every": 2})
     with pytest.raises(InvalidInput, match="record_every"):
         cp_eng.run(tprob, cp, cp_members[0], steps=5, record_every=2)
+
+
+def test_gd_dense_refuses_what_it_does_not_declare():
+    eng, problem, model, members, spec = _fast_cases()[2]
+    with pytest.raises(InvalidInput, match="needs steps"):
+        eng.run(problem, model, members[0], until_loss=1e-3)
+    with pytest.raises(InvalidInput, match="record_at"):
+        eng.run(problem, model, members[0], steps=5, record_at=(1, 2))
+    with pytest.raises(InvalidInput, match="t_max"):
+        eng.run(problem, model, members[0], steps=5, t_max=1.0)
+    with pytest.raises(InvalidInput, match="run options"):
+        eng.run(problem, model, members[0], steps=5, options={"target": 1})
+    cp = CP((4, 4, 4), 2)
+    tprob, _ = random_tensor_completion((4, 4, 4), 20, rank=1, seed=0, reduction="mean")
+    with pytest.raises(InvalidInput):
+        eng.run(tprob, cp, inits.cp_gaussian(cp, 0.3, seed=0), steps=5)
+    for bad in ({"step_rule": "adam"}, {"rms_alpha": 1.0}, {"device": "tpu"}, {"record_alignment": True},
+                {"record_every": 0}, {"dtype": "float16"}, {"lr": -1.0}):
+        with pytest.raises(InvalidInput):
+            get_engine("gd-dense", **{"device": "cpu", **bad})
 
 
 def test_engines_without_native_batching_run_members_one_by_one():
@@ -126,6 +164,7 @@ def test_run_does_not_change_the_callers_init():
     ("gf", {}, {"until_loss": 1e-3}),
     ("gf-mp", {"digits": 20}, {"until_loss": 1e-3}),       # depth 1 below: the closed form, fast
     ("gd", {"lr": 0.05, "device": "cpu"}, {"steps": 20}),
+    ("gd-dense", {"lr": 0.05, "device": "cpu"}, {"steps": 20}),
 ])
 def test_one_stats_schema(name, options, spec):
     model = DeepMatrix(1, (2, 2)) if name == "gf-mp" else MODEL

@@ -1,4 +1,5 @@
-"""``verify bench --only dmf-fast``: the dense deep-matrix kernel of :mod:`models.engines.dmf_fast` against the
+"""``verify bench --only dmf-fast``: the dense deep-matrix kernel of :mod:`models.engines.dmf_fast` (through the
+``gd-dense`` engine, as the claims run it) against the
 torch autograd loop a user would write, on the ACHL19 workload (issue 12's target: at least 5x at B = 1 and 64).
 
 Workload: depth-3 100x100 completion (the ACHL19 generator, rank 5, ``m`` = 2,000 and 5,000 observed entries,
@@ -73,10 +74,14 @@ def bench_dmf_fast(batches=(1, 64), observed=(2000, 5000), *, seconds: float = 1
     with ``threads`` torch threads (default one, as the claims run; None keeps torch's setting)."""
     import torch
 
-    from models.engines.dmf_fast import resolve_device, run_dmf_gd
+    from models.engines import get_engine
+    from models.factorizations import DeepMatrix
     from models.generators import random_completion
 
-    dev = resolve_device(device)
+    # checks every CHUNK steps: on CUDA the CHUNK steps between two checks are one graph, captured once per run
+    # and replayed (n is a multiple of CHUNK below, so no step runs eagerly)
+    engine = get_engine("gd-dense", lr=0.1, check_every=CHUNK, device=device, record_products=False)
+    dev = engine.device
     old = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -90,9 +95,7 @@ def bench_dmf_fast(batches=(1, 64), observed=(2000, 5000), *, seconds: float = 1
                 fb = [std * rng.standard_normal((B, 100, 100)) for _ in range(3)]
 
                 def ours(n):
-                    # checks every CHUNK steps: on CUDA the CHUNK steps between two checks are one graph, captured
-                    # once per run and replayed (n is a multiple of CHUNK below, so no step runs eagerly)
-                    run_dmf_gd(problem, fb, lr=0.1, steps=n, check_every=CHUNK, device=dev)
+                    engine.run(problem, DeepMatrix(3, (100, 100)), fb, steps=n)
 
                 def sync():
                     if dev.type == "cuda":

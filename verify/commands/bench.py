@@ -34,7 +34,8 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   :mod:`verify.bench.dmf`).
 
 - ``experiments``: the papers' experiment workloads next to the official trainers' times (RC20 GD at depths 3
-  and 4 to loss 1e-4; the RC20 tensor runs, 5 seeds batched, to reconstruction error 1e-6); see
+  and 4 to loss 1e-4; the RC20 tensor runs, 5 seeds batched, to reconstruction error 1e-6; the RMC21 ladders;
+  ACHL19 depth-3 completion at the paper's 100x100 m = 2,000 and reduced); see
   ``verify.bench_experiments``. A few minutes on 2 cores.
 
 ``--json PATH`` writes every row (and the machine: CPU count, torch threads, versions) as strict JSON; PATH is
@@ -166,8 +167,8 @@ def run(args) -> int:
         outdir.writable_file(args.json, "--json")
     parts = args.only or list(PARTS)
     if args.device is not None and "dmf-fast" in parts:  # before anything is measured: exit 2 without a GPU
-        from models.engines.dmf_fast import resolve_device
-        resolve_device(args.device)
+        from models.engines import get_engine
+        get_engine("gd-dense", device=args.device)  # the engine resolves (and refuses) the device
     out: dict = {"machine": _machine(), "rows": {}}
     start = time.perf_counter()
     if "gf" in parts:

@@ -146,18 +146,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--engine", default="gf", metavar="|".join(ENGINES),
                    help="gf (float64 gradient flow), gf-mp (mpmath gradient flow), gd (torch gradient descent), "
                         "gd-small (compiled GD, square deep models, needs --steps), gd-cp (batched GD on CP tensor "
-                        "completion, needs --steps); default gf")
+                        "completion, needs --steps), gd-dense (batched torch GD on dense deep models, needs --steps); "
+                        "default gf")
     g.add_argument("--rtol", type=_positive("--rtol"), default=None, help="gf: BDF relative tolerance (default 1e-10)")
     g.add_argument("--digits", type=_int_in("--digits", DIGITS[0], DIGITS[1]), default=None,
                    help=f"gf-mp: decimal digits, {DIGITS[0]}..{DIGITS[1]} (default 40; the time grows steeply with "
                         f"the digits)")
     g.add_argument("--lr", type=_positive("--lr"), default=None, help="gd: step size (default 1e-2)")
     g.add_argument("--step-rule", choices=["constant", "normalized"], default=None,
-                   help="gd, gd-cp: constant (default) or normalized: one global step lr / (RMS of the gradient "
-                        "norm + 1e-6) per iteration, the official trainers' GroupRMSprop (gd: deep models only)")
+                   help="gd, gd-cp, gd-dense: constant (default) or normalized: one global step lr / (RMS of the "
+                        "gradient norm + 1e-6) per iteration, the official trainers' GroupRMSprop (gd: deep models only)")
     g.add_argument("--steps", type=_int_at_least("--steps", 0), default=None,
                    help="gd: number of steps (default: until --until-loss)")
-    g.add_argument("--device", default=None, help="gd: torch device, cpu or cuda (default: cuda when torch sees one)")
+    g.add_argument("--device", default=None,
+                   help="gd, gd-dense: torch device, cpu or cuda (default: cuda when torch sees one)")
     g = p.add_argument_group("stopping and output")
     g.add_argument("--until-loss", type=_positive("--until-loss"), default=None,
                    help="stop when the loss reaches this value (default 1e-12 for gf, 1e-30 for gf-mp: 35-70 s "
