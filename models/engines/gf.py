@@ -344,7 +344,7 @@ class _Integration:
                 atol = np.array([1e-14 * min(1.0, math.exp(y0[2]))] * 2 + [1e-14] * 2)
         elif self.svd_now:
             fun = lambda tau, y: math.exp(tau) * self.svd.rhs(np.asarray(y, dtype=float))
-            jac = None  # scipy's finite differences (the block SVDs are not complex-analytic)
+            jac = lambda tau, y: math.exp(tau) * self.svd.jacobian(y)  # forward differences, bounded steps
             atol = self.svd.atol(self.rtol, y0) if self.atol is None else self.atol
         elif self.e2e is not None:
             shape = self.model.shape
