@@ -61,6 +61,8 @@ from .linear_flow import run_linear
 EPS = float(np.finfo(float).eps)
 PRECISION_FLOOR = 1e3 * EPS
 PATHS = ("auto", "chart", "e2e", "svd", "raw")
+#: the e2e path restarts BDF with atol 1e-14 x the largest entry once that entry grows past this factor
+E2E_ATOL_REGROW = 10.0
 # Without t_max a run ends at base.T_HORIZON at the latest (float64 log-time is still exact there; beyond it
 # ``e^tau`` approaches overflow), e.g. RC20 with eps != 0 and w11 running off to the wrong side.
 
@@ -342,12 +344,16 @@ class _Integration:
                 atol = np.array([1e-14 * min(1.0, math.exp(y0[2]))] * 2 + [1e-14] * 2)
         elif self.svd_now:
             fun = lambda tau, y: math.exp(tau) * self.svd.rhs(np.asarray(y, dtype=float))
-            jac = None  # scipy's finite differences (the block SVDs are not complex-analytic)
+            jac = lambda tau, y: math.exp(tau) * self.svd.jacobian(y)  # forward differences, bounded steps
             atol = self.svd.atol(self.rtol, y0) if self.atol is None else self.atol
         elif self.e2e is not None:
             shape = self.model.shape
             fun = lambda tau, y: math.exp(tau) * self.e2e.velocity(np.asarray(y).reshape(shape)).reshape(-1)
-            atol = (1e-14 * max(float(np.max(np.abs(y0))), 1e-300)) if self.atol is None else self.atol
+            # atol 1e-14 times the current largest entry (restarted when it grows 10x, see _run): W's entries are
+            # computed from an SVD to ~eps times the largest, so an atol fixed at the start's scale (1e-2 entries
+            # growing to 20) sat below the rounding floor and BDF crawled (200k steps where 2k suffice)
+            self.e2e_scale = max(float(np.max(np.abs(y0))), 1e-300)
+            atol = 1e-14 * self.e2e_scale if self.atol is None else self.atol
             self.atol_used = atol
             return e2e_flow.make_solver(self.e2e, tau0, y0, tau_end, rtol=self.rtol, atol=atol, fun=_guarded(fun))
         else:
@@ -419,6 +425,10 @@ class _Integration:
             if self.svd_now:
                 if self.svd.needs_recentre(ynew):
                     restart = self.svd.recentre(ynew)
+            elif (self.e2e is not None and self.atol is None
+                  and float(np.max(np.abs(ynew))) > E2E_ATOL_REGROW * self.e2e_scale):
+                restart = np.array(ynew, dtype=float)  # the same state under an atol at its scale
+                self.stats["atol_resets"] = self.stats.get("atol_resets", 0) + 1
             elif self.svd_may_switch and self.is_square and self._svd_switch(W):
                 self.svd = svd_flow.SVDChart(self.problem, self.model.depth, W)
                 self.svd_now, restart, self.stats["path"] = True, self.svd.y0, "e2e-then-svd"

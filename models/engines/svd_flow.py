@@ -37,12 +37,16 @@ end-to-end flow is ``(U Bu)^T (dW/dt) (V Bv) = -(Gh o K)``. Its diagonal blocks 
 
 The ``gf`` engine's ``auto`` path starts square runs on :mod:`models.engines.e2e_flow` and moves here when
 ``s_min / s_max`` falls below ``SWITCH_RATIO``; ``path="svd"`` runs here from the start. Stiff linear algebra:
-BDF with scipy's finite-difference Jacobian (the block SVDs are not complex-analytic), dense, so the path is
+BDF with a forward-difference Jacobian (:meth:`SVDChart.jacobian`; the block SVDs are not complex-analytic), dense, so the path is
 offered up to ``MAX_UNKNOWNS`` unknowns. Absolute tolerance: :meth:`SVDChart.atol`.
 
-Known limits (measured, 2 loaded cores): rc20_larger 3x3 depth 2 reaches loss ~5e-6 and 5x5 depth 2 ~1e-2
-before BDF fails on a non-finite Jacobian (the stored-W flow stopped at 3e-2 and 0.56); at depth >= 3 the RC20
-family's loss falls like ``1/t`` and both paths are slow.
+Known limits (measured, 2 loaded cores, init 1e-2, rtol 1e-10): rc20_larger 3x3 depth 2 reaches loss ~3e-9 in
+60 s (t ~ 3e11; the loss falls like ``t^{-2/3}`` there) and 5x5 depth 2 ~6e-7 before BDF's step collapses
+(scipy's adaptive finite differences once ended them at ~5e-6 and ~1e-2 on a non-finite Jacobian, see
+:meth:`SVDChart.jacobian`). Late in those runs the step shrinks to ~1e-4 in log-time: the largest singular value
+grows (~e^9) while the residual shrinks (~1e-4), so the residual, hence the rhs, carries a relative rounding error
+~ eps s_max / residual ~ 1e-8, above rtol; at rtol 1e-7 the 3x3 run reaches 4e-13. At depth >= 3 the chart is
+slow too (the ``auto`` path's hand-over at s_min / s_max = 1e-6 crawls on rc20_larger 5x5 depth 3).
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ SMALL = 1e-3
 RECENTRE = 0.5
 #: the absolute tolerances relative to rtol (see :meth:`SVDChart.atol`)
 ATOL_RATIO = 1e-2
+#: the relative forward-difference step of :meth:`SVDChart.jacobian`
+FD_STEP = float(np.sqrt(np.finfo(float).eps))
 #: the largest chart (unknowns) the engine uses: its Jacobian is dense
 MAX_UNKNOWNS = 1300
 
@@ -272,6 +278,21 @@ class SVDChart:
         dB = (np.eye(dp) + B / 2) @ Pi @ (np.eye(dp) - B / 2)
         return np.concatenate([dA[self.iu], dB[self.iv]] + [np.ravel(q) for q in parts])
 
+    def jacobian(self, y) -> np.ndarray:
+        """``d rhs / dy`` by forward differences with steps ``sqrt(eps) max(|y_k|, 1)`` (the block SVDs are not
+        complex-analytic). Not scipy's adaptive ``num_jac``: at depth 2 the rhs does not depend on a block's
+        ``mu`` (``K`` is homogeneous of degree 1), num_jac saw a zero column, grew its step by 10 per call and
+        stepped ``mu ~ -6e4`` to ``-9e307`` and then ``-inf``: a non-finite Jacobian ended 3x3 depth-2 runs at
+        loss ~5e-6 with ``solver_failed``."""
+        y = np.asarray(y, dtype=float)
+        f0 = self.rhs(y)
+        J = np.empty((f0.shape[0], y.shape[0]))
+        for k in range(y.shape[0]):
+            yk = y.copy()
+            yk[k] += FD_STEP * max(abs(y[k]), 1.0)
+            J[:, k] = (self.rhs(yk) - f0) / (yk[k] - y[k])
+        return J
+
     def velocity(self, y):
         """``dW/dt = -P_W(grad l(W))`` at a state, from the chart's singular basis."""
         Ub, Vb, s, W, *_ = self._full(y)
@@ -279,4 +300,4 @@ class SVDChart:
         return -(Ub @ ((Ub.T @ self.grad(W) @ Vb) * kernel(sr, sq, self.depth)) @ Vb.T)
 
 
-__all__ = ["ATOL_RATIO", "MAX_UNKNOWNS", "RECENTRE", "SMALL", "SVDChart", "SWITCH_RATIO", "unknowns"]
+__all__ = ["ATOL_RATIO", "FD_STEP", "MAX_UNKNOWNS", "RECENTRE", "SMALL", "SVDChart", "SWITCH_RATIO", "unknowns"]

@@ -126,3 +126,25 @@ def test_e2e_is_the_default_for_balanced_non_2x2():
     traj = get_engine("gf").run(problem, model, inits.balanced(model, 0.1, seed=0), until_loss=1e-10)
     assert traj.stats["path"] == "e2e" and traj.status.value == "completed"
     assert traj.final.loss == pytest.approx(1e-10, rel=1e-8) and traj.error_estimate < 1e-6
+
+
+def test_depth3_rc20_larger_does_not_crawl_as_w_grows():
+    # the start's entries are ~1e-2 and the limit's ~10: an atol fixed at 1e-14 x the start's largest entry sat
+    # below the rounding floor of W's entries (~eps x the largest) and BDF took 200k steps to reach t ~ 130
+    # (loss 3e-3); with the atol following the largest entry the path reaches loss 1e-4 in ~2k steps. The step
+    # cap (8,000) is a count, not a time: the old code stops there with status 'budget' at loss > 1e-3.
+    problem = G.rc20_larger((5, 5))
+    model = DeepMatrix(3, (5, 5))
+    init = inits.balanced(model, 1e-2, seed=0, det="positive")
+    traj = get_engine("gf", path="e2e", loose=0, max_steps=8_000).run(problem, model, init, until_loss=1e-4)
+    assert traj.status.value == "inaccurate" and traj.final.loss <= 1e-4 * (1 + 1e-9)  # loose=0: error unknown
+    assert traj.stats["atol_resets"] >= 2 and all(p.det_sign == 1 for p in traj.points)
+    # against plain scipy BDF on W (its own finite-difference Jacobian, atol at the limit's scale) at t = 100
+    from scipy.integrate import solve_ivp
+    flow = e2e_flow.EndToEnd(problem, 3)
+    t_ref = 100.0
+    ref = get_engine("gf", path="e2e", loose=0).run(problem, model, init, record_at=(t_ref,))
+    W_ref = solve_ivp(lambda t, y: flow.velocity(y.reshape(5, 5)).reshape(-1), (0, t_ref),
+                      product(init.factors).reshape(-1), method="BDF", rtol=1e-11, atol=1e-13).y[:, -1]
+    W_gf = [p.product for p in ref.points if abs(p.t - t_ref) < 1e-9][0]
+    np.testing.assert_allclose(W_gf, W_ref.reshape(5, 5), rtol=0, atol=1e-6 * np.max(np.abs(W_gf)))

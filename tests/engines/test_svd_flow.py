@@ -10,7 +10,7 @@ import pytest
 from models import generators as G
 from models import inits
 from models.engines import e2e_flow, get_engine, svd_flow
-from models.factorizations import DeepMatrix
+from models.factorizations import DeepMatrix, product
 
 
 @pytest.mark.parametrize("shape", [(4, 4), (3, 5), (5, 2)])
@@ -77,3 +77,26 @@ def test_auto_path_goes_past_the_stored_w_precision_stop():
     # along the flow the loss never increases (gradient flow), to the estimated error
     losses = [p.loss for p in auto.points]
     assert all(l2 <= l1 * (1 + 1e-6) for l1, l2 in zip(losses, losses[1:]))
+
+
+def test_depth2_rc20_larger_passes_the_old_solver_failure():
+    # at depth 2 the rhs does not depend on a block's log scale mu (K is homogeneous of degree 1): scipy's
+    # adaptive num_jac saw a zero column, grew its step 10x per call, stepped mu ~ -6e4 to -inf and the run ended
+    # 'solver_failed' at loss ~5e-6. The chart's own forward differences keep bounded steps.
+    problem = G.rc20_larger((3, 3))
+    model = DeepMatrix(2, (3, 3))
+    init = inits.balanced(model, 1e-2, seed=0, det="positive")
+    chart = svd_flow.SVDChart(problem, 2, product(init.factors))
+    y = chart.y0 + 1e-3 * np.random.default_rng(0).standard_normal(chart.n)
+    y[chart.na + chart.nb + 5] = -6e4  # the small block's mu, as in the failing run
+    J = chart.jacobian(y)
+    assert np.all(np.isfinite(J))
+    h = 1e-6  # central differences along a random direction: O(h^2) + rounding / h ~ 1e-10 of the scale
+    v = np.random.default_rng(1).standard_normal(chart.n)
+    ref = (chart.rhs(y + h * v) - chart.rhs(y - h * v)) / (2 * h)
+    np.testing.assert_allclose(J @ v, ref, rtol=0, atol=1e-6 * np.max(np.abs(ref)))
+    traj = get_engine("gf", path="svd", loose=0, max_steps=4_000).run(problem, model, init, until_loss=1e-7)
+    assert traj.stats["path"] == "svd" and traj.status.value == "inaccurate"  # loose=0: the error is unknown
+    assert traj.final.loss <= 1e-7 * (1 + 1e-9) and all(p.det_sign == 1 for p in traj.points)
+    s = np.linalg.svd(traj.final.product, compute_uv=False)
+    assert s[-1] / s[0] < 1e3 * np.finfo(float).eps  # past where the stored-W path stops (precision_lost)
