@@ -122,7 +122,7 @@ def test_malformed_problem_file_exits_2_with_one_line(capsys, tmp_path, text, ne
     (["--problem", "rc20_larger", "--eps", "0.1"], "--eps applies to --problem rc20"),
     (["--problem", "random_tensor", "--model", "deep"], "--model deep needs a matrix problem"),
     (["--problem", "random_tensor"], "--rank"),
-    (["--problem", "random_tensor", "--rank", "2", "--engine", "gf-mp"], "engines gf and gd"),
+    (["--problem", "random_tensor", "--rank", "2", "--engine", "gf-mp"], "engines gf, gd, gd-cp run a cp model"),
     (["--problem", "rc20_larger", "--model", "cp", "--rank", "2"], "--model cp needs a tensor problem"),
     (["--record-every", "5"], "--record-every applies to gd"),
     (["--record-at", "1,x"], "--record-at"),
