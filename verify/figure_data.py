@@ -26,6 +26,8 @@ recomputed only when it is missing or its ``spec`` changed, so re-rendering and 
 
 from __future__ import annotations
 
+import fnmatch
+
 import hashlib
 import json
 import time
@@ -71,6 +73,29 @@ FIGURES: dict[str, dict] = {
 from verify import figure_data_experiments as _experiments  # noqa: E402
 
 FIGURES.update(_experiments.FIGURES)
+
+#: The claims each built-in figure illustrates (``fnmatch`` patterns): a run computes a figure's data only when it
+#: selects one of them, so ``verify run 'rc20.thm1.*'`` does not pay for the tensor or ACHL19 experiment runs. A
+#: figure not named here (a user's, or a test's reduced spec) is computed by every run.
+FIGURE_CLAIMS: dict[str, tuple[str, ...]] = {
+    "rc20_depths": ("rc20.thm1.*", "rc20.cor.*", "rc20.ext.*"),
+    "det_sign": ("rc20.lemma.det_sign*", "rc20.neg.det_negative", "rc20.neg.unbalanced", "rc20.prop.det_half"),
+    "rc20_perturbed": ("rc20.thm2.*",),
+    "cp_norms": ("rmc21.*",),
+    "rc20_gd": ("rc20.exp.gd_unobserved",),
+    "rc20_tc_sweep": ("rc20.exp.tensor_completion",),
+    "rmc21_incremental": ("rmc21.exp.incremental",),
+    "achl19_completion": ("achl19.exp.depth_low_rank", "achl19.exp.nuclear_not_minimized"),
+    "achl19_sv_dynamics": ("achl19.exp.sv_dynamics",),
+}
+
+
+def figures_for(claim_ids) -> list[str]:
+    """The figures a run of ``claim_ids`` draws: those whose :data:`FIGURE_CLAIMS` patterns match one of the ids,
+    and every figure :data:`FIGURE_CLAIMS` does not name."""
+    ids = list(claim_ids)
+    return [name for name in FIGURES
+            if name not in FIGURE_CLAIMS or any(fnmatch.fnmatchcase(c, pat) for c in ids for pat in FIGURE_CLAIMS[name])]
 
 
 def spec_hash(spec: dict) -> str:
@@ -168,7 +193,7 @@ def missing(data_dir: str | Path, names=None) -> list[str]:
     """The figures whose data file in ``data_dir`` is missing or was made from another spec."""
     data_dir = Path(data_dir)
     out = []
-    for name in names or FIGURES:
+    for name in FIGURES if names is None else names:
         path = data_dir / f"{name}.json"
         try:
             if store.loads(path.read_text()).get("spec_hash") == spec_hash(FIGURES[name]):
@@ -180,7 +205,8 @@ def missing(data_dir: str | Path, names=None) -> list[str]:
 
 
 def ensure(data_dir: str | Path, names=None, progress=None, executor=None) -> Path:
-    """Compute the figure data missing (or stale) in ``data_dir``, on ``executor`` when given."""
+    """Compute the figure data missing (or stale) in ``data_dir`` (of ``names``, default every figure), on
+    ``executor`` when given."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     todo = missing(data_dir, names)

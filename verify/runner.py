@@ -380,7 +380,7 @@ def _run_locked(config: RunConfig, progress, out: Path, catalog, claims, base) -
             from verify import figure_data
             try:
                 files["figure_data"] = figure_data.ensure(
-                    out / "figures" / "data", progress=progress,
+                    out / "figures" / "data", names=figure_data.figures_for(order), progress=progress,
                     executor=handle.executor if config.jobs > 1 or config.executor != "local" else None)
             except BaseException:
                 handle.terminate()

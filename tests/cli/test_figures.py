@@ -114,3 +114,21 @@ def test_figure_data_written_before_the_stored_bounds_draws_without_them():
     assert all(len(ln.get_xdata()) == 0 for ln in fig.axes[1].get_lines())   # nothing stored to draw on the right
     fig = _draw(figures.fig_sigma_erank, _data(old))
     assert all(len(ln.get_xdata()) == 0 for ln in fig.axes[1].get_lines())
+
+
+def test_a_run_computes_the_figures_of_the_claims_it_selects_only():
+    # every built-in figure names the claims it illustrates, each pattern matches a built-in claim, a full run draws
+    # every figure, and a run of one RC20 theorem does not pay for the tensor or ACHL19 experiment runs
+    import fnmatch
+
+    import properties  # noqa: F401  -- registers the built-in claims
+    from properties.api import CLAIMS
+    from verify import figure_data
+
+    assert set(figure_data.FIGURE_CLAIMS) == set(figure_data.FIGURES)
+    for name, patterns in figure_data.FIGURE_CLAIMS.items():
+        for pat in patterns:
+            assert any(fnmatch.fnmatchcase(c, pat) for c in CLAIMS), (name, pat)
+    assert figure_data.figures_for(CLAIMS) == list(figure_data.FIGURES)
+    assert figure_data.figures_for(["rc20.thm1.norms"]) == ["rc20_depths"]
+    assert figure_data.figures_for(["toy.holds"]) == []
