@@ -47,15 +47,16 @@ class ChartMismatch(NotGradientFlow):
     """The chart's end-to-end matrix differs from the raw-factor flow's at the same loss beyond both estimates."""
 
 
-def uses_chart(traj) -> bool:
-    """Whether ``traj`` came (at least in part) from a float64 chart (``gf``'s): its engine declares the
-    arithmetic ``float64`` and its ``stats["path"]`` is the chart. ``gf-mp``'s chart (mpmath) is not
-    cross-checked here; a trajectory of an unregistered engine is passed through."""
+def uses_chart(traj, arithmetic: str = "float64") -> bool:
+    """Whether ``traj`` came (at least in part) from a chart whose engine declares ``arithmetic`` (``float64``:
+    ``gf``'s, cross-checked here; ``mpmath``: ``gf-mp``'s, cross-checked by :mod:`properties.chart_check_mp`),
+    read from the engine's declaration and ``stats["path"]`` (the engines' one stats schema). A trajectory of an
+    unregistered engine is passed through."""
     try:
-        arithmetic = engine_class(traj.engine).arithmetic
+        declared = engine_class(traj.engine).arithmetic
     except InvalidInput:
         return False
-    return arithmetic == "float64" and str(traj.stats.get("path", "")) in ("chart", "raw-then-chart")
+    return declared == arithmetic and str(traj.stats.get("path", "")) in ("chart", "raw-then-chart")
 
 
 def raw_run(problem, model, init, spec: dict):

@@ -30,11 +30,10 @@ import math
 
 import mpmath
 
-from models.engines import engine_class, get_engine
-from models.errors import InvalidInput
+from models.engines import get_engine
 
 from .api import Outcome
-from .chart_check import RESOLVES, compare_points
+from .chart_check import RESOLVES, compare_points, uses_chart
 from .flow_check import loss_gradient
 
 RAW_FLOOR = 1e-2
@@ -44,14 +43,9 @@ RAW_TOL = 1e-12
 
 
 def uses_mp_chart(traj) -> bool:
-    """Whether ``traj`` came (at least in part) from a high-precision chart (``gf-mp``'s): its engine declares the
-    arithmetic ``mpmath`` and its ``stats["path"]`` (the engines' one stats schema) is the chart. A trajectory of
-    an unregistered engine is passed through."""
-    try:
-        arithmetic = engine_class(traj.engine).arithmetic
-    except InvalidInput:
-        return False
-    return arithmetic == "mpmath" and str(traj.stats.get("path", "")) in ("chart", "raw-then-chart")
+    """Whether ``traj`` came (at least in part) from gf-mp's chart: :func:`properties.chart_check.uses_chart` with
+    the arithmetic ``mpmath``."""
+    return uses_chart(traj, "mpmath")
 
 
 def raw_run_mp(problem, model, init, spec: dict):
