@@ -69,7 +69,10 @@ def _lr(lr) -> float:
 
 
 def _loss_err(problem, residuals: np.ndarray, loss: float, perr: float, eps: float) -> float:
-    a = np.abs(np.asarray(problem.operator)).sum(axis=1) if hasattr(problem, "operator") else 1.0
+    """The ``gd`` engine's rounding bound on the loss (module docstring), with ``a_i`` the l1 norm of each
+    measurement (:meth:`~models.problems.MatrixProblem.measurement_norms`: no dense operator; 1 for tensor
+    entries)."""
+    a = problem.measurement_norms() if hasattr(problem, "measurement_norms") else 1.0
     with np.errstate(all="ignore"):
         return float(problem.loss_scale * np.sum(2.0 * np.abs(residuals) * a * perr + (a * perr) ** 2)
                      + 2.0 * residuals.size * eps * abs(loss))
@@ -136,11 +139,10 @@ class GradientDescentSmall(_KernelEngine):
         res = run_deep_gd(spec.problem, np.stack(factors, axis=1), lr=self.lr, steps=steps, until_loss=until,
                           record_every=every)
         p, L, eps = spec.problem, model.depth, np.finfo(np.float64).eps
-        A, y = np.asarray(p.operator, dtype=float), np.asarray(p.targets, dtype=float)
 
         def point(k, loss, prod, det, scale, fac):
             perr = 8.0 * eps * L * (k + 1) * scale
-            lerr = _loss_err(p, A @ np.ravel(prod) - y, loss, perr, eps)
+            lerr = _loss_err(p, p.residuals(prod), loss, perr, eps)
             det = int(det)
             return Point(None, int(k), float(loss), np.array(prod), det if det != 0 else None, fac, lerr, perr)
 
@@ -154,7 +156,7 @@ class GradientDescentSmall(_KernelEngine):
             if not pts or pts[0].step != 0:  # without record_every the kernel records the end only: add the start
                 W0 = [F[b] for F in factors]
                 P0 = np.linalg.multi_dot(W0[::-1]) if L > 1 else W0[0]
-                r0 = A @ np.ravel(P0) - y
+                r0 = p.residuals(P0)
                 sign = int(np.prod([np.sign(np.linalg.det(W)) for W in W0]))
                 pts.insert(0, point(0, float(p.loss_scale * np.sum(r0 * r0)), P0, sign,
                                     float(np.prod([np.linalg.norm(W) for W in W0])), None))
@@ -314,14 +316,10 @@ class GradientDescentDense(_KernelEngine):
                          record_products=self.record_products)
         p, L = spec.problem, model.depth
         eps = float(np.finfo(np.float64 if self.dtype == "float64" else np.float32).eps)
-        a = p.measurement_norms()
 
         def point(k, loss, prod, scale, fac, det):
             perr = 8.0 * eps * L * (k + 1) * float(scale)
-            r = p.residuals(prod)  # the loss error of _loss_err, with a_i from measurement_norms (no dense operator)
-            with np.errstate(all="ignore"):
-                lerr = float(p.loss_scale * np.sum(2.0 * np.abs(r) * a * perr + (a * perr) ** 2)
-                             + 2.0 * r.size * eps * abs(float(loss)))
+            lerr = _loss_err(p, p.residuals(prod), float(loss), perr, eps)
             return Point(None, int(k), float(loss), np.array(prod), det, fac, lerr, perr)
 
         def det_sign(fs):  # the product of the factors' det signs (square factors), else unresolved
