@@ -178,6 +178,19 @@ def loss_levels(loss0: float, per_decade: int, until_loss: float | None) -> list
     return levels
 
 
+def rounding_loss_error(loss_scale: float, residuals, a, perr, eps: float, loss):
+    """The gradient-descent engines' rounding bound on a recorded loss: ``loss_scale sum_i (2 |r_i| a_i perr +
+    (a_i perr)^2) + 2 m eps loss``, ``a_i`` the l1 norm of measurement ``i`` (1 for an entry), ``perr`` the bound
+    on the end-to-end entries. ``residuals`` is ``(m,)`` or ``(m, B)`` (then ``perr`` and ``loss`` are per member
+    and the result is ``(B,)``)."""
+    r = np.asarray(residuals)
+    a = np.asarray(a, dtype=float)
+    if r.ndim == 2 and a.ndim == 1:
+        a = a[:, None]
+    with np.errstate(all="ignore"):
+        return loss_scale * (2.0 * np.abs(r) * a * perr + (a * perr) ** 2).sum(axis=0) + 2.0 * r.shape[0] * eps * loss
+
+
 def running_error(main_vals, comp_vals, safety: float = SAFETY) -> np.ndarray:
     """``safety x`` the running maximum of ``|main - comp|`` along the points (axis 0; elementwise over trailing
     axes): the companion-run error estimate of a quantity recorded by a main run and its companion."""

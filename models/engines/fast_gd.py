@@ -42,7 +42,7 @@ import numpy as np
 from ..errors import require
 from ..factorizations import CP, DeepMatrix
 from ..trajectory import Point, Status, Trajectory, relative_error
-from .base import AbstractEngine, Budget, Result, Spec, TrajectoryBatch, stats_schema
+from .base import AbstractEngine, Budget, Result, Spec, TrajectoryBatch, rounding_loss_error, stats_schema
 
 
 class KernelBatch(TrajectoryBatch):
@@ -69,13 +69,10 @@ def _lr(lr) -> float:
 
 
 def _loss_err(problem, residuals: np.ndarray, loss: float, perr: float, eps: float) -> float:
-    """The ``gd`` engine's rounding bound on the loss (module docstring), with ``a_i`` the l1 norm of each
-    measurement (:meth:`~models.problems.MatrixProblem.measurement_norms`: no dense operator; 1 for tensor
-    entries)."""
+    """:func:`~models.engines.base.rounding_loss_error` with ``a_i`` from
+    :meth:`~models.problems.MatrixProblem.measurement_norms` (no dense operator; 1 for tensor entries)."""
     a = problem.measurement_norms() if hasattr(problem, "measurement_norms") else 1.0
-    with np.errstate(all="ignore"):
-        return float(problem.loss_scale * np.sum(2.0 * np.abs(residuals) * a * perr + (a * perr) ** 2)
-                     + 2.0 * residuals.size * eps * abs(loss))
+    return float(rounding_loss_error(problem.loss_scale, residuals, a, perr, eps, abs(loss)))
 
 
 class _KernelEngine(AbstractEngine):

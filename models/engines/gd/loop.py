@@ -14,7 +14,7 @@ import torch
 from ...errors import require
 from ...factorizations import DeepMatrix
 from ...trajectory import Point, Status, Trajectory, relative_error
-from ..base import Batch, Budget, Stop, stats_schema
+from ..base import Batch, Budget, Stop, rounding_loss_error, stats_schema
 from .kernels import EPS, F64, Chunks, det_sign_batch
 
 _MAX_STEPS_NO_LIMIT = 2 ** 62
@@ -112,7 +112,6 @@ def run_loop(K: Chunks, problem, model, *, steps: int | None, until_loss: float 
     depth = model.depth if isinstance(model, DeepMatrix) else model.order
     is_matrix = isinstance(model, DeepMatrix)
     a_rows = problem.measurement_norms() if is_matrix else np.ones(problem.m)
-    m = problem.m
     ls = problem.loss_scale
     end_step = steps if steps is not None else _MAX_STEPS_NO_LIMIT
     rec_at = sorted({int(s) for s in record_at if 0 <= s <= end_step}) if record_at else []
@@ -131,8 +130,7 @@ def run_loop(K: Chunks, problem, model, *, steps: int | None, until_loss: float 
             r = K.residuals()
             loss = ls * (r * r).sum(axis=0)
             perr = 8.0 * EPS * depth * (np.asarray(at_step, dtype=float) + 1.0) * K.scale()
-            lerr = ls * (2.0 * np.abs(r) * a_rows[:, None] * perr + (a_rows[:, None] * perr) ** 2).sum(axis=0) \
-                + 2.0 * m * EPS * loss
+            lerr = rounding_loss_error(ls, r, a_rows, perr, EPS, loss)
         return loss, perr, lerr
 
     def record(s: int, sel: np.ndarray, loss, perr, lerr):
