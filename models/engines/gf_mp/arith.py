@@ -80,7 +80,10 @@ def from_arb(a, ctx):
 
 
 def to_arb_mat(rows, prec: int):
-    """A list-of-rows matrix of mpf as a FLINT ``arb_mat`` (exact conversion) at ``prec`` bits."""
+    """A list-of-rows matrix of mpf as a FLINT ``arb_mat`` (exact conversion) at ``prec`` bits; an ``arb_mat``
+    (an analytic Jacobian, :meth:`models.engines.gf_mp.systems.RawSystem.zjac`) is returned as it is."""
+    if isinstance(rows, flint.arb_mat):
+        return rows
     with arb_prec(prec):
         return flint.arb_mat([[to_arb(v) for v in row] for row in rows])
 

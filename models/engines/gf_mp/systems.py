@@ -80,6 +80,17 @@ class _Residuals:
     def loss(self, w):
         return self.lscale * self.grad(w)[1]
 
+    def hessian(self):
+        """``d grad / d w`` (constant: ``grad_scale * sum_i a_i a_i^T`` over the measurements ``a_i``), as a
+        row-major list of ``size^2`` numbers."""
+        n = self.size
+        H = [0] * (n * n)
+        for idx, wts, _ in self.rows:
+            for k, a in zip(idx, wts):
+                for m, b in zip(idx, wts):
+                    H[k * n + m] = H[k * n + m] + (1 if self.unit else self.gscale * a * b)
+        return H
+
 
 # ---------------------------------------------------------------------------------------------------------------
 # The two systems. Both expose, for a state z = [..., tau]:
@@ -256,6 +267,13 @@ class ChartSystem(_System):
         return [ang, ang, rtol, rtol, rtol]
 
 
+def _entries_or_eye(M, size):
+    """Row-major entries of an ``arb_mat``, or of the ``size x size`` identity for None."""
+    if M is None:
+        return [1 if i == j else 0 for i in range(size) for j in range(size)]
+    return M.entries()
+
+
 class RawSystem(_System):
     """Gradient flow on the flattened factors ``[W_1, ..., W_L]`` (row-major), plus ``tau``."""
 
@@ -292,6 +310,18 @@ class RawSystem(_System):
             W = matmul(F, W)
         return W
 
+    def _arb_factors(self, z):
+        """The factors of ``z`` as FLINT ``arb_mat`` (exact conversions) and their prefix products ``prefix[j] =
+        W_j .. W_1`` (``prefix[0]`` None); FLINT's precision is the caller's (:func:`arb_prec`)."""
+        fs, k = [], 0
+        for (a, b), n in zip(self.shapes, self.sizes):
+            fs.append(flint.arb_mat(a, b, [to_arb(v) for v in z[k:k + n]]))
+            k += n
+        prefix = [None, fs[0]]
+        for F in fs[1:]:
+            prefix.append(F * prefix[-1])
+        return fs, prefix
+
     def terms(self, z):
         """``(dz/dt, loss, -dloss/dt)``: minus each factor's gradient ``(W_L .. W_{j+1})^T G (W_{j-1} .. W_1)^T``.
 
@@ -300,15 +330,8 @@ class RawSystem(_System):
         mpf midpoints."""
         ctx = self.ctx
         with arb_prec(ctx.prec):
-            fs, k = [], 0
-            for (a, b), n in zip(self.shapes, self.sizes):
-                fs.append(flint.arb_mat(a, b, [to_arb(v) for v in z[k:k + n]]))
-                k += n
+            fs, prefix = self._arb_factors(z)
             L = len(fs)
-            prefix = [None] * (L + 1)      # prefix[j] = W_j ... W_1
-            prefix[1] = fs[0]
-            for j in range(2, L + 1):
-                prefix[j] = fs[j - 1] * prefix[j - 1]
             W = prefix[L]
             g, rr = self.fast_res.grad(W.entries())
             d, dp = self.model.shape
@@ -324,6 +347,83 @@ class RawSystem(_System):
                     f.append(-v)
                     diss += v * v
             return ([from_arb(v, ctx) for v in f], from_arb(self.fast_res.lscale * rr, ctx), from_arb(diss, ctx))
+
+    def zjac(self, x, z, f0):
+        """``d(dz/dtau)/dz = e^tau J`` with ``J`` = :meth:`jacobian` (analytic; ``f0`` is not needed)."""
+        with arb_prec(self.ctx.prec):
+            return (self.jacobian(z) * to_arb(self.ctx.exp(x))).mid()
+
+    def jacobian(self, z):
+        """``J = d(dz/dt)/dz``: minus the loss Hessian in the flattened factors, as a FLINT ``arb_mat`` at the
+        working precision (call under :func:`arb_prec`), in closed form from the partial products.
+
+        With ``P_j = W_L .. W_{j+1}``, ``Q_j = W_{j-1} .. W_1`` (identities at the ends), ``G`` the loss gradient
+        in ``W`` and ``H`` its (constant) derivative, factor ``j``'s gradient is ``P_j^T G Q_j^T`` and its
+        derivative along ``E`` in factor ``k`` is
+        ``P_j^T H[P_k E Q_k] Q_j^T`` (every ``j, k``; with ``B_k = P_k kron Q_k^T``, the map of row-major
+        ``vec E`` to ``vec(P_k E Q_k)``, this part of the Hessian is ``B^T H B``), plus, for ``k > j``, ``M^T E^T
+        C`` with ``M = W_{k-1} .. W_{j+1}`` and ``C = P_k^T G Q_j^T`` (entry ``[(p, q), (r, c)] = M[c, p] C[r,
+        q]``), and its transpose for ``k < j`` (the Hessian is symmetric). One evaluation costs ``O(L^2)`` small
+        products where forward differences cost ``n = sum |W_j|`` evaluations of the field (issue 12)."""
+        fs, prefix = self._arb_factors(z)
+        L, n = len(fs), self.nvar
+        d, dp = self.model.shape
+        g, _ = self.fast_res.grad(prefix[L].entries())
+        G = flint.arb_mat(d, dp, g)
+        if getattr(self, "_hess", None) is None:
+            self._hess = flint.arb_mat(d * dp, d * dp, self.fast_res.hessian())
+        offs = [0]
+        for m in self.sizes:
+            offs.append(offs[-1] + m)
+        # P[j] = W_L .. W_{j+1}, Q[j] = W_{j-1} .. W_1 (1-based j; None for an identity)
+        P = [None] * (L + 1)
+        for j in range(L - 1, 0, -1):
+            P[j] = fs[j] if P[j + 1] is None else P[j + 1] * fs[j]
+        Q = [None] + [prefix[j - 1] for j in range(1, L + 1)]
+        # B = [B_1 .. B_L] (d d' x n): B_k[(u, v), (r, c)] = P_k[u, r] Q_k[c, v]
+        B = [0] * (d * dp * n)
+        for k in range(1, L + 1):
+            a, b = self.shapes[k - 1]
+            Pe = _entries_or_eye(P[k], d)
+            Qe = _entries_or_eye(Q[k], dp)
+            o = offs[k - 1]
+            for u in range(d):
+                for r in range(a):
+                    pur = Pe[u * a + r]
+                    if not pur:
+                        continue
+                    for v in range(dp):
+                        row = (u * dp + v) * n + o + r * b
+                        for c in range(b):
+                            q = Qe[c * dp + v]
+                            if q:
+                                B[row + c] = pur * q
+        Bm = flint.arb_mat(d * dp, n, B)
+        T = Bm.transpose() * (self._hess * Bm)
+        T2 = [0] * (n * n)
+        PG = [None] + [(G if P[k] is None else P[k].transpose() * G) for k in range(1, L + 1)]
+        for j in range(1, L):
+            aj, bj = self.shapes[j - 1]
+            QjT = None if Q[j] is None else Q[j].transpose()
+            M = None                                   # W_{k-1} .. W_{j+1}, identity (a_j x a_j) for k = j + 1
+            for k in range(j + 1, L + 1):
+                ak, bk = self.shapes[k - 1]
+                C = (PG[k] if QjT is None else PG[k] * QjT).entries()          # a_k x b_j
+                Me = _entries_or_eye(M, aj)                                    # b_k x a_j
+                oj, ok = offs[j - 1], offs[k - 1]
+                for p in range(aj):
+                    for q in range(bj):
+                        row = (oj + p * bj + q) * n + ok
+                        for r in range(ak):
+                            crq = C[r * bj + q]
+                            for c in range(bk):
+                                m = Me[c * aj + p]
+                                if m:
+                                    v = m * crq
+                                    T2[row + r * bk + c] = v
+                                    T2[(ok + r * bk + c) * n + oj + p * bj + q] = v
+                M = fs[k - 1] if M is None else fs[k - 1] * M
+        return -(T + flint.arb_mat(n, n, T2))
 
     def terms_mp(self, z):
         """:meth:`terms` in mpmath lists (the reference the FLINT version is tested against)."""
