@@ -47,3 +47,34 @@ def bench_gf_mp(depths: Sequence[int] = (2, 3, 4, 6), until_loss: float = 1e-30,
             "w11": ctx.nstr(w11, 25),
         })
     return rows
+
+
+def bench_gf_mp_raw(depths: Sequence[int] = (4, 8), until_loss: float = 1e-30, *, digits: int = 30,
+                    scale: float = 1e-2, seed: int = 0, wall_budget: float = 45.0) -> list[dict]:
+    """How deep gf-mp's raw-factor path (``path="raw"``, the engine of ``rc20.lemma.det_sign_raw``) gets on RC20
+    from an exactly balanced start (:func:`properties.balanced_exact.balanced_exact`, ``scale``, det > 0) towards
+    ``until_loss`` within ``wall_budget`` seconds, with its reference run, 2 levels per decade (the claim's
+    recording). Rows: ``workload, depth, seconds`` (wall, main + reference), ``cpu_seconds`` (this process: on a
+    loaded machine the wall figure is noisy, the CPU one is not), ``main_seconds``, ``loss`` reached, ``status``
+    (``budget``: stopped by the wall budget; ``precision_lost``: ``|det W| / ||W||^2`` left what the digits
+    resolve), and the main run's ``steps``, ``njev`` (Jacobians), ``nlu`` (Newton matrices) and ``newton``
+    (iterations)."""
+    import time
+
+    from properties.balanced_exact import balanced_exact
+
+    rows = []
+    for L in depths:
+        model = DeepMatrix(int(L), (2, 2))
+        init = balanced_exact(model, scale, seed, "positive")
+        c0 = time.process_time()
+        tr = GradientFlowMP(digits=digits, path="raw").run(rc20(), model, init, until_loss=until_loss,
+                                                           per_decade=2, wall_budget=wall_budget)
+        rows.append({
+            "workload": f"gf-mp raw {digits} digits rc20 balanced_exact s={scale:g} to loss {until_loss:g} in "
+                        f"{wall_budget:g} s",
+            "depth": int(L), "seconds": round(tr.seconds, 3), "cpu_seconds": round(time.process_time() - c0, 3),
+            "main_seconds": tr.stats.get("seconds"), "loss": float(tr.final.loss), "status": tr.status.value,
+            **{k: tr.stats.get(k) for k in ("steps", "njev", "nlu", "newton")},
+        })
+    return rows

@@ -15,6 +15,10 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   used to end a step, so 4 per decade cost 421 steps at 60 digits), the loss reached and the
   status (``budget`` when it did not get there), correct digits of w11 (from the engine's error estimate) and
   |w11| * sqrt(2 loss).
+- ``gf-mp-raw``: ``gf-mp`` on the raw factors (``path="raw"``, the engine of ``rc20.lemma.det_sign_raw``) at 30
+  digits from an exactly balanced start (scale 1e-2) at depths 4 and 8 (``--mp-depth``) towards loss 1e-30 in 45
+  s (``--mp-budget``) per trajectory, with its reference run: the loss reached, the status, wall and CPU seconds,
+  steps, Jacobians, Newton matrices and iterations.
 - ``gf-e2e``: ``gf`` on random low-rank completion (the ACHL19 generator, half the entries observed, seed 0),
   balanced init 1e-2, down to loss 1e-10, including the error-estimate run: depth 3 on 10x10 rank 1, 20x20
   rank 2 and 50x50 rank 2 (the end-to-end path), depth 1 on 50x50 rank 2 (closed form). Naive column (10x10
@@ -39,8 +43,8 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   ``verify.bench_experiments``. A few minutes on 2 cores.
 
 ``--json PATH`` writes every row (and the machine: CPU count, torch threads, versions) as strict JSON; PATH is
-checked writable before anything is measured. All parts take about 10 minutes on a 2-core machine (gf-mp
-most of it: up to ``--mp-budget`` seconds for each of its four depths).
+checked writable before anything is measured. All parts take about 12 minutes on a 2-core machine (gf-mp
+most of it: up to ``--mp-budget`` seconds for each of its four depths, and 45 s for each gf-mp-raw depth).
 """
 
 from __future__ import annotations
@@ -61,9 +65,9 @@ from verify import outdir
 from verify.bench.gf import bench_gf, bench_gf_e2e
 
 HELP = ("measure the engines (gf, gf-mp, gd) and the papers' experiments against naive or official "
-        "alternatives and write a table (all parts: about 10 minutes on 2 cores; --only PART for less)")
+        "alternatives and write a table (all parts: about 12 minutes on 2 cores; --only PART for less)")
 
-PARTS = ("gf", "gf-mp", "gd", "gf-e2e", "gf-raw", "gd-dmf", "dmf-fast", "experiments")
+PARTS = ("gf", "gf-mp", "gf-mp-raw", "gd", "gf-e2e", "gf-raw", "gd-dmf", "dmf-fast", "experiments")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,16 +75,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = __doc__.split("\n\n", 1)[1]
     p.add_argument("--json", metavar="PATH", default=None, help="write the rows as JSON to PATH (- for stdout)")
     p.add_argument("--only", metavar="PART", action="append", choices=PARTS, default=None,
-                   help="run only this part (gf, gf-mp, gd, gf-e2e, gf-raw, gd-dmf, dmf-fast, experiments); repeatable "
+                   help="run only this part (gf, gf-mp, gf-mp-raw, gd, gf-e2e, gf-raw, gd-dmf, dmf-fast, experiments); "
+                        "repeatable "
                         "(default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
                    help="wall budget of each naive LSODA run in seconds (default 20)")
     p.add_argument("--mp-budget", type=float, default=None, metavar="S",
-                   help="wall budget of each gf-mp trajectory in seconds (default 60 up to 60 digits, else 300)")
+                   help="wall budget of each gf-mp trajectory in seconds (default 60 up to 60 digits, else 300; "
+                        "gf-mp-raw: 45)")
     p.add_argument("--mp-digits", type=int, action="append", default=None, metavar="D",
                    help="gf-mp digits, repeatable (default 40; 60 aims at loss 1e-30, 100+ at loss 1e-60)")
     p.add_argument("--mp-depth", type=int, action="append", default=None, metavar="L",
-                   help="gf-mp depth, repeatable (default 2, 3, 4, 6)")
+                   help="gf-mp depth, repeatable (default 2, 3, 4, 6; gf-mp-raw: 4, 8)")
     p.add_argument("--mp-per-decade", type=int, default=4, metavar="K",
                    help="gf-mp loss levels recorded per decade (default 4; each costs about one step)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None,
@@ -184,6 +190,13 @@ def run(args) -> int:
                 "w11_rel_err", "w11_digits", "w11_times_s")
         print(_table(rows, [c for c in cols if any(c in r for r in rows)])
               + "\n", flush=True)
+    if "gf-mp-raw" in parts:
+        from verify.bench.gf_mp import bench_gf_mp_raw
+        rows = bench_gf_mp_raw(depths=tuple(args.mp_depth or (4, 8)),
+                               wall_budget=45.0 if args.mp_budget is None else args.mp_budget)
+        out["rows"]["gf-mp-raw"] = rows
+        print(_table(rows, ["workload", "depth", "seconds", "cpu_seconds", "main_seconds", "loss", "status", "steps",
+                            "njev", "nlu", "newton"]) + "\n", flush=True)
     if "gd" in parts:
         rows = _bench_gd(args.seconds)
         from verify.bench.scaling import official_ratios
