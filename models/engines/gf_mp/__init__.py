@@ -23,7 +23,8 @@ Solver.
     :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, by default chosen from the
     tolerance so that the step count does not grow with the digits, see :mod:`models.engines.gf_mp.radau`: order
     ``2s - 1``, stiffly accurate, L-stable), solved by Newton's method on the full ``s n x s n`` stage system with
-    one Jacobian per stage (forward differences at 2/3 of the working precision). The stage Jacobians are taken at
+    one Jacobian per stage (the chart: forward differences at 2/3 of the working precision; the raw path: in
+    closed form, see Raw path). The stage Jacobians are taken at
     the predicted stages and recomputed (up to 3 times) when the iteration contracts slowly: the flow's stiffness
     grows like ``loss^-(L-1)/L`` and changes by O(1) factors within one step late in the flow, which is why a
     single Jacobian per step (simplified Newton) does not converge at useful step sizes. The Newton matrix is
@@ -71,8 +72,15 @@ Raw path (everything else deep-matrix: unbalanced inits, other shapes).
     The flattened factors with the same solver, in log-time. The det sign (square factors) is the product of the
     factor dets, exact in mpmath; the run stops with ``Status.PRECISION_LOST`` when ``|det W| / ||W||_F^n``
     falls below ``10^(10 - digits)``, or changes sign within one step from below ``10^((10 - digits)/2)`` (a
-    decaying det can jump over the band in one step). It is slow (a Jacobian costs ``4 L`` extra evaluations): it is there for
-    unbalanced starts and cross-checks at moderate loss.
+    decaying det can jump over the band in one step). Its Jacobian is the loss Hessian in the factors in closed
+    form (:meth:`.systems.RawSystem.jacobian`, FLINT at the working precision, ``O(L^2)`` small products; forward
+    differences cost ``4 L`` field evaluations: 6.7 -> 0.8 ms CPU per Jacobian at depth 8, 40 digits). It is
+    there for unbalanced starts, the raw-factor det-sign check and cross-checks; measured (``verify bench --only
+    gf-mp-raw``, 30 digits, main run without the reference, loaded 2-core machine): depth 4 to loss 1e-6 in 4.3
+    s CPU, depth 8 to 1e-2 in 10 s CPU, the Newton matrix's factorization and solves being most of it. Since
+    ``det W / ||W||^2`` falls like ``loss^(L/(L-2))`` from a balanced start (RC20; 1e-87 at depth 3, 3.6e-59 at
+    depth 4, 5e-40 at depth 8 at loss 1e-30), the precision stop needs about ``10 + 30 L/(L-2)`` digits for
+    loss 1e-30: 97 at depth 3, 70 at depth 4, 50 at depth 8.
 
 Precision.
     Everything happens in a private ``mpmath.MPContext``; the global ``mpmath.mp`` is never read or changed, and
