@@ -21,7 +21,12 @@ raw path costs seconds per decade of loss; see the catalog, RC20-Lem-DetSign-Raw
   (tol 1e-12), then 50 (tol 1e-20).
 - ``ci``: depths 2-4, scale 1e-4 .. 1, to loss 5e-2 (depth 2) and 1e-3 (depth >= 3); 30 digits, then 60.
 - ``thorough``: depths 2-8, scale 1e-4 .. 1, to loss 1e-2 (depth 2: the end-to-end det falls through every
-  fixed relative band, so the digits needed grow with t) and 1e-30 (depth >= 3); 30, 60, then 100 digits.
+  fixed relative band, so the digits needed grow with t) and 1e-30 (depth >= 3); 30 (tol 1e-12), 60 (tol 1e-20),
+  then 100 digits (tol 1e-40). The digits are what the raw path's precision stop needs (``det W / ||W||^2`` falls
+  like ``loss^(L/(L-2))``: at loss 1e-30 that is 1e-87 at depth 3, 4e-59 at depth 4, 5e-40 at depth 8, so 100
+  digits at depths 3-4 and 60 at 5-8); the tolerances only need to resolve the factor dets (at loss 1e-30 at least
+  1e-10 of their scale at depths 5-8, 1e-29 at depth 3), and the engine's default ``10^-(digits - 10)`` would
+  mean 19 and 34 Radau stages (catalog RC20-Lem-DetSign-Raw).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
 PROFILES = {
     "quick": ((2, 3), (-2.0, 0.0), 5e-2, 1e-2, ((30, 1e-12), (50, 1e-20))),
     "ci": ((2, 4), (-4.0, 0.0), 5e-2, 1e-3, ((30, 1e-12), (60, None))),
-    "thorough": ((2, 8), (-4.0, 0.0), 1e-2, 1e-30, ((30, 1e-12), (60, None), (100, None))),
+    "thorough": ((2, 8), (-4.0, 0.0), 1e-2, 1e-30, ((30, 1e-12), (60, 1e-20), (100, 1e-40))),
 }
 PER_DECADE = 2
 WALL_BUDGET = {"quick": 30.0, "ci": 60.0, "thorough": 1800.0}
