@@ -77,6 +77,8 @@ class Integration:
         self.records.append({"key": key, "tau": tau, "t": ctx.expm1(tau), "w": w, "loss": loss, "det_sign": sign,
                              "factors": factors, "dw": self.system.dW_dtau(z),
                              "dloss": self.system.dloss_dtau(z), "dw_dt": self.system.dW_dt(z)})
+        if self.system.kind == "raw":   # the loss's rounding bound at the working precision (part of loss_err)
+            self.records[-1]["loss_round"] = self.system.loss_rounding(z)
         if self.system.kind == "raw" and self.system.factor_dets(z) is not None:   # issue 11: each factor's det
             self.records[-1].update(fdets=self.system.factor_dets(z), dfdets=self.system.factor_dets_dtau(z),
                                     fdet_floors=self.system.factor_det_floors(z))
@@ -109,7 +111,10 @@ class Integration:
     # ----- setup ---------------------------------------------------------------------------------------------
     def _initial_system(self):
         spec = self.spec
-        raw = RawSystem(spec.problem, spec.model, self.ctx, self.digits)
+        # path="raw" watches every factor det (see RawSystem.precision_problem); a raw start that leaves for the
+        # chart keeps the end-to-end det stop (the chart path's behaviour is unchanged)
+        raw = RawSystem(spec.problem, spec.model, self.ctx, self.digits, 
+                        per_factor_tol=None if self.use_chart else self.tol)
         z_raw = raw.state(spec.init.factors)
         if not self.use_chart:
             self.stats["path"] = "raw"
@@ -195,7 +200,7 @@ class Integration:
                 events.pop(0)
                 z = solver.y if g >= -2 * band else self._land(solver, level)
                 if self.system.kind == "raw" and not self.system.precision_ok(z):
-                    self._check_precision(z)
+                    self._check_precision(z)          # raises: the level is not recorded (not reached)
                 self._record(key_l, z)
                 if key_l == ("final",):
                     return
@@ -279,26 +284,29 @@ class Integration:
         return x
 
     def _check_precision(self, z):
-        """On the raw path: stop (``Status.PRECISION_LOST``) when the det at ``z`` is not resolved, or changed
-        sign since the last step from inside the band where it is not (it jumped over the band)."""
+        """On the raw path: stop (``Status.PRECISION_LOST``) when the working precision no longer resolves the
+        state at ``z`` (:meth:`.systems.RawSystem.precision_problem`: a watched det below its floor, every
+        factor's against ``max(10^(10 - digits), sqrt(tol))`` on ``path="raw"``, ``det W`` against ``10^(10 -
+        digits)`` on a raw start of the chart path, or the loss's rounding bound above ``10^-20`` of it), or a
+        watched det changed sign since the last step from inside the band where it is not resolved (it jumped
+        over the band: :meth:`.systems.RawSystem.sign_jump`)."""
         sys_ = self.system
-        if sys_.kind == "raw":
-            if not sys_.precision_ok(z):
-                raise _Stop(Status.PRECISION_LOST,
-                            f"|det W| / ||W||^n fell below 1e{10 - self.digits} at t ~ "
-                            f"{self.ctx.nstr(self.ctx.expm1(z[-1]), 5)}: {self.work_dps} digits cannot resolve it")
-            if sys_.square:   # issue 11: a det that decays through that band can cross it inside one step
-                ratio = abs(sys_.det(z)) / self.ctx.sqrt(sum(v * v for v in sys_.entries(z))) ** sys_.model.shape[0]
-                sign, prev = (1 if sys_.det(z) > 0 else -1), getattr(self, "_raw_det", None)
-                self._raw_det = (sign, ratio)
-                # a sign change from a det in the lower half of the resolved decades is that crossing (a det
-                # crossing 0 at a finite rate, as unbalanced factors can, starts far above: it is kept)
-                if prev is not None and sign != prev[0] and prev[1] < self.ctx.mpf(10) ** ((10 - self.digits) / 2):
-                    raise _Stop(Status.PRECISION_LOST,
-                                f"det W changed sign within one step ending at t ~ "
-                                f"{self.ctx.nstr(self.ctx.expm1(z[-1]), 5)} from |det W| / ||W||^n = "
-                                f"{self.ctx.nstr(prev[1], 3)}: it passed through the band below 1e{10 - self.digits}, "
-                                f"which {self.work_dps} digits cannot resolve")
+        if sys_.kind != "raw":
+            return
+        ctx = self.ctx
+        problem = sys_.precision_problem(z)
+        if problem is not None:
+            raise _Stop(Status.PRECISION_LOST,
+                        f"{problem} at t ~ {ctx.nstr(ctx.expm1(z[-1]), 5)}: {self.work_dps} digits and tol "
+                        f"{ctx.nstr(self.tol, 2)} cannot resolve it")
+        # issue 11: a det that decays through that band can cross it inside one step
+        watch = sys_.det_watch(z)
+        prev, self._raw_det = getattr(self, "_raw_det", None), watch
+        jump = None if prev is None else sys_.sign_jump(prev, watch)
+        if jump is not None:
+            raise _Stop(Status.PRECISION_LOST, f"{jump} (the step ending at t ~ {ctx.nstr(ctx.expm1(z[-1]), 5)}); "
+                                               f"{self.work_dps} digits and tol {ctx.nstr(self.tol, 2)} cannot "
+                                               f"resolve it")
 
     def _post_step(self):
         """Re-chart and raw-to-chart switch after an accepted step (its precision was checked before)."""

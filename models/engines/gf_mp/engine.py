@@ -155,7 +155,9 @@ class GradientFlowMP(AbstractEngine):
             dl = (abs(loss - ctx.mpf(ref["loss"]) - ctx.mpf(ref["dloss"]) * dtau)
                   + abs(rec["dloss"] - ctx.mpf(ref["dloss"])) * abs(dtau))
             perr = float(2 * dw + floor_w)
-            lerr = float(2 * dl + floor_l)
+            # on the raw path the loss is formed from a product of factors: its rounding bound at the working
+            # precision (RawSystem.loss_rounding) can exceed the D-digit floor late in the flow, where ||W|| grows
+            lerr = float(2 * dl + floor_l + rec.get("loss_round", 0))
         hp = {"digits": D, "loss": ctx.nstr(loss, D),
               "product": [[ctx.nstr(w[i * dp + j], D) for j in range(dp)] for i in range(d)],
               "t": ctx.nstr(rec["t"], D)}

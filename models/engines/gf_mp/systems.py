@@ -279,7 +279,7 @@ class RawSystem(_System):
 
     kind = "raw"
 
-    def __init__(self, problem, model: DeepMatrix, ctx, digits: int):
+    def __init__(self, problem, model: DeepMatrix, ctx, digits: int, per_factor_tol=None):
         self.problem, self.model, self.ctx = problem, model, ctx
         self.res = _Residuals(problem, ctx)
         with arb_prec(ctx.prec):           # the same constants for the FLINT evaluation of terms()
@@ -290,6 +290,13 @@ class RawSystem(_System):
         self.square = model.shape[0] == model.shape[1]
         self.square_factors = self.square and all(a == b for a, b in self.shapes)
         self.floor = ctx.mpf(10) ** (10 - int(digits))
+        # the relative rounding error a resolved quantity may carry: the det stop's own level, 10^-dps / floor
+        # (a det of 10^(10 - digits) ||A||^n carries 10^-dps ||A||^n), 10^-20 at the raw path's digits + 10
+        self.rel_floor = ctx.mpf(10) ** (-ctx.dps) / self.floor
+        # per_factor_tol (the run's tolerance; path="raw"): watch every factor det against
+        # max(10^(10 - digits), sqrt(tol)) instead of det W against 10^(10 - digits) (see precision_problem)
+        self.per_factor = per_factor_tol is not None and self.square_factors
+        self.factor_floor = max(self.floor, ctx.sqrt(ctx.mpf(per_factor_tol))) if self.per_factor else self.floor
 
     def state(self, factors):
         z = []
@@ -514,15 +521,115 @@ class RawSystem(_System):
         return w, self.res.loss(w), sign, factors
 
     def precision_ok(self, z) -> bool:
-        """Whether ``|det W| / ||W||_F^n >= 10^(10 - digits)`` (square ``W``; always true otherwise)."""
-        if not self.square:
-            return True
+        """Whether :meth:`precision_problem` finds nothing at ``z``."""
+        return self.precision_problem(z) is None
+
+    def det_ratios(self, z) -> list:
+        """The relative dets the precision stop watches, each ``|det A| / ||A||_F^n`` (``n x n``): every factor's
+        with ``per_factor`` (square factors), else the end-to-end matrix's alone (square ``W``; ``[]`` else)."""
+        ctx = self.ctx
+        if self.per_factor:
+            mats = self.unflatten(z)
+            dets = self.factor_dets(z)
+        elif self.square:
+            W = self._product(self.unflatten(z))
+            mats, dets = [W], [self.det(z)]
+        else:
+            return []
+        out = []
+        for A, d in zip(mats, dets):
+            nrm = ctx.sqrt(ctx.fsum(v * v for row in A for v in row))
+            out.append(abs(d) / nrm ** len(A) if nrm else ctx.zero)
+        return out
+
+    def det_signs(self, z) -> list:
+        """The signs of the dets :meth:`det_ratios` watches (same order)."""
+        dets = self.factor_dets(z) if self.per_factor else ([self.det(z)] if self.square else [])
+        return [1 if d > 0 else (-1 if d < 0 else 0) for d in dets]
+
+    def det_watch(self, z) -> tuple[list, list]:
+        """``(signs, ratios)`` of the watched dets at ``z`` (:meth:`det_signs`, :meth:`det_ratios`), for
+        :meth:`sign_jump` at the next step."""
+        return self.det_signs(z), self.det_ratios(z)
+
+    def sign_jump(self, prev, now) -> str | None:
+        """Why a step from the watched dets ``prev`` to ``now`` (each a :meth:`det_watch`) is not resolved, or None:
+        a watched det changed sign from below ``sqrt(factor_floor)`` (the lower half of the decades it resolves),
+        so it passed through the band below ``factor_floor`` inside the step. A det crossing 0 at a finite rate,
+        as unbalanced factors' can, starts far above that and is kept."""
+        ctx = self.ctx
+        band = ctx.sqrt(self.factor_floor)
+        for j, (s_new, s_old, q_old) in enumerate(zip(now[0], prev[0], prev[1])):
+            if s_new != s_old and q_old < band:
+                what, norm = ((f"det W_{j + 1}", f"||W_{j + 1}||^n") if self.per_factor else ("det W", "||W||^n"))
+                return (f"{what} changed sign within one step from |{what}| / {norm} = {ctx.nstr(q_old, 3)}: it "
+                        f"passed through the band below {ctx.nstr(self.factor_floor, 2)}")
+        return None
+
+    def loss_rounding(self, z):
+        """A bound on the rounding error of the loss at ``z`` at the working precision ``u = 10^-dps``: the
+        end-to-end entries are a product of ``L`` factors, formed with error at most ``perr = 2 (L - 1) k u
+        prod_j ||W_j||_F`` (``k`` the largest inner dimension; each product adds ``k u |A| |B|``, and ``||W_L ..
+        W_1|| <= prod ||W_j||``), which enters the loss through the residuals:
+        :func:`models.engines.base.rounding_loss_error` (``loss_scale sum_i (2 |r_i| a_i perr + (a_i perr)^2)
+        + 2 m u loss``, ``a_i`` the l1 norm of measurement ``i``). Late in RC20's flow ``||W||`` grows like the
+        inverse residual (1e15 at loss 1e-30), so this is ~``u ||W|| |r|``: the loss keeps ``dps - log10(||W|| /
+        |r|)`` digits, whatever the factor dets do."""
+        from ..base import rounding_loss_error
+
+        ctx = self.ctx
+        fs = self.unflatten(z)
+        u = ctx.mpf(10) ** (-ctx.dps)
+        prod_norm = ctx.one
+        for F in fs:
+            prod_norm = prod_norm * ctx.sqrt(ctx.fsum(v * v for row in F for v in row))
+        inner = max([a for a, _ in self.shapes] + [1])
+        perr = 2 * max(len(fs) - 1, 1) * inner * u * prod_norm
         w = self.entries(z)
-        nrm2 = 0
-        for v in w:
-            nrm2 = nrm2 + v * v
-        n = self.model.shape[0]
-        return abs(self.det(z)) >= self.floor * self.ctx.sqrt(nrm2) ** n
+        r, a = [], []
+        for idx, wts, y in self.res.rows:
+            r.append(float(ctx.fsum(c * w[k] for k, c in zip(idx, wts)) - y))
+            a.append(float(ctx.fsum(abs(c) for c in wts)))
+        return ctx.mpf(float(rounding_loss_error(float(self.res.lscale), np.array(r), np.array(a), float(perr),
+                                                 float(u), float(self.res.loss(w)))))
+
+    def precision_problem(self, z) -> str | None:
+        """Why the working precision no longer resolves the run at ``z``, or None. Two conditions, each a relative
+        rounding error above ``rel_floor`` (``10^-20`` at the raw path's ``digits + 10`` working digits):
+
+        - a watched det (:meth:`det_ratios`) below its floor: ``|det W| / ||W||_F^n < 10^(10 - digits)`` (a det
+          formed from entries of size ``||W||`` carries rounding ~``10^-dps ||W||^n``), or, with ``per_factor``
+          (``path="raw"``, square factors), some ``|det W_j| / ||W_j||_F^n < max(10^(10 - digits), sqrt(tol))``.
+          Why every factor and not ``det W``: the engine never forms ``det W`` from ``W``'s entries (it is the
+          product of the factor dets, :meth:`det`, whose relative errors add), and the state is the factors, so
+          the precision must carry each factor's small singular value against its large one, ``(det W /
+          ||W||^2)^(1/L)`` from a balanced start, not ``det W / ||W||^2`` itself (at loss 1e-30: 1e-29 at depth
+          3, 1.2e-5 at depth 8, against 1e-87 and 5e-40); each factor det's rounding is ~``10^-dps ||W_j||^2``.
+          Why ``sqrt(tol)``: rounding is not the only error that can flip a factor det. The flow conserves the
+          imbalances ``C_j = W_{j+1}^T W_{j+1} - W_j W_j^T`` (0 from a balanced start), the Radau steps do not:
+          each local error (~``tol ||W||``) moves ``C_j`` by ~``tol ||W_j||^2``, and an imbalance ``C`` lets
+          ``det W_j^2`` and ``det W_{j+1}^2`` drift apart by ~``||W_j||^2 ||C||`` (see
+          :func:`properties.rc20_det_raw.imbalance_scale`), so a factor det below ~``sqrt(tol) ||W_j||^2`` is
+          decided by the discretization, and the reference run (tolerance only 100x tighter, the same mechanism)
+          need not expose it. Measured with a float64-rotated init (imbalance ~1e-16, the same mechanism at a
+          fixed size): depth 2, scale 0.1, seed 0, 30 digits, tol 1e-6: factor 1's det crossed 0 at ``|det| ~
+          7e-7`` near loss 1e-2 and came back at +0.42 while factor 2's stayed at -0.42, and the reference run
+          (tol 1e-8) did the same, so the flip looked resolved (error 2e-4). At depth 2 (``(det W_j /
+          ||W_j||^2)^2 ~ det W / ||W||^2``) and the default tol ``10^(10 - digits)`` this is the end-to-end stop.
+        - the loss: :meth:`loss_rounding` above ``rel_floor * loss`` (the residual is formed from a product of
+          factors whose rounding grows with ``||W||``; a level whose loss the precision does not resolve is not
+          recorded as reached)."""
+        ctx = self.ctx
+        for j, q in enumerate(self.det_ratios(z)):
+            if q < self.factor_floor:
+                what = f"|det W_{j + 1}| / ||W_{j + 1}||^n" if self.per_factor else "|det W| / ||W||^n"
+                return f"{what} = {ctx.nstr(q, 3)} fell below {ctx.nstr(self.factor_floor, 2)}"
+        loss = self.res.loss(self.entries(z))
+        lr = self.loss_rounding(z)
+        if not lr <= self.rel_floor * loss:
+            return (f"the loss {ctx.nstr(loss, 3)} is not resolved: its rounding bound {ctx.nstr(lr, 3)} exceeds "
+                    f"{ctx.nstr(self.rel_floor, 3)} of it")
+        return None
 
     def valid(self, z):
         big = self.ctx.mpf(10) ** 100
