@@ -21,12 +21,18 @@ raw path costs seconds per decade of loss; see the catalog, RC20-Lem-DetSign-Raw
   (tol 1e-12), then 50 (tol 1e-20).
 - ``ci``: depths 2-4, scale 1e-4 .. 1, to loss 5e-2 (depth 2) and 1e-3 (depth >= 3); 30 digits, then 60.
 - ``thorough``: depths 2-8, scale 1e-4 .. 1, to loss 1e-2 (depth 2: the end-to-end det falls through every
-  fixed relative band, so the digits needed grow with t) and 1e-30 (depth >= 3); 30 (tol 1e-12), 60 (tol 1e-20),
-  then 100 digits (tol 1e-40). The digits are what the raw path's precision stop needs (``det W / ||W||^2`` falls
-  like ``loss^(L/(L-2))``: at loss 1e-30 that is 1e-87 at depth 3, 4e-59 at depth 4, 5e-40 at depth 8, so 100
-  digits at depths 3-4 and 60 at 5-8); the tolerances only need to resolve the factor dets (at loss 1e-30 at least
-  1e-10 of their scale at depths 5-8, 1e-29 at depth 3), and the engine's default ``10^-(digits - 10)`` would
-  mean 19 and 34 Radau stages (catalog RC20-Lem-DetSign-Raw).
+  fixed relative band, so the digits needed grow with t) and 1e-30 (depth >= 3); depth 2 climbs 30 (tol 1e-12), 60
+  (tol 1e-20), 100 digits (tol 1e-40); depths 3-8 run one rung each, :data:`THOROUGH_LADDER`: (70, 1e-60) at 3,
+  (50, 1e-32) at 4, (50, 1e-22) at 5, (50, 1e-18) at 6, (50, 1e-14) at 7, (50, 1e-12) at 8. Why: on
+  ``path="raw"`` gf-mp stops (``precision_lost``) when a factor's ``|det W_j| / ||W_j||_F^2`` falls below
+  ``max(10^(10 - digits), sqrt(tol))`` or the loss's rounding bound exceeds 1e-20 of it
+  (:meth:`models.engines.gf_mp.systems.RawSystem.precision_problem`: the discretization breaks balance by ~tol,
+  which ties the factor dets together only down to ~``sqrt(tol)``). From a balanced start ``|det W_j| /
+  ||W_j||^2 ~ (det W / ||W||^2)^(1/L)``, at loss 1e-30 1e-29 (depth 3), 2.4e-15 (4), 1.7e-10 (5), 4.5e-8 (6),
+  1.2e-5 (8), so ``tol`` is about their square over 100 (a decade to spare); the loss, formed from factors whose
+  product has norm ~0.7/sqrt(loss) (7e14 at 1e-30), keeps ``dps - log10(||W|| / |r|)`` digits, so 1e-30 needs
+  about 43 digits at any depth (50 chosen; 70 at depth 3 where ``tol >= 10^-digits`` asks for it). The drawn
+  loss counts as reached only with its error within ``LOSS_RESOLVE`` (1e-3) of it (catalog RC20-Lem-DetSign-Raw).
 """
 
 from __future__ import annotations
@@ -48,11 +54,19 @@ from .flow_check import validated
 
 SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
 
-#: profile -> (depths, log10 scale range, target loss at depth 2, target loss at depth >= 3, digits ladder)
+#: the thorough profile's ``(digits, tol)`` per depth (see the module docstring and the catalog): at depth >= 3
+#: one rung that reaches loss 1e-30 under the raw path's stop (every factor det's ``|det W_j| / ||W_j||^2``
+#: above ``sqrt(tol)`` with a decade to spare, the loss's rounding below 1e-20 of it: >= 45 digits); depth 2
+#: climbs, each rung going deeper (its det falls through every band)
+THOROUGH_LADDER = {2: ((30, 1e-12), (60, 1e-20), (100, 1e-40)), 3: ((70, 1e-60),), 4: ((50, 1e-32),),
+                   5: ((50, 1e-22),), 6: ((50, 1e-18),), 7: ((50, 1e-14),), 8: ((50, 1e-12),)}
+
+#: profile -> (depths, log10 scale range, target loss at depth 2, target loss at depth >= 3, digits ladder: one
+#: for every depth, or a dict depth -> ladder)
 PROFILES = {
     "quick": ((2, 3), (-2.0, 0.0), 5e-2, 1e-2, ((30, 1e-12), (50, 1e-20))),
     "ci": ((2, 4), (-4.0, 0.0), 5e-2, 1e-3, ((30, 1e-12), (60, None))),
-    "thorough": ((2, 8), (-4.0, 0.0), 1e-2, 1e-30, ((30, 1e-12), (60, 1e-20), (100, 1e-40))),
+    "thorough": ((2, 8), (-4.0, 0.0), 1e-2, 1e-30, THOROUGH_LADDER),
 }
 PER_DECADE = 2
 WALL_BUDGET = {"quick": 30.0, "ci": 60.0, "thorough": 1800.0}
@@ -67,7 +81,8 @@ def _strategy(dropped):
         scale=S.log_scale(slo, shi) if balanced else S.log_scale(-2.0, 0.0),
         seed=S.seeds(), det=st.sampled_from(["positive", "negative"]),
         until_loss=until2 if L == 2 else until3,
-        ladder=[list(level) for level in ladder], wall_budget=WALL_BUDGET[prof]))
+        ladder=[list(level) for level in (ladder[L] if isinstance(ladder, dict) else ladder)],
+        wall_budget=WALL_BUDGET[prof]))
 
 
 def exact_setting(inputs: dict):
@@ -79,6 +94,9 @@ def exact_setting(inputs: dict):
     init = balanced_exact(model, float(inputs["scale"]), int(inputs["seed"]), inputs.get("det", "positive"))
     return rc20(inputs.get("z", 1.0), inputs.get("z_prime", 1.0), inputs.get("eps", 0.0)), model, init
 
+
+#: the drawn loss counts as reached only when the last point's loss error is at most this fraction of it
+LOSS_RESOLVE = 1e-3
 
 #: below this many times the imbalance scale ``delta`` a factor det is no evidence (see :func:`imbalance_scale`)
 IMBALANCE_FACTOR = 10.0
@@ -109,7 +127,8 @@ def imbalance_scale(init_factors, factors) -> float:
 def factor_det_outcome(traj, until_loss: float, *, balanced: bool = True):
     """At every recorded point and every factor ``j``: margin ``sign(det W_j(0)) det W_j(t) / prod_i ||row_i of
     W_j(t)||`` (in [-1, 1]), error ``factor_det_err`` over the same norm; plus whether the run reached
-    ``until_loss`` (a run that stopped short is inconclusive: margin 0, infinite error). From the first point
+    ``until_loss`` with that loss resolved (the last point's ``loss_err <= LOSS_RESOLVE until_loss``; a run that
+    stopped short, or whose last loss is not resolved, is inconclusive: margin 0, infinite error). From the first point
     where a factor's ``|det|`` is within ``IMBALANCE_FACTOR`` times :func:`imbalance_scale` on, the points are
     inconclusive (infinite error): the lemma assumes exact balance, the float64 init has it only to rounding.
     With ``balanced=False`` (the hypothesis dropped, an init unbalanced on purpose) there is no such guard: a sign
@@ -137,12 +156,15 @@ def factor_det_outcome(traj, until_loss: float, *, balanced: bool = True):
             outs.append(point_outcome(float(sign0[j] * mpmath.mpf(d)) / norm, err, 1.0, point=k,
                                       factor=j + 1, t=p.t, loss=p.loss, det=d, det_err=e, initial_sign=sign0[j],
                                       imbalance_delta=delta, below_imbalance=swamped is not None))
-    final = float(pts[-1].loss)
-    reached = final <= until_loss * (1 + 1e-6)
+    final, final_err = float(pts[-1].loss), float(pts[-1].loss_err)
+    # reached: landed on the drawn loss, and that loss resolved (its error, the reference run's difference plus
+    # the rounding bound of a loss formed from the factors' product, within LOSS_RESOLVE of it; an unknown
+    # error is infinite, so a last point without a reference record is not "reached")
+    reached = final <= until_loss * (1 + 1e-6) and final_err <= LOSS_RESOLVE * until_loss
     outs.append(point_outcome(1.0 if reached else 0.0, 0.0 if reached else math.inf, 1.0, part="loss reached",
-                              final_loss=final, until_loss=until_loss))
-    return combine(outs, initial_factor_det_signs=sign0, final_loss=final, until_loss=until_loss,
-                   first_point_below_imbalance=swamped)
+                              final_loss=final, final_loss_err=final_err, until_loss=until_loss))
+    return combine(outs, initial_factor_det_signs=sign0, final_loss=final, final_loss_err=final_err,
+                   until_loss=until_loss, first_point_below_imbalance=swamped)
 
 
 @claim("rc20.lemma.det_sign_raw",

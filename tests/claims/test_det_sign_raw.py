@@ -35,6 +35,21 @@ def test_raw_path_records_each_factor_det_with_its_error():
             assert abs(mpmath.fprod(dets) - mpmath.det(W)) <= 1e-20 * abs(mpmath.det(W))
             assert all(abs(d) > 1e6 * e for d, e in zip(dets, errs))
             assert int(mpmath.sign(mpmath.fprod(dets))) == p.det_sign == 1
+    # the drawn loss counts as reached only with the last loss resolved: loss_err (which holds the rounding bound
+    # of a loss formed from the factors' product) within LOSS_RESOLVE of it. The run holds as recorded; the same
+    # run with its last loss error unknown, or 2e-3 of the loss, is inconclusive on "loss reached" (the wrong
+    # version, reaching on the recorded loss alone, says holds)
+    import dataclasses
+
+    from properties.rc20_det_raw import LOSS_RESOLVE, factor_det_outcome
+
+    last = tr.points[-1]
+    assert 0 < last.loss_err <= 1e-12 * last.loss and LOSS_RESOLVE == 1e-3
+    assert factor_det_outcome(tr, 1e-2, balanced=False).status == "holds"
+    for bad in (math.inf, 2e-3 * last.loss):
+        tr_bad = dataclasses.replace(tr, points=tuple(tr.points[:-1]) + (dataclasses.replace(last, loss_err=bad),))
+        out = factor_det_outcome(tr_bad, 1e-2, balanced=False)
+        assert out.status == "inconclusive" and out.detail["part"] == "loss reached", out.detail
     # without the reference run nobody estimated the error: infinite, never zero
     tr2 = get_engine("gf-mp", digits=30, tol=1e-12, path="raw", estimate=False).run(
         rc20(), model, init, until_loss=0.5, per_decade=1)

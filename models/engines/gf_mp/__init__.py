@@ -70,17 +70,25 @@ Depth 1 (the linear model).
 
 Raw path (everything else deep-matrix: unbalanced inits, other shapes).
     The flattened factors with the same solver, in log-time. The det sign (square factors) is the product of the
-    factor dets, exact in mpmath; the run stops with ``Status.PRECISION_LOST`` when ``|det W| / ||W||_F^n``
-    falls below ``10^(10 - digits)``, or changes sign within one step from below ``10^((10 - digits)/2)`` (a
-    decaying det can jump over the band in one step). Its Jacobian is the loss Hessian in the factors in closed
+    factor dets, exact in mpmath; the run stops with ``Status.PRECISION_LOST`` when a watched det falls below
+    its floor, or changes sign within one step from below the floor's square root (a decaying det can jump over
+    the band in one step): with ``path="raw"`` and square factors *every factor's* ``|det W_j| / ||W_j||_F^n``
+    against ``max(10^(10 - digits), sqrt(tol))`` (each factor det's rounding is ~``10^-dps ||W_j||^n``, and the
+    steps break balance by ~``tol``, which ties the factor dets together only down to ~``sqrt(tol)``; see
+    :meth:`.systems.RawSystem.precision_problem`), else (a chart run's raw start, non-square factors) ``|det W| /
+    ||W||_F^n`` against ``10^(10 - digits)``. It also stops where the loss's rounding bound (the residual is
+    formed from a product of factors: ~``10^-dps ||W|| |r|``) exceeds 1e-20 of the loss; that bound is part of
+    every raw point's ``loss_err``. Its Jacobian is the loss Hessian in the factors in closed
     form (:meth:`.systems.RawSystem.jacobian`, FLINT at the working precision, ``O(L^2)`` small products; forward
     differences cost ``4 L`` field evaluations: 6.7 -> 0.8 ms CPU per Jacobian at depth 8, 40 digits). It is
     there for unbalanced starts, the raw-factor det-sign check and cross-checks; measured (``verify bench --only
     gf-mp-raw``, 30 digits, main run without the reference, loaded 2-core machine): depth 4 to loss 1e-6 in 4.3
     s CPU, depth 8 to 1e-2 in 10 s CPU, the Newton matrix's factorization and solves being most of it. Since
     ``det W / ||W||^2`` falls like ``loss^(L/(L-2))`` from a balanced start (RC20; 1e-87 at depth 3, 3.6e-59 at
-    depth 4, 5e-40 at depth 8 at loss 1e-30), the precision stop needs about ``10 + 30 L/(L-2)`` digits for
-    loss 1e-30: 97 at depth 3, 70 at depth 4, 50 at depth 8.
+    depth 4, 5e-40 at depth 8 at loss 1e-30), the old end-to-end stop needed about ``10 + 30 L/(L-2)`` digits
+    for loss 1e-30 (97 at depth 3, 70 at depth 4, 50 at depth 8); the per-factor stop needs ~43 digits (the
+    loss) and ``tol`` below the square of the factor ratio ``(det W / ||W||^2)^(1/L)`` (1e-58 at depth 3,
+    6e-30 at depth 4, 1.4e-10 at depth 8).
 
 Precision.
     Everything happens in a private ``mpmath.MPContext``; the global ``mpmath.mp`` is never read or changed, and
