@@ -59,25 +59,28 @@ def _tensor_row(order: int) -> dict:
     from models.engines import get_engine
     from models.factorizations import CP
     from models.problems import random_tensor_completion
-    from properties.experiments_rc20_tc import INIT_STD, LR, REL_LOSS_STOP, SEEDS_PER_RUN, THREADS
+    from properties.experiments_rc20_tc import (INIT_STD, LR, REL_LOSS_STOP, SEEDS_PER_RUN, SETTINGS, STEP_RULE,
+                                                THREADS)
 
-    dims, R, m, dtype = ((8,) * 4, 512, 1000, "float32") if order == 4 else ((8,) * 3, 64, 300, "float64")
+    setting = f"order{order}"
+    dims, R, dtype = SETTINGS[setting]["dims"], SETTINGS[setting]["R"], SETTINGS[setting]["dtype"]
+    m = 1000 if order == 4 else 300
     problem, target = random_tensor_completion(dims, m, rank=1, norm=1.0, seed=0, reduction="mean")
     B = SEEDS_PER_RUN
     factors = [np.stack([INIT_STD * np.random.default_rng([b, n]).standard_normal((d, R)) for b in range(B)])
                for n, d in enumerate(dims)]
     if order == 4:  # to the figure, reconstruction error 1e-6
         stop = {"until_reconstruction": 1e-6}
-    else:  # the claim's stop rule (GroupRMSprop bounces before 1e-6 at order 3 for some seeds)
-        stop = {"until_loss": REL_LOSS_STOP * float(np.mean(problem.targets ** 2))}
-    engine = get_engine("gd-cp", lr=LR, step_rule="group_rmsprop", check_every=50, dtype=dtype, threads=THREADS)
+    else:  # the claim's stop rule of its order-3 reduction
+        stop = {"until_loss": REL_LOSS_STOP[setting] * float(np.mean(problem.targets ** 2))}
+    engine = get_engine("gd-cp", lr=LR, step_rule=STEP_RULE, check_every=50, dtype=dtype, threads=THREADS)
     res = engine.run(problem, CP(dims, R), factors, steps=40000, until_loss=stop.get("until_loss"),
                      options={"target": target, **{k: v for k, v in stop.items() if k != "until_loss"}}).kernel_run
     name = f"rc20 tensor order{order}"
     row = {"workload": name, "seconds": res.seconds, "reconstruction_error": float(np.max(res.reconstruction_error)),
            "steps": int(np.max(res.final_step)), "seeds": B, "statuses": ",".join(sorted(set(res.status))),
            "R": R, "observations": m, "dtype": dtype, "torch_threads": THREADS,
-           "step_rule": f"group_rmsprop lr {LR:g}",
+           "step_rule": f"{STEP_RULE} lr {LR:g}",
            "engine": "gd-cp (torch bmm)"}
     return _with_official(row, B)
 
