@@ -395,7 +395,29 @@ class DeepMatmulKernel(_DeepKernel):
         return _host(self.P[-1]).copy()
 
 
-class _CPSparse(_KernelBase):
+class _CPKernel(_KernelBase):
+    """What the two CP kernels share: the residual ops (``_res_ops`` into ``_r``), the mask on ``_r`` (members
+    along ``_r``'s axis ``_member_axis``), ops between the residuals and the backward pass (``_pre_bwd``)."""
+
+    _member_axis = -1
+    _pre_bwd: list = []
+
+    def _finish(self, fwd: list, bwd: list) -> None:
+        self.fwd_ops, self._bwd_ops = fwd, bwd
+        self.state = self.U
+        self._snap = None
+        self.set_mask(None)
+
+    def set_mask(self, mask: torch.Tensor | None) -> None:
+        self.mask = mask
+        ops = list(self._res_ops)
+        if mask is not None:
+            ops.append(partial(self._r.mul_, mask if self._member_axis == -1 else mask.reshape(-1, 1)))
+        self.tail_ops = ops + list(self._pre_bwd) + self._bwd_ops
+        self.ops = self.fwd_ops + self.tail_ops
+
+
+class _CPSparse(_CPKernel):
     """CP tensor completion, batch-last ``(d_n, R, b)`` factors, observed entries only (module docstring)."""
 
     kind = "cp"
@@ -447,18 +469,7 @@ class _CPSparse(_KernelBase):
             bwd.append(grads[n].zero_)
             bwd.append(partial(grads[n].index_add_, 0, idx[n], X[n]))
             bwd.append(partial(self.U[n].add_, grads[n], alpha=-lr))
-        self.fwd_ops, self._bwd_ops = fwd, bwd
-        self.state = self.U
-        self._snap = None
-        self.set_mask(None)
-
-    def set_mask(self, mask: torch.Tensor | None) -> None:
-        self.mask = mask
-        ops = list(self._res_ops)
-        if mask is not None:
-            ops.append(partial(self._r.mul_, mask))
-        self.tail_ops = ops + self._bwd_ops
-        self.ops = self.fwd_ops + self.tail_ops
+        self._finish(fwd, bwd)
 
     def residuals(self) -> np.ndarray:
         return _host(self._t) - self.problem.targets[:, None]
@@ -476,7 +487,7 @@ class _CPSparse(_KernelBase):
         return s.sum(axis=0)
 
 
-class _CPDense(_KernelBase):
+class _CPDense(_CPKernel):
     """CP tensor completion, batch-first ``(b, d_n, R)`` factors, on dense products (for large batches on a CPU).
 
     The modes are split into two groups; each group's factors form a Khatri-Rao matrix (``K_A``: ``(b, prod d_A,
@@ -489,6 +500,7 @@ class _CPDense(_KernelBase):
 
     kind = "cp-dense"
     batch_last = False
+    _member_axis = 0
 
     def __init__(self, problem: TensorProblem, model: CP, factors: list[np.ndarray], lr: float,
                  device: torch.device):
@@ -524,7 +536,7 @@ class _CPDense(_KernelBase):
         if problem.grad_scale != 1.0:
             self._res_ops.append(partial(self._r.mul_, problem.grad_scale))
         E = torch.zeros((b, nA, nB), **kw)
-        self._scatter = partial(E.view(b, nA * nB).index_copy_, 1, obs, self._r)
+        self._pre_bwd = [partial(E.view(b, nA * nB).index_copy_, 1, obs, self._r)]
         dK = [torch.zeros((b, nA, R), **kw), torch.zeros((b, nB, R), **kw)]
         bwd = [partial(torch.bmm, E, K[1], out=dK[0]), partial(torch.bmm, E.transpose(1, 2), K[0], out=dK[1])]
         grads = [torch.zeros((b, dims[n], R), **kw) for n in range(N)]
@@ -551,18 +563,7 @@ class _CPDense(_KernelBase):
                 bwd.append(partial(torch.sum, prod, tuple(1 + j for j in others), out=grads[n]))
         for n in range(N):
             bwd.append(partial(self.U[n].add_, grads[n], alpha=-lr))
-        self.fwd_ops, self._bwd_ops = fwd, bwd
-        self.state = self.U
-        self._snap = None
-        self.set_mask(None)
-
-    def set_mask(self, mask: torch.Tensor | None) -> None:
-        self.mask = mask
-        ops = list(self._res_ops)
-        if mask is not None:
-            ops.append(partial(self._r.mul_, mask.reshape(-1, 1)))
-        self.tail_ops = ops + [self._scatter] + self._bwd_ops
-        self.ops = self.fwd_ops + self.tail_ops
+        self._finish(fwd, bwd)
 
     def residuals(self) -> np.ndarray:
         return (_host(self.T).reshape(self.b, -1)[:, self._obs_np] - self.problem.targets).T
