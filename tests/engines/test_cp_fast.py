@@ -16,8 +16,17 @@ from properties.experiments_rc20_tc import baseline_error, rank1_residual
 REL = 1e-11
 
 
-def _reference(problem, factors, lr, steps, rule, beta=0.99, eps=1e-6):
-    """Autograd CP tensor, loss of the problem; SGD, or GroupRMSprop as in the official code."""
+def _cap(params, grad_scale):
+    """The capped rule's bound, written out: 1 / (grad_scale N max_n sum_r prod_{k != n} ||u_r^k||^2)."""
+    N = len(params)
+    col = [np.linalg.norm(p.detach().numpy(), axis=0) ** 2 for p in params]
+    traces = [sum(math.prod(col[k][r] for k in range(N) if k != n) for r in range(len(col[0]))) for n in range(N)]
+    return 1.0 / (grad_scale * N * max(traces))
+
+
+def _reference(problem, factors, lr, steps, rule, beta=0.99, eps=1e-6, capped=None):
+    """Autograd CP tensor, loss of the problem; SGD, or GroupRMSprop as in the official code (capped: also the
+    curvature cap, and ``capped`` (a list) collects whether the cap was the step at each step)."""
     params = [torch.tensor(f, dtype=torch.float64, requires_grad=True) for f in factors]
     opt = torch.optim.SGD(params, lr=lr) if rule == "constant" else None
     idx = torch.tensor(np.ravel_multi_index(tuple(problem.indices.T), problem.dims))
@@ -40,6 +49,10 @@ def _reference(problem, factors, lr, steps, rule, beta=0.99, eps=1e-6):
         else:
             sq = beta * sq + (1 - beta) * sum(float((p.grad ** 2).sum()) for p in params)
             step = lr / (math.sqrt(sq / (1 - beta ** (k + 1))) + eps)
+            if rule == "group_rmsprop_capped":
+                cap = _cap(params, problem.grad_scale)
+                capped.append(cap < step)
+                step = min(step, cap)
             with torch.no_grad():
                 for p in params:
                     p -= step * p.grad
@@ -57,7 +70,7 @@ def test_steps_equal_the_autograd_reference(dims, rule):
     res = run_cp_gd(problem, F, lr=0.05, steps=steps, step_rule=rule, target=target, check_every=1)
     assert res.settings["step_rule"] == rule
     for b in range(B):
-        fs, T, losses = _reference(problem, [f[b] for f in F], 0.05, steps, rule)
+        fs, T, losses = _reference(problem, [f[b] for f in F], 0.05, steps, rule, capped=[])
         for got, want in zip(res.factors, fs):
             assert np.max(np.abs(got[b] - want)) <= REL * max(1.0, np.max(np.abs(want)))
         assert np.max(np.abs(res.tensor[b] - T)) <= REL * max(1.0, np.max(np.abs(T)))
@@ -65,6 +78,64 @@ def test_steps_equal_the_autograd_reference(dims, rule):
         assert np.allclose(hist, losses, rtol=1e-10, atol=0)
         rec = np.linalg.norm(T - target) / np.linalg.norm(target)
         assert res.reconstruction_error[b] == pytest.approx(rec, rel=1e-10)
+
+
+@pytest.mark.parametrize("dims", [(3, 4, 2), (2, 3, 2, 2)])
+def test_capped_rule_equals_the_autograd_reference_and_the_cap_binds(dims):
+    """group_rmsprop_capped step for step against autograd with the rule written out; lr 0.1 from scale 0.2 makes GroupRMSprop's
+    step exceed the cap at some steps and not at others, so dropping the cap (or always taking it) fails here."""
+    problem, target = random_tensor_completion(dims, int(np.prod(dims)) // 2, rank=1, seed=4, reduction="mean")
+    rng = np.random.default_rng(6)
+    B, R, steps, lr = 2, 3, 60, 0.1
+    F = [0.2 * rng.standard_normal((B, d, R)) for d in dims]
+    res = run_cp_gd(problem, F, lr=lr, steps=steps, step_rule="group_rmsprop_capped", target=target, check_every=1)
+    plain = run_cp_gd(problem, F, lr=lr, steps=steps, step_rule="group_rmsprop", check_every=1)
+    assert res.settings["step_rule"] == "group_rmsprop_capped"
+    for b in range(B):
+        capped = []
+        fs, T, losses = _reference(problem, [f[b] for f in F], lr, steps, "group_rmsprop_capped", capped=capped)
+        assert 0 < sum(capped) < steps
+        for got, want in zip(res.factors, fs):
+            assert np.max(np.abs(got[b] - want)) <= REL * max(1.0, np.max(np.abs(want)))
+        assert np.allclose(res.history[:, 1 + b], losses, rtol=1e-10, atol=0)
+        assert np.max(np.abs(plain.tensor[b] - T)) > 1e-3  # the cap changed the path
+
+
+def test_capped_rule_converges_where_group_rmsprop_bounces():
+    """Near a zero-loss minimum GroupRMSprop's step grows as the gradient collapses and the iterates bounce at a
+    loss floor set by lr; with the cap the same run converges linearly to rounding."""
+    problem, target = random_tensor_completion((4, 4, 4), 40, rank=1, seed=1, reduction="mean")
+    rng = np.random.default_rng(2)
+    F = [target_factor + 0.05 * rng.standard_normal((1, 4, 1)) for target_factor in _rank1_factors(target)]
+    ms = float(np.mean(problem.targets ** 2))
+    capped = run_cp_gd(problem, F, lr=0.05, steps=600, step_rule="group_rmsprop_capped", check_every=50)
+    plain = run_cp_gd(problem, F, lr=0.05, steps=600, step_rule="group_rmsprop", check_every=50)
+    assert capped.final_loss[0] <= 1e-20 * ms
+    assert np.min(plain.history[10:, 1]) >= 1e-8 * ms
+
+
+def _rank1_factors(T):
+    """Balanced unit-scale factors (1, d, 1) of a rank-1 tensor (from its unfoldings)."""
+    N = T.ndim
+    vs = [np.linalg.svd(np.moveaxis(T, n, 0).reshape(T.shape[n], -1))[0][:, 0] for n in range(N)]
+    lam = np.einsum("abc,a,b,c->", T, *vs) if N == 3 else None
+    s = np.sign(lam) * abs(lam) ** (1.0 / N)
+    return [(s * v if n == 0 else abs(lam) ** (1.0 / N) * v)[None, :, None] for n, v in enumerate(vs)]
+
+
+def test_float32_products_with_float64_factors_keep_updates_below_a_float32_ulp():
+    """dtype "float32-f64": updates of 1e-9 on factors of size ~1 (below half a float32 ulp, 6e-8) are lost in
+    float32 and kept with float64 factors, which then follow the float64 run to float32 accuracy."""
+    problem, target = random_tensor_completion((3, 3, 3), 14, rank=1, seed=0, reduction="mean")
+    rng = np.random.default_rng(3)
+    F = [1.0 + 0.2 * rng.standard_normal((1, 3, 2)) for _ in range(3)]
+    F32 = [f.astype(np.float32).astype(np.float64) for f in F]  # representable in float32: no rounding at entry
+    runs = {dt: run_cp_gd(problem, F32, lr=1e-9, steps=200, dtype=dt) for dt in ("float32", "float32-f64", "float64")}
+    assert all(np.array_equal(a, b) for a, b in zip(runs["float32"].factors, F32))
+    for got, want, f0 in zip(runs["float32-f64"].factors, runs["float64"].factors, F32):
+        moved = want - f0
+        assert np.max(np.abs(moved)) > 1e-8
+        assert np.max(np.abs((got - f0) - moved)) <= 1e-5 * np.max(np.abs(moved))
 
 
 def test_members_stop_on_their_own_loss_and_freeze():

@@ -97,15 +97,36 @@ def test_matches_sgd_on_sensing(kernel):
 
 
 @pytest.mark.parametrize("reduction", ["half_sum", "mean"])
-def test_cp_order3_matches_sgd(reduction):
+@pytest.mark.parametrize("kernel", ["elementwise", "matmul"])  # CP: the sparse kernel, the dense-product kernel
+def test_cp_order3_matches_sgd(reduction, kernel):
     problem, _ = random_tensor_completion((4, 3, 5), 30, rank=2, norm=2.0, seed=1, reduction=reduction)
     model = CP((4, 3, 5), 3)
     members = [inits.cp_gaussian(model, 0.5, seed=s).factors for s in range(3)]
     steps, lr = 100, 0.05
-    res = GradientDescent(lr=lr, record_every=25).run(problem, model, _stack(members), steps=steps)
+    res = GradientDescent(lr=lr, record_every=25, kernel=kernel).run(problem, model, _stack(members), steps=steps)
+    assert res.stats["kernel"] == ("cp-dense" if kernel == "matmul" else "cp")
     _assert_matches_sgd(res, problem, model, members, lr, steps)
     traj = GradientDescent(lr=lr).run(problem, model, inits.explicit(model, members[0]), steps=steps)
     assert _rel(traj.final.product, sgd_reference(problem, model, members[0], lr, steps)[0][-1]) <= REL
+
+
+@pytest.mark.parametrize("dims", [(3, 2, 4, 2), (2, 3, 2, 2, 2)])
+def test_cp_dense_kernel_matches_sgd_at_orders_4_and_5_and_is_chosen_for_large_batches(dims):
+    """The dense-product CP kernel (groups of two and three modes) step for step against SGD on the autograd
+    loss; ``auto`` picks it on a CPU from CP_DENSE_BATCH members, where its members equal those run alone."""
+    from models.engines.gd.kernels import CP_DENSE_BATCH
+
+    problem, _ = random_tensor_completion(dims, int(np.prod(dims)) // 2, rank=2, norm=2.0, seed=2, reduction="mean")
+    model = CP(dims, 3)
+    members = [inits.cp_gaussian(model, 0.5, seed=s).factors for s in range(2)]
+    steps, lr = 20, 0.05
+    res = GradientDescent(lr=lr, record_every=10, kernel="matmul").run(problem, model, _stack(members), steps=steps)
+    _assert_matches_sgd(res, problem, model, members, lr, steps)
+    B = CP_DENSE_BATCH
+    big = GradientDescent(lr=lr).run(problem, model, _stack([members[i % 2] for i in range(B)]), steps=steps)
+    assert big.stats["kernel"] == "cp-dense"
+    for i in (0, 1, B - 1):
+        assert _rel(big.final_product[i], res.final_product[i % 2]) <= 1e-14
 
 
 def test_autograd_reference_is_the_engine_map():

@@ -85,3 +85,19 @@ def test_tensor_experiment_draws_the_papers_order4_setting_only_under_thorough()
     got = find(strat, lambda d: d["setting"] == "order4", settings=settings(max_examples=200, database=None))
     assert got["m"] == 1000
     assert current_profile() == "quick"
+
+
+def test_tensor_experiment_is_refuted_from_a_large_init():
+    """The wrong version of rc20.exp.tensor_completion: from init std 0.3 instead of 1e-3 (same step rule, stop and
+    thresholds), every member ends far from the target (measured: 3.3-4.1x the baseline's error) and far from rank
+    1 (rank-1 residual 0.9 against the tolerance 0.0226), so both of the claim's margins are negative."""
+    import numpy as np
+
+    from properties.experiments_rc20_tc import baseline_error, error_bound, rank1_residual, rank_tolerance, run_setting
+
+    problem, target, res = run_setting("order3", 300, 0, 0, B=2, init_std=0.3)
+    base = baseline_error(problem, target)
+    for b in range(len(res.status)):
+        rec = np.linalg.norm(res.tensor[b] - target) / np.linalg.norm(target)
+        assert rec > 10 * error_bound("order3", base)
+        assert rank1_residual(res.tensor[b]) > 10 * rank_tolerance("order3")

@@ -27,7 +27,7 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   run: depth 3 on 10x10 rank-10 completion from a Gaussian init (std 0.3), and CP order 3, dims 5, R = 10 (see
   :func:`verify.bench.gf.bench_gf_raw`).
 - ``gd`` at depth 4: trajectory-steps per second at B = 1, 100, 10 000; CP tensor GD (order 4, dims 5, rank 10):
-  steps per second. Naive column: a torch autograd GD loop on the same batch. The B = 1 depth-4 row also shows
+  steps per second at B = 1, 100, 1000. Naive column: a torch autograd GD loop on the same batch. The B = 1 depth-4 row also shows
   the official RC20 DMF trainer's throughput as stated in issue 12 (2,000-2,800 epochs/s on this machine; one
   epoch is one step of one model) and ``ratio_official`` against its top.
 - ``gd-dmf``: depth-3 100x100 completion (ACHL19 generator, rank 5, m = 2,000 and 5,000) at B = 1 and 64,
