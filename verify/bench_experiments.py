@@ -53,14 +53,14 @@ OFFICIAL_SECONDS = {
     # m = 2,000: another draw of the same distribution as this row's), run to its own stop, training MSE <= 1e-6
     # (this row's stop): 29,710 steps, test MSE 1.20e-5 (relative error 0.0035; this row 0.0039 after 29,000);
     # 27.3 s wall from the log of iteration 0 to the last (imports and data loading excluded), torch 2.13 CPU,
-    # OMP_NUM_THREADS=1, nice 10, on the shared 2-core machine at load 5-7 (2026-11-30). Patched in the copy
-    # run: gen_gt.py saves the target as float32 (numpy 2 promotes it to float64, which main.py's index_put
-    # rejects); nothing in the trainer.
+    # OMP_NUM_THREADS=1, nice 10, on the shared 2-core machine at load 5-7 (2026-11-30); about 13.9 s of CPU (the
+    # process's 17.5 s less the 3.6 s of a 1-step run). Patched in the copy run: gen_gt.py saves the target as
+    # float32 (numpy 2 promotes it to float64, which main.py's index_put rejects); nothing in the trainer.
     "achl19 completion depth3": 27.3,
 }
 #: the official trainers' throughput measured for issue 13 on this machine: epochs per second, one epoch = one
 #: full-batch step of one model; one torch thread (OMP_NUM_THREADS=1), nice 10, the shared 2-core machine at
-#: load 5-7 (2026-11-30), wall clock between the trainers' own timestamped logs. ``ratio_official`` divides
+#: load 5-8 (2026-11-30), wall clock between the trainers' own timestamped logs. ``ratio_official`` divides
 #: ours (model steps per second) by it.
 OFFICIAL_EPOCHS_PER_S = {
     # the ACHL19 run above: 28,000 iterations between the logs of iterations 1,000 and 29,000 in 25.7 s (per
