@@ -98,6 +98,8 @@ def test_bench_row_of_the_order3_ladder():
 
     row = rmc21_row("order3")
     assert row["workload"] == "rmc21 incremental order3" and row["seconds"] > 0 and row["official_seconds"] is None
+    # model steps: summed over the ladder's members (3 stds), at least the slowest member's and at most 3 times it
+    assert row["steps"] < row["model_steps"] <= 3 * row["steps"] and row["ratio_official"] is None
     counts = [int(c) for c in row["counts"].split(",")]
     assert counts[-1] == SETTINGS["order3"]["rank"] and counts == sorted(counts, reverse=True)
     assert row["reconstruction_error"] < 0.05  # the two smaller stds complete the rank-3 target

@@ -39,7 +39,9 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
 
 - ``experiments``: the papers' experiment workloads next to the official trainers' times (RC20 GD at depths 3
   and 4 to loss 1e-4; the RC20 tensor runs, 5 seeds batched, to reconstruction error 1e-6; the RMC21 ladders;
-  ACHL19 depth-3 completion at the paper's 100x100 m = 2,000 and reduced); see
+  ACHL19 depth-3 completion at the paper's 100x100 m = 2,000 and reduced); the paper-setting ACHL19 and RMC21
+  rows also show the official trainer's throughput measured on this machine (``official_epochs_per_s``, one
+  torch thread) and ``ratio_official`` (ours in model steps per second over it); see
   ``verify.bench_experiments``. A few minutes on 2 cores.
 
 ``--json PATH`` writes every row (and the machine: CPU count, torch threads, versions) as strict JSON; PATH is
