@@ -105,7 +105,7 @@ class StageMatrix:
       contraction test still sees any shortfall). At 128 bits FLINT's elimination of ``136 x 136`` takes ~7 ms
       against ~40 ms at 465 bits (100 digits). Measured on the matrices of the 100-digit run to loss 1e-60
       (RC20, depth 2; every 7th working-precision matrix): ``rate`` stayed below 1e-9 while the equilibrated
-      condition number grew to ~1e35 (the first two thirds of them), then jumped to 0.2 .. 7 (one 7e-5).
+      condition number grew to ~1e38 (~2^128; the first two thirds of them), then jumped to 0.2 .. 7 (one 7e-5).
     - ``"arb"``: the same elimination at the working precision, every solve.
 
     A low-tier failure costs its two 128-bit solves: ``hint`` (a dict the solver keeps, optional) remembers it and
@@ -267,7 +267,9 @@ def _assemble(h, A, Js, n, prec):
     block ``(i, j)`` is ``A_ij (-h J_j)`` (``s^2 n^2`` products). It used to be the FLINT product ``(A kron I_n)
     D``, which costs far more once the entries span many decades (late in a stiff flow, ``h J`` reaches 1e120 next
     to entries of order 1: FLINT's block product then splits into many exponent blocks): 100 digits to loss 1e-60
-    on RC20 depth 2, 588 such matrices took 46 ms each to build (CPU, ``136 x 136``), entry by entry ~10 ms."""
+    on RC20 depth 2, 588 such matrices took 46 ms each to build (CPU, ``136 x 136``), entry by entry ~8 ms. The
+    same matrix to the last bit: rounding it differently moved rc20.cor.norms_diverge's quick-profile example from
+    the 40-digit rung to the 30-digit one (tests/golden)."""
     key = (id(A), prec)
     hit = _AROWS.get(key)
     if hit is None or hit[0] is not A:
@@ -275,17 +277,18 @@ def _assemble(h, A, Js, n, prec):
             _AROWS.clear()
         hit = _AROWS[key] = (A, [[_to_arb(a) for a in row] for row in A])
     Aa = hit[1]
-    mh = -_to_arb(h)
-    # rows of -h J_j, as lists of arb
-    hJ = []
+    hh = _to_arb(h)
+    # rows of J_j, as lists of arb; each entry rounded as (A_ij J_j[a, b]) h, then subtracted from I, the order of
+    # the former product ((A kron I) D) h, so that N is the same to the last bit
+    Jr = []
     for Jj in Js:
         e = Jj.entries()
-        hJ.append([[mh * v for v in e[a * n:(a + 1) * n]] for a in range(n)])
+        Jr.append([e[a * n:(a + 1) * n] for a in range(n)])
     entries = []
     for i, Ai in enumerate(Aa):
         for a in range(n):
-            row = [aij * v for aij, Hj in zip(Ai, hJ) for v in Hj[a]]
-            row[i * n + a] += 1
+            row = [-((aij * v) * hh) for aij, Jj in zip(Ai, Jr) for v in Jj[a]]
+            row[i * n + a] = 1 - (Ai[i] * Jr[i][a][a]) * hh
             entries += row
     size = len(Aa) * n
     return flint.arb_mat(size, size, entries)
