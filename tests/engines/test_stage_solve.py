@@ -64,7 +64,7 @@ def test_low_tier_refined_against_the_working_precision_solve(stiff, bound):
     assert M.kind == "low" and M.rate is not None and M.rate <= M.LOW_RATE
     assert _rel_err(ctx, x, _reference(M, b)) <= bound
     # a trusted matrix answers later right-hand sides with one 128-bit solve: good to ~kappa 2^-128
-    assert M._trusted
+    assert M.trusted
     b2 = [v * (k + 2) for k, v in enumerate(b)]
     assert _rel_err(ctx, M.solve(b2), _reference(M, b2)) <= 1e-15
     assert hint == {}

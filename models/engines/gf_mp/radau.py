@@ -134,7 +134,7 @@ class StageMatrix:
             self.N = _assemble(h, A, Js, n, ctx.prec)
         self.hint = hint if hint is not None else {}
         self.scale = None if scale is None else [ctx.mpf(v) for v in scale] * s
-        self._trusted, self._Nlow, self.rate = False, None, None
+        self.trusted, self._Nlow, self.rate = False, None, None
         if self.LOW_PREC and self.prec >= 2 * self.LOW_PREC:
             if self.hint.get("skip_low", 0) > 0:
                 self.hint["skip_low"] -= 1
@@ -204,7 +204,7 @@ class StageMatrix:
                     if self._Nlow is None:
                         self._Nlow = +self.N
                     d = self._Nlow.solve(+bv, algorithm="approx").mid()
-                if not self._trusted:
+                if not self.trusted:
                     res = bv - self.N * d
                     with self.scope(low):
                         d2 = self._Nlow.solve(+res, algorithm="approx").mid()
@@ -215,7 +215,7 @@ class StageMatrix:
                     self.rate = rate
                     if not rate <= self.LOW_RATE:
                         return None
-                    self._trusted = rate <= self.LOW_TRUST
+                    self.trusted = rate <= self.LOW_TRUST
                     d = d + d2
             except (ValueError, ArithmeticError):      # singular at 128 bits (ZeroDivisionError included)
                 return None
