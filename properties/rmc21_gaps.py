@@ -200,10 +200,13 @@ def _run(factors, obs, targets, grad_scale, lr, steps, exponent, track, theta2):
     P, dims, idx, stride = _pack(factors)
     B = P.shape[0]
     e1, e2, status = np.full(B, -1, dtype=np.int64), np.full(B, -1, dtype=np.int64), np.zeros(B, dtype=np.int64)
-    th2 = np.ascontiguousarray(np.broadcast_to(np.asarray(theta2, dtype=float), (B,)))
-    _kernel()(P, dims, idx, stride, np.ascontiguousarray(obs, dtype=np.int64), np.ascontiguousarray(targets, dtype=float),
-              float(grad_scale), float(lr), int(steps), 0.0 if exponent is None else float(exponent),
-              exponent is not None, bool(track), GAP_THETA1, th2, e1, e2, status)
+    # fresh writable C copies: numba's array types include the read-only flag, so a read-only input (a broadcast
+    # theta2, a caller's frozen array) would cost a second compilation of the loop
+    th2 = np.array(np.broadcast_to(np.asarray(theta2, dtype=float), (B,)), dtype=float, order="C")
+    obs, targets = np.array(obs, dtype=np.int64, order="C"), np.array(targets, dtype=float, order="C")
+    _kernel()(P, dims, idx, stride, obs, targets, float(grad_scale), float(lr), int(steps),
+              0.0 if exponent is None else float(exponent), exponent is not None, bool(track), GAP_THETA1, th2, e1,
+              e2, status)
     if np.any(status != 0):
         raise EngineFailure(f"gradient descent diverged (members {np.nonzero(status)[0].tolist()})")
     return [P[:, n, :d] for n, d in enumerate(dims)], e1, e2
