@@ -182,6 +182,12 @@ def _kernel():
     return cp_loop
 
 
+def kernel_signatures() -> list:
+    """The argument types the compiled loop has been specialized for in this process: one, whatever the inputs'
+    flags (:func:`_run` passes fresh writable copies), so it is compiled once."""
+    return list(_kernel().signatures)
+
+
 def _pack(factors):
     """N arrays (B, d_n, R) -> one float64 array (B, N, max d_n, R) (zero-padded), the dims, the entries'
     multi-indices (row-major) and the modes' strides."""
@@ -307,4 +313,4 @@ def escape_gap_outcome(inputs, alpha: float, exponent: float | None = None):
 
 __all__ = ["GAP_BLOCK", "GAP_CHUNK", "GAP_LADDER", "GAP_LR", "GAP_MAX_STEPS", "GAP_TEST", "GAP_THETA1",
            "batch_tensor", "batch_unfolding_distance", "cp_gd_batch", "escape_gap_outcome", "gap_decision",
-           "gap_trial", "ladder_escapes", "ladder_members"]
+           "gap_trial", "kernel_signatures", "ladder_escapes", "ladder_members"]

@@ -126,4 +126,4 @@ def test_the_compiled_loop_is_compiled_once_whatever_the_inputs_flags():
     G.cp_gd_batch(fs, *frozen[:2], gs, G.GAP_LR, 2)
     G.ladder_escapes(fs, frozen[0], frozen[1], gs, frozen[2], max_steps=G.GAP_MAX_STEPS[3])
     G.ladder_escapes(fs, obs, tg, gs, float(np.max(th)), max_steps=G.GAP_MAX_STEPS[3])
-    assert len(G._kernel().signatures) == 1
+    assert len(G.kernel_signatures()) == 1
