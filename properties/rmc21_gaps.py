@@ -182,6 +182,12 @@ def _kernel():
     return cp_loop
 
 
+def kernel_signatures() -> list:
+    """The argument types the compiled loop has been specialized for in this process: one, whatever the inputs'
+    flags (:func:`_run` passes fresh writable copies), so it is compiled once."""
+    return list(_kernel().signatures)
+
+
 def _pack(factors):
     """N arrays (B, d_n, R) -> one float64 array (B, N, max d_n, R) (zero-padded), the dims, the entries'
     multi-indices (row-major) and the modes' strides."""
@@ -200,10 +206,13 @@ def _run(factors, obs, targets, grad_scale, lr, steps, exponent, track, theta2):
     P, dims, idx, stride = _pack(factors)
     B = P.shape[0]
     e1, e2, status = np.full(B, -1, dtype=np.int64), np.full(B, -1, dtype=np.int64), np.zeros(B, dtype=np.int64)
-    th2 = np.ascontiguousarray(np.broadcast_to(np.asarray(theta2, dtype=float), (B,)))
-    _kernel()(P, dims, idx, stride, np.ascontiguousarray(obs, dtype=np.int64), np.ascontiguousarray(targets, dtype=float),
-              float(grad_scale), float(lr), int(steps), 0.0 if exponent is None else float(exponent),
-              exponent is not None, bool(track), GAP_THETA1, th2, e1, e2, status)
+    # fresh writable C copies: numba's array types include the read-only flag, so a read-only input (a broadcast
+    # theta2, a caller's frozen array) would cost a second compilation of the loop
+    th2 = np.array(np.broadcast_to(np.asarray(theta2, dtype=float), (B,)), dtype=float, order="C")
+    obs, targets = np.array(obs, dtype=np.int64, order="C"), np.array(targets, dtype=float, order="C")
+    _kernel()(P, dims, idx, stride, obs, targets, float(grad_scale), float(lr), int(steps),
+              0.0 if exponent is None else float(exponent), exponent is not None, bool(track), GAP_THETA1, th2, e1,
+              e2, status)
     if np.any(status != 0):
         raise EngineFailure(f"gradient descent diverged (members {np.nonzero(status)[0].tolist()})")
     return [P[:, n, :d] for n, d in enumerate(dims)], e1, e2
@@ -304,4 +313,4 @@ def escape_gap_outcome(inputs, alpha: float, exponent: float | None = None):
 
 __all__ = ["GAP_BLOCK", "GAP_CHUNK", "GAP_LADDER", "GAP_LR", "GAP_MAX_STEPS", "GAP_TEST", "GAP_THETA1",
            "batch_tensor", "batch_unfolding_distance", "cp_gd_batch", "escape_gap_outcome", "gap_decision",
-           "gap_trial", "ladder_escapes", "ladder_members"]
+           "gap_trial", "kernel_signatures", "ladder_escapes", "ladder_members"]

@@ -200,3 +200,76 @@ def test_component_norms_are_recorded_per_member_and_stop_with_it():
     assert np.allclose(res.component_norms[-1, 1], norms(res.factors, 1), rtol=1e-12, atol=0)
     plain = run_cp_gd(problem, F, lr=0.2, steps=600, until_loss=1e-4, check_every=10)
     assert plain.component_norms is None and np.array_equal(plain.tensor, res.tensor)
+
+
+def _loss_hessian_top(problem, factors):
+    """The largest eigenvalue of the loss Hessian in the flattened factors (torch autograd, float64)."""
+    shapes = [f.shape for f in factors]
+    sizes = [int(np.prod(s)) for s in shapes]
+    idx = torch.tensor(np.ravel_multi_index(tuple(problem.indices.T), problem.dims))
+    y = torch.tensor(problem.targets)
+    letters = "abcdefgh"[: len(factors)]
+
+    def loss(x):
+        parts = torch.split(x, sizes)
+        fs = [p.reshape(s) for p, s in zip(parts, shapes)]
+        T = torch.einsum(",".join(c + "r" for c in letters) + "->" + letters, *fs)
+        r = T.reshape(-1)[idx] - y
+        return problem.loss_scale * (r * r).sum()
+
+    x = torch.tensor(np.concatenate([f.reshape(-1) for f in factors]))
+    H = torch.autograd.functional.hessian(loss, x).numpy()
+    return float(np.linalg.eigvalsh(H)[-1])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "half_sum"])
+def test_curvature_cap_is_at_most_one_over_the_hessians_top_eigenvalue_at_zero_loss(reduction):
+    """The derivation of group_rmsprop_capped's cap (module docstring of cp_fast): at a zero-loss point the loss
+    Hessian's largest eigenvalue is at most grad_scale N max_n sum_r prod_{k != n} ||w_r^k||^2, so cap * lambda_max
+    <= 1. Checked with the true Hessian (autograd) at zero-loss points of partially observed problems (unbalanced
+    random factors, R = 3, orders 3 and 4), and at a balanced rank-1 factorization of a fully observed tensor, where
+    the bound is attained (lambda_max = N x the trace, along the balanced rescaling): so a cap without the factor N
+    (or with the trace of one mode instead of the largest) would exceed 1 / lambda_max there."""
+    from models.engines.cp_fast import curvature_cap
+    from models.problems import tensor_completion
+
+    rng = np.random.default_rng(11)
+    for dims in [(3, 4, 2), (2, 3, 2, 2)]:
+        fs = [rng.standard_normal((d, 3)) * rng.uniform(0.3, 2.0) for d in dims]
+        T = np.einsum(",".join(c + "r" for c in "abcd"[: len(dims)]) + "->" + "abcd"[: len(dims)], *fs)
+        full = np.stack(np.unravel_index(np.arange(T.size), dims), axis=1)
+        keep = np.sort(rng.choice(T.size, T.size // 2, replace=False))
+        problem = tensor_completion(dims, full[keep], T.reshape(-1)[keep], reduction=reduction)
+        cap = float(curvature_cap([torch.tensor(f[None]) for f in fs], problem.grad_scale)[0])
+        assert cap * _loss_hessian_top(problem, fs) <= 1.0 + 1e-9
+    # attained: a fully observed rank-1 tensor at a balanced factorization
+    u = [v / np.linalg.norm(v) for v in (rng.standard_normal(d) for d in (3, 4, 2))]
+    c = 1.3
+    fs = [c * v[:, None] for v in u]
+    T = np.einsum("a,b,c->abc", *u) * c ** 3
+    full = np.stack(np.unravel_index(np.arange(T.size), T.shape), axis=1)
+    problem = tensor_completion(T.shape, full, T.reshape(-1), reduction=reduction)
+    cap = float(curvature_cap([torch.tensor(f[None]) for f in fs], problem.grad_scale)[0])
+    assert cap * _loss_hessian_top(problem, fs) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_float32_f64_error_estimate_covers_its_distance_to_the_float64_run():
+    """gd-cp's rounding model with dtype "float32-f64" (float32 products, float64 factors): the final point's
+    product_err must cover the distance to the same run in float64, which is set by the float32 products (measured
+    4.4e-9 after 200 steps, estimate 2.7e-4); float64's eps in the model (the factors' arithmetic instead of the
+    products') gives an estimate 5e8 times smaller (5.1e-13) that does not."""
+    from models import inits
+    from models.engines import get_engine
+    from models.factorizations import CP
+
+    problem, target = random_tensor_completion((4, 3, 3), 20, rank=1, seed=2, reduction="mean")
+    model = CP((4, 3, 3), 2)
+    rng = np.random.default_rng(5)
+    init = inits.explicit(model, [0.5 * rng.standard_normal((d, 2)) for d in (4, 3, 3)], "review")
+    runs = {dt: get_engine("gd-cp", lr=0.1, dtype=dt).run(problem, model, init, steps=200) for dt in
+            ("float32-f64", "float64")}
+    end, ref = runs["float32-f64"].points[-1], runs["float64"].points[-1]
+    dist = float(np.max(np.abs(np.asarray(end.product) - np.asarray(ref.product))))
+    assert end.step == ref.step == 200 and dist > 1e-10                 # the float32 products do move it
+    assert dist + ref.product_err <= end.product_err
+    assert dist > end.product_err * float(np.finfo(np.float64).eps / np.finfo(np.float32).eps)

@@ -363,3 +363,22 @@ def test_gd_stops_on_the_base_class_budget():
     eng.max_steps = 8  # a step budget is honoured at the first check at or past it
     capped = eng.run(rc20(), model, init, steps=100, wall_budget=60)
     assert capped.status is Status.BUDGET and capped.final.step == 8
+
+
+@pytest.mark.parametrize("kernel", ["elementwise", "matmul"])  # CP: the sparse kernel, the dense-product kernel
+def test_cp_members_stop_separately_and_stay_where_they_stopped(kernel):
+    """until_loss on a CP batch: members stop at different checks and a stopped member is frozen by the kernel's
+    mask (its residuals zeroed), so it equals the member run alone to its final step. The dense kernel's mask has
+    its members along the residuals' first axis; without it (or along the wrong axis) a stopped member keeps
+    moving."""
+    dims = (3, 2, 4, 2)
+    problem, _ = random_tensor_completion(dims, 24, rank=1, norm=1.0, seed=3, reduction="mean")
+    model = CP(dims, 2)
+    members = [inits.cp_gaussian(model, s, seed=s_i).factors for s_i, s in enumerate((0.3, 0.5, 0.7, 0.9))]
+    eng = GradientDescent(lr=0.2, check_every=10, kernel=kernel)
+    res = eng.run(problem, model, _stack(members), steps=4000, until_loss=1e-3)
+    assert res.stats["kernel"] == ("cp-dense" if kernel == "matmul" else "cp")
+    assert list(res.status) == ["completed"] * 4 and len(set(res.final_step.tolist())) > 1
+    for b in range(4):
+        alone = eng.run(problem, model, _stack([members[b]]), steps=int(res.final_step[b]))
+        assert _rel(alone.final_product[0], res.final_product[b]) <= 1e-14

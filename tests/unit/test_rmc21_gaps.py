@@ -108,3 +108,22 @@ def test_incremental_learning_order_three_includes_the_escape_gap():
     out = CLAIMS["rmc21.incremental_learning"].run_check(INPUTS)
     assert out.status == "holds"
     assert out.detail["points_checked"] == 4          # two rho steps, the exponent, the escape gap
+
+
+def test_the_compiled_loop_is_compiled_once_whatever_the_inputs_flags():
+    # numba compiles one specialization per argument type, and an array's type includes its read-only flag: a
+    # theta2 broadcast to (B,) (read-only) and one copied (writable) cost two compilations (~1.2 s CPU each on an
+    # empty cache, in every process that runs both cp_gd_batch and ladder_escapes). Read-only inputs of every
+    # array argument must reuse the one specialization.
+    problem, model, dirs, c, T = R.inc_setting(INPUTS)
+    fs, obs, tg, gs, th = G.ladder_members([(problem, model, dirs, c, T)], 0.05, ladder=(1.0, 0.1))
+    frozen = []
+    for a in (obs, tg, th):
+        a = np.array(a)
+        a.setflags(write=False)
+        frozen.append(a)
+    G.cp_gd_batch(fs, obs, tg, gs, G.GAP_LR, 2)
+    G.cp_gd_batch(fs, *frozen[:2], gs, G.GAP_LR, 2)
+    G.ladder_escapes(fs, frozen[0], frozen[1], gs, frozen[2], max_steps=G.GAP_MAX_STEPS[3])
+    G.ladder_escapes(fs, obs, tg, gs, float(np.max(th)), max_steps=G.GAP_MAX_STEPS[3])
+    assert len(G.kernel_signatures()) == 1

@@ -141,3 +141,27 @@ def test_the_first_escaper_is_the_smallest_escape_time_not_the_largest_initial_a
             break
     norms = np.prod([np.linalg.norm(F[0], axis=0) for F in fs], axis=0)
     assert int(np.argmax(norms)) == lead and np.sort(norms)[-2] < 0.1 * norms[lead]
+
+
+def test_each_step_counts_both_deltas_errors_scaled_alike():
+    """The decision rule on hand-made deltas (no flows): a step holds only when its margin exceeds the errors of
+    *both* deltas, the first scaled by the same factor as its delta (10^-RATE on the last step, 1 before). Each
+    case's margin lies between the error without the first delta's term and the full error, so dropping that term
+    (or leaving it unscaled on the rate step, or scaling it by 10^-RATE on a strict-decrease step) turns an
+    inconclusive step into a decided one."""
+    f = 10.0 ** -E.RATE
+    info = {"t_anchor": 0.0}
+    alphas = (1e-3, 1e-4)
+    # rate step: margin f d0 - d1 = 2e-4; errors f e0 + e1 = 3e-4 (e1 alone 1e-4; e0 unscaled 6.4e-4)
+    d0, d1, e0, e1 = 1e-2, f * 1e-2 - 2e-4, 2e-4 / f, 1e-4
+    (out,) = E.shrink_outcomes([(d0, e0, info), (d1, e1, info)], alphas)
+    assert out.margin == pytest.approx(2e-4) and out.error == pytest.approx(3e-4) and out.status == "inconclusive"
+    (out,) = E.shrink_outcomes([(d0, 0.5e-4 / f, info), (d1, e1, info)], alphas)     # errors 1.5e-4 < 2e-4
+    assert out.status == "holds"
+    (out,) = E.shrink_outcomes([(d0, e0, info), (d1 + 6e-4, e1, info)], alphas)      # margin -4e-4 beyond 3e-4
+    assert out.status == "violated"
+    # strict-decrease step (rate 0 on all but the last): margin d0 - d1 = 2e-4, errors e0 + e1 = 3e-4
+    three = [(1e-1, 1e-6, info), (1e-2, 2e-4, info), (1e-2 - 2e-4, 1e-4, info)]
+    first, _ = E.shrink_outcomes(three[1:] + [(1e-3, 1e-6, info)], (1e-3, 1e-4, 1e-5))
+    assert first.margin == pytest.approx(2e-4) and first.error == pytest.approx(3e-4)
+    assert first.status == "inconclusive"
