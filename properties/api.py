@@ -103,6 +103,9 @@ class Claim:
     cost: float = 1.0
     timeout: float | None = None  # seconds before the run stops the claim (None: the profile's claim_timeout)
     rests_on: tuple[str, ...] = ()
+    #: ``(profile name, number of examples)`` pairs that replace the profile's ``budget / cost`` rule under those
+    #: profiles (see :meth:`examples_under`)
+    examples: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         require(bool(self.id) and all(part.isidentifier() or part.replace("_", "").isalnum()
@@ -117,6 +120,14 @@ class Claim:
         require(self.cost > 0, f"claim {self.id}: cost must be > 0, got {self.cost!r}")
         ok = self.timeout is None or (isinstance(self.timeout, (int, float)) and 0 < self.timeout < math.inf)
         require(ok, f"claim {self.id}: timeout must be None or a number of seconds > 0, got {self.timeout!r}")
+        for name, n in self.examples:
+            require(isinstance(name, str) and isinstance(n, int) and not isinstance(n, bool) and n >= 1,
+                    f"claim {self.id}: examples must map profile names to counts >= 1, got {name!r}: {n!r}")
+
+    def examples_under(self, profile: str) -> int | None:
+        """The number of examples the claim declares for the profile named ``profile`` (``None``: the profile's
+        own rule, ``budget / cost`` clamped to its range, applies)."""
+        return dict(self.examples).get(profile)
 
     @property
     def active_hypotheses(self) -> tuple[Hyp, ...]:
@@ -193,14 +204,17 @@ def register(c: Claim, *, replace_existing: bool = False) -> Claim:
 
 def claim(id: str, *, title: str, source: str, statement: str, kind: str | Kind, strategy,
           expectation: str | Expectation = "holds", hypotheses=(), how: str = "", cost: float = 1.0,
-          timeout: float | None = None, rests_on=()):
+          timeout: float | None = None, rests_on=(), examples=None):
     """Decorator registering ``check(inputs, dropped) -> Outcome`` as a claim; returns the :class:`Claim`.
 
     ``hypotheses`` is a sequence of ``(name, text)`` pairs or :class:`Hyp`. ``rests_on`` names the parts the
     verdict rests on (exact, dynamic, statistical evidence), for ``verify show`` and the report. ``strategy`` is a function of the
     dropped set returning a Hypothesis strategy of input dicts (or a strategy, used whatever is dropped).
     ``timeout`` (seconds) overrides the profile's per-claim time limit (``verify run --claim-timeout`` overrides
-    both); a claim past it is stopped and reported ``error`` with reason ``timeout``.
+    both); a claim past it is stopped and reported ``error`` with reason ``timeout``. ``examples`` maps profile
+    names to the exact number of examples under them, replacing the profile's ``budget / cost`` rule (and its
+    minimum): for claims whose inputs change with the profile, e.g. an experiment that runs the paper's setting
+    (minutes per example) only under ``thorough`` while ``cost`` describes the reduced setting of the others.
     """
     try:
         k = kind if isinstance(kind, Kind) else Kind(kind)
@@ -212,7 +226,8 @@ def claim(id: str, *, title: str, source: str, statement: str, kind: str | Kind,
 
     def wrap(check: Callable[[dict, frozenset], Outcome]) -> Claim:
         c = Claim(id, title, source, statement, k, e, strat, check, hyps, how=how or (check.__doc__ or "").strip(),
-                  cost=cost, timeout=timeout, rests_on=tuple(rests_on))
+                  cost=cost, timeout=timeout, rests_on=tuple(rests_on),
+                  examples=tuple(sorted((examples or {}).items())))
         return register(c)
 
     return wrap

@@ -5,13 +5,17 @@ factorization with ``R = prod(dims) / max(dims)`` components (64 or 512), per-en
 ``nn.MSELoss`` on the observed entries, ``GroupRMSprop`` (one global normalized step per iteration, lr 1e-2),
 float32; order 4 uses 1,000 observations (measured for issue 13: 29,400 epochs, 370 s, reconstruction error
 7.8e-7 against 0.869 for the baseline that predicts the observed entries and 0 elsewhere), order 3 a sweep over
-the number of observations. The suite runs it with the batched dense-product loop of
-:mod:`models.engines.cp_fast` (engine ``gd-cp``), several init seeds in one run, and estimates the CP rank of the result by the
+the number of observations; the official stop is the training MSE below 1e-6 at three checks 100 epochs apart, so
+the official order-4 error is where GroupRMSprop was ~300 epochs after crossing that level (its step then grows
+and the iterates bounce). The suite runs it with the batched dense-product loop of :mod:`models.engines.cp_fast`
+(engine ``gd-cp``), several init seeds in one run, with GroupRMSprop capped by a curvature bound
+(:data:`STEP_RULE`: it converges where GroupRMSprop bounces), and estimates the CP rank of the result by the
 residual of its best rank-1 approximation (:func:`rank1_residual`).
 
 Settings (the inputs name them, so a replay needs no profile): ``order3`` (8^3, R = 64, float64, observations
-in {200, 300, 400}) under every profile; ``order4`` (the paper's 8^4, R = 512, 1,000 observations, float32
-as the official code, 5 seeds batched; 20-40 s with one torch thread, measured) only under ``thorough``.
+in {200, 300, 400}; error <= 0.05 x the baseline's) under every profile; ``order4`` (the paper's 8^4, R = 512,
+1,000 observations, float32 products as the official code with float64 factors, 5 seeds batched, to relative
+MSE 1e-13; error <= 1e-6, the paper's) only under ``thorough``.
 """
 
 from __future__ import annotations
@@ -35,20 +39,34 @@ SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
 INIT_STD = 1e-3
 LR = 1e-2
 SEEDS_PER_RUN = 5
-#: stop when the training MSE is at most this fraction of the mean squared observed value (the official runs stop
-#: at MSE 1e-6, about 5e-4 of it for the 8^3 target of norm 1; a relative level keeps orders 3 and 4 comparable).
-#: GroupRMSprop cannot be run much further: its normalized step keeps a length ~lr after the gradient collapses
-#: and the iterates bounce (measured: members that reached 1e-13 relative came back to 1e-4, and at 1e-6 one
-#: member of 15 at 200 observations bounced before reaching it).
-REL_LOSS_STOP = 1e-5
-#: stated tolerances: the reconstruction error is at most 0.05 times the baseline's, and the relative residual of
-#: the best rank-1 approximation (the estimated CP rank is 1) at most 0.05 (measured at 8^3, 200-400
-#: observations, 45 members: errors 3.6e-3 .. 1.1e-2 against baselines 0.44 .. 0.79)
+#: the step rule: the official GroupRMSprop (lr 1e-2) with its step capped by a bound on 1 / the Gauss-Newton
+#: curvature (models.engines.cp_fast): the same path across the plateaus (the cap is ~1e14 near the origin), and
+#: plain gradient descent with a stable step near the minimum, where GroupRMSprop's own step grows as the gradient
+#: collapses and the iterates bounce (measured at 8^3, GroupRMSprop alone: members that reached relative MSE
+#: 1e-13 came back to 1e-4; capped, the same members stay at their floor)
+STEP_RULE = "group_rmsprop_capped"
+#: the paper's reconstruction error at order 4 (init 1e-3, >= 1,000 observations: "about 1e-6"; the official
+#: run measured for issue 13: 7.8e-7), the stated per-member bound of the 8^4 setting
+PAPER_ERROR_ORDER4 = 1e-6
+#: the official rank estimate's tolerance: the smallest CP rank whose CP-ALS fit has MSE over *all* entries of the
+#: learned tensor T below 1e-6, i.e. ||T - X|| <= sqrt(1e-6 * prod(dims)) for a rank-1 X: an absolute distance,
+#: here relative to the target's norm ||T*|| = 1 (:func:`rank1_distance`; not to ||T||, which differs from 1 by up
+#: to the reconstruction error): 0.0226 at 8^3, 0.064 at 8^4
+PAPER_RANK_MSE = 1e-6
+#: stop when the training MSE is at most this fraction of the mean squared observed value. Order 4: near the
+#: target, T - T* lies (to first order) in the tangent space of the rank-1 tensors, on which uniform sampling
+#: keeps the mean square (E ||P_obs X||^2 / m = ||X||^2 / prod(dims)), so the relative training MSE is about
+#: (reconstruction error)^2: the paper's 1e-6 needs about 1e-12; the stop is 1e-13 (a factor sqrt(10) on the
+#: error for the sampling's distortion), 10x above the floor of float32 products (measured 6.4e-15 .. 9.8e-15;
+#: hence dtype float32-f64: with float32 factors the run stalls at 2.9e-12, error 2.8e-6). Order 3 (the quick/ci
+#: reduction): 1e-5 (about the official 1e-6 absolute there, 5e-4 of it), checked against 0.05 x the baseline.
+REL_LOSS_STOP = {"order3": 1e-5, "order4": 1e-13}
+#: the order-3 reduction's stated bound: the reconstruction error is at most 0.05 times the baseline's (measured
+#: at 8^3, 200-400 observations, 45 members, GroupRMSprop: errors 3.6e-3 .. 1.1e-2 against baselines 0.44 .. 0.79)
 FAR_BELOW = 0.05
-RANK_TOL = 0.05
 SETTINGS = {
     "order3": {"dims": (8, 8, 8), "R": 64, "steps": 3000, "dtype": "float64"},
-    "order4": {"dims": (8, 8, 8, 8), "R": 512, "m": 1000, "steps": 40000, "dtype": "float32"},
+    "order4": {"dims": (8, 8, 8, 8), "R": 512, "m": 1000, "steps": 80000, "dtype": "float32-f64"},
 }
 #: from the official sweep {50, 100, ..., 450, 511}: up to 150 observations some inits do not recover the
 #: target (measured: 3 of 5 members at 100 and 1 of 15 at 150 end with error 0.3 .. 9 after 3000-6000 steps);
@@ -58,6 +76,32 @@ ORDER3_OBSERVATIONS = (200, 300, 400)
 #: step of 5 members with one thread, 42 ms with two (the second thread waits for a busy core); with ``--jobs 2``
 #: each worker process has a core of its own anyway.
 THREADS = 1
+
+
+def rank_tolerance(setting: str) -> float:
+    """The official rank estimate's tolerance as a Frobenius distance relative to ``||T*|| = 1`` (see
+    :data:`PAPER_RANK_MSE`)."""
+    return math.sqrt(PAPER_RANK_MSE * float(np.prod(SETTINGS[setting]["dims"])))
+
+
+def rank1_distance(T: np.ndarray, target_norm: float = 1.0) -> float:
+    """``||T - X|| / target_norm`` for the rank-1 ``X`` of :func:`rank1_residual`: the distance the official rank
+    estimate bounds (its MSE over all entries is ``||T - X||^2 / T.size``), in units of the target's norm; an upper
+    bound on the distance of ``T`` to the rank-1 tensors."""
+    T = np.asarray(T, dtype=np.float64)
+    return rank1_residual(T) * float(np.linalg.norm(T)) / float(target_norm)
+
+
+def rank_outcome(T: np.ndarray, setting: str, target_norm: float, rounding: float, **detail):
+    """The claim's rank part for one final tensor: margin ``rank_tolerance - rank1_distance`` with error
+    ``rounding``."""
+    r1, rtol = rank1_distance(T, target_norm), rank_tolerance(setting)
+    return point_outcome(rtol - r1, rounding, rtol, part="estimated CP rank 1", value=r1, bound=rtol, **detail)
+
+
+def error_bound(setting: str, baseline: float) -> float:
+    """The stated per-member reconstruction-error bound: the paper's 1e-6 at 8^4, 0.05 x the baseline's at 8^3."""
+    return PAPER_ERROR_ORDER4 if setting == "order4" else FAR_BELOW * baseline
 
 
 def baseline_error(problem, target) -> float:
@@ -90,20 +134,28 @@ def rank1_residual(T: np.ndarray, iters: int = 200) -> float:
     return float(np.linalg.norm(T - X) / nrm)
 
 
-def run_setting(setting: str, m: int, data_seed: int, init_seed: int, B: int = SEEDS_PER_RUN):
-    """``(problem, target, CPRun)``: B inits (seeds ``init_seed .. init_seed + B - 1``) on one problem."""
+def run_setting(setting: str, m: int, data_seed: int, init_seed: int, B: int = SEEDS_PER_RUN,
+                init_std: float = INIT_STD):
+    """``(problem, target, CPRun)``: B inits (seeds ``init_seed .. init_seed + B - 1``) on one problem
+    (``init_std`` other than the paper's: the negative control of tests/quality)."""
     cfg = SETTINGS[setting]
     dims, R = cfg["dims"], cfg["R"]
     problem, target = random_tensor_completion(dims, int(m), rank=1, norm=1.0, seed=int(data_seed),
                                                reduction="mean")
-    factors = [np.stack([INIT_STD * np.random.default_rng([int(init_seed) + b, n]).standard_normal((d, R))
+    factors = [np.stack([float(init_std) * np.random.default_rng([int(init_seed) + b, n]).standard_normal((d, R))
                          for b in range(B)]) for n, d in enumerate(dims)]
-    stop = REL_LOSS_STOP * float(np.mean(problem.targets ** 2))
-    engine = get_engine("gd-cp", lr=LR, step_rule="group_rmsprop", check_every=100, dtype=cfg["dtype"],
+    stop = REL_LOSS_STOP[setting] * float(np.mean(problem.targets ** 2))
+    engine = get_engine("gd-cp", lr=LR, step_rule=STEP_RULE, check_every=100, dtype=cfg["dtype"],
                         threads=THREADS)
     res = engine.run(problem, CP(dims, R), factors, steps=cfg["steps"], until_loss=stop,
                      options={"target": target}).kernel_run
     return problem, target, res
+
+
+#: examples under ``thorough``, drawn from 8^3 and 8^4 alike (measured: 42-46 s of CPU per 8^4 batch of 5 seeds, about
+#: 1.2 s per 8^3 batch, loaded 2-core machine): the profile's rule (1,200 s / cost 4) would draw 300, about half at
+#: 8^4, about 1.8 h of CPU; 50 keep thorough near its 1,200 s-per-claim budget in CPU time (about 20 min)
+THOROUGH_EXAMPLES = 50
 
 
 def _tc_strategy(dropped):
@@ -116,44 +168,49 @@ def _tc_strategy(dropped):
 @claim("rc20.exp.tensor_completion",
        title="Tensor factorization from small init completes a rank-1 tensor far below the baseline, with CP rank 1",
        source=SRC + ", the tensor-completion experiment (official runner: rank-1 target of norm 1, R = 512 for 8^4, "
-                    "init 1e-3, GroupRMSprop lr 1e-2, MSE); catalog RC20-Exp-TC",
+                    "init 1e-3, GroupRMSprop lr 1e-2, MSE; paper: error about 1e-6 at 8^4); catalog RC20-Exp-TC",
        statement="rank-1 target of Frobenius norm 1, CP factorization with R = 64 (8^3) or 512 (8^4) components, "
-                 "per-entry init std 1e-3, GroupRMSprop (lr 1e-2) on the MSE of the observed entries until the MSE "
-                 "is 1e-5 of the mean squared observation (at most 3000 steps at 8^3, 40000 at 8^4): for each of 5 "
-                 "init "
-                 "seeds, the reconstruction error ||T - T*||/||T*|| <= 0.05 x the baseline's (observed entries, 0 "
-                 "elsewhere) and the best rank-1 approximation of T is within 0.05 (relative): estimated CP rank 1. "
-                 "Settings: 8^3 with 200, 300 or 400 observations (every profile); 8^4 with 1,000 observations "
-                 "(thorough only)",
-       kind="trajectory", strategy=_tc_strategy, cost=4.0)
+                 "per-entry init std 1e-3, GroupRMSprop (lr 1e-2) with its step capped by a bound on 1 / the "
+                 "Gauss-Newton curvature, on the MSE of the observed entries, until the MSE is 1e-13 (8^4) or 1e-5 "
+                 "(8^3) of the mean squared observation (at most 80000 steps at 8^4, 3000 at 8^3): for each of 5 "
+                 "init seeds, the reconstruction error ||T - T*||/||T*|| <= 1e-6 (8^4, the paper's figure) or "
+                 "<= 0.05 x the baseline's (observed entries, 0 elsewhere; 8^3), and the best rank-1 approximation "
+                 "of T is within sqrt(1e-6 prod(dims)) ||T*|| (0.064 at 8^4, 0.0226 at 8^3: the official rank "
+                 "estimate's tolerance, CP-ALS MSE over all entries <= 1e-6): estimated CP rank 1. Settings: 8^3 "
+                 "with 200, 300 or 400 observations (every profile); 8^4 with 1,000 observations (thorough only)",
+       kind="trajectory", strategy=_tc_strategy, cost=4.0, examples={"thorough": THOROUGH_EXAMPLES})
 def tensor_completion(inputs, dropped):
-    """One batched run of 5 init seeds (models.engines.cp_fast, step rule group_rmsprop, float64 at 8^3, float32
-    at 8^4 as the official code); per member two margins: 0.05 baseline - reconstruction error (error: 1e-6 of the
-    baseline for float32, 1e-12 for float64: rounding of the tensor), and 0.05 - rank-1 residual (an upper bound
-    computed in float64; same error). The detail keeps the step rule, steps and seconds."""
+    """One batched run of 5 init seeds (models.engines.cp_fast, step rule group_rmsprop_capped; float64 at 8^3,
+    float32 products with float64 factors at 8^4); per member two margins, both computed in float64 from the final
+    tensor (formed from the factors in the factors' precision): the error bound minus the reconstruction error, and
+    the rank tolerance minus :func:`rank1_distance` (an upper bound on the distance to rank 1, in units of
+    ||T*||; :func:`rank_outcome`); error estimate 1e-12 absolute for both (the rounding of a float64 tensor of norm ~1 is ~1e-15; 1e-6 with float32 factors). The
+    detail keeps the step rule, steps and seconds."""
     setting = inputs["setting"]
     problem, target, res = run_setting(setting, int(inputs["m"]), int(inputs["data_seed"]), int(inputs["init_seed"]))
     base = baseline_error(problem, target)
+    bound = error_bound(setting, base)
     rounding = 1e-6 if SETTINGS[setting]["dtype"] == "float32" else 1e-12
-    outs = []
+    tnorm = float(np.linalg.norm(target))
+    outs, recs = [], []
     for b in range(len(res.status)):
         if res.status[b] == "diverged":
             raise EngineFailure(f"member {b} diverged at step {int(res.final_step[b])}")
-        rec = float(res.reconstruction_error[b])
+        rec = float(np.linalg.norm(res.tensor[b] - target) / tnorm)
         if not math.isfinite(rec):
             raise EngineFailure(f"member {b}: non-finite reconstruction error")
-        outs.append(point_outcome(FAR_BELOW * base - rec, rounding * base, FAR_BELOW * base,
-                                  part="reconstruction error <= 0.05 baseline", member=b, value=rec,
-                                  bound=FAR_BELOW * base,
+        recs.append(rec)
+        outs.append(point_outcome(bound - rec, rounding, bound,
+                                  part=f"reconstruction error <= {'1e-6' if setting == 'order4' else '0.05 baseline'}",
+                                  member=b, value=rec, bound=bound,
                                   steps=int(res.final_step[b]), run_status=res.status[b]))
-        r1 = rank1_residual(res.tensor[b])
-        outs.append(point_outcome(RANK_TOL - r1, rounding, RANK_TOL, part="estimated CP rank 1", member=b,
-                                  value=r1, bound=RANK_TOL))
+        outs.append(rank_outcome(res.tensor[b], setting, tnorm, rounding, member=b))
     return combine(outs, engine=f"cp-fast {SETTINGS[setting]['dtype']}", baseline_error=base,
-                   reconstruction_errors=[float(v) for v in res.reconstruction_error],
-                   steps=[int(s) for s in res.final_step], statuses=list(res.status),
+                   reconstruction_errors=recs, steps=[int(s) for s in res.final_step], statuses=list(res.status),
                    seconds=round(res.seconds, 2), step_rule=res.settings["step_rule"], lr=LR, init_std=INIT_STD,
-                   R=SETTINGS[setting]["R"], dims=list(SETTINGS[setting]["dims"]))
+                   rel_loss_stop=REL_LOSS_STOP[setting], R=SETTINGS[setting]["R"],
+                   dims=list(SETTINGS[setting]["dims"]))
 
 
-__all__ = ["ORDER3_OBSERVATIONS", "SETTINGS", "baseline_error", "rank1_residual", "run_setting"]
+__all__ = ["ORDER3_OBSERVATIONS", "SETTINGS", "STEP_RULE", "baseline_error", "error_bound", "rank1_distance",
+           "rank1_residual", "rank_outcome", "rank_tolerance", "run_setting"]

@@ -233,7 +233,7 @@ def _settings(claim: Claim, prof: Profile) -> settings:
     else:
         db = InMemoryExampleDatabase()
     return settings(
-        max_examples=prof.examples_for(claim.cost),
+        max_examples=prof.examples_of(claim),
         deadline=None,
         derandomize=False,  # the seed is fixed per claim by @seed instead (derandomize would ignore --seed)
         database=db,
@@ -321,7 +321,7 @@ def run_claim(claim: Claim | str, profile: str | Profile = "quick", seed: int = 
         examples=rec.examples, smallest_margin=rec.smallest, seconds=seconds, seed=int(seed), profile=prof.name,
         engine=engine, inconclusive=rec.inconclusive, counterexample=counterexample, traceback=traceback_text,
         notes=notes,
-        extra={"hypothesis_seed": hseed, "max_examples": prof.examples_for(claim.cost), "calls": rec.calls,
+        extra={"hypothesis_seed": hseed, "max_examples": prof.examples_of(claim), "calls": rec.calls,
                "skipped": rec.skipped, "errors": rec.errors, "holds": rec.holds, "violations": rec.violations,
                "check_seconds": round(rec.check_seconds, 4), "engines": rec.engines,
                "smallest_raw_margin": rec.smallest_raw, "evidence": ev,

@@ -7,7 +7,8 @@ function per figure; the report draws them (:mod:`reports.figures_experiments`) 
   for eps in {0.5, 0.1, 0.05, 0.01} to loss 1e-6 (at most 5e6 steps). Stored per point (at most
   ``MAX_POINTS`` per run, evenly spaced in log loss, from the records every 50 steps): step, loss, |w11|, det sign.
 - ``rc20_tc_sweep``: the order-3 observation sweep of the RC20 tensor experiment (8^3 rank-1 target of norm 1,
-  R = 64, init 1e-3, GroupRMSprop lr 1e-2, 5 init seeds batched per count, the claim's stop rule): per count the
+  R = 64, init 1e-3, the claim's step rule (GroupRMSprop lr 1e-2, capped) and stop rule, 5 init seeds batched
+  per count): per count the
   5 reconstruction errors, the baseline's error (observed entries, 0 elsewhere) and the rank-1 residuals.
 - ``rmc21_incremental``: the ladder of ``rmc21.exp.incremental`` at its order-3 reduction (one seed pair; the
   paper's order-4 setting takes about a minute, too long for every report): per std the ten largest component

@@ -347,6 +347,8 @@ def _run_locked(config: RunConfig, progress, out: Path, catalog, claims, base) -
                       timeout=time_limit(c, config.profile, config.claim_timeout)) for c in todo]
         records = list(kept)
         progress.start(len(tasks), skipped=len(kept), title=f"verify run --profile {config.profile}: ")
+        if tasks and get_profile(config.profile).notice:
+            progress.note(get_profile(config.profile).notice)
         if not handle.limits:
             progress.note(f"note: {handle.name} cannot stop a running task; claims' time limits are not enforced")
 

@@ -30,7 +30,7 @@ trajectory (a batch of one, the same arithmetic). What the kernels honour of the
 - errors: rounding only, with the ``gd`` engine's model (:mod:`models.engines.gd`): ``product_err = 8 eps L (k+1)
   prod_j ||W_j||_F`` (deep; the kernel records the scale at every recorded step) and ``8 eps N (k+1) sum_r prod_n
   ||w_r^n||`` (CP, at the start and the end), ``eps`` of the kernel's dtype (``gd-cp`` runs float32 with
-  ``dtype="float32"``, ``gd-dense`` with ``dtype="float32"``), and ``loss_err = loss_scale sum_i (2 |r_i| a_i perr + (a_i perr)^2) + 2 m eps loss``.
+  ``dtype="float32"`` or ``"float32-f64"``, ``gd-dense`` with ``dtype="float32"``), and ``loss_err = loss_scale sum_i (2 |r_i| a_i perr + (a_i perr)^2) + 2 m eps loss``.
 """
 
 from __future__ import annotations
@@ -170,9 +170,12 @@ class GradientDescentCP(_KernelEngine):
     """``gd-cp``: batched gradient descent on CP tensor completion by :mod:`models.engines.cp_fast` (dense
     Khatri-Rao products in torch; the RC20 / RMC21 tensor experiments).
 
-    Options: ``lr``; ``step_rule`` ("constant" or "group_rmsprop", the official codes' GroupRMSprop, which ``gd``
-    calls "normalized": that name is accepted too) with its
-    ``beta`` and ``eps``; ``dtype`` ("float64" or "float32", as the official order-4 runs); ``threads`` (torch
+    Options: ``lr``; ``step_rule`` ("constant", "group_rmsprop", the official codes' GroupRMSprop, which ``gd``
+    calls "normalized": that name is accepted too, or "group_rmsprop_capped", GroupRMSprop with its step capped
+    by a bound on 1 / the Gauss-Newton curvature, which converges where GroupRMSprop bounces) with their
+    ``beta`` and ``eps``; ``dtype`` ("float64"; "float32", as the official order-4 runs; "float32-f64", float32
+    products with the factors kept and updated in float64, so that updates below a float32 ulp of the factors
+    are not lost); ``threads`` (torch
     threads during the run; None: torch's setting); ``check_every`` (steps between loss-history rows and
     ``until_reconstruction`` checks); ``norms_every`` (record the component norms every k steps; 0: not). Run
     options (``options=`` of :meth:`run`): ``target``, ``until_reconstruction``."""
@@ -186,13 +189,13 @@ class GradientDescentCP(_KernelEngine):
 
     def __init__(self, lr: float = 1e-2, step_rule: str = "constant", beta: float = 0.99, eps: float = 1e-6,
                  dtype: str = "float64", threads: int | None = None, check_every: int = 50, norms_every: int = 0):
-        from .cp_fast import STEP_RULES
+        from .cp_fast import DTYPES, STEP_RULES
 
         self.lr = _lr(lr)
         if step_rule == "normalized":  # gd's name for the same rule (models.engines.gd_rules), as --step-rule says
             step_rule = "group_rmsprop"
         require(step_rule in STEP_RULES, f"step_rule must be one of {STEP_RULES} or normalized, got {step_rule!r}")
-        require(dtype in ("float64", "float32"), f"dtype must be float64 or float32, got {dtype!r}")
+        require(dtype in DTYPES, f"dtype must be one of {DTYPES}, got {dtype!r}")
         for nm, v in (("beta", beta), ("eps", eps)):
             require(isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, f"{nm} must be >= 0, got {v!r}")
         require(beta < 1, f"beta must be < 1, got {beta!r}")
@@ -218,7 +221,7 @@ class GradientDescentCP(_KernelEngine):
                         beta=self.beta, eps=self.eps, dtype=self.dtype, threads=self.threads,
                         norms_every=self.norms_every)
         p, N = spec.problem, len(spec.model.dims)
-        eps = float(np.finfo(np.float64 if self.dtype == "float64" else np.float32).eps)
+        eps = float(np.finfo(np.float64 if self.dtype == "float64" else np.float32).eps)  # the products' arithmetic
 
         def point(k, fac, T, loss):
             scale = float(np.sum(np.prod([np.linalg.norm(U, axis=0) for U in fac], axis=0)))

@@ -16,8 +16,17 @@ from properties.experiments_rc20_tc import baseline_error, rank1_residual
 REL = 1e-11
 
 
-def _reference(problem, factors, lr, steps, rule, beta=0.99, eps=1e-6):
-    """Autograd CP tensor, loss of the problem; SGD, or GroupRMSprop as in the official code."""
+def _cap(params, grad_scale):
+    """The capped rule's bound, written out: 1 / (grad_scale N max_n sum_r prod_{k != n} ||u_r^k||^2)."""
+    N = len(params)
+    col = [np.linalg.norm(p.detach().numpy(), axis=0) ** 2 for p in params]
+    traces = [sum(math.prod(col[k][r] for k in range(N) if k != n) for r in range(len(col[0]))) for n in range(N)]
+    return 1.0 / (grad_scale * N * max(traces))
+
+
+def _reference(problem, factors, lr, steps, rule, beta=0.99, eps=1e-6, capped=None):
+    """Autograd CP tensor, loss of the problem; SGD, or GroupRMSprop as in the official code (capped: also the
+    curvature cap, and ``capped`` (a list) collects whether the cap was the step at each step)."""
     params = [torch.tensor(f, dtype=torch.float64, requires_grad=True) for f in factors]
     opt = torch.optim.SGD(params, lr=lr) if rule == "constant" else None
     idx = torch.tensor(np.ravel_multi_index(tuple(problem.indices.T), problem.dims))
@@ -40,6 +49,10 @@ def _reference(problem, factors, lr, steps, rule, beta=0.99, eps=1e-6):
         else:
             sq = beta * sq + (1 - beta) * sum(float((p.grad ** 2).sum()) for p in params)
             step = lr / (math.sqrt(sq / (1 - beta ** (k + 1))) + eps)
+            if rule == "group_rmsprop_capped":
+                cap = _cap(params, problem.grad_scale)
+                capped.append(cap < step)
+                step = min(step, cap)
             with torch.no_grad():
                 for p in params:
                     p -= step * p.grad
@@ -57,7 +70,7 @@ def test_steps_equal_the_autograd_reference(dims, rule):
     res = run_cp_gd(problem, F, lr=0.05, steps=steps, step_rule=rule, target=target, check_every=1)
     assert res.settings["step_rule"] == rule
     for b in range(B):
-        fs, T, losses = _reference(problem, [f[b] for f in F], 0.05, steps, rule)
+        fs, T, losses = _reference(problem, [f[b] for f in F], 0.05, steps, rule, capped=[])
         for got, want in zip(res.factors, fs):
             assert np.max(np.abs(got[b] - want)) <= REL * max(1.0, np.max(np.abs(want)))
         assert np.max(np.abs(res.tensor[b] - T)) <= REL * max(1.0, np.max(np.abs(T)))
@@ -65,6 +78,64 @@ def test_steps_equal_the_autograd_reference(dims, rule):
         assert np.allclose(hist, losses, rtol=1e-10, atol=0)
         rec = np.linalg.norm(T - target) / np.linalg.norm(target)
         assert res.reconstruction_error[b] == pytest.approx(rec, rel=1e-10)
+
+
+@pytest.mark.parametrize("dims", [(3, 4, 2), (2, 3, 2, 2)])
+def test_capped_rule_equals_the_autograd_reference_and_the_cap_binds(dims):
+    """group_rmsprop_capped step for step against autograd with the rule written out; lr 0.1 from scale 0.2 makes GroupRMSprop's
+    step exceed the cap at some steps and not at others, so dropping the cap (or always taking it) fails here."""
+    problem, target = random_tensor_completion(dims, int(np.prod(dims)) // 2, rank=1, seed=4, reduction="mean")
+    rng = np.random.default_rng(6)
+    B, R, steps, lr = 2, 3, 60, 0.1
+    F = [0.2 * rng.standard_normal((B, d, R)) for d in dims]
+    res = run_cp_gd(problem, F, lr=lr, steps=steps, step_rule="group_rmsprop_capped", target=target, check_every=1)
+    plain = run_cp_gd(problem, F, lr=lr, steps=steps, step_rule="group_rmsprop", check_every=1)
+    assert res.settings["step_rule"] == "group_rmsprop_capped"
+    for b in range(B):
+        capped = []
+        fs, T, losses = _reference(problem, [f[b] for f in F], lr, steps, "group_rmsprop_capped", capped=capped)
+        assert 0 < sum(capped) < steps
+        for got, want in zip(res.factors, fs):
+            assert np.max(np.abs(got[b] - want)) <= REL * max(1.0, np.max(np.abs(want)))
+        assert np.allclose(res.history[:, 1 + b], losses, rtol=1e-10, atol=0)
+        assert np.max(np.abs(plain.tensor[b] - T)) > 1e-3  # the cap changed the path
+
+
+def test_capped_rule_converges_where_group_rmsprop_bounces():
+    """Near a zero-loss minimum GroupRMSprop's step grows as the gradient collapses and the iterates bounce at a
+    loss floor set by lr; with the cap the same run converges linearly to rounding."""
+    problem, target = random_tensor_completion((4, 4, 4), 40, rank=1, seed=1, reduction="mean")
+    rng = np.random.default_rng(2)
+    F = [target_factor + 0.05 * rng.standard_normal((1, 4, 1)) for target_factor in _rank1_factors(target)]
+    ms = float(np.mean(problem.targets ** 2))
+    capped = run_cp_gd(problem, F, lr=0.05, steps=600, step_rule="group_rmsprop_capped", check_every=50)
+    plain = run_cp_gd(problem, F, lr=0.05, steps=600, step_rule="group_rmsprop", check_every=50)
+    assert capped.final_loss[0] <= 1e-20 * ms
+    assert np.min(plain.history[10:, 1]) >= 1e-8 * ms
+
+
+def _rank1_factors(T):
+    """Balanced unit-scale factors (1, d, 1) of a rank-1 tensor (from its unfoldings)."""
+    N = T.ndim
+    vs = [np.linalg.svd(np.moveaxis(T, n, 0).reshape(T.shape[n], -1))[0][:, 0] for n in range(N)]
+    lam = np.einsum("abc,a,b,c->", T, *vs) if N == 3 else None
+    s = np.sign(lam) * abs(lam) ** (1.0 / N)
+    return [(s * v if n == 0 else abs(lam) ** (1.0 / N) * v)[None, :, None] for n, v in enumerate(vs)]
+
+
+def test_float32_products_with_float64_factors_keep_updates_below_a_float32_ulp():
+    """dtype "float32-f64": updates of 1e-9 on factors of size ~1 (below half a float32 ulp, 6e-8) are lost in
+    float32 and kept with float64 factors, which then follow the float64 run to float32 accuracy."""
+    problem, target = random_tensor_completion((3, 3, 3), 14, rank=1, seed=0, reduction="mean")
+    rng = np.random.default_rng(3)
+    F = [1.0 + 0.2 * rng.standard_normal((1, 3, 2)) for _ in range(3)]
+    F32 = [f.astype(np.float32).astype(np.float64) for f in F]  # representable in float32: no rounding at entry
+    runs = {dt: run_cp_gd(problem, F32, lr=1e-9, steps=200, dtype=dt) for dt in ("float32", "float32-f64", "float64")}
+    assert all(np.array_equal(a, b) for a, b in zip(runs["float32"].factors, F32))
+    for got, want, f0 in zip(runs["float32-f64"].factors, runs["float64"].factors, F32):
+        moved = want - f0
+        assert np.max(np.abs(moved)) > 1e-8
+        assert np.max(np.abs((got - f0) - moved)) <= 1e-5 * np.max(np.abs(moved))
 
 
 def test_members_stop_on_their_own_loss_and_freeze():
@@ -129,3 +200,76 @@ def test_component_norms_are_recorded_per_member_and_stop_with_it():
     assert np.allclose(res.component_norms[-1, 1], norms(res.factors, 1), rtol=1e-12, atol=0)
     plain = run_cp_gd(problem, F, lr=0.2, steps=600, until_loss=1e-4, check_every=10)
     assert plain.component_norms is None and np.array_equal(plain.tensor, res.tensor)
+
+
+def _loss_hessian_top(problem, factors):
+    """The largest eigenvalue of the loss Hessian in the flattened factors (torch autograd, float64)."""
+    shapes = [f.shape for f in factors]
+    sizes = [int(np.prod(s)) for s in shapes]
+    idx = torch.tensor(np.ravel_multi_index(tuple(problem.indices.T), problem.dims))
+    y = torch.tensor(problem.targets)
+    letters = "abcdefgh"[: len(factors)]
+
+    def loss(x):
+        parts = torch.split(x, sizes)
+        fs = [p.reshape(s) for p, s in zip(parts, shapes)]
+        T = torch.einsum(",".join(c + "r" for c in letters) + "->" + letters, *fs)
+        r = T.reshape(-1)[idx] - y
+        return problem.loss_scale * (r * r).sum()
+
+    x = torch.tensor(np.concatenate([f.reshape(-1) for f in factors]))
+    H = torch.autograd.functional.hessian(loss, x).numpy()
+    return float(np.linalg.eigvalsh(H)[-1])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "half_sum"])
+def test_curvature_cap_is_at_most_one_over_the_hessians_top_eigenvalue_at_zero_loss(reduction):
+    """The derivation of group_rmsprop_capped's cap (module docstring of cp_fast): at a zero-loss point the loss
+    Hessian's largest eigenvalue is at most grad_scale N max_n sum_r prod_{k != n} ||w_r^k||^2, so cap * lambda_max
+    <= 1. Checked with the true Hessian (autograd) at zero-loss points of partially observed problems (unbalanced
+    random factors, R = 3, orders 3 and 4), and at a balanced rank-1 factorization of a fully observed tensor, where
+    the bound is attained (lambda_max = N x the trace, along the balanced rescaling): so a cap without the factor N
+    (or with the trace of one mode instead of the largest) would exceed 1 / lambda_max there."""
+    from models.engines.cp_fast import curvature_cap
+    from models.problems import tensor_completion
+
+    rng = np.random.default_rng(11)
+    for dims in [(3, 4, 2), (2, 3, 2, 2)]:
+        fs = [rng.standard_normal((d, 3)) * rng.uniform(0.3, 2.0) for d in dims]
+        T = np.einsum(",".join(c + "r" for c in "abcd"[: len(dims)]) + "->" + "abcd"[: len(dims)], *fs)
+        full = np.stack(np.unravel_index(np.arange(T.size), dims), axis=1)
+        keep = np.sort(rng.choice(T.size, T.size // 2, replace=False))
+        problem = tensor_completion(dims, full[keep], T.reshape(-1)[keep], reduction=reduction)
+        cap = float(curvature_cap([torch.tensor(f[None]) for f in fs], problem.grad_scale)[0])
+        assert cap * _loss_hessian_top(problem, fs) <= 1.0 + 1e-9
+    # attained: a fully observed rank-1 tensor at a balanced factorization
+    u = [v / np.linalg.norm(v) for v in (rng.standard_normal(d) for d in (3, 4, 2))]
+    c = 1.3
+    fs = [c * v[:, None] for v in u]
+    T = np.einsum("a,b,c->abc", *u) * c ** 3
+    full = np.stack(np.unravel_index(np.arange(T.size), T.shape), axis=1)
+    problem = tensor_completion(T.shape, full, T.reshape(-1), reduction=reduction)
+    cap = float(curvature_cap([torch.tensor(f[None]) for f in fs], problem.grad_scale)[0])
+    assert cap * _loss_hessian_top(problem, fs) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_float32_f64_error_estimate_covers_its_distance_to_the_float64_run():
+    """gd-cp's rounding model with dtype "float32-f64" (float32 products, float64 factors): the final point's
+    product_err must cover the distance to the same run in float64, which is set by the float32 products (measured
+    4.4e-9 after 200 steps, estimate 2.7e-4); float64's eps in the model (the factors' arithmetic instead of the
+    products') gives an estimate 5e8 times smaller (5.1e-13) that does not."""
+    from models import inits
+    from models.engines import get_engine
+    from models.factorizations import CP
+
+    problem, target = random_tensor_completion((4, 3, 3), 20, rank=1, seed=2, reduction="mean")
+    model = CP((4, 3, 3), 2)
+    rng = np.random.default_rng(5)
+    init = inits.explicit(model, [0.5 * rng.standard_normal((d, 2)) for d in (4, 3, 3)], "review")
+    runs = {dt: get_engine("gd-cp", lr=0.1, dtype=dt).run(problem, model, init, steps=200) for dt in
+            ("float32-f64", "float64")}
+    end, ref = runs["float32-f64"].points[-1], runs["float64"].points[-1]
+    dist = float(np.max(np.abs(np.asarray(end.product) - np.asarray(ref.product))))
+    assert end.step == ref.step == 200 and dist > 1e-10                 # the float32 products do move it
+    assert dist + ref.product_err <= end.product_err
+    assert dist > end.product_err * float(np.finfo(np.float64).eps / np.finfo(np.float32).eps)

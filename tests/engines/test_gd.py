@@ -97,15 +97,36 @@ def test_matches_sgd_on_sensing(kernel):
 
 
 @pytest.mark.parametrize("reduction", ["half_sum", "mean"])
-def test_cp_order3_matches_sgd(reduction):
+@pytest.mark.parametrize("kernel", ["elementwise", "matmul"])  # CP: the sparse kernel, the dense-product kernel
+def test_cp_order3_matches_sgd(reduction, kernel):
     problem, _ = random_tensor_completion((4, 3, 5), 30, rank=2, norm=2.0, seed=1, reduction=reduction)
     model = CP((4, 3, 5), 3)
     members = [inits.cp_gaussian(model, 0.5, seed=s).factors for s in range(3)]
     steps, lr = 100, 0.05
-    res = GradientDescent(lr=lr, record_every=25).run(problem, model, _stack(members), steps=steps)
+    res = GradientDescent(lr=lr, record_every=25, kernel=kernel).run(problem, model, _stack(members), steps=steps)
+    assert res.stats["kernel"] == ("cp-dense" if kernel == "matmul" else "cp")
     _assert_matches_sgd(res, problem, model, members, lr, steps)
     traj = GradientDescent(lr=lr).run(problem, model, inits.explicit(model, members[0]), steps=steps)
     assert _rel(traj.final.product, sgd_reference(problem, model, members[0], lr, steps)[0][-1]) <= REL
+
+
+@pytest.mark.parametrize("dims", [(3, 2, 4, 2), (2, 3, 2, 2, 2)])
+def test_cp_dense_kernel_matches_sgd_at_orders_4_and_5_and_is_chosen_for_large_batches(dims):
+    """The dense-product CP kernel (groups of two and three modes) step for step against SGD on the autograd
+    loss; ``auto`` picks it on a CPU from CP_DENSE_BATCH members, where its members equal those run alone."""
+    from models.engines.gd.kernels import CP_DENSE_BATCH
+
+    problem, _ = random_tensor_completion(dims, int(np.prod(dims)) // 2, rank=2, norm=2.0, seed=2, reduction="mean")
+    model = CP(dims, 3)
+    members = [inits.cp_gaussian(model, 0.5, seed=s).factors for s in range(2)]
+    steps, lr = 20, 0.05
+    res = GradientDescent(lr=lr, record_every=10, kernel="matmul").run(problem, model, _stack(members), steps=steps)
+    _assert_matches_sgd(res, problem, model, members, lr, steps)
+    B = CP_DENSE_BATCH
+    big = GradientDescent(lr=lr).run(problem, model, _stack([members[i % 2] for i in range(B)]), steps=steps)
+    assert big.stats["kernel"] == "cp-dense"
+    for i in (0, 1, B - 1):
+        assert _rel(big.final_product[i], res.final_product[i % 2]) <= 1e-14
 
 
 def test_autograd_reference_is_the_engine_map():
@@ -342,3 +363,22 @@ def test_gd_stops_on_the_base_class_budget():
     eng.max_steps = 8  # a step budget is honoured at the first check at or past it
     capped = eng.run(rc20(), model, init, steps=100, wall_budget=60)
     assert capped.status is Status.BUDGET and capped.final.step == 8
+
+
+@pytest.mark.parametrize("kernel", ["elementwise", "matmul"])  # CP: the sparse kernel, the dense-product kernel
+def test_cp_members_stop_separately_and_stay_where_they_stopped(kernel):
+    """until_loss on a CP batch: members stop at different checks and a stopped member is frozen by the kernel's
+    mask (its residuals zeroed), so it equals the member run alone to its final step. The dense kernel's mask has
+    its members along the residuals' first axis; without it (or along the wrong axis) a stopped member keeps
+    moving."""
+    dims = (3, 2, 4, 2)
+    problem, _ = random_tensor_completion(dims, 24, rank=1, norm=1.0, seed=3, reduction="mean")
+    model = CP(dims, 2)
+    members = [inits.cp_gaussian(model, s, seed=s_i).factors for s_i, s in enumerate((0.3, 0.5, 0.7, 0.9))]
+    eng = GradientDescent(lr=0.2, check_every=10, kernel=kernel)
+    res = eng.run(problem, model, _stack(members), steps=4000, until_loss=1e-3)
+    assert res.stats["kernel"] == ("cp-dense" if kernel == "matmul" else "cp")
+    assert list(res.status) == ["completed"] * 4 and len(set(res.final_step.tolist())) > 1
+    for b in range(4):
+        alone = eng.run(problem, model, _stack([members[b]]), steps=int(res.final_step[b]))
+        assert _rel(alone.final_product[0], res.final_product[b]) <= 1e-14

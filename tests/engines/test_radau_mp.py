@@ -59,6 +59,7 @@ def test_stage_matrix_and_residual_against_their_definitions():
 
     class ArbOnly(StageMatrix):
         FLOAT_RATE = 0.0        # never float64: the working-precision elimination
+        LOW_PREC = 0            # nor the mixed-precision one (tests/engines/test_stage_solve.py)
 
     arb_js = [to_arb_mat(J, ctx.prec) for J in Js]
     M = ArbOnly(h, A, arb_js, ctx, arb_prec)

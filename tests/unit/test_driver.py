@@ -120,6 +120,26 @@ def test_holds():
     assert v.engine == "toy"
 
 
+def test_declared_examples_replace_the_profile_rule_under_that_profile_only():
+    """``@claim(..., examples={"thorough": n})``: exactly n examples under thorough, however small the cost (the
+    rule budget / cost would give 10,000 here, its minimum 50); other profiles keep budget / cost."""
+    from dataclasses import replace
+
+    from verify.profiles import PROFILES, Profile
+
+    c = replace(_claim("t.declared", lambda inputs, dropped: Outcome(1.0 + inputs["x"], engine="toy")),
+                examples=(("thorough", 3),))
+    assert PROFILES["thorough"].examples_of(c) == 3 and PROFILES["ci"].examples_of(c) == 100
+    assert PROFILES["quick"].examples_of(c) == PROFILES["quick"].examples_for(c.cost) == 25
+    # the driver uses it: a cheap profile named thorough (no explain phase, no database) runs 3 examples
+    cheap = Profile("thorough", budget=7.0, min_examples=2, max_examples=25, shrink_budget=8.0, hard_limit=40.0,
+                    claim_timeout=300.0)
+    v = run_claim(c, cheap, seed=0)
+    assert v.status is VerdictStatus.HOLDS and v.examples == 3 and v.extra["max_examples"] == 3
+    with pytest.raises(Exception, match="examples"):
+        replace(c, examples=(("thorough", 0),))
+
+
 def test_same_seed_same_search_and_counterexample():
     seen: dict[int, list] = {0: [], 1: []}
 

@@ -85,3 +85,41 @@ def test_tensor_experiment_draws_the_papers_order4_setting_only_under_thorough()
     got = find(strat, lambda d: d["setting"] == "order4", settings=settings(max_examples=200, database=None))
     assert got["m"] == 1000
     assert current_profile() == "quick"
+
+
+def test_tensor_experiment_is_refuted_from_a_large_init():
+    """The wrong version of rc20.exp.tensor_completion: from init std 0.3 instead of 1e-3 (same step rule, stop and
+    thresholds), every member ends far from the target (measured: 3.3-4.1x the baseline's error) and far from rank
+    1 (rank-1 residual 0.9 against the tolerance 0.0226), so both of the claim's margins are negative."""
+    import numpy as np
+
+    from properties.experiments_rc20_tc import baseline_error, error_bound, rank1_residual, rank_tolerance, run_setting
+
+    problem, target, res = run_setting("order3", 300, 0, 0, B=2, init_std=0.3)
+    base = baseline_error(problem, target)
+    for b in range(len(res.status)):
+        rec = np.linalg.norm(res.tensor[b] - target) / np.linalg.norm(target)
+        assert rec > 10 * error_bound("order3", base)
+        assert rank1_residual(res.tensor[b]) > 10 * rank_tolerance("order3")
+
+
+def test_rank_check_is_the_official_mse_over_all_entries_not_relative_to_the_learned_norm():
+    """The official rank estimate: rank 1 iff the best rank-1 fit has MSE over all entries <= 1e-6, i.e. ||T - X||
+    <= sqrt(1e-6 prod(dims)) in absolute terms (||T*|| = 1). On T = 1.04 e1^3 + eps e2^3 (best rank-1 fit 1.04 e1^3,
+    residual exactly eps; ||T|| = 1.04 is within the order-3 claim's error bound of the target's 1): eps = 1.02 x
+    the tolerance is not rank 1 officially (MSE 1.04e-6), and the claim's distance says so; the residual relative
+    to ||T|| (what the claim compared before) reads 0.98 x the tolerance, a wrong "rank 1". eps = 0.98 x: rank 1."""
+    from properties.experiments_rc20_tc import rank1_distance, rank1_residual, rank_outcome, rank_tolerance
+
+    tol = rank_tolerance("order3")
+    assert tol == pytest.approx(math.sqrt(1e-6 * 512))
+    for f, official_rank1 in ((1.02, False), (0.98, True)):
+        T = np.zeros((8, 8, 8))
+        T[0, 0, 0], T[1, 1, 1] = 1.04, f * tol
+        mse_best_rank1 = (f * tol) ** 2 / T.size
+        assert (mse_best_rank1 <= 1e-6) == official_rank1
+        assert rank1_distance(T) == pytest.approx(f * tol, rel=1e-12)
+        assert (rank1_distance(T) <= tol) == official_rank1
+        assert rank_outcome(T, "order3", 1.0, 1e-12).status == ("holds" if official_rank1 else "violated")
+    T[1, 1, 1] = 1.02 * tol       # the old measure lets it through
+    assert rank1_residual(T) < tol < rank1_distance(T)

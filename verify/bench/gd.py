@@ -77,7 +77,8 @@ def bench_gd(seconds: float = 1.0, device=None) -> list[dict]:
 
     Workloads: depth-4 deep matrix factorization on :func:`~models.problems.rc20` at B = 1, 100, 10 000 (balanced
     Gaussian inits of scale 0.1, lr 1e-2), and CP order 4, dims 5, rank 10 on a 30%-observed rank-1 tensor
-    completion (Gaussian init 0.1 / sqrt(R), lr 5e-2) at B = 1 and 100. ``steps_per_s`` counts trajectory-steps
+    completion (Gaussian init 0.1 / sqrt(R), lr 5e-2) at B = 1, 100 and 1000 (on a CPU the engine's sparse CP
+    kernel below :data:`~models.engines.gd.kernels.CP_DENSE_BATCH` members, its dense-product kernel from there). ``steps_per_s`` counts trajectory-steps
     (B steps per batched step). Each measurement runs for about ``seconds``.
     """
     dev = resolve_device(device)
@@ -97,7 +98,7 @@ def bench_gd(seconds: float = 1.0, device=None) -> list[dict]:
         return [np.stack([fs[i % len(fs)][j] for i in range(B)]) for j in range(tmodel.order)]
 
     cases = [("gd depth4", problem, model, 1e-2, deep_batch, (1, 100, 10_000)),
-             ("gd cp order4", tproblem, tmodel, 5e-2, cp_batch, (1, 100))]
+             ("gd cp order4", tproblem, tmodel, 5e-2, cp_batch, (1, 100, 1000))]
     for label, prob, mdl, lr, make, Bs in cases:
         eng = GradientDescent(lr=lr, device=dev, check_every=1 << 20)
         for B in Bs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from verify.profiles import PROFILES as _PROFILES
 from verify.runner import DEFAULT_OUT, PROFILES
 
 
@@ -60,7 +61,7 @@ def add_out(parser: argparse.ArgumentParser, help: str = "output directory") -> 
 def add_search(parser: argparse.ArgumentParser) -> None:
     """--profile, --seed, --jobs, --executor."""
     parser.add_argument("--profile", choices=PROFILES, default="quick",
-                        help="search budget: quick (default), ci, thorough")
+                        help="search budget: " + "; ".join(f"{p.name} ({p.takes})" for p in _PROFILES.values()))
     parser.add_argument("--seed", type=seed, default=0, help="run seed (default 0); the same seed gives the same "
                                                              "verdicts and counterexamples")
     parser.add_argument("--jobs", type=jobs, default=1, metavar="N",

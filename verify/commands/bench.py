@@ -27,7 +27,7 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   run: depth 3 on 10x10 rank-10 completion from a Gaussian init (std 0.3), and CP order 3, dims 5, R = 10 (see
   :func:`verify.bench.gf.bench_gf_raw`).
 - ``gd`` at depth 4: trajectory-steps per second at B = 1, 100, 10 000; CP tensor GD (order 4, dims 5, rank 10):
-  steps per second. Naive column: a torch autograd GD loop on the same batch. The B = 1 depth-4 row also shows
+  steps per second at B = 1, 100, 1000. Naive column: a torch autograd GD loop on the same batch. The B = 1 depth-4 row also shows
   the official RC20 DMF trainer's throughput as stated in issue 12 (2,000-2,800 epochs/s on this machine; one
   epoch is one step of one model) and ``ratio_official`` against its top.
 - ``gd-dmf``: depth-3 100x100 completion (ACHL19 generator, rank 5, m = 2,000 and 5,000) at B = 1 and 64,
@@ -39,7 +39,9 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
 
 - ``experiments``: the papers' experiment workloads next to the official trainers' times (RC20 GD at depths 3
   and 4 to loss 1e-4; the RC20 tensor runs, 5 seeds batched, to reconstruction error 1e-6; the RMC21 ladders;
-  ACHL19 depth-3 completion at the paper's 100x100 m = 2,000 and reduced); see
+  ACHL19 depth-3 completion at the paper's 100x100 m = 2,000 and reduced); the paper-setting ACHL19 and RMC21
+  rows also show the official trainer's throughput measured on this machine (``official_epochs_per_s``, one
+  torch thread) and ``ratio_official`` (ours in model steps per second over it); see
   ``verify.bench_experiments``. A few minutes on 2 cores.
 
 ``--json PATH`` writes every row (and the machine: CPU count, torch threads, versions) as strict JSON; PATH is

@@ -44,7 +44,8 @@ class GradientDescent(AbstractEngine):
     Options: ``lr`` (step size, positive finite), ``device`` (None: CUDA if torch sees one, else CPU; or "cpu",
     "cuda"), ``record_every`` (record every k steps; None: the start and the end only, or ``per_decade`` points per
     decade of loss in :meth:`run`), ``check_every`` (steps between divergence / ``until_loss`` / budget checks),
-    ``kernel`` ("auto", "elementwise", "matmul": deep matrix kernels; CP always uses its sparse kernel),
+    ``kernel`` ("auto", "elementwise", "matmul": deep matrix kernels; for CP "elementwise" is the sparse kernel,
+    "matmul" the dense-product one, "auto" the dense one for batches of 16 or more on a CPU),
     ``step_rule`` ("constant", the default: ``lr`` every step; "normalized": one global step per iteration,
     ``lr / (sqrt(avg ||grad||^2) + rms_eps)`` with the average's decay ``rms_alpha``, as the official trainers'
     GroupRMSprop; deep matrix factorizations only; see :mod:`models.engines.gd_rules`). The step rule and its

@@ -19,6 +19,8 @@ GRAIN = 32768          # torch's at::internal::GRAIN_SIZE: elementwise CPU calls
 SMALL_DIM = 8          # widest layer the elementwise kernel handles
 MIN_CHUNK = 2048       # smallest chunk worth a coarser elementwise layout
 CP_CHUNK_ELEMS = 1 << 20  # CP on CPU: members per chunk so that one (m, R, chunk) buffer holds at most this many
+CP_DENSE_BATCH = 16     # CP on CPU from this many members (and at most CP_DENSE_FILL entries per observation):
+CP_DENSE_FILL = 8       # the dense-product kernel (_CPDense); see build_kernel for the measurements
 MIN_BATCH = 64         # below this many members, bmm (fewer calls) beats the unrolled elementwise products
 MAX_RUNS = 16         # completion with more runs of consecutive observed entries: gather/scatter (matmul kernel)
 KERNELS = ("auto", "elementwise", "matmul")
@@ -393,7 +395,29 @@ class DeepMatmulKernel(_DeepKernel):
         return _host(self.P[-1]).copy()
 
 
-class _CPSparse(_KernelBase):
+class _CPKernel(_KernelBase):
+    """What the two CP kernels share: the residual ops (``_res_ops`` into ``_r``), the mask on ``_r`` (members
+    along ``_r``'s axis ``_member_axis``), ops between the residuals and the backward pass (``_pre_bwd``)."""
+
+    _member_axis = -1
+    _pre_bwd: list = []
+
+    def _finish(self, fwd: list, bwd: list) -> None:
+        self.fwd_ops, self._bwd_ops = fwd, bwd
+        self.state = self.U
+        self._snap = None
+        self.set_mask(None)
+
+    def set_mask(self, mask: torch.Tensor | None) -> None:
+        self.mask = mask
+        ops = list(self._res_ops)
+        if mask is not None:
+            ops.append(partial(self._r.mul_, mask if self._member_axis == -1 else mask.reshape(-1, 1)))
+        self.tail_ops = ops + list(self._pre_bwd) + self._bwd_ops
+        self.ops = self.fwd_ops + self.tail_ops
+
+
+class _CPSparse(_CPKernel):
     """CP tensor completion, batch-last ``(d_n, R, b)`` factors, observed entries only (module docstring)."""
 
     kind = "cp"
@@ -445,18 +469,7 @@ class _CPSparse(_KernelBase):
             bwd.append(grads[n].zero_)
             bwd.append(partial(grads[n].index_add_, 0, idx[n], X[n]))
             bwd.append(partial(self.U[n].add_, grads[n], alpha=-lr))
-        self.fwd_ops, self._bwd_ops = fwd, bwd
-        self.state = self.U
-        self._snap = None
-        self.set_mask(None)
-
-    def set_mask(self, mask: torch.Tensor | None) -> None:
-        self.mask = mask
-        ops = list(self._res_ops)
-        if mask is not None:
-            ops.append(partial(self._r.mul_, mask))
-        self.tail_ops = ops + self._bwd_ops
-        self.ops = self.fwd_ops + self.tail_ops
+        self._finish(fwd, bwd)
 
     def residuals(self) -> np.ndarray:
         return _host(self._t) - self.problem.targets[:, None]
@@ -472,6 +485,100 @@ class _CPSparse(_KernelBase):
         for U in self.state:
             s = s * np.sqrt(np.square(_host(U)).sum(axis=0))
         return s.sum(axis=0)
+
+
+class _CPDense(_CPKernel):
+    """CP tensor completion, batch-first ``(b, d_n, R)`` factors, on dense products (for large batches on a CPU).
+
+    The modes are split into two groups; each group's factors form a Khatri-Rao matrix (``K_A``: ``(b, prod d_A,
+    R)``, ``K_B`` likewise) and the tensor is ``T = K_A K_B^T`` (one ``bmm``). The residuals are gathered at the
+    observed entries and scattered into ``E`` (its other entries stay 0), ``dK_A = E K_B``, ``dK_B = E^T K_A``, and
+    each factor's gradient is ``dK`` of its group contracted with the group's other factors; then ``U_n += -lr
+    g_n`` for every mode (all gradients first, as ``torch.optim.SGD``). Per member and step it streams a few
+    ``prod(dims)``-sized arrays where :class:`_CPSparse` streams ~14 arrays of ``m R`` entries (measurements in
+    :func:`build_kernel`)."""
+
+    kind = "cp-dense"
+    batch_last = False
+    _member_axis = 0
+
+    def __init__(self, problem: TensorProblem, model: CP, factors: list[np.ndarray], lr: float,
+                 device: torch.device):
+        self.problem, self.model, self.lr, self.device = problem, model, lr, device
+        b = factors[0].shape[0]
+        self.b = b
+        kw = {"dtype": F64, "device": device}
+        N, R, dims = model.order, model.rank, tuple(model.dims)
+        self.U = [torch.tensor(np.ascontiguousarray(F), **kw) for F in factors]
+        groups = [list(range(N // 2)), list(range(N // 2, N))]
+        fwd: list = []
+        K = []
+        for g in groups:  # Khatri-Rao matrix of each group: (b, prod d_g, R), first mode slowest
+            if len(g) == 1:
+                K.append(self.U[g[0]])
+                continue
+            acc = self.U[g[0]]
+            for n in g[1:]:
+                a = acc.shape[1]
+                out = torch.zeros((b, a, dims[n], R), **kw)
+                fwd.append(partial(torch.mul, acc[:, :, None, :], self.U[n][:, None, :, :], out=out))
+                acc = out.view(b, a * dims[n], R)
+            K.append(acc)
+        nA, nB = K[0].shape[1], K[1].shape[1]
+        self.T = torch.zeros((b, nA, nB), **kw)
+        fwd.append(partial(torch.bmm, K[0], K[1].transpose(1, 2), out=self.T))
+        Tflat = self.T.view(b, nA * nB)
+        self._obs_np = np.ravel_multi_index(tuple(problem.indices.T), dims)
+        obs = torch.tensor(self._obs_np, dtype=torch.long, device=device)
+        self._y = torch.tensor(problem.targets, **kw)
+        self._r = torch.zeros((b, problem.m), **kw)
+        self._res_ops = [partial(torch.index_select, Tflat, 1, obs, out=self._r), partial(self._r.sub_, self._y)]
+        if problem.grad_scale != 1.0:
+            self._res_ops.append(partial(self._r.mul_, problem.grad_scale))
+        E = torch.zeros((b, nA, nB), **kw)
+        self._pre_bwd = [partial(E.view(b, nA * nB).index_copy_, 1, obs, self._r)]
+        dK = [torch.zeros((b, nA, R), **kw), torch.zeros((b, nB, R), **kw)]
+        bwd = [partial(torch.bmm, E, K[1], out=dK[0]), partial(torch.bmm, E.transpose(1, 2), K[0], out=dK[1])]
+        grads = [torch.zeros((b, dims[n], R), **kw) for n in range(N)]
+        for g, dKg in zip(groups, dK):
+            if len(g) == 1:
+                grads[g[0]] = dKg
+                continue
+            G = dKg.view(b, *[dims[n] for n in g], R)
+            for i, n in enumerate(g):
+                # g_n = sum over the group's other modes of G * (the outer product of their factors)
+                others = [j for j in range(len(g)) if j != i]
+                w = None
+                for j in others:
+                    shape = [b] + [dims[g[j]] if k == j else 1 for k in range(len(g))] + [R]
+                    f = self.U[g[j]].view(shape)
+                    if w is None:
+                        w = f
+                    else:
+                        nxt = torch.zeros(torch.broadcast_shapes(w.shape, f.shape), **kw)
+                        bwd.append(partial(torch.mul, w, f, out=nxt))
+                        w = nxt
+                prod = torch.zeros(G.shape, **kw)
+                bwd.append(partial(torch.mul, G, w, out=prod))
+                bwd.append(partial(torch.sum, prod, tuple(1 + j for j in others), out=grads[n]))
+        for n in range(N):
+            bwd.append(partial(self.U[n].add_, grads[n], alpha=-lr))
+        self._finish(fwd, bwd)
+
+    def residuals(self) -> np.ndarray:
+        return (_host(self.T).reshape(self.b, -1)[:, self._obs_np] - self.problem.targets).T
+
+    def product(self) -> np.ndarray:
+        return _host(self.T).reshape((self.b,) + tuple(self.model.dims)).copy()
+
+    def _finite_extra(self) -> list[np.ndarray]:
+        return [_host(self.T)]
+
+    def scale(self) -> np.ndarray:
+        s = np.ones((self.b, self.model.rank))
+        for U in self.state:
+            s = s * np.sqrt(np.square(_host(U)).sum(axis=1))
+        return s.sum(axis=1)
 
 
 class Chunks:
@@ -539,6 +646,14 @@ def build_kernel(problem, model, factors: list[np.ndarray], lr: float, device: t
         # chunks bound the memory of the (m, R, chunk) buffers only: chunks below torch's grain made index_add_
         # stall on a busy 2-core machine (measured, CP order 4 dims 5 R 10 m 188, B = 100 in chunks of 17:
         # 0.2-0.5x torch autograd, one chunk: 1.7x)
+        # dense products (_CPDense) on a CPU for batches: it streams ~3 prod(dims) numbers per member and step where
+        # _CPSparse streams ~14 m R, whose (m, R, b) buffers outgrow the caches (measured, CP order 4, dims 5, R 10,
+        # m 188, on the loaded 2-core machine, ms per step wall (CPU) with 2 torch threads: B = 16 sparse 7.4
+        # (2.8), dense 3.1 (1.0); B = 100 33 (11) against 8.1 (3.2); B = 1000 249 (99) against 59 (24), torch
+        # autograd 101 (40); B = 1 sparse 0.08, dense 1.4: one member's tiny products pay for the thread pool)
+        dense_fits = int(np.prod(model.dims)) <= CP_DENSE_FILL * problem.m
+        if kernel == "matmul" or (kernel == "auto" and cpu and B >= CP_DENSE_BATCH and dense_fits):
+            return Chunks([_CPDense(problem, model, factors, lr, device)], [(0, B)])
         per = problem.m * model.rank
         size = chunk or (max(1, CP_CHUNK_ELEMS // per) if cpu else B)
         bounds = _split(B, size)

@@ -18,6 +18,12 @@ s), 38 .. 52 correct digits of ``w11`` by the estimate (fewer than the 59 of the
 landing steps integrated more finely than the tolerance asks); 100 digits to loss 1e-60 at 1 level per decade:
 128 steps, 276 s with the estimate (main 145 s), 73 correct digits of ``w11``. The raw path at 30 digits: depth
 4 to loss 1e-3 in 8 s (main run; 38 s before), depth 3 to 1e-4 in 6 s (12.5 s before).
+Then (``radau.StageMatrix``: the working-precision Newton matrix assembled entry by entry, and eliminated at 128
+bits with one refinement where that resolves it; CPU seconds of the whole run with its estimate, since the
+shared machine's load made wall times vary 2x): 100 digits to loss 1e-60, depth 2, 4 levels per decade: 208 ->
+123 s CPU (399 -> 301 s wall at load 4 .. 7), 128 steps, 73 correct digits of ``w11`` by the estimate; at 1 level
+per decade: 59 s CPU (91 s wall); 60 digits to 1e-30 at depths 2 / 3 / 4 / 6: 23.5 / 21.4 / 22.1 / 22.7 -> 16.7
+/ 15.5 / 16.3 / 17.8 s CPU, same step counts.
 
 Solver.
     :class:`Radau`: the ``s``-stage Radau IIA collocation method (option ``stages``, by default chosen from the
@@ -29,8 +35,11 @@ Solver.
     grows like ``loss^-(L-1)/L`` and changes by O(1) factors within one step late in the flow, which is why a
     single Jacobian per step (simplified Newton) does not converge at useful step sizes. The Newton matrix is
     factorized once in float64 and serves every correction when ``cond * eps < 1e-6`` (a Newton matrix need only
-    approximate: the residual is at the working precision), else it is a FLINT ``arb_mat`` solved by Gaussian
-    elimination at the working precision (:class:`models.engines.gf_mp.radau.StageMatrix`); the chart's
+    approximate: the residual is at the working precision), else it is a FLINT ``arb_mat`` eliminated at 128 bits
+    with one refinement from the working-precision residual, accepted when the refinement estimates the
+    correction's relative error below 1e-6, and otherwise (``cond`` beyond ~1e38 = 2^128 after equilibration,
+    late in a stiff flow) by Gaussian elimination at the working precision
+    (:class:`models.engines.gf_mp.radau.StageMatrix`); the chart's
     right-hand side is evaluated in FLINT ``arb`` arithmetic (:class:`_FlintKit`), converted exactly from and to
     mpf.
     Step-size control by step doubling: each step is done once with ``h`` and twice with ``h / 2`` (the half

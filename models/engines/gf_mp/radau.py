@@ -12,9 +12,8 @@ kernels dominate, each quadratic or cubic in ``s`` in Python arithmetic; they ar
 
 - :func:`lagrange_weights`: the Lagrange weights on the ``s + 1`` nodes of a step at any point, in the
   barycentric form (O(s) per point instead of O(s^2) divisions; 33% of a 15-stage run's time before).
-- :class:`StageMatrix`: the Newton matrix ``N = I - h (A kron I_n) diag(J_1, .., J_s)`` is assembled by one
-  FLINT matrix product instead of ``s^2 n^2`` Python multiplications, and no longer solved once more only to
-  detect a singular matrix.
+- :class:`StageMatrix`: the Newton matrix ``N = I - h (A kron I_n) diag(J_1, .., J_s)`` is assembled block by
+  block in FLINT (``A_ij (-h J_j)``), and no longer solved once more only to detect a singular matrix.
 - :func:`interp_many` / :func:`apply_weights`: the predictor (the last step's collocation polynomial at the new
   stage points) as one FLINT matrix product.
 - :func:`stage_residual`: ``h (A F)_i - Z_i`` for all stages as one FLINT matrix product.
@@ -93,18 +92,38 @@ class StageMatrix:
     residual (issue 12: at depth 4 on the raw factors the ``160 x 160`` elimination at the working precision
     took ~55 ms per Newton iteration, the float64 one takes well under 1 ms, and the iteration loses at most a
     factor 1e-6 per step of its contraction). Otherwise (stiff charts late in the flow, where ``h lambda`` reaches
-    1e60) ``N`` is a FLINT ``arb_mat`` assembled by one FLINT matrix product (``A kron I_n`` cached per tableau
-    and precision) and solved by floating-point Gaussian elimination at the working precision (python-flint's
-    ``solve(algorithm="approx")``). ``scope(prec)`` must be :func:`models.engines.gf_mp.arith.arb_prec` (FLINT's
-    precision is one global setting: it is set around each call). ``kind`` says which: "float64" or "arb".
+    1e60) ``N`` is a FLINT ``arb_mat`` assembled block by block (:func:`_assemble`) at the working precision, and a
+    correction is solved in one of two ways (``kind``):
+
+    - ``"low"`` (mixed precision): floating-point Gaussian elimination (python-flint's ``solve(algorithm=
+      "approx")``) of ``N`` rounded to ``LOW_PREC`` = 128 bits, refined once: ``d1 = N^-1 b`` at 128 bits, the
+      residual ``b - N d1`` at the working precision, ``d2`` its solve at 128 bits, ``d = d1 + d2``. The ratio
+      ``rate = |d2| / |d1|`` (in the scaled max norm of ``scale``, the Newton iteration's) estimates the
+      relative error of ``d1``; ``d`` is accepted when ``rate`` is at most ``LOW_RATE`` (1e-6, float64's gate),
+      else the matrix falls back to ``"arb"`` for good. When the first ``rate`` is at most ``LOW_TRUST`` (1e-9),
+      the later solves with the same matrix skip the refinement (one 128-bit solve; the Newton iteration's own
+      contraction test still sees any shortfall). At 128 bits FLINT's elimination of ``136 x 136`` takes ~7 ms
+      against ~40 ms at 465 bits (100 digits). Measured on the matrices of the 100-digit run to loss 1e-60
+      (RC20, depth 2; every 7th working-precision matrix): ``rate`` stayed below 1e-9 while the equilibrated
+      condition number grew to ~1e38 (~2^128; the first two thirds of them), then jumped to 0.2 .. 7 (one 7e-5).
+    - ``"arb"``: the same elimination at the working precision, every solve.
+
+    A low-tier failure costs its two 128-bit solves: ``hint`` (a dict the solver keeps, optional) remembers it and
+    the next ``SKIP_LOW`` matrices go to ``"arb"`` directly. ``scope(prec)`` must be
+    :func:`models.engines.gf_mp.arith.arb_prec` (FLINT's precision is one global setting: it is set around each
+    call). ``kind`` says which: "float64", "low" or "arb".
 
     ``solve`` raises ``ZeroDivisionError`` when ``N`` is singular at working precision (a Newton iteration
     makes ~2 solves per matrix: a separate inverse or singularity check would cost more than it saves).
     """
 
     FLOAT_RATE = 1e-6
+    LOW_PREC = 128      # 0: no mixed-precision tier (nor below 2 LOW_PREC working bits, where it saves little)
+    LOW_RATE = 1e-6
+    LOW_TRUST = 1e-9
+    SKIP_LOW = 16
 
-    def __init__(self, h, A, Js, ctx, scope):
+    def __init__(self, h, A, Js, ctx, scope, scale=None, hint=None):
         self.ctx, self.prec, self.scope = ctx, ctx.prec, scope
         s, n = len(A), Js[0].nrows()
         self.size = size = s * n
@@ -112,14 +131,15 @@ class StageMatrix:
         if self._float64(h, A, Js, s, n):
             return
         with scope(self.prec):
-            K = _kron_eye(A, n, ctx.prec)
-            D = flint.arb_mat(size, size)
-            for j, Jj in enumerate(Js):
-                o = j * n
-                for a in range(n):
-                    for b in range(n):
-                        D[o + a, o + b] = Jj[a, b]
-            self.N = _eye(size) - (K * D) * _to_arb(h)
+            self.N = _assemble(h, A, Js, n, ctx.prec)
+        self.hint = hint if hint is not None else {}
+        self.scale = None if scale is None else [ctx.mpf(v) for v in scale] * s
+        self.trusted, self._Nlow, self.rate = False, None, None
+        if self.LOW_PREC and self.prec >= 2 * self.LOW_PREC:
+            if self.hint.get("skip_low", 0) > 0:
+                self.hint["skip_low"] -= 1
+            else:
+                self.kind = "low"
 
     def _float64(self, h, A, Js, s, n) -> bool:
         """Assemble and factorize ``N`` in float64; whether it is conditioned well enough to serve."""
@@ -152,6 +172,12 @@ class StageMatrix:
         """``N^-1 b`` for a list ``b`` of mpf."""
         if self.kind == "float64":
             return self._solve64(b)
+        if self.kind == "low":
+            x = self._solve_low(b)
+            if x is not None:
+                return x
+            self.kind = "arb"
+            self.hint["skip_low"] = self.SKIP_LOW
         with self.scope(self.prec):
             try:
                 x = self.N.solve(flint.arb_mat(self.size, 1, [_to_arb(v) for v in b]), algorithm="approx")
@@ -160,6 +186,40 @@ class StageMatrix:
             except (ValueError, ArithmeticError) as exc:
                 raise ZeroDivisionError(str(exc)) from exc
             return [_from_arb(x[i, 0], self.ctx) for i in range(self.size)]
+
+    def _norm(self, x):
+        """The max norm of the arb column ``x`` in the units of ``scale`` (plain max norm without one)."""
+        sc = self.scale
+        if sc is None:
+            return max(abs(x[i, 0].mid()) for i in range(self.size))
+        return max(abs(x[i, 0].mid()) / _to_arb(sc[i]) for i in range(self.size))
+
+    def _solve_low(self, b):
+        """The mixed-precision solve (see the class); None when its refinement says it does not serve."""
+        low = self.LOW_PREC
+        with self.scope(self.prec):
+            bv = flint.arb_mat(self.size, 1, [_to_arb(v) for v in b])
+            try:
+                with self.scope(low):
+                    if self._Nlow is None:
+                        self._Nlow = +self.N
+                    d = self._Nlow.solve(+bv, algorithm="approx").mid()
+                if not self.trusted:
+                    res = bv - self.N * d
+                    with self.scope(low):
+                        d2 = self._Nlow.solve(+res, algorithm="approx").mid()
+                    big = self._norm(d)
+                    if big == 0:
+                        return [self.ctx.zero] * self.size
+                    rate = self._norm(d2) / big
+                    self.rate = rate
+                    if not rate <= self.LOW_RATE:
+                        return None
+                    self.trusted = rate <= self.LOW_TRUST
+                    d = d + d2
+            except (ValueError, ArithmeticError):      # singular at 128 bits (ZeroDivisionError included)
+                return None
+            return [_from_arb(d[i, 0], self.ctx) for i in range(self.size)]
 
     def _solve64(self, b) -> list:
         import numpy as np
@@ -199,33 +259,39 @@ def _lu64(N):
     return a, piv
 
 
-_EYES: dict = {}
-_KRONS: dict = {}
+_AROWS: dict = {}
 
 
-def _eye(n):
-    if n not in _EYES:
-        _EYES[n] = flint.arb_mat(n, n, [1 if i == j else 0 for i in range(n) for j in range(n)])
-    return _EYES[n]
-
-
-def _kron_eye(A, n, prec):
-    """``A kron I_n`` as an arb_mat (cached per tableau object, n and precision)."""
-    key = (id(A), n, prec)
-    hit = _KRONS.get(key)
+def _assemble(h, A, Js, n, prec):
+    """``N = I - h (A kron I_n) diag(J_1, .., J_s)`` as an arb_mat at FLINT's current precision, entry by entry:
+    block ``(i, j)`` is ``A_ij (-h J_j)`` (``s^2 n^2`` products). It used to be the FLINT product ``(A kron I_n)
+    D``, which costs far more once the entries span many decades (late in a stiff flow, ``h J`` reaches 1e120 next
+    to entries of order 1: FLINT's block product then splits into many exponent blocks): 100 digits to loss 1e-60
+    on RC20 depth 2, 588 such matrices took 46 ms each to build (CPU, ``136 x 136``), entry by entry ~8 ms. The
+    same matrix to the last bit: rounding it differently moved rc20.cor.norms_diverge's quick-profile example from
+    the 40-digit rung to the 30-digit one (tests/golden)."""
+    key = (id(A), prec)
+    hit = _AROWS.get(key)
     if hit is None or hit[0] is not A:
-        s = len(A)
-        size = s * n
-        entries = [0] * (size * size)
-        for i in range(s):
-            for j in range(s):
-                a = _to_arb(A[i][j])
-                for k in range(n):
-                    entries[(i * n + k) * size + j * n + k] = a
-        if len(_KRONS) > 64:
-            _KRONS.clear()
-        hit = _KRONS[key] = (A, flint.arb_mat(size, size, entries))
-    return hit[1]
+        if len(_AROWS) > 64:
+            _AROWS.clear()
+        hit = _AROWS[key] = (A, [[_to_arb(a) for a in row] for row in A])
+    Aa = hit[1]
+    hh = _to_arb(h)
+    # rows of J_j, as lists of arb; each entry rounded as (A_ij J_j[a, b]) h, then subtracted from I, the order of
+    # the former product ((A kron I) D) h, so that N is the same to the last bit
+    Jr = []
+    for Jj in Js:
+        e = Jj.entries()
+        Jr.append([e[a * n:(a + 1) * n] for a in range(n)])
+    entries = []
+    for i, Ai in enumerate(Aa):
+        for a in range(n):
+            row = [-((aij * v) * hh) for aij, Jj in zip(Ai, Jr) for v in Jj[a]]
+            row[i * n + a] = 1 - (Ai[i] * Jr[i][a][a]) * hh
+            entries += row
+    size = len(Aa) * n
+    return flint.arb_mat(size, size, entries)
 
 
 def interp_many(nodes, xs, Z, ctx, scope) -> list:
@@ -365,6 +431,7 @@ class Radau:
             self.stats.setdefault(key, 0)
         self.set_state(x0, y0)
         self._prev = None
+        self._linear = {}       # StageMatrix's memory of where its mixed-precision tier failed
 
     # ----- state ----------------------------------------------------------------------------------------------
     def set_state(self, x, y) -> None:
@@ -438,7 +505,7 @@ class Radau:
                 fac = None
             if fac is None:
                 try:
-                    fac = StageMatrix(h, A, Js, ctx, arb_prec)
+                    fac = StageMatrix(h, A, Js, ctx, arb_prec, scale=sc, hint=self._linear)
                 except ZeroDivisionError:
                     return None
                 self.stats["nlu"] += 1
