@@ -33,6 +33,8 @@ raw path costs seconds per decade of loss; see the catalog, RC20-Lem-DetSign-Raw
   product has norm ~0.7/sqrt(loss) (7e14 at 1e-30), keeps ``dps - log10(||W|| / |r|)`` digits, so 1e-30 needs
   about 43 digits at any depth (50 chosen; 70 at depth 3 where ``tol >= 10^-digits`` asks for it). The drawn
   loss counts as reached only with its error within ``LOSS_RESOLVE`` (1e-3) of it (catalog RC20-Lem-DetSign-Raw).
+  ``THOROUGH_EXAMPLES`` (12) draws: depth 3 to 1e-30 took 318 s CPU, depth 8 ~1400 s CPU (estimated from half
+  the way), with the reference run.
 """
 
 from __future__ import annotations
@@ -60,6 +62,11 @@ SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
 #: climbs, each rung going deeper (its det falls through every band)
 THOROUGH_LADDER = {2: ((30, 1e-12), (60, 1e-20), (100, 1e-40)), 3: ((70, 1e-60),), 4: ((50, 1e-32),),
                    5: ((50, 1e-22),), 6: ((50, 1e-18),), 7: ((50, 1e-14),), 8: ((50, 1e-12),)}
+
+#: examples under ``thorough`` (the budget rule, 1,200 s / cost 8, would draw 150 at 1-40 min each, far past the
+#: profile's 4 h hard limit). Measured, with the reference run, loaded 2-core machine: depth 3 to loss 1e-30 in 318 s
+#: CPU, depth 8 half-way (1e-15) in 701 s CPU; ~16 min per draw over depths 2-8, so 12 draws ~3 h
+THOROUGH_EXAMPLES = 12
 
 #: profile -> (depths, log10 scale range, target loss at depth 2, target loss at depth >= 3, digits ladder: one
 #: for every depth, or a dict depth -> ladder)
@@ -177,7 +184,7 @@ def factor_det_outcome(traj, until_loss: float, *, balanced: bool = True):
                  "loss 1e-30 (L >= 3) or as deep as the precision resolves (L = 2), each sign resolved beyond its "
                  "error; hence sign det W_{L:1}(t) = sign det W_{L:1}(0). The quick and ci profiles check stated "
                  "reductions (quick: L 2-3 to loss 5e-2 / 1e-2; ci: L 2-4 to 5e-2 / 1e-3)",
-       kind="trajectory", strategy=_strategy,
+       kind="trajectory", strategy=_strategy, examples={"thorough": THOROUGH_EXAMPLES},
        hypotheses=[("balanced", "balanced initialization: W_{j+1}(0)^T W_{j+1}(0) = W_j(0) W_j(0)^T for all j")],
        cost=8.0)
 def det_sign_raw(inputs, dropped):
