@@ -243,11 +243,13 @@ def test_record_every_and_error_estimates():
     assert list(default.steps) == [0, 105]
 
 
-def test_until_loss_stops_members_separately():
+@pytest.mark.parametrize("kernel", ["elementwise", "matmul"])  # the mask along either layout's member axis
+def test_until_loss_stops_members_separately(kernel):
     problem, model = rc20(), DeepMatrix(2, (2, 2))
     members = [inits.balanced(model, s, seed=2).factors for s in (0.05, 0.5, 1.0)]
-    eng = GradientDescent(lr=0.05, check_every=10)
+    eng = GradientDescent(lr=0.05, check_every=10, kernel=kernel)
     res = eng.run(problem, model, _stack(members), steps=3000, until_loss=0.3)
+    assert res.stats["kernel"] == kernel
     assert list(res.status) == ["completed"] * 3
     assert np.all(res.final_loss <= 0.3)
     assert np.all(res.final_step % 10 == 0) and np.all(res.final_step < 3000)

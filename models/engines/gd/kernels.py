@@ -146,6 +146,27 @@ class _KernelBase:
     """Numpy-side evaluation shared by the kernels; ``state`` are the factor tensors, ``batch_last`` the layout."""
 
     batch_last = True
+    #: ``mask``'s members run along this axis of every tensor in ``_mask_targets`` (-1: batch-last; 0: batch-first)
+    _member_axis = -1
+    fwd_ops: list
+    _res_ops: list
+    _mask_targets: list
+    _bwd_ops: list
+
+    def _mid_ops(self) -> list:
+        """Ops between the (masked) residuals and the backward pass (none by default)."""
+        return []
+
+    def set_mask(self, mask: torch.Tensor | None) -> None:
+        """Zero the residuals of the members where ``mask`` is 0 (they stop moving), or none (``None``): the step
+        is ``fwd_ops``, the residual ops, the mask, :meth:`_mid_ops`, then the backward pass."""
+        self.mask = mask
+        ops = list(self._res_ops)
+        if mask is not None:
+            m = mask if self._member_axis == -1 else mask.reshape(-1, 1)
+            ops += [partial(t.mul_, m) for t in self._mask_targets]
+        self.tail_ops = ops + self._mid_ops() + self._bwd_ops
+        self.ops = self.fwd_ops + self.tail_ops
     state: list
     device: torch.device
     b: int
@@ -277,15 +298,8 @@ class _DeepElementwise(_DeepKernel):
         self._snap = None
         self.set_mask(None)
 
-    def set_mask(self, mask: torch.Tensor | None) -> None:
-        self.mask = mask
-        ops = list(self._res_ops)
-        if mask is not None:
-            ops += [partial(t.mul_, mask) for t in self._mask_targets]
-        if self._op is not None:
-            ops += self._res_tail
-        self.tail_ops = ops + self._bwd_ops
-        self.ops = self.fwd_ops + self.tail_ops
+    def _mid_ops(self) -> list:
+        return list(self._res_tail) if self._op is not None else []
 
     # ----- evaluation (after fwd_ops) -----------------------------------------------------------------------
     def residuals(self) -> np.ndarray:
@@ -303,6 +317,7 @@ class DeepMatmulKernel(_DeepKernel):
 
     kind = "matmul"
     batch_last = False
+    _member_axis = 0
 
     def __init__(self, problem: MatrixProblem, model: DeepMatrix, factors: list[np.ndarray], lr: float,
                  device: torch.device):
@@ -373,17 +388,9 @@ class DeepMatmulKernel(_DeepKernel):
         self._snap = None
         self.set_mask(None)
 
-    def set_mask(self, mask: torch.Tensor | None) -> None:
-        self.mask = mask
-        ops = list(self._res_ops)
-        if mask is not None:
-            ops += [partial(t.mul_, mask.reshape(-1, 1)) for t in self._mask_targets]
-        if getattr(self, "_scatter", None) is not None:
-            ops.append(self._scatter)
-        if self._op is not None:
-            ops += self._res_tail
-        self.tail_ops = ops + self._bwd_ops
-        self.ops = self.fwd_ops + self.tail_ops
+    def _mid_ops(self) -> list:
+        ops = [self._scatter] if getattr(self, "_scatter", None) is not None else []
+        return ops + (list(self._res_tail) if self._op is not None else [])
 
     def residuals(self) -> np.ndarray:
         Pf = _host(self.Pflat)
@@ -399,7 +406,6 @@ class _CPKernel(_KernelBase):
     """What the two CP kernels share: the residual ops (``_res_ops`` into ``_r``), the mask on ``_r`` (members
     along ``_r``'s axis ``_member_axis``), ops between the residuals and the backward pass (``_pre_bwd``)."""
 
-    _member_axis = -1
     _pre_bwd: list = []
 
     def _finish(self, fwd: list, bwd: list) -> None:
@@ -408,13 +414,12 @@ class _CPKernel(_KernelBase):
         self._snap = None
         self.set_mask(None)
 
-    def set_mask(self, mask: torch.Tensor | None) -> None:
-        self.mask = mask
-        ops = list(self._res_ops)
-        if mask is not None:
-            ops.append(partial(self._r.mul_, mask if self._member_axis == -1 else mask.reshape(-1, 1)))
-        self.tail_ops = ops + list(self._pre_bwd) + self._bwd_ops
-        self.ops = self.fwd_ops + self.tail_ops
+    @property
+    def _mask_targets(self) -> list:
+        return [self._r]
+
+    def _mid_ops(self) -> list:
+        return list(self._pre_bwd)
 
 
 class _CPSparse(_CPKernel):
