@@ -146,8 +146,6 @@ class _KernelBase:
     """Numpy-side evaluation shared by the kernels; ``state`` are the factor tensors, ``batch_last`` the layout."""
 
     batch_last = True
-    #: ``mask``'s members run along this axis of every tensor in ``_mask_targets`` (-1: batch-last; 0: batch-first)
-    _member_axis = -1
     fwd_ops: list
     _res_ops: list
     _mask_targets: list
@@ -163,7 +161,7 @@ class _KernelBase:
         self.mask = mask
         ops = list(self._res_ops)
         if mask is not None:
-            m = mask if self._member_axis == -1 else mask.reshape(-1, 1)
+            m = mask if self.batch_last else mask.reshape(-1, 1)   # members: the last axis, or the first
             ops += [partial(t.mul_, m) for t in self._mask_targets]
         self.tail_ops = ops + self._mid_ops() + self._bwd_ops
         self.ops = self.fwd_ops + self.tail_ops
@@ -317,7 +315,6 @@ class DeepMatmulKernel(_DeepKernel):
 
     kind = "matmul"
     batch_last = False
-    _member_axis = 0
 
     def __init__(self, problem: MatrixProblem, model: DeepMatrix, factors: list[np.ndarray], lr: float,
                  device: torch.device):
@@ -404,7 +401,7 @@ class DeepMatmulKernel(_DeepKernel):
 
 class _CPKernel(_KernelBase):
     """What the two CP kernels share: the residual ops (``_res_ops`` into ``_r``), the mask on ``_r`` (members
-    along ``_r``'s axis ``_member_axis``), ops between the residuals and the backward pass (``_pre_bwd``)."""
+    along ``_r``'s last axis, or its first where ``batch_last`` is false), ops between the residuals and the backward pass (``_pre_bwd``)."""
 
     _pre_bwd: list = []
 
@@ -505,7 +502,6 @@ class _CPDense(_CPKernel):
 
     kind = "cp-dense"
     batch_last = False
-    _member_axis = 0
 
     def __init__(self, problem: TensorProblem, model: CP, factors: list[np.ndarray], lr: float,
                  device: torch.device):
