@@ -72,11 +72,11 @@ E2E_ATOL_REGROW = 10.0
 #: the raw path solves BDF's Newton systems matrix-free (MINRES on complex-step Hessian-vector products,
 #: :class:`models.engines.krylov.HessianJacobian`) from this many unknowns on (deep matrix factorizations;
 #: ``RAW_KRYLOV_MIN_CP`` for CP); below it, a dense complex-step Jacobian and LU (exact, and faster there).
-#: Measured (depth 3, Gaussian init 0.3, to loss 1e-10, no error-estimate run, one thread, loaded 2-core machine,
-#: CPU seconds dense / Krylov): 10x10 (300 unknowns) 0.30 / 0.60, 13x13 (507) 0.64 / 0.69, 15x15 (675)
-#: 1.24 / 0.92, 20x16 (832) 2.33 / 1.12, 30x30 (2,700; to the precision stop) 5.6 / 0.08. CP order 3, R = 20/30
-#: (a CP gradient costs more per vector): dims 10 (600) 14.8 / 25.1, dims 15 R = 30 (1,350) 93 s CPU to loss
-#: 1e-9 in a 150 s wall budget / 134 s CPU to 1e-10.
+#: Measured (depth 3, Gaussian init 0.3, to loss 1e-10, no error-estimate run, MINRES_RTOL 1e-8, one thread,
+#: loaded 2-core machine; CPU seconds dense / Krylov): 10x10 (300 unknowns) 0.30 / 0.60, 13x13 (507) 0.64 / 0.69,
+#: 15x15 (675) 1.24 / 0.92, 20x16 (832) 2.33 / 1.12, 30x30 (2,700; to the precision stop) 5.6 / 0.08. CP order 3
+#: (a CP gradient costs more per vector): dims 10, R = 20 (600) 14.8 / 25.1; dims 15, R = 30 (1,350) 93 s CPU
+#: to loss 1e-9 in a 150 s wall budget / 134 s CPU to 1e-10.
 RAW_KRYLOV_MIN = 500
 RAW_KRYLOV_MIN_CP = 1000
 # Without t_max a run ends at base.T_HORIZON at the latest (float64 log-time is still exact there; beyond it

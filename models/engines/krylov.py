@@ -27,8 +27,13 @@ import numpy as np
 from scipy.integrate import BDF
 from scipy.sparse import csc_matrix
 
-#: relative residual ``||b - A x|| / ||b||`` of the raw path's MINRES solves (see :class:`HessianJacobian`)
-MINRES_RTOL = 1e-8
+#: relative residual ``||b - A x|| / ||b||`` of the raw path's MINRES solves (see :class:`HessianJacobian`).
+#: BDF's Newton iteration converges to the same step with any solve accurate enough to let it converge; the
+#: tolerance only trades MINRES iterations against Newton failures. Measured (gf raw, to loss 1e-10, no
+#: error-estimate run, CPU s): depth 3 50x40 (5,200 unknowns) 2.9 / 3.8 / 4.8 / 5.5 s at 1e-4 / 1e-6 / 1e-8 /
+#: 1e-10 (964 steps each); CP order 3 dims 10 R = 20 (600) 33.8 / 25.5 / 25.1 s at 1e-4 / 1e-6 / 1e-8 (1e-4:
+#: 2,704 steps and 369 operators against 1,949 and 135).
+MINRES_RTOL = 1e-6
 MINRES_MAXITER = 1000
 
 
