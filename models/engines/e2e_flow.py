@@ -29,7 +29,8 @@ differences of the powers) saves ~15% of the LU factorizations on 10x10, not wor
 - larger: matrix-free. ``(I + a P_W H) x = b`` is the symmetric positive definite system ``(P_W^{-1} + a H) x =
   P_W^{-1} b``, solved by preconditioned conjugate gradients in the singular basis (``Y = U^T X V``): the
   operator is ``Y / K + a U^T H(U Y V^T) V``, the preconditioner ``K / (1 + a h K)`` with ``h`` the mean diagonal
-  of ``H``; an iteration costs four ``d x d x d'`` products. Nothing of size ``(d d')^2`` is formed.
+  of ``H``; an iteration costs four ``d x d x d'`` products. Nothing of size ``(d d')^2`` is formed. BDF's LU is
+  replaced by this solve through :class:`models.engines.krylov.KrylovBDF` (shared with the raw path's MINRES).
 
 Cost: one SVD per right-hand side dominates; on a loaded 2-core machine a multithreaded BLAS made the 50x50 SVD
 10-30x slower than one thread (set ``OPENBLAS_NUM_THREADS=1`` there; the engine leaves the thread pool alone).
@@ -51,11 +52,11 @@ import math
 
 import numpy as np
 from scipy.integrate import BDF
-from scipy.sparse import csc_matrix
 
 from ..factorizations import DeepMatrix
 from ..inits import is_balanced
 from ..problems import MatrixProblem
+from .krylov import KrylovBDF
 
 DENSE_MAX = 256
 CG_RTOL = 1e-10
@@ -183,13 +184,6 @@ class EndToEnd:
         return (U @ Y @ V.T).reshape(-1)
 
 
-class _Identity:
-    """Stands for BDF's identity matrix: ``I - c J`` becomes a :class:`_System`."""
-
-    def __sub__(self, other):
-        return _System(other.flow, other.U, other.V, other.K, other.scale)
-
-
 class _JacobianOp:
     """``J = -scale * P_W H`` at one state (``scale = e^tau`` in log-time); BDF only multiplies it by scalars."""
 
@@ -201,6 +195,10 @@ class _JacobianOp:
 
     __mul__ = __rmul__
 
+    def system(self) -> "_System":
+        """``I - J`` (what :class:`models.engines.krylov.KrylovBDF` solves with)."""
+        return _System(self.flow, self.U, self.V, self.K, self.scale)
+
 
 class _System:
     """``I - J`` with ``J = -a P_W H``: solved by :meth:`EndToEnd.solve`."""
@@ -210,27 +208,6 @@ class _System:
 
     def solve(self, b):
         return self.flow.solve(self.U, self.V, self.K, self.a, b)
-
-
-class KrylovBDF(BDF):
-    """scipy's BDF with its LU factorization replaced by the matrix-free solve of :class:`EndToEnd`.
-
-    The Jacobian slot holds a :class:`_JacobianOp`; ``I - c J`` is a :class:`_System` and "solving with the LU"
-    runs preconditioned CG. Everything else (order and step selection, error control, dense output) is scipy's.
-    """
-
-    def __init__(self, fun, t0, y0, t_bound, *, flow: EndToEnd, jac_op, **options):
-        n = np.asarray(y0).shape[0]
-        super().__init__(fun, t0, y0, t_bound, jac=csc_matrix((n, n)), **options)
-        self.jac, self.J = jac_op, jac_op(t0, np.asarray(y0, dtype=float))
-        self.I = _Identity()
-
-        def lu(system):
-            self.nlu += 1
-            return system
-
-        self.lu = lu
-        self.solve_lu = lambda system, b: system.solve(b)
 
 
 def make_solver(flow: EndToEnd, tau0: float, y0: np.ndarray, tau_end: float, *, rtol: float, atol, fun):
@@ -245,7 +222,7 @@ def make_solver(flow: EndToEnd, tau0: float, y0: np.ndarray, tau_end: float, *, 
         U, V, K = flow.svd(np.asarray(y, dtype=float).reshape(shape))
         return _JacobianOp(flow, U, V, K, math.exp(tau))
 
-    return KrylovBDF(fun, tau0, np.array(y0, dtype=float), tau_end, flow=flow, jac_op=jac_op, rtol=rtol, atol=atol)
+    return KrylovBDF(fun, tau0, np.array(y0, dtype=float), tau_end, jac_op=jac_op, rtol=rtol, atol=atol)
 
 
 __all__ = ["DENSE_MAX", "EndToEnd", "KrylovBDF", "applies", "kernel", "make_solver"]

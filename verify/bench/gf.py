@@ -18,36 +18,39 @@ def _rc20_setting(depth: int):
     return rc20(), model, inits.balanced(model, 0.1, seed=0, det="positive")
 
 
-def naive_lsoda(problem, model, init, until_loss: float, budget: float, rtol: float = 1e-10) -> dict:
-    """``solve_ivp(LSODA)`` on the flattened raw factors (what a user would write first), in plain time.
+def naive_lsoda(problem, model, init, until_loss: float, budget: float, rtol: float = 1e-10,
+                method: str = "LSODA") -> dict:
+    """``solve_ivp(method)`` (default LSODA; no Jacobian given) on the flattened raw factors (what a user would
+    write first), in plain time, with the gradient of :class:`models.engines.gf.RawField` (the same as gf's).
 
-    Stops at ``until_loss``, at the wall ``budget`` or when LSODA gives up. Reports the smallest loss reached while
-    the det sign (product of factor dets) equals the initial one, and the loss where it first flipped."""
+    Stops at ``until_loss``, at the wall ``budget`` or when the solver gives up. Reports the smallest loss reached
+    while the det sign (product of factor dets; tracked for square factors only) equals the initial one, the loss
+    where it first flipped, and wall and CPU seconds."""
     from scipy.integrate import solve_ivp
 
-    from models.factorizations import factor_grads, product
+    from models.engines.gf import RawField
+    from models.factorizations import CP, cp_tensor, product
 
-    shapes = [W.shape for W in init.factors]
-    sizes = [int(np.prod(s)) for s in shapes]
-    cuts = np.cumsum(sizes)[:-1]
+    raw = RawField(problem, model, init.factors)
+    square = all(len(s) == 2 and s[0] == s[1] for s in raw.shapes) and not isinstance(model, CP)
 
-    def unflatten(y):
-        return [part.reshape(s) for part, s in zip(np.split(y, cuts), shapes)]
+    def loss_of(fs):
+        return float(problem.loss(cp_tensor(fs) if isinstance(model, CP) else product(fs)))
 
     def sign(fs):
-        return int(np.prod([np.sign(np.linalg.det(F)) for F in fs]))
+        return int(np.prod([np.sign(np.linalg.det(F)) for F in fs])) if square else 1
 
-    y0 = np.concatenate([np.ravel(W) for W in init.factors])
-    sign0 = sign(unflatten(y0))
+    y0 = raw.flatten(init.factors)
+    sign0 = sign(raw.unflatten(y0))
     state = {"best": math.inf, "flip": None, "start": time.perf_counter(), "reached": False}
+    cpu0 = time.process_time()
 
     def fun(t, y):
-        fs = unflatten(y)
-        return -np.concatenate([g.ravel() for g in factor_grads(fs, problem.grad(product(fs)))])
+        return -raw.grad(y)
 
     def event(t, y):
-        fs = unflatten(y)
-        loss = float(problem.loss(product(fs)))
+        fs = raw.unflatten(y)
+        loss = loss_of(fs)
         ok = sign(fs) == sign0
         if ok:
             state["best"] = min(state["best"], loss)
@@ -65,7 +68,7 @@ def naive_lsoda(problem, model, init, until_loss: float, budget: float, rtol: fl
 
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # LSODA's convergence-failure chatter; the outcome says what happened
-        res = solve_ivp(fun, (0.0, 1e30), y0, method="LSODA", rtol=rtol, atol=1e-14 * float(np.max(np.abs(y0))),
+        res = solve_ivp(fun, (0.0, 1e30), y0, method=method, rtol=rtol, atol=1e-14 * float(np.max(np.abs(y0))),
                         events=event)
     seconds = time.perf_counter() - state["start"]
     if state["reached"]:
@@ -76,8 +79,8 @@ def naive_lsoda(problem, model, init, until_loss: float, budget: float, rtol: fl
         outcome = "budget"
     else:
         outcome = f"solver stopped ({res.message})"
-    return {"seconds": seconds, "best_loss_det_kept": state["best"], "loss_at_det_flip": state["flip"],
-            "outcome": outcome, "nfev": int(res.nfev)}
+    return {"seconds": seconds, "cpu_seconds": time.process_time() - cpu0, "best_loss_det_kept": state["best"],
+            "loss_at_det_flip": state["flip"], "outcome": outcome, "nfev": int(res.nfev)}
 
 
 def bench_gf(depths=(2, 3, 4, 6, 8), until_loss: float = 1e-12, naive_budget: float = 20.0,
@@ -138,29 +141,102 @@ def bench_gf_e2e(naive_budget: float = 20.0,
     return rows
 
 
-def bench_gf_raw(until_loss: float = 1e-10, wall: float = 120.0) -> list[dict]:
-    """``gf`` on its raw-factor path, the workloads whose stiff solve uses a dense complex-step Jacobian of all
-    factor entries (issue 12 asks for Jacobian-vector products there): depth-3 10x10 rank-10 completion from an
-    unbalanced Gaussian init (std 0.3, 300 unknowns) and CP order 3, dims 5, R = 10 (Gaussian init 0.1 / sqrt(R),
-    150 unknowns) on a rank-1 tensor completion with half the entries, each to ``until_loss`` with the
-    error-estimate run, at most ``wall`` seconds."""
+class _RawSolver:
+    """Within the block, gf's raw path solves BDF's Newton systems ``"dense"`` (complex-step Jacobian and LU) or
+    ``"krylov"`` (MINRES on Hessian-vector products) whatever the size (``None``: gf's size thresholds)."""
+
+    def __init__(self, solver):
+        self.solver = solver
+
+    def __enter__(self):
+        from models.engines import gf
+        self.saved = gf.RAW_KRYLOV_MIN, gf.RAW_KRYLOV_MIN_CP
+        if self.solver is not None:
+            gf.RAW_KRYLOV_MIN = gf.RAW_KRYLOV_MIN_CP = 0 if self.solver == "krylov" else 1 << 62
+
+    def __exit__(self, *exc):
+        from models.engines import gf
+        gf.RAW_KRYLOV_MIN, gf.RAW_KRYLOV_MIN_CP = self.saved
+
+
+def bench_gf_raw(until_loss: float = 1e-10, wall: float = 120.0, naive_budget: float = 20.0,
+                 large: bool = True) -> list[dict]:
+    """``gf`` on its raw-factor path, each run to ``until_loss`` with the error-estimate run, at most ``wall``
+    seconds (60 s for the CP pair at 1,350 unknowns), on Gaussian (unbalanced) inits; every row reports wall and
+    CPU seconds, steps, Jacobians (dense) or frozen operators, Hessian-vector products and MINRES iterations
+    (Krylov), main run and error-estimate run together:
+
+    - below the thresholds (dense): depth-3 10x10 rank-10 completion (std 0.3, 300 unknowns) and CP order 3,
+      dims 5, R = 10 (std 0.1 / sqrt(R), 150 unknowns) on a rank-1 tensor completion with half the entries;
+    - dense against Krylov at the crossovers: depth 3 on 16x14 rank-2 completion (616 unknowns) and CP order 3,
+      dims 10, R = 20 (600), each with both solvers;
+    - ``large``: beyond the thresholds. Depth 3 on 50x40 rank-2 completion (5,200 unknowns; the dense path's
+      complex Jacobian batch alone is 430 MB) with the naive column (``solve_ivp`` LSODA and BDF without a Jacobian on
+      the raw factors, same rtol, ``naive_budget`` seconds each), depth 3 on 100x80 rank-5 completion (20,800
+      unknowns; 6.9 GB dense), and CP order 3, dims 15, R = 30 (1,350 unknowns) with both solvers and LSODA.
+
+    The new matrix workloads are rectangular: on square ones the raw path's det-sign precision stop ends the run
+    (``precision_lost``) where ``s_min / s_max`` of ``W`` passes ``1e3 eps`` or the det changes sign from below
+    ``sqrt(1e3 eps)``, and whether a run stops there can depend on its tolerance (15x15 rank 15: the rtol-1e-9
+    error-estimate run of the dense solver stopped there, the Krylov one did not), which would compare stops
+    rather than solvers.
+    """
     from models import inits
     from models.engines import get_engine
     from models.factorizations import CP, DeepMatrix
     from models.generators import random_completion, random_tensor
 
+    def dmf(shape, rank, std=0.3):
+        problem, _ = random_completion(shape, rank, seed=0)
+        model = DeepMatrix(3, shape)
+        return problem, model, inits.gaussian(model, std, seed=0)
+
+    def cp(d, R):
+        problem, _ = random_tensor((d, d, d), 1, seed=0)
+        model = CP((d, d, d), R)
+        return problem, model, inits.cp_gaussian(model, 0.1 / math.sqrt(R), seed=0)
+
+    # (label, setting, solver or None for gf's choice, wall, naive methods)
+    cases = [("depth 3 10x10 rank 10", dmf((10, 10), 10), None, wall, ()),
+             ("CP order 3 dims 5 R=10", cp(5, 10), None, wall, ()),
+             ("depth 3 16x14 rank 2", dmf((16, 14), 2), "dense", wall, ()),
+             ("depth 3 16x14 rank 2", dmf((16, 14), 2), "krylov", wall, ()),
+             ("CP order 3 dims 10 R=20", cp(10, 20), "dense", wall, ()),
+             ("CP order 3 dims 10 R=20", cp(10, 20), "krylov", wall, ())]
+    if large:
+        cases += [("depth 3 50x40 rank 2", dmf((50, 40), 2), None, wall, ("LSODA", "BDF")),
+                  ("depth 3 100x80 rank 5", dmf((100, 80), 5), None, wall, ()),
+                  ("CP order 3 dims 15 R=30", cp(15, 30), "dense", 60.0, ()),
+                  ("CP order 3 dims 15 R=30", cp(15, 30), "krylov", 60.0, ("LSODA",))]
     rows = []
-    problem, _ = random_completion((10, 10), 10, seed=0)  # full rank: s_min stays resolved (no precision stop)
-    model = DeepMatrix(3, (10, 10))
-    tproblem, _ = random_tensor((5, 5, 5), 1, seed=0)
-    tmodel = CP((5, 5, 5), 10)
-    cases = [("gf raw depth 3 10x10 rank 10 gaussian 0.3", problem, model, inits.gaussian(model, 0.3, seed=0)),
-             ("gf raw CP order 3 dims 5 R=10", tproblem, tmodel, inits.cp_gaussian(tmodel, 0.1 / math.sqrt(10), seed=0))]
-    for label, prob, mdl, init in cases:
-        t0 = time.perf_counter()
-        traj = get_engine("gf", path="raw").run(prob, mdl, init, until_loss=until_loss, wall_budget=wall)
-        rows.append({"workload": f"{label} to {until_loss:g}", "engine": "gf", "seconds": time.perf_counter() - t0,
-                     "loss": traj.final.loss, "status": traj.status.value, "path": traj.stats.get("path"),
-                     "steps": traj.stats.get("steps"), "njev": traj.stats.get("njev"),
-                     "error_estimate": traj.error_estimate})
+    for label, (prob, mdl, init), solver, limit, naive in cases:
+        n = sum(int(np.size(F)) for F in init.factors)
+        t0, c0 = time.perf_counter(), time.process_time()
+        with _RawSolver(solver):
+            traj = get_engine("gf", path="raw").run(prob, mdl, init, until_loss=until_loss, wall_budget=limit)
+        sec, cpu = time.perf_counter() - t0, time.process_time() - c0
+        st, comp = traj.stats, traj.stats.get("error_run", {})
+
+        def both(key):
+            vals = [d.get(key) for d in (st, comp) if d.get(key) is not None]
+            return sum(vals) if vals else None
+
+        row = {"workload": f"gf raw {label} ({n} unknowns) to {until_loss:g}", "engine": "gf",
+               "solver": st.get("raw_solver", "dense"), "unknowns": n, "seconds": sec, "cpu_seconds": cpu,
+               "loss": traj.final.loss, "status": traj.status.value, "path": st.get("path"),
+               "steps": both("steps"), "njev": both("njev") or both("jacobians"), "nlu": both("nlu"),
+               "jvps": both("jvps"), "krylov_iters": both("krylov_iters"),
+               "krylov_max_iters": max(st.get("krylov_max_iters", 0), comp.get("krylov_max_iters", 0)) or None,
+               "krylov_failures": both("krylov_failures"), "error_estimate": traj.error_estimate}
+        for method in naive:
+            nv = naive_lsoda(prob, mdl, init, until_loss, naive_budget, method=method)
+            key = "naive" if method == "LSODA" else f"naive_{method.lower()}"
+            row.update({key: f"solve_ivp {method}, raw factors, no Jacobian", f"{key}_seconds": nv["seconds"],
+                        f"{key}_cpu_seconds": nv["cpu_seconds"], f"{key}_outcome": nv["outcome"],
+                        f"{key}_best_loss": nv["best_loss_det_kept"], f"{key}_nfev": nv["nfev"]})
+            if method == "LSODA":  # a ratio only where gf reached the target (else both ran out of time)
+                ok = traj.final.loss <= until_loss and nv["outcome"] in ("reached", "budget")
+                row.update({"ratio": nv["seconds"] / sec if ok else None,
+                            "ratio_is_lower_bound": ok and nv["outcome"] == "budget"})
+        rows.append(row)
     return rows

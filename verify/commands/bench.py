@@ -23,9 +23,14 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   balanced init 1e-2, down to loss 1e-10, including the error-estimate run: depth 3 on 10x10 rank 1, 20x20
   rank 2 and 50x50 rank 2 (the end-to-end path), depth 1 on 50x50 rank 2 (closed form). Naive column (10x10
   only; raw factors of 50x50 need a 7,500-unknown dense LU): LSODA on the raw factors as above.
-- ``gf-raw``: ``gf`` on its raw-factor path (dense complex-step Jacobian) to loss 1e-10 with the error-estimate
-  run: depth 3 on 10x10 rank-10 completion from a Gaussian init (std 0.3), and CP order 3, dims 5, R = 10 (see
-  :func:`verify.bench.gf.bench_gf_raw`).
+- ``gf-raw``: ``gf`` on its raw-factor path to loss 1e-10 with the error-estimate run, Gaussian inits: dense
+  complex-step Jacobian on depth 3 10x10 rank-10 completion and CP order 3, dims 5, R = 10; dense against
+  matrix-free (MINRES on Hessian-vector products) at the crossovers, depth 3 16x14 (616 unknowns) and CP dims 10,
+  R = 20 (600); matrix-free beyond the thresholds: depth 3 50x40 rank 2 (5,200 unknowns; naive column: LSODA and
+  BDF without a Jacobian, ``--naive-budget`` seconds each), depth 3 100x80 rank 5 (20,800, where a dense
+  Jacobian does not fit), CP dims 15, R = 30 (1,350; both solvers, 60 s each, and LSODA). Wall and CPU seconds,
+  steps, Jacobians, Hessian-vector products, MINRES iterations (see :func:`verify.bench.gf.bench_gf_raw`; about
+  5 minutes on 2 cores).
 - ``gd`` at depth 4: trajectory-steps per second at B = 1, 100, 10 000; CP tensor GD (order 4, dims 5, rank 10):
   steps per second at B = 1, 100, 1000. Naive column: a torch autograd GD loop on the same batch. The B = 1 depth-4 row also shows
   the official RC20 DMF trainer's throughput as stated in issue 12 (2,000-2,800 epochs/s on this machine; one
@@ -45,8 +50,9 @@ Workloads (one run of each; timings are wall-clock seconds on this machine, sing
   ``verify.bench_experiments``. A few minutes on 2 cores.
 
 ``--json PATH`` writes every row (and the machine: CPU count, torch threads, versions) as strict JSON; PATH is
-checked writable before anything is measured. All parts take about 12 minutes on a 2-core machine (gf-mp
-most of it: up to ``--mp-budget`` seconds for each of its four depths, and 45 s for each gf-mp-raw depth).
+checked writable before anything is measured. All parts take about 17 minutes on a 2-core machine (gf-mp
+most of it: up to ``--mp-budget`` seconds for each of its four depths, and 45 s for each gf-mp-raw depth;
+gf-raw about 5 minutes).
 """
 
 from __future__ import annotations
@@ -67,7 +73,7 @@ from verify import outdir
 from verify.bench.gf import bench_gf, bench_gf_e2e
 
 HELP = ("measure the engines (gf, gf-mp, gd) and the papers' experiments against naive or official "
-        "alternatives and write a table (all parts: about 12 minutes on 2 cores; --only PART for less)")
+        "alternatives and write a table (all parts: about 17 minutes on 2 cores; --only PART for less)")
 
 PARTS = ("gf", "gf-mp", "gf-mp-raw", "gd", "gf-e2e", "gf-raw", "gd-dmf", "dmf-fast", "experiments")
 
@@ -223,10 +229,11 @@ def run(args) -> int:
                             "naive_seconds", "naive_outcome", "ratio"]) + "\n", flush=True)
     if "gf-raw" in parts:
         from verify.bench.gf import bench_gf_raw
-        rows = bench_gf_raw()
+        rows = bench_gf_raw(naive_budget=args.naive_budget)
         out["rows"]["gf-raw"] = rows
-        print(_table(rows, ["workload", "path", "seconds", "loss", "status", "steps", "njev", "error_estimate"])
-              + "\n", flush=True)
+        print(_table(rows, ["workload", "solver", "seconds", "cpu_seconds", "loss", "status", "steps", "njev", "jvps",
+                            "krylov_iters", "error_estimate", "naive_seconds", "naive_outcome",
+                            "naive_bdf_seconds", "naive_bdf_outcome"]) + "\n", flush=True)
     if "experiments" in parts:
         from verify.bench_experiments import COLUMNS, bench_experiments
 

@@ -1,0 +1,143 @@
+"""gf's matrix-free raw path (issue 12): complex-step Hessian-vector products, MINRES inside BDF
+(:mod:`models.engines.krylov`), forced on small problems through ``gf.RAW_KRYLOV_MIN`` and ``RAW_KRYLOV_MIN_CP``
+and compared with the dense complex-step Jacobian and LU. About 5 s in all (loaded 2-core machine)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from models import inits
+from models.engines import get_engine, gf, krylov
+from models.factorizations import CP, DeepMatrix
+from models.generators import random_completion, random_sensing, random_tensor
+from models.trajectory import Status
+
+
+def _setting(kind):
+    if kind == "square":
+        problem, _ = random_completion((4, 4), 2, seed=1)
+        model = DeepMatrix(3, (4, 4))
+        return problem, model, inits.gaussian(model, 0.5, seed=1)
+    if kind == "rectangular":     # rectangular factors with a width-2 bottleneck
+        problem, _ = random_completion((4, 3), 1, seed=2)
+        model = DeepMatrix(3, (4, 3), (5, 2))
+        return problem, model, inits.gaussian(model, 0.5, seed=2)
+    if kind == "sensing":         # a dense measurement operator
+        problem, _ = random_sensing((3, 4), 2, seed=3)
+        model = DeepMatrix(2, (3, 4))
+        return problem, model, inits.gaussian(model, 0.5, seed=3)
+    problem, _ = random_tensor((3, 4, 3), 1, seed=4)
+    model = CP((3, 4, 3), 3)
+    return problem, model, inits.cp_gaussian(model, 0.4, seed=4)
+
+
+def _field(problem, model, init):
+    raw = gf.RawField(problem, model, init.factors)
+    return raw, raw.flatten(init.factors)
+
+
+@pytest.mark.parametrize("kind", ["square", "rectangular", "sensing", "cp"])
+def test_the_hessian_vector_product_is_the_dense_jacobian_times_v(kind):
+    """``RawField.hvp(y, v)`` (the Krylov path's product) against ``H v`` with ``H`` the dense complex-step
+    Hessian (``RawField.hessian``, the dense path's Jacobian is ``-e^tau H``), at a random state and directions:
+    both exact to rounding, so they agree to 1e-12 of ``max |H| |v|``. A product scaled by
+    ``1 + 1e-6`` or one that leaves out one factor's part of ``v`` (the directional derivative through the other
+    factors only) misses by at least 1e3 times that."""
+    problem, model, init = _setting(kind)
+    raw, y = _field(problem, model, init)
+    rng = np.random.default_rng(0)
+    y = y + 0.3 * rng.normal(size=y.shape)       # away from the init (any state will do)
+    H = raw.hessian(y)
+    assert np.allclose(H, H.T, rtol=0, atol=1e-12 * np.max(np.abs(H)))    # a Hessian: symmetric
+    for v in (rng.normal(size=y.shape), 1e-7 * rng.normal(size=y.shape)):
+        ref = H @ v
+        tol = 1e-12 * np.max(np.abs(H)) * np.max(np.abs(v)) * math.sqrt(y.size)
+        hv = raw.hvp(y, v)
+        assert np.max(np.abs(hv - ref)) <= tol
+        assert np.max(np.abs((1 + 1e-6) * hv - ref)) > 1e3 * tol
+        for k, (start, size) in enumerate(zip(np.cumsum([0] + raw.sizes[:-1]), raw.sizes)):
+            w = v.copy()
+            w[start:start + size] = 0.0
+            assert np.max(np.abs(raw.hvp(y, w) - ref)) > 1e3 * tol, k
+
+
+def test_minres_solves_a_symmetric_indefinite_system_and_reports_failure(monkeypatch):
+    """:func:`krylov.minres` on ``I + a H`` with ``H`` symmetric, 10 negative and 30 positive eigenvalues up to
+    1e4 (the shape of BDF's systems at a saddle): the solution to 1e-8 relative residual; capped at 3 iterations
+    it reports non-convergence, and :class:`krylov.HessianJacobian` then returns NaNs (a failed Newton step)."""
+    rng = np.random.default_rng(5)
+    Q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    H = (Q * np.concatenate([rng.uniform(-1.0, -0.1, 10), rng.uniform(0.1, 1e4, 30)])) @ Q.T
+    b = rng.normal(size=40)
+    A = np.eye(40) + 0.5 * H
+    x, its, ok = krylov.minres(lambda v: A @ v, b, 1e-8, 500)
+    assert ok and its <= 200
+    assert np.linalg.norm(A @ x - b) <= 1e-7 * np.linalg.norm(b)
+    assert np.linalg.norm(x - np.linalg.solve(A, b)) <= 1e-6 * np.linalg.norm(x)
+    _, _, ok3 = krylov.minres(lambda v: A @ v, b, 1e-8, 3)
+    assert not ok3
+    stats = {}
+    system = (0.5 * krylov.HessianJacobian(lambda v: H @ v, 1.0, stats)).system()   # J = -0.5 H: I - J = A
+    xs = system.solve(b)
+    assert np.linalg.norm(A @ xs - b) <= 10 * krylov.MINRES_RTOL * np.linalg.norm(b)
+    assert stats["krylov_solves"] == 1 and stats["jvps"] == stats["krylov_iters"] + 1 and "krylov_failures" not in stats
+    monkeypatch.setattr(krylov, "MINRES_MAXITER", 3)
+    assert np.all(np.isnan(system.solve(b))) and stats["krylov_failures"] == 1
+
+
+def _runs(monkeypatch, kind, until_loss):
+    problem, model, init = _setting(kind)
+    dense = get_engine("gf", path="raw").run(problem, model, init, until_loss=until_loss, per_decade=1)
+    monkeypatch.setattr(gf, "RAW_KRYLOV_MIN", 0)
+    monkeypatch.setattr(gf, "RAW_KRYLOV_MIN_CP", 0)
+    kry = get_engine("gf", path="raw").run(problem, model, init, until_loss=until_loss, per_decade=1)
+    return dense, kry
+
+
+@pytest.mark.parametrize("kind,until_loss", [("rectangular", 1e-8), ("cp", 1e-3)])
+def test_the_krylov_run_is_the_dense_run_to_its_error_estimate(monkeypatch, kind, until_loss):
+    """The same raw run with BDF's Newton systems solved by dense LU and by MINRES: both complete, record the same
+    loss levels, and every pair of points agrees to the error estimate of either run (the estimate is what the
+    engine claims of each point). A different trajectory, or a point missed by the Krylov run, fails here. A wrong
+    Hessian-vector product does not: BDF's simplified Newton iteration converges to the same step with any
+    Jacobian that lets it converge (measured on the rectangular case: the product scaled by 2 or 10, or without
+    the first factor's part of ``v``, stayed within 0.85, 0.33, 0.59 of the error estimate, at 641, 2061, 708
+    steps against 622); the product is checked against the dense Hessian above."""
+    dense, kry = _runs(monkeypatch, kind, until_loss)
+    assert dense.status is Status.COMPLETED and kry.status is Status.COMPLETED, (dense.message, kry.message)
+    assert "raw_solver" not in dense.stats and kry.stats["raw_solver"] == "krylov"
+    assert kry.stats["jvps"] > 0 and kry.stats["krylov_solves"] > 0 and not kry.stats.get("krylov_failures")
+    assert kry.stats["error_run"]["raw_solver"] == "krylov"
+    assert len(dense.points) == len(kry.points) >= 4
+    for p, q in zip(dense.points, kry.points):
+        assert abs(p.loss - q.loss) <= min(p.loss_err, q.loss_err)
+        assert np.max(np.abs(p.product - q.product)) <= min(p.product_err, q.product_err)
+        assert math.isfinite(p.product_err) and p.product_err < 1e-6
+
+
+def test_failed_krylov_solves_shrink_the_step_instead_of_giving_a_wrong_one(monkeypatch):
+    """With MINRES capped at 5 iterations the stiffer solves fail (60 of ~3,000; uncapped, the run needs up to 7):
+    each returns NaNs, a failed Newton iteration for BDF (fresh operator, then a halved step), so the run takes
+    more, smaller steps (663 against 592) and still follows the dense run to its error estimate. The wrong
+    version, a failed solve returning zeros (BDF's Newton iteration then "converges" at once on its predictor and
+    the error estimate of the step is zero), leaves the trajectory: measured 1.8e3 times the error estimate off
+    (5e74 at MINRES_RTOL 1e-8). Returning the unconverged MINRES iterate instead is harmless (BDF's Newton rate
+    test rejects it; measured within 0.14 of the estimate at 1e-8)."""
+    monkeypatch.setattr(krylov, "MINRES_MAXITER", 5)      # the uncapped run needs up to 7
+    dense, kry = _runs(monkeypatch, "rectangular", 1e-6)
+    assert kry.stats["krylov_failures"] > 0
+    assert kry.status is Status.COMPLETED, kry.message
+    assert kry.stats["steps"] > dense.stats["steps"]
+    assert len(kry.points) == len(dense.points)
+    for p, q in zip(dense.points, kry.points):
+        assert np.max(np.abs(p.product - q.product)) <= p.product_err
+
+    solve = krylov.HessianJacobian.solve
+    monkeypatch.setattr(krylov.HessianJacobian, "solve",
+                        lambda self, b: np.nan_to_num(solve(self, b), nan=0.0))    # the wrong version
+    problem, model, init = _setting("rectangular")
+    wrong = get_engine("gf", path="raw").run(problem, model, init, until_loss=1e-6, per_decade=1)
+    assert any(np.max(np.abs(p.product - q.product)) > p.product_err for p, q in zip(dense.points, wrong.points))
