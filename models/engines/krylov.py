@@ -90,9 +90,9 @@ def minres(matvec, b: np.ndarray, rtol: float, maxiter: int) -> tuple[np.ndarray
     c_prev, c, s_prev, s = 1.0, 1.0, 0.0, 0.0
     target = rtol * beta1
     for it in range(1, maxiter + 1):
-        Av = matvec(v)
-        delta = float(np.dot(v, Av))
-        u = Av - delta * v - gamma * v_prev
+        u = matvec(v) - gamma * v_prev  # Paige's order: delta from A v with v_prev removed (more stable)
+        delta = float(np.dot(v, u))
+        u = u - delta * v
         gamma_next = float(np.linalg.norm(u))
         a0 = c * delta - c_prev * s * gamma
         a1 = math.hypot(a0, gamma_next)

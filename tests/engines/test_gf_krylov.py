@@ -132,13 +132,13 @@ def test_the_krylov_run_is_the_dense_run_to_its_error_estimate(monkeypatch, kind
 
 
 def test_failed_krylov_solves_shrink_the_step_instead_of_giving_a_wrong_one(monkeypatch):
-    """With MINRES capped at 5 iterations the stiffer solves fail (60 of ~3,000; uncapped, the run needs up to 7):
-    each returns NaNs, a failed Newton iteration for BDF (fresh operator, then a halved step), so the run takes
-    more, smaller steps (663 against 592) and still follows the dense run to its error estimate. The wrong
-    version, a failed solve returning zeros (BDF's Newton iteration then "converges" at once on its predictor and
-    the error estimate of the step is zero), leaves the trajectory: measured 1.8e3 times the error estimate off
-    (5e74 at MINRES_RTOL 1e-8). Returning the unconverged MINRES iterate instead is harmless (BDF's Newton rate
-    test rejects it; measured within 0.14 of the estimate at 1e-8)."""
+    """With MINRES capped at 5 iterations the stiffer solves fail (58 of 1,844 in the main run, 73 of 1,445 in the
+    error-estimate run; uncapped, the run needs up to 7): each returns NaNs, a failed Newton iteration for BDF (fresh
+    operator, then a halved step), so the run takes more, smaller steps (667 against 592) and still follows the dense
+    run to its error estimate. The wrong version, a failed solve returning zeros (BDF's Newton iteration then
+    "converges" at once on its predictor and the error estimate of the step is zero), leaves the trajectory: measured
+    1.8e3 times the error estimate off (5e74 at MINRES_RTOL 1e-8). Returning the unconverged MINRES iterate instead
+    is harmless (BDF's Newton rate test rejects it; measured within 0.14 of the estimate at 1e-8)."""
     monkeypatch.setattr(krylov, "MINRES_MAXITER", 5)      # the uncapped run needs up to 7
     dense, kry = _runs(monkeypatch, "rectangular", 1e-6)
     assert kry.stats["krylov_failures"] > 0
@@ -210,9 +210,10 @@ def test_minres_iterates_are_the_least_residual_ones_on_an_indefinite_system():
 def test_a_converged_recurrence_with_a_wrong_true_residual_is_a_failed_solve():
     """Near-singular ``I + a H`` (one eigenvalue 1e-10, the rest in +-[0.5, 1e3]: BDF's system where ``1 + a
     lambda`` nearly vanishes at a saddle). In float64 MINRES's recurrence residual drifts from the true one:
-    measured, the recurrence reports convergence to ``MINRES_RTOL`` after 404 products while ``||b - A x||`` is
-    1e4 ``||b||``. :class:`krylov.HessianJacobian` checks the true residual and returns NaNs (a failed Newton
-    iteration) with the failure counted; a solve that trusted the recurrence would hand BDF that ``x``."""
+    measured, the recurrence reports convergence to ``MINRES_RTOL`` after 244 products while ``||b - A x||`` is
+    11 ``||b||`` (404 products and 1e4 with the classical Lanczos order, before Paige's).
+    :class:`krylov.HessianJacobian` checks the true residual and returns NaNs (a failed Newton iteration) with
+    the failure counted; a solve that trusted the recurrence would hand BDF that ``x``."""
     rng = np.random.default_rng(5)
     Q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
     ev = np.concatenate([-np.logspace(-0.3, 3, 10), [1e-10], np.logspace(-0.3, 3, 29)])
