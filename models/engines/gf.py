@@ -20,17 +20,17 @@ Two paths, chosen per run (option ``path="auto"``):
 - **linear** (depth 1, the plain linear model): the closed-form solution of the linear flow
   (:mod:`models.engines.linear_flow`), exact up to rounding.
 - **raw** (everything else: unbalanced inits, other shapes, CP tensors): the factors themselves, with an exact
-  batched complex-step Jacobian up to ``RAW_KRYLOV_MIN`` (500) unknowns (``RAW_KRYLOV_MIN_CP``, 1000, for CP);
-  above, matrix-free: BDF's Newton systems ``(I + a H) x = b`` (``H`` the loss's Hessian in the factors,
-  symmetric and indefinite near saddles) are solved by MINRES on complex-step Hessian-vector products (one complex
-  gradient each, exact to rounding; :mod:`models.engines.krylov`), and the run's stats count ``jvps``,
-  ``krylov_solves``, ``krylov_iters``, ``krylov_max_iters``, ``krylov_failures`` and ``jacobians`` (the frozen
-  operators; ``raw_solver`` is ``"krylov"``). A solve that misses its tolerance is a failed Newton iteration
-  for BDF (the step shrinks). For square matrix problems the det sign is the product of the factors' det
-  signs, and the run stops with ``Status.PRECISION_LOST`` as soon as ``sigma_min(W) / sigma_max(W)`` falls below
-  ``1e3 * eps``: from there float64 rounding can flip the det (catalog RC20-Pitfall-Depth2), and the points after
-  it would describe the wrong trajectory. A det sign change within one step from a ratio below ``sqrt(1e3 eps)``
-  (a decaying det that jumped over that band) stops it the same way.
+  batched complex-step Jacobian below ``RAW_KRYLOV_MIN`` (500) unknowns (``RAW_KRYLOV_MIN_CP``, 1000, for CP); from
+  there on, matrix-free: BDF's Newton systems ``(I + a H) x = b`` (``H`` the loss's Hessian in the factors, symmetric
+  and indefinite near saddles) are solved by MINRES on complex-step Hessian-vector products (one complex gradient
+  each, exact to rounding; :mod:`models.engines.krylov`), and the run's stats count ``jvps``, ``krylov_solves``,
+  ``krylov_iters``, ``krylov_max_iters``, ``krylov_failures`` and ``jacobians`` (the frozen operators; ``raw_solver``
+  is ``"krylov"``). A solve whose true residual misses its tolerance is a failed Newton iteration for BDF (it freezes
+  a fresh operator and, failing again, halves the step). For square matrix problems the det sign is the product of
+  the factors' det signs, and the run stops with ``Status.PRECISION_LOST`` as soon as ``sigma_min(W) / sigma_max(W)``
+  falls below ``1e3 * eps``: from there float64 rounding can flip the det (catalog RC20-Pitfall-Depth2), and the
+  points after it would describe the wrong trajectory. A det sign change within one step from a ratio below
+  ``sqrt(1e3 eps)`` (a decaying det that jumped over that band) stops it the same way.
 
 Recording: the start, the first time the loss falls below each level ``10^(-k/per_decade)`` (located on the
 solver's dense output), explicit ``record_at`` times, and the end (``until_loss`` located exactly, or ``t_max``).

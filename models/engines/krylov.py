@@ -10,9 +10,13 @@ error control, dense output) and replaces those three objects:
 - ``I`` is :class:`_Identity`, for which ``I - c J`` is ``(c J).system()``;
 - "factoring" returns the system unchanged and "solving with the LU" calls its ``solve``.
 
-A solve that cannot meet its tolerance must return a non-finite vector: BDF's Newton iteration then fails, BDF
-re-evaluates the Jacobian or halves the step (scipy's handling of a diverging Newton iteration), so an inexact
-solve never becomes a silently wrong step.
+A solve must return an approximate solution or a non-finite vector. A non-finite one fails BDF's Newton
+iteration: BDF re-evaluates the Jacobian or halves the step (scipy's handling of a diverging Newton iteration).
+An approximate solution only changes how fast that iteration contracts, and its rate test rejects one that does
+not contract; what must never come back is a vector that is no solution at all (zeros on a failed solve make the
+iteration "converge" on its predictor: ``tests/engines/test_gf_krylov.py``). :class:`HessianJacobian` returns
+NaNs whenever its true residual misses ``10 * MINRES_RTOL``; the e2e path's conjugate gradients (positive
+definite systems) return their last iterate after ``e2e_flow.CG_MAXITER`` iterations.
 
 :class:`HessianJacobian` is the operator for a gradient flow ``dy/dtau = -scale grad f(y)``: ``J = -scale H``
 with ``H`` the (symmetric, in general indefinite) Hessian of ``f`` given by a Hessian-vector product, and
@@ -86,9 +90,9 @@ def minres(matvec, b: np.ndarray, rtol: float, maxiter: int) -> tuple[np.ndarray
     c_prev, c, s_prev, s = 1.0, 1.0, 0.0, 0.0
     target = rtol * beta1
     for it in range(1, maxiter + 1):
-        Av = matvec(v)
-        delta = float(np.dot(v, Av))
-        u = Av - delta * v - gamma * v_prev
+        u = matvec(v) - gamma * v_prev  # Paige's order: delta from A v with v_prev removed (more stable)
+        delta = float(np.dot(v, u))
+        u = u - delta * v
         gamma_next = float(np.linalg.norm(u))
         a0 = c * delta - c_prev * s * gamma
         a1 = math.hypot(a0, gamma_next)

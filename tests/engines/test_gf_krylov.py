@@ -45,13 +45,24 @@ def test_the_hessian_vector_product_is_the_dense_jacobian_times_v(kind):
     Hessian (``RawField.hessian``, the dense path's Jacobian is ``-e^tau H``), at a random state and directions:
     both exact to rounding, so they agree to 1e-12 of ``max |H| |v|``. A product scaled by
     ``1 + 1e-6`` or one that leaves out one factor's part of ``v`` (the directional derivative through the other
-    factors only) misses by at least 1e3 times that."""
+    factors only) misses by at least 1e3 times that.
+
+    Both products are complex steps through the same gradient, so a gradient that broke the complex step (a
+    ``conj``, ``abs``, ``np.real`` or a float buffer on the way) would make them agree on a wrong Hessian. So
+    ``H v`` and the product are also checked against central differences of the real gradient (step 1e-5 on an
+    O(1) state: measured 4e-12 to 1e-10 of ``max |H| |v| sqrt(n)``, checked to 1e-8); residuals conjugated inside
+    the problems' gradients (the Hessian's Gauss-Newton part changes sign) miss by 0.23 to 0.43 of it and pass
+    the complex-step comparison."""
     problem, model, init = _setting(kind)
     raw, y = _field(problem, model, init)
     rng = np.random.default_rng(0)
     y = y + 0.3 * rng.normal(size=y.shape)       # away from the init (any state will do)
     H = raw.hessian(y)
     assert np.allclose(H, H.T, rtol=0, atol=1e-12 * np.max(np.abs(H)))    # a Hessian: symmetric
+    u = np.random.default_rng(1).normal(size=y.shape)
+    fd = (raw.grad(y + 1e-5 * u) - raw.grad(y - 1e-5 * u)) / 2e-5           # no complex arithmetic
+    fd_tol = 1e-8 * np.max(np.abs(H)) * np.max(np.abs(u)) * math.sqrt(y.size)
+    assert np.max(np.abs(H @ u - fd)) <= fd_tol and np.max(np.abs(raw.hvp(y, u) - fd)) <= fd_tol
     for v in (rng.normal(size=y.shape), 1e-7 * rng.normal(size=y.shape)):
         ref = H @ v
         tol = 1e-12 * np.max(np.abs(H)) * np.max(np.abs(v)) * math.sqrt(y.size)
@@ -66,7 +77,9 @@ def test_the_hessian_vector_product_is_the_dense_jacobian_times_v(kind):
 
 def test_minres_solves_a_symmetric_indefinite_system_and_reports_failure(monkeypatch):
     """:func:`krylov.minres` on ``I + a H`` with ``H`` symmetric, 10 negative and 30 positive eigenvalues up to
-    1e4 (the shape of BDF's systems at a saddle): the solution to 1e-8 relative residual; capped at 3 iterations
+    1e4 (the shape of BDF's systems at a saddle; ``I + 0.5 H`` itself is positive definite, its eigenvalues
+    are >= 0.5: the indefinite case is the least-residual test below): the solution to 1e-8 relative residual;
+    capped at 3 iterations
     it reports non-convergence, and :class:`krylov.HessianJacobian` then returns NaNs (a failed Newton step)."""
     rng = np.random.default_rng(5)
     Q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
@@ -119,13 +132,13 @@ def test_the_krylov_run_is_the_dense_run_to_its_error_estimate(monkeypatch, kind
 
 
 def test_failed_krylov_solves_shrink_the_step_instead_of_giving_a_wrong_one(monkeypatch):
-    """With MINRES capped at 5 iterations the stiffer solves fail (60 of ~3,000; uncapped, the run needs up to 7):
-    each returns NaNs, a failed Newton iteration for BDF (fresh operator, then a halved step), so the run takes
-    more, smaller steps (663 against 592) and still follows the dense run to its error estimate. The wrong
-    version, a failed solve returning zeros (BDF's Newton iteration then "converges" at once on its predictor and
-    the error estimate of the step is zero), leaves the trajectory: measured 1.8e3 times the error estimate off
-    (5e74 at MINRES_RTOL 1e-8). Returning the unconverged MINRES iterate instead is harmless (BDF's Newton rate
-    test rejects it; measured within 0.14 of the estimate at 1e-8)."""
+    """With MINRES capped at 5 iterations the stiffer solves fail (58 of 1,844 in the main run, 73 of 1,445 in the
+    error-estimate run; uncapped, the run needs up to 7): each returns NaNs, a failed Newton iteration for BDF (fresh
+    operator, then a halved step), so the run takes more, smaller steps (667 against 592) and still follows the dense
+    run to its error estimate. The wrong version, a failed solve returning zeros (BDF's Newton iteration then
+    "converges" at once on its predictor and the error estimate of the step is zero), leaves the trajectory: measured
+    1.8e3 times the error estimate off (5e74 at MINRES_RTOL 1e-8). Returning the unconverged MINRES iterate instead
+    is harmless (BDF's Newton rate test rejects it; measured within 0.14 of the estimate at 1e-8)."""
     monkeypatch.setattr(krylov, "MINRES_MAXITER", 5)      # the uncapped run needs up to 7
     dense, kry = _runs(monkeypatch, "rectangular", 1e-6)
     assert kry.stats["krylov_failures"] > 0
@@ -141,3 +154,75 @@ def test_failed_krylov_solves_shrink_the_step_instead_of_giving_a_wrong_one(monk
     problem, model, init = _setting("rectangular")
     wrong = get_engine("gf", path="raw").run(problem, model, init, until_loss=1e-6, per_decade=1)
     assert any(np.max(np.abs(p.product - q.product)) > p.product_err for p, q in zip(dense.points, wrong.points))
+
+
+def _minimal_residual_gap(solver, A, b, kmax):
+    """The largest ``(||b - A x_k|| - r_k) / r_k`` over ``k = 1..kmax``: ``x_k`` the solver's iterate after ``k``
+    products (tolerance 0, so it runs all ``k``), ``r_k`` the least residual over the Krylov space ``K_k(A, b)``
+    (an orthonormal basis by twice-orthogonalized Lanczos, then a dense least-squares solve)."""
+    n = b.shape[0]
+    V, q, worst = np.zeros((n, 0)), b / np.linalg.norm(b), 0.0
+    for k in range(1, kmax + 1):
+        V = np.column_stack([V, q])
+        w = A @ q
+        for _ in range(2):
+            w = w - V @ (V.T @ w)
+        q = w / np.linalg.norm(w)
+        coef = np.linalg.lstsq(A @ V, b, rcond=None)[0]
+        r_min = np.linalg.norm(b - A @ (V @ coef))
+        x, its, _ = solver(lambda v: A @ v, b, 0.0, k)
+        assert its == k
+        worst = max(worst, (np.linalg.norm(b - A @ x) - r_min) / r_min)
+    return worst
+
+
+def _cg(matvec, b, rtol, maxiter):
+    """Conjugate gradients (Lanczos-Galerkin), the solver MINRES must not be: on an indefinite system its
+    iterate is not the least-residual one."""
+    x, r = np.zeros_like(b), b.copy()
+    p, rr = r.copy(), float(r @ r)
+    for it in range(1, maxiter + 1):
+        Ap = matvec(p)
+        alpha = rr / float(p @ Ap)
+        x, r = x + alpha * p, r - alpha * Ap
+        rr_new = float(r @ r)
+        if math.sqrt(rr_new) <= rtol * np.linalg.norm(b):
+            return x, it, True
+        p, rr = r + (rr_new / rr) * p, rr_new
+    return x, maxiter, False
+
+
+def test_minres_iterates_are_the_least_residual_ones_on_an_indefinite_system():
+    """MINRES's defining property: its ``k``-th iterate minimizes ``||b - A x||`` over ``K_k(A, b)``. Checked on an
+    indefinite ``A`` (8 eigenvalues in [-20, -0.5], 22 in [0.5, 20]; the earlier test's ``I + 0.5 H`` has all
+    eigenvalues >= 0.5, so it never left the positive definite case), for ``k = 1..15``, to 1e-12 relative
+    (measured 2e-16). Conjugate gradients, which also "solve" that system, misses by 43x, so a MINRES that
+    degenerated into a Galerkin method would fail here."""
+    rng = np.random.default_rng(7)
+    Q, _ = np.linalg.qr(rng.normal(size=(30, 30)))
+    A = (Q * np.concatenate([-rng.uniform(0.5, 20, 8), rng.uniform(0.5, 20, 22)])) @ Q.T
+    A = (A + A.T) / 2
+    b = rng.normal(size=30)
+    assert _minimal_residual_gap(krylov.minres, A, b, 15) <= 1e-12
+    assert _minimal_residual_gap(_cg, A, b, 15) > 1.0                      # the wrong version
+
+
+def test_a_converged_recurrence_with_a_wrong_true_residual_is_a_failed_solve():
+    """Near-singular ``I + a H`` (one eigenvalue 1e-10, the rest in +-[0.5, 1e3]: BDF's system where ``1 + a
+    lambda`` nearly vanishes at a saddle). In float64 MINRES's recurrence residual drifts from the true one:
+    measured, the recurrence reports convergence to ``MINRES_RTOL`` after 244 products while ``||b - A x||`` is
+    11 ``||b||`` (404 products and 1e4 with the classical Lanczos order, before Paige's).
+    :class:`krylov.HessianJacobian` checks the true residual and returns NaNs (a failed Newton iteration) with
+    the failure counted; a solve that trusted the recurrence would hand BDF that ``x``."""
+    rng = np.random.default_rng(5)
+    Q, _ = np.linalg.qr(rng.normal(size=(40, 40)))
+    ev = np.concatenate([-np.logspace(-0.3, 3, 10), [1e-10], np.logspace(-0.3, 3, 29)])
+    A = (Q * ev) @ Q.T
+    A = (A + A.T) / 2
+    b = rng.normal(size=40)
+    x, its, ok = krylov.minres(lambda v: A @ v, b, krylov.MINRES_RTOL, krylov.MINRES_MAXITER)
+    assert ok and np.linalg.norm(b - A @ x) > 1e3 * krylov.MINRES_RTOL * np.linalg.norm(b)   # the trap
+    stats = {}
+    H = A - np.eye(40)
+    system = (1.0 * krylov.HessianJacobian(lambda v: H @ v, 1.0, stats)).system()          # I - J = I + H = A
+    assert np.all(np.isnan(system.solve(b))) and stats["krylov_failures"] == 1

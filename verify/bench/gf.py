@@ -1,5 +1,6 @@
-"""The ``gf`` and ``gf-e2e`` rows of ``verify bench`` and their naive column: ``solve_ivp(LSODA)`` on the raw
-factors, what a user would write first (moved here from :mod:`verify.commands.bench`)."""
+"""The ``gf``, ``gf-e2e`` and ``gf-raw`` rows of ``verify bench`` and their naive column: ``solve_ivp(LSODA)`` (for
+``gf-raw`` also ``BDF`` without a Jacobian) on the raw factors, what a user would write first (moved here from
+:mod:`verify.commands.bench`)."""
 
 from __future__ import annotations
 

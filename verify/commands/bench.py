@@ -87,7 +87,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "repeatable "
                         "(default: all)")
     p.add_argument("--naive-budget", type=float, default=20.0, metavar="S",
-                   help="wall budget of each naive LSODA run in seconds (default 20)")
+                   help="wall budget of each naive run in seconds (LSODA; gf-raw also BDF without a Jacobian; "
+                        "default 20)")
     p.add_argument("--mp-budget", type=float, default=None, metavar="S",
                    help="wall budget of each gf-mp trajectory in seconds (default 60 up to 60 digits, else 300; "
                         "gf-mp-raw: 45)")
