@@ -350,6 +350,7 @@ class StepFailure(Exception):
 
 
 _TABLEAUS: dict = {}
+_AINV: dict = {}
 
 
 def radau_tableau(s: int, ctx) -> tuple[list, list[list]]:
@@ -415,8 +416,10 @@ class Radau:
     #                  the driver lowers ``kappa`` for the steps that land on a loss level (see Integration)
 
     def __init__(self, fun, jac, y0, x0, *, ctx, rtol, atol, stages=10, h0=None, valid=None, stats=None,
-                 maxit=20):
+                 maxit=20, slope_jac=False):
         self.ctx, self.fun, self.jac = ctx, fun, jac
+        # jac accepts slope=: the stage's collocation slope, for a Jacobian formed on the slow manifold (_slopes)
+        self.slope_jac = bool(slope_jac)
         self.s = int(stages)
         self.p = 2 * self.s - 1
         self.c, self.A = radau_tableau(self.s, ctx)
@@ -477,9 +480,11 @@ class Radau:
         """``sum_j w[j + 1] Z[j]`` (the node 0 carries the value 0)."""
         return [self.ctx.fsum(w[j + 1] * Z[j][k] for j in range(self.s)) for k in range(len(Z[0]))]
 
-    def _solve(self, x0, z0, h, Zpred, Js, sc, fac=None):
-        """Newton iteration for the stages (stage Jacobians ``Js`` or None: computed at the predicted stages;
-        ``fac``: a Newton matrix to start with, e.g. one of a step of nearly the same length). Returns ``(Z,
+    def solve_stages(self, x0, z0, h, Zpred, Js, sc, fac=None):
+        """Newton iteration for the stages of a step of length ``h`` from ``(x0, z0)``, from the predicted
+        increments ``Zpred``, in the scaled max norm of ``sc`` (stage Jacobians ``Js`` or None: computed at the
+        predicted stages, and again at the iterate when the contraction is slow; with ``slope_jac`` each from the
+        slope the iterate implies, :meth:`_slopes`; ``fac``: a Newton matrix to start with, e.g. one of a step of nearly the same length). Returns ``(Z,
         F-values, Js)`` or None when the iteration does not converge; the Newton matrix last used is left in
         ``self._fac``."""
         ctx, s, A, c = self.ctx, self.s, self.A, self.c
@@ -500,7 +505,12 @@ class Radau:
                     return None
             self.stats["nfev"] += s
             if Js is None:
-                Js = [to_arb_mat(self.jac(xi, Yi, Fi), ctx.prec) for xi, Yi, Fi in zip(xs, Ys, Fs)]
+                slopes = self._slopes(Z, h) if self.slope_jac else None
+                if slopes is None:
+                    Js = [to_arb_mat(self.jac(xi, Yi, Fi), ctx.prec) for xi, Yi, Fi in zip(xs, Ys, Fs)]
+                else:
+                    Js = [to_arb_mat(self.jac(xi, Yi, Fi, slope=sl), ctx.prec)
+                          for xi, Yi, Fi, sl in zip(xs, Ys, Fs, slopes)]
                 self.stats["njev"] += s
                 fac = None
             if fac is None:
@@ -537,6 +547,24 @@ class Radau:
             prev = nd
         return None
 
+    def _slopes(self, Z, h):
+        """The stage slopes ``dz/dx`` that the stage increments ``Z`` imply through the collocation equations
+        (``Z = h A F``, so ``F = A^-1 Z / h``), for a Jacobian formed at the slow manifold (see
+        :meth:`models.engines.gf_mp.systems.RawSystem.zjac`); None for the constant predictor (``Z = 0``: every
+        stage is the accepted start, where the state's own field is the right one)."""
+        if not any(v for Zi in Z for v in Zi):
+            return None
+        ctx = self.ctx
+        key = (self.s, ctx.prec)
+        Ai = _AINV.get(key)
+        if Ai is None:
+            with ctx.workprec(ctx.prec + 64):
+                M = ctx.matrix(self.A) ** -1
+                Ai = [[+M[i, j] for j in range(self.s)] for i in range(self.s)]
+            _AINV[key] = Ai
+        inv_h = 1 / h
+        return [[v * inv_h for v in row] for row in apply_weights(Ai, Z, ctx, arb_prec)]
+
     def _try(self, h):
         """Full step and two half steps from the current state; ``(err, z1, poly)`` or None."""
         ctx, s = self.ctx, self.s
@@ -559,7 +587,7 @@ class Radau:
             # a short step clipped onto an event (an explicit time): its local error is at most ~(h / self.h)^(s+1)
             # (the stiff order) times that of a full step, far below tol, so it needs no error estimate; the start
             # Jacobian serves every stage
-            r = self._solve(x0, z0, h, Zp, [self._J] * s, sc)
+            r = self.solve_stages(x0, z0, h, Zp, [self._J] * s, sc)
             if r is None:
                 return None
             Zf = r[0]
@@ -567,7 +595,7 @@ class Radau:
             # the previous step's polynomial stays the predictor: extrapolated from so short a step, this one's
             # would leave the chart's domain at the next full-length step
             return 0, [a + b for a, b in zip(z0, Zf[-1])], self._poly or poly, (poly,), (x0, h, [self._J] * (s + 1))
-        r = self._solve(x0, z0, h, Zp, None, sc)
+        r = self.solve_stages(x0, z0, h, Zp, None, sc)
         if r is None:
             return None
         Zf, _, Jf = r
@@ -581,7 +609,7 @@ class Radau:
             Zp = apply_weights([w[1:] for w in W[half]], Zf, ctx, arb_prec)
             off = [a - b for a, b in zip(za, z0)]
             Zp = [[a - o for a, o in zip(Zi, off)] for Zi in Zp]
-            r = self._solve(xa, za, h2, Zp, [arb_combine(w, Jnodes, ctx.prec) for w in W[half]], sc)
+            r = self.solve_stages(xa, za, h2, Zp, [arb_combine(w, Jnodes, ctx.prec) for w in W[half]], sc)
             if r is None:
                 return None
             Zh = r[0]
@@ -682,7 +710,7 @@ class Radau:
         try:
             # stage Jacobians at the predicted stages (as for a full step): Newton then converges quadratically,
             # so the result is a smooth, reproducible function of x far below the tolerance
-            r = self._solve(xa, za, hp, Zp, None, self._scales(za, za))
+            r = self.solve_stages(xa, za, hp, Zp, None, self._scales(za, za))
         finally:
             self.kappa = old
         if r is None:
@@ -711,7 +739,7 @@ class Radau:
             old = self.kappa
             self.kappa = self.kappa if kappa is None else kappa
             try:
-                r = self._solve(a_, zs, h, Zp, None, self._scales(zs, zs))
+                r = self.solve_stages(a_, zs, h, Zp, None, self._scales(zs, zs))
             finally:
                 self.kappa = old
             if r is None:
