@@ -26,6 +26,8 @@ from models.engines.gf_mp.systems import RawSystem
 from properties.rc20_det_raw import exact_setting
 
 DATA = Path(__file__).parent / "data" / "raw_newton_depth6.json"
+#: a later step of the same run (t ~ 1.5e24, h max|J| beyond 1e40) that needs full Newton (Radau.FULL_NEWTON)
+LATE = Path(__file__).parent / "data" / "raw_newton_depth6_late.json"
 
 
 def _setting(depth):
@@ -84,8 +86,8 @@ def test_the_slopeimplied_gradientient_is_the_states_own_on_its_field_and_stays_
     assert max(abs(a - b) for a, b in zip(Gs, G)) <= 1e-6 * max(abs(v) for v in G)
 
 
-def _stage_solve(slope_jac):
-    cap = json.loads(DATA.read_text())
+def _stage_solve(slope_jac, data=DATA):
+    cap = json.loads(data.read_text())
     ctx = make_context(cap["dps"])
     problem, model, _ = _setting(6)
     rs = RawSystem(problem, model, ctx, 50, per_factor_tol=1e-18)
@@ -117,4 +119,16 @@ def test_the_failing_depth6_step_is_solved_with_the_slope_implied_jacobian():
 @pytest.mark.parametrize("slope_jac", [False])
 def test_the_same_step_fails_with_the_gradient_at_the_iterate(slope_jac):
     _, _, rad, args = _stage_solve(slope_jac)
+    assert rad.solve_stages(*args) is None
+
+
+def test_the_late_step_needs_fresh_jacobians_after_a_large_correction(monkeypatch):
+    """Late in the flow the stiff directions turn by ~ the relative correction between iterates, and a simplified
+    step multiplies that by ``h lambda_max`` (~1e40 here): the solver refreshes the stage Jacobians after every
+    correction with ``h max|J| nd rtol`` above ``FULL_NEWTON`` (3 corrections here: 3e5, 8, 5e-17 tolerance
+    units); keeping them (``FULL_NEWTON`` infinite, the first fix alone) the second correction diverges."""
+    _, _, rad, args = _stage_solve(True, LATE)
+    assert rad.solve_stages(*args) is not None
+    monkeypatch.setattr(Radau, "FULL_NEWTON", float("inf"))
+    _, _, rad, args = _stage_solve(True, LATE)
     assert rad.solve_stages(*args) is None

@@ -412,6 +412,8 @@ class Radau:
     FAC_MIN, FAC_MAX, SAFETY = 0.2, 4.0, 0.8
     TINY = 1e-3      # steps shorter than TINY * the planned step skip the error estimate (see _try)
     REFRESHES = 3    # stage-Jacobian recomputations allowed per Newton solve when it contracts slowly
+    FULL_NEWTON = 0.01  # with slope_jac: fresh stage Jacobians after a correction nd (tolerance units) with
+    STIFF = 1e20        # h max|J| nd rtol above FULL_NEWTON, where h max|J| >= STIFF (see _full_newton)
     KAPPA = 0.01     # Newton stops when its estimated remaining error is below kappa (in tolerance units);
     #                  the driver lowers ``kappa`` for the steps that land on a loss level (see Integration)
 
@@ -435,6 +437,7 @@ class Radau:
         self.set_state(x0, y0)
         self._prev = None
         self._linear = {}       # StageMatrix's memory of where its mixed-precision tier failed
+        self._stiff_of, self._stiff = None, 0.0     # _full_newton's max|J| of its last Jacobian
 
     # ----- state ----------------------------------------------------------------------------------------------
     def set_state(self, x, y) -> None:
@@ -442,7 +445,7 @@ class Radau:
         ctx = self.ctx
         self.x = ctx.mpf(x)
         self.z = [ctx.mpf(v) for v in y[:-1]]
-        self._J = self._f0 = None
+        self._J = self._f0 = self._end_slope = None
         self._poly = self._dense = self._jnodes = self._side_last = None
 
     @property
@@ -452,7 +455,11 @@ class Radau:
     def _prepare(self):
         if self._J is None:
             self._f0 = self.fun(self.x, self.z)
-            self._J = to_arb_mat(self.jac(self.x, self.z, self._f0), self.ctx.prec)
+            # on the slow manifold: the slope of the accepted step's collocation polynomial at its end (this
+            # point), not the field at the point, whose stiff part carries the stage solve's error times h lambda
+            slope = self._end_slope
+            kw = {} if slope is None else {"slope": slope}
+            self._J = to_arb_mat(self.jac(self.x, self.z, self._f0, **kw), self.ctx.prec)
             self.stats["nfev"] += 1
             self.stats["njev"] += 1
 
@@ -492,7 +499,7 @@ class Radau:
         Z = [list(v) for v in Zpred]
         xs = [x0 + ci * h for ci in c]
         refreshes = self.REFRESHES
-        prev = None
+        prev = full = None
         for it in range(self.maxit):
             Ys = [[a + b for a, b in zip(z0, Zi)] for Zi in Z]
             Fs = []
@@ -531,6 +538,14 @@ class Radau:
             nd = max(self._norm(di, sc) for di in dZ)
             if nd == 0:
                 return Z, Fs, Js
+            if self.slope_jac and nd > 1 and self._full_newton(h, Js, nd):
+                # the stiff directions of the stage Jacobians turn by ~ the relative correction (nd rtol) between
+                # iterates, which a simplified step multiplies by h lambda_max: full Newton (fresh Jacobians at the
+                # iterate, each from its slope) while that product is not small; it must contract
+                if full is not None and nd >= 0.9 * full:
+                    return None
+                Js, prev, full = None, None, nd
+                continue
             if prev is not None:
                 theta = nd / prev
                 # stale Jacobians (slow contraction, or too slow to converge within a few more iterations):
@@ -546,6 +561,20 @@ class Radau:
                 return Z, None, Js
             prev = nd
         return None
+
+    def _full_newton(self, h, Js, nd) -> bool:
+        """Whether the next correction needs fresh stage Jacobians: ``h max|J|`` (over the last stage's, ~``h
+        lambda_max``) at least ``STIFF`` and times the relative correction ``nd rtol`` above ``FULL_NEWTON``."""
+        last = Js[-1]
+        if self._stiff_of is not last:          # once per set of Jacobians (a scan of n^2 entries)
+            big = max(abs(e.mid()) for e in last.entries())
+            try:
+                self._stiff = float(big)
+            except OverflowError:
+                self._stiff = math.inf
+            self._stiff_of = last
+        stiff = float(h) * self._stiff
+        return stiff >= self.STIFF and stiff * float(nd) * float(self.rtol) > self.FULL_NEWTON
 
     def _slopes(self, Z, h):
         """The stage slopes ``dz/dx`` that the stage increments ``Z`` imply through the collocation equations
@@ -657,6 +686,8 @@ class Radau:
             self._prev = (self.x, self.z, self._J, self._f0, self.h, self._poly)
             self.x = x_limit if clipped else self.x + h
             self.z, self._poly, self._dense, self._jnodes = z1, poly, dense, jnodes
+            if self.slope_jac:          # the last dense polynomial ends at z1
+                self._end_slope = self._slopes(dense[-1][3], dense[-1][1])[-1]
             self._J = self._f0 = None
             if not clipped:
                 self.h = h * fac
