@@ -345,6 +345,15 @@ SOLVER_COUNTERS = ("steps", "rejected", "newton_failed", "predictor_reset", "nfe
                    "side_steps")
 
 
+def _max_entry(M) -> float:
+    """``max |M_ij|`` of an arb_mat (midpoints), a float (inf beyond its range)."""
+    big = max(abs(e.mid()) for e in M.entries())
+    try:
+        return float(big)
+    except OverflowError:
+        return math.inf
+
+
 class StepFailure(Exception):
     """The step size collapsed, or the Newton iteration failed at every step size tried."""
 
@@ -437,7 +446,7 @@ class Radau:
         self.set_state(x0, y0)
         self._prev = None
         self._linear = {}       # StageMatrix's memory of where its mixed-precision tier failed
-        self._stiff_of, self._stiff = None, 0.0     # _full_newton's max|J| of its last Jacobian
+        self._stiff = 0.0       # max|J| of the current stage solve's first Jacobians (slope_jac; _full_newton)
 
     # ----- state ----------------------------------------------------------------------------------------------
     def set_state(self, x, y) -> None:
@@ -527,6 +536,8 @@ class Radau:
                     return None
                 self.stats["nlu"] += 1
             self._fac = fac
+            if self.slope_jac and it == 0:       # the stiffness this call meets (see _full_newton)
+                self._stiff = _max_entry(Js[-1])
             R = stage_residual(h, A, Fs, Z, ctx, arb_prec)
             try:
                 d = fac.solve(R)
@@ -538,11 +549,11 @@ class Radau:
             nd = max(self._norm(di, sc) for di in dZ)
             if nd == 0:
                 return Z, Fs, Js
-            if self.slope_jac and nd > 1 and self._full_newton(h, Js, nd):
+            if self.slope_jac and nd > 1 and self._full_newton(h, nd):
                 # the stiff directions of the stage Jacobians turn by ~ the relative correction (nd rtol) between
                 # iterates, which a simplified step multiplies by h lambda_max: full Newton (fresh Jacobians at the
-                # iterate, each from its slope) while that product is not small; it must contract
-                if full is not None and nd >= 0.9 * full:
+                # iterate, each from its slope) while that product is not small; a shorter step when it diverges
+                if full is not None and nd > 1e3 * full:        # diverging: a shorter step
                     return None
                 Js, prev, full = None, None, nd
                 continue
@@ -562,17 +573,10 @@ class Radau:
             prev = nd
         return None
 
-    def _full_newton(self, h, Js, nd) -> bool:
-        """Whether the next correction needs fresh stage Jacobians: ``h max|J|`` (over the last stage's, ~``h
-        lambda_max``) at least ``STIFF`` and times the relative correction ``nd rtol`` above ``FULL_NEWTON``."""
-        last = Js[-1]
-        if self._stiff_of is not last:          # once per set of Jacobians (a scan of n^2 entries)
-            big = max(abs(e.mid()) for e in last.entries())
-            try:
-                self._stiff = float(big)
-            except OverflowError:
-                self._stiff = math.inf
-            self._stiff_of = last
+    def _full_newton(self, h, nd) -> bool:
+        """Whether the next correction needs fresh stage Jacobians: ``h max|J|`` (``J`` the last stage's first
+        Jacobian of this solve, ~``h lambda_max``; not at a later iterate, which a diverging iteration inflates)
+        at least ``STIFF`` and times the relative correction ``nd rtol`` above ``FULL_NEWTON``."""
         stiff = float(h) * self._stiff
         return stiff >= self.STIFF and stiff * float(nd) * float(self.rtol) > self.FULL_NEWTON
 
