@@ -8,7 +8,9 @@ iterate a relative 1e-10 off it has them wrong by far more than their size; the 
 W``, formed with those residuals, then misleads Newton in the non-stiff directions (``RawSystem.zjac``,
 ``slope``). The fixture ``data/raw_newton_depth6.json`` is a step the solver failed on (depth 6, 50 digits, tol
 1e-18; captured from the run): with the slope-implied gradient its stage equations are solved, with the state's
-gradient (``slope_jac=False``, the former code) the solver gives up. Cheap checks of the ingredient on a depth-3
+gradient (``slope_jac=False``, the former code) the solver gives up. ``data/raw_newton_depth6_late.json`` (t ~
+1.5e24, ``h max|J|`` beyond 1e40) also needs fresh Jacobians after each large correction (``Radau.FULL_NEWTON``).
+Cheap checks of the ingredient on a depth-3
 state: the implied gradient is the state's own where the slope is the state's field (so Newton's fixed point is
 unchanged), and it stays the on-manifold one at a perturbed iterate, where the state's gradient does not.
 """
