@@ -34,7 +34,9 @@ raw path costs seconds per decade of loss; see the catalog, RC20-Lem-DetSign-Raw
   about 43 digits at any depth (50 chosen; 70 at depth 3 where ``tol >= 10^-digits`` asks for it). The drawn
   loss counts as reached only with its error within ``LOSS_RESOLVE`` (1e-3) of it (catalog RC20-Lem-DetSign-Raw).
   ``THOROUGH_EXAMPLES`` (12) draws: to 1e-30 with the reference run, depth 3 took 318 s CPU, depth 4 424 s,
-  depth 8 ~1400 s (estimated from half the way).
+  depth 6 305 s, depth 7 895 s (since gf-mp's raw stage Jacobians are formed on the slow manifold; before, depths 6
+  and 7 ended ``solver_failed`` near loss 1e-20 and 1e-15), depth 8 ~1400 s before that fix (estimated from half
+  the way).
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ THOROUGH_LADDER = {2: ((30, 1e-12), (60, 1e-20), (100, 1e-40)), 3: ((70, 1e-60),
 
 #: examples under ``thorough`` (the budget rule, 1,200 s / cost 8, would draw 150 at 1-40 min each, far past the
 #: profile's 4 h hard limit). Measured, with the reference run, loaded 2-core machine: depth 3 to loss 1e-30 in 318 s
-#: CPU, depth 4 in 424 s, depth 8 half-way (1e-15) in 701 s CPU; ~16 min per draw over depths 2-8, so 12 draws ~3 h
+#: CPU, depth 4 in 424 s, depth 6 in 305 s, depth 7 in 895 s (wall about the same; with the slope-implied stage
+#: Jacobians), depth 8 half-way (1e-15) in 701 s CPU before them; ~16 min per draw over depths 2-8, so 12 draws ~3 h
 THOROUGH_EXAMPLES = 12
 
 #: profile -> (depths, log10 scale range, target loss at depth 2, target loss at depth >= 3, digits ladder: one

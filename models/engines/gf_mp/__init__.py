@@ -33,7 +33,11 @@ Solver.
     closed form, see Raw path). The stage Jacobians are taken at
     the predicted stages and recomputed (up to 3 times) when the iteration contracts slowly: the flow's stiffness
     grows like ``loss^-(L-1)/L`` and changes by O(1) factors within one step late in the flow, which is why a
-    single Jacobian per step (simplified Newton) does not converge at useful step sizes. The Newton matrix is
+    single Jacobian per step (simplified Newton) does not converge at useful step sizes. On the raw path they are
+    also recomputed after every correction ``nd`` (tolerance units) with ``h max|J| nd tol > 0.01`` where ``h
+    max|J| >= 1e20`` (``Radau.FULL_NEWTON``, ``STIFF``: the stiff directions turn by ~``nd tol`` between iterates,
+    which a kept Jacobian multiplies by ``h lambda_max``, ~1e40 at depth 6 near loss 1e-22), and the Jacobian at
+    an accepted point is formed from its step's collocation slope. The Newton matrix is
     factorized once in float64 and serves every correction when ``cond * eps < 1e-6`` (a Newton matrix need only
     approximate: the residual is at the working precision), else it is a FLINT ``arb_mat`` eliminated at 128 bits
     with one refinement from the working-precision residual, accepted when the refinement estimates the
@@ -89,7 +93,11 @@ Raw path (everything else deep-matrix: unbalanced inits, other shapes).
     formed from a product of factors: ~``10^-dps ||W|| |r|``) exceeds 1e-20 of the loss; that bound is part of
     every raw point's ``loss_err``. Its Jacobian is the loss Hessian in the factors in closed
     form (:meth:`.systems.RawSystem.jacobian`, FLINT at the working precision, ``O(L^2)`` small products; forward
-    differences cost ``4 L`` field evaluations: 6.7 -> 0.8 ms CPU per Jacobian at depth 8, 40 digits). It is
+    differences cost ``4 L`` field evaluations: 6.7 -> 0.8 ms CPU per Jacobian at depth 8, 40 digits), its
+    residual term formed with the loss gradient that each stage's collocation slope implies, not the one at the
+    Newton iterate (:meth:`.systems.RawSystem.zjac`, ``slope``): late in the flow ``w12, w21`` are stiff beyond
+    ``h lambda ~ 1e29`` and an iterate slightly off the slow manifold has their residuals wrong by orders of
+    magnitude, which made Newton diverge and depths 6, 7 end ``solver_failed`` (issue 11). It is
     there for unbalanced starts, the raw-factor det-sign check and cross-checks; measured (``verify bench --only
     gf-mp-raw``, 30 digits, main run without the reference, loaded 2-core machine): depth 4 to loss 1e-6 in 4.3
     s CPU, depth 8 to 1e-2 in 10 s CPU, the Newton matrix's factorization and solves being most of it. Since

@@ -345,11 +345,21 @@ SOLVER_COUNTERS = ("steps", "rejected", "newton_failed", "predictor_reset", "nfe
                    "side_steps")
 
 
+def _max_entry(M) -> float:
+    """``max |M_ij|`` of an arb_mat (midpoints), a float (inf beyond its range)."""
+    big = max(abs(e.mid()) for e in M.entries())
+    try:
+        return float(big)
+    except OverflowError:
+        return math.inf
+
+
 class StepFailure(Exception):
     """The step size collapsed, or the Newton iteration failed at every step size tried."""
 
 
 _TABLEAUS: dict = {}
+_AINV: dict = {}
 
 
 def radau_tableau(s: int, ctx) -> tuple[list, list[list]]:
@@ -411,12 +421,16 @@ class Radau:
     FAC_MIN, FAC_MAX, SAFETY = 0.2, 4.0, 0.8
     TINY = 1e-3      # steps shorter than TINY * the planned step skip the error estimate (see _try)
     REFRESHES = 3    # stage-Jacobian recomputations allowed per Newton solve when it contracts slowly
+    FULL_NEWTON = 0.01  # with slope_jac: fresh stage Jacobians after a correction nd (tolerance units) with
+    STIFF = 1e20        # h max|J| nd rtol above FULL_NEWTON, where h max|J| >= STIFF (see _full_newton)
     KAPPA = 0.01     # Newton stops when its estimated remaining error is below kappa (in tolerance units);
     #                  the driver lowers ``kappa`` for the steps that land on a loss level (see Integration)
 
     def __init__(self, fun, jac, y0, x0, *, ctx, rtol, atol, stages=10, h0=None, valid=None, stats=None,
-                 maxit=20):
+                 maxit=20, slope_jac=False):
         self.ctx, self.fun, self.jac = ctx, fun, jac
+        # jac accepts slope=: the stage's collocation slope, for a Jacobian formed on the slow manifold (_slopes)
+        self.slope_jac = bool(slope_jac)
         self.s = int(stages)
         self.p = 2 * self.s - 1
         self.c, self.A = radau_tableau(self.s, ctx)
@@ -432,6 +446,7 @@ class Radau:
         self.set_state(x0, y0)
         self._prev = None
         self._linear = {}       # StageMatrix's memory of where its mixed-precision tier failed
+        self._stiff = 0.0       # max|J| of the current stage solve's first Jacobians (slope_jac; _full_newton)
 
     # ----- state ----------------------------------------------------------------------------------------------
     def set_state(self, x, y) -> None:
@@ -439,7 +454,7 @@ class Radau:
         ctx = self.ctx
         self.x = ctx.mpf(x)
         self.z = [ctx.mpf(v) for v in y[:-1]]
-        self._J = self._f0 = None
+        self._J = self._f0 = self._end_slope = None
         self._poly = self._dense = self._jnodes = self._side_last = None
 
     @property
@@ -449,7 +464,11 @@ class Radau:
     def _prepare(self):
         if self._J is None:
             self._f0 = self.fun(self.x, self.z)
-            self._J = to_arb_mat(self.jac(self.x, self.z, self._f0), self.ctx.prec)
+            # on the slow manifold: the slope of the accepted step's collocation polynomial at its end (this
+            # point), not the field at the point, whose stiff part carries the stage solve's error times h lambda
+            slope = self._end_slope
+            kw = {} if slope is None else {"slope": slope}
+            self._J = to_arb_mat(self.jac(self.x, self.z, self._f0, **kw), self.ctx.prec)
             self.stats["nfev"] += 1
             self.stats["njev"] += 1
 
@@ -477,9 +496,11 @@ class Radau:
         """``sum_j w[j + 1] Z[j]`` (the node 0 carries the value 0)."""
         return [self.ctx.fsum(w[j + 1] * Z[j][k] for j in range(self.s)) for k in range(len(Z[0]))]
 
-    def _solve(self, x0, z0, h, Zpred, Js, sc, fac=None):
-        """Newton iteration for the stages (stage Jacobians ``Js`` or None: computed at the predicted stages;
-        ``fac``: a Newton matrix to start with, e.g. one of a step of nearly the same length). Returns ``(Z,
+    def solve_stages(self, x0, z0, h, Zpred, Js, sc, fac=None):
+        """Newton iteration for the stages of a step of length ``h`` from ``(x0, z0)``, from the predicted
+        increments ``Zpred``, in the scaled max norm of ``sc`` (stage Jacobians ``Js`` or None: computed at the
+        predicted stages, and again at the iterate when the contraction is slow; with ``slope_jac`` each from the
+        slope the iterate implies, :meth:`_slopes`; ``fac``: a Newton matrix to start with, e.g. one of a step of nearly the same length). Returns ``(Z,
         F-values, Js)`` or None when the iteration does not converge; the Newton matrix last used is left in
         ``self._fac``."""
         ctx, s, A, c = self.ctx, self.s, self.A, self.c
@@ -487,7 +508,7 @@ class Radau:
         Z = [list(v) for v in Zpred]
         xs = [x0 + ci * h for ci in c]
         refreshes = self.REFRESHES
-        prev = None
+        prev = full = None
         for it in range(self.maxit):
             Ys = [[a + b for a, b in zip(z0, Zi)] for Zi in Z]
             Fs = []
@@ -500,7 +521,12 @@ class Radau:
                     return None
             self.stats["nfev"] += s
             if Js is None:
-                Js = [to_arb_mat(self.jac(xi, Yi, Fi), ctx.prec) for xi, Yi, Fi in zip(xs, Ys, Fs)]
+                slopes = self._slopes(Z, h) if self.slope_jac else None
+                if slopes is None:
+                    Js = [to_arb_mat(self.jac(xi, Yi, Fi), ctx.prec) for xi, Yi, Fi in zip(xs, Ys, Fs)]
+                else:
+                    Js = [to_arb_mat(self.jac(xi, Yi, Fi, slope=sl), ctx.prec)
+                          for xi, Yi, Fi, sl in zip(xs, Ys, Fs, slopes)]
                 self.stats["njev"] += s
                 fac = None
             if fac is None:
@@ -510,6 +536,8 @@ class Radau:
                     return None
                 self.stats["nlu"] += 1
             self._fac = fac
+            if self.slope_jac and it == 0:       # the stiffness this call meets (see _full_newton)
+                self._stiff = _max_entry(Js[-1])
             R = stage_residual(h, A, Fs, Z, ctx, arb_prec)
             try:
                 d = fac.solve(R)
@@ -521,6 +549,14 @@ class Radau:
             nd = max(self._norm(di, sc) for di in dZ)
             if nd == 0:
                 return Z, Fs, Js
+            if self.slope_jac and nd > 1 and self._full_newton(h, nd):
+                # the stiff directions of the stage Jacobians turn by ~ the relative correction (nd rtol) between
+                # iterates, which a simplified step multiplies by h lambda_max: full Newton (fresh Jacobians at the
+                # iterate, each from its slope) while that product is not small; a shorter step when it diverges
+                if full is not None and nd > 1e3 * full:        # diverging: a shorter step
+                    return None
+                Js, prev, full = None, None, nd
+                continue
             if prev is not None:
                 theta = nd / prev
                 # stale Jacobians (slow contraction, or too slow to converge within a few more iterations):
@@ -536,6 +572,31 @@ class Radau:
                 return Z, None, Js
             prev = nd
         return None
+
+    def _full_newton(self, h, nd) -> bool:
+        """Whether the next correction needs fresh stage Jacobians: ``h max|J|`` (``J`` the last stage's first
+        Jacobian of this solve, ~``h lambda_max``; not at a later iterate, which a diverging iteration inflates)
+        at least ``STIFF`` and times the relative correction ``nd rtol`` above ``FULL_NEWTON``."""
+        stiff = float(h) * self._stiff
+        return stiff >= self.STIFF and stiff * float(nd) * float(self.rtol) > self.FULL_NEWTON
+
+    def _slopes(self, Z, h):
+        """The stage slopes ``dz/dx`` that the stage increments ``Z`` imply through the collocation equations
+        (``Z = h A F``, so ``F = A^-1 Z / h``), for a Jacobian formed at the slow manifold (see
+        :meth:`models.engines.gf_mp.systems.RawSystem.zjac`); None for the constant predictor (``Z = 0``: every
+        stage is the accepted start, where the state's own field is the right one)."""
+        if not any(v for Zi in Z for v in Zi):
+            return None
+        ctx = self.ctx
+        key = (self.s, ctx.prec)
+        Ai = _AINV.get(key)
+        if Ai is None:
+            with ctx.workprec(ctx.prec + 64):
+                M = ctx.matrix(self.A) ** -1
+                Ai = [[+M[i, j] for j in range(self.s)] for i in range(self.s)]
+            _AINV[key] = Ai
+        inv_h = 1 / h
+        return [[v * inv_h for v in row] for row in apply_weights(Ai, Z, ctx, arb_prec)]
 
     def _try(self, h):
         """Full step and two half steps from the current state; ``(err, z1, poly)`` or None."""
@@ -559,7 +620,7 @@ class Radau:
             # a short step clipped onto an event (an explicit time): its local error is at most ~(h / self.h)^(s+1)
             # (the stiff order) times that of a full step, far below tol, so it needs no error estimate; the start
             # Jacobian serves every stage
-            r = self._solve(x0, z0, h, Zp, [self._J] * s, sc)
+            r = self.solve_stages(x0, z0, h, Zp, [self._J] * s, sc)
             if r is None:
                 return None
             Zf = r[0]
@@ -567,7 +628,7 @@ class Radau:
             # the previous step's polynomial stays the predictor: extrapolated from so short a step, this one's
             # would leave the chart's domain at the next full-length step
             return 0, [a + b for a, b in zip(z0, Zf[-1])], self._poly or poly, (poly,), (x0, h, [self._J] * (s + 1))
-        r = self._solve(x0, z0, h, Zp, None, sc)
+        r = self.solve_stages(x0, z0, h, Zp, None, sc)
         if r is None:
             return None
         Zf, _, Jf = r
@@ -581,7 +642,7 @@ class Radau:
             Zp = apply_weights([w[1:] for w in W[half]], Zf, ctx, arb_prec)
             off = [a - b for a, b in zip(za, z0)]
             Zp = [[a - o for a, o in zip(Zi, off)] for Zi in Zp]
-            r = self._solve(xa, za, h2, Zp, [arb_combine(w, Jnodes, ctx.prec) for w in W[half]], sc)
+            r = self.solve_stages(xa, za, h2, Zp, [arb_combine(w, Jnodes, ctx.prec) for w in W[half]], sc)
             if r is None:
                 return None
             Zh = r[0]
@@ -629,6 +690,8 @@ class Radau:
             self._prev = (self.x, self.z, self._J, self._f0, self.h, self._poly)
             self.x = x_limit if clipped else self.x + h
             self.z, self._poly, self._dense, self._jnodes = z1, poly, dense, jnodes
+            if self.slope_jac:          # the last dense polynomial ends at z1
+                self._end_slope = self._slopes(dense[-1][3], dense[-1][1])[-1]
             self._J = self._f0 = None
             if not clipped:
                 self.h = h * fac
@@ -682,7 +745,7 @@ class Radau:
         try:
             # stage Jacobians at the predicted stages (as for a full step): Newton then converges quadratically,
             # so the result is a smooth, reproducible function of x far below the tolerance
-            r = self._solve(xa, za, hp, Zp, None, self._scales(za, za))
+            r = self.solve_stages(xa, za, hp, Zp, None, self._scales(za, za))
         finally:
             self.kappa = old
         if r is None:
@@ -711,7 +774,7 @@ class Radau:
             old = self.kappa
             self.kappa = self.kappa if kappa is None else kappa
             try:
-                r = self._solve(a_, zs, h, Zp, None, self._scales(zs, zs))
+                r = self.solve_stages(a_, zs, h, Zp, None, self._scales(zs, zs))
             finally:
                 self.kappa = old
             if r is None:
