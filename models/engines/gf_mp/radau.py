@@ -690,8 +690,9 @@ class Radau:
             self._prev = (self.x, self.z, self._J, self._f0, self.h, self._poly)
             self.x = x_limit if clipped else self.x + h
             self.z, self._poly, self._dense, self._jnodes = z1, poly, dense, jnodes
-            if self.slope_jac:          # the last dense polynomial ends at z1
-                self._end_slope = self._slopes(dense[-1][3], dense[-1][1])[-1]
+            if self.slope_jac:          # the last dense polynomial ends at z1 (None: a step at rest, Z = 0)
+                slopes = self._slopes(dense[-1][3], dense[-1][1])
+                self._end_slope = None if slopes is None else slopes[-1]
             self._J = self._f0 = None
             if not clipped:
                 self.h = h * fac
