@@ -11,8 +11,9 @@ W``, formed with those residuals, then misleads Newton in the non-stiff directio
 gradient (``slope_jac=False``, the former code) the solver gives up. ``data/raw_newton_depth6_late.json`` (t ~
 1.5e24, ``h max|J|`` beyond 1e40) also needs fresh Jacobians after each large correction (``Radau.FULL_NEWTON``).
 Cheap checks of the ingredient on a depth-3
-state: the implied gradient is the state's own where the slope is the state's field (so Newton's fixed point is
-unchanged), and it stays the on-manifold one at a perturbed iterate, where the state's gradient does not.
+state: the implied gradient is the state's own where the slope is the state's field (so at the solution the
+Jacobian is the true one; the fixed point itself never depends on it, the stage residual being formed from the
+field), and it stays the on-manifold one at a perturbed iterate, where the state's gradient does not.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _grad(rs, z, slope=None):
         return [from_arb(v, rs.ctx) for v in out["G"].entries()]
 
 
-def test_the_slopeimplied_gradientient_is_the_states_own_on_its_field_and_stays_on_the_manifold_off_it():
+def test_the_slope_implied_gradient_is_the_states_own_on_its_field_and_stays_on_the_manifold_off_it():
     ctx = make_context(60)
     problem, model, _ = _setting(3)
     rs = RawSystem(problem, model, ctx, 50)

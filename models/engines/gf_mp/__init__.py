@@ -34,10 +34,13 @@ Solver.
     the predicted stages and recomputed (up to 3 times) when the iteration contracts slowly: the flow's stiffness
     grows like ``loss^-(L-1)/L`` and changes by O(1) factors within one step late in the flow, which is why a
     single Jacobian per step (simplified Newton) does not converge at useful step sizes. On the raw path they are
-    also recomputed after every correction ``nd`` (tolerance units) with ``h max|J| nd tol > 0.01`` where ``h
-    max|J| >= 1e20`` (``Radau.FULL_NEWTON``, ``STIFF``: the stiff directions turn by ~``nd tol`` between iterates,
-    which a kept Jacobian multiplies by ``h lambda_max``, ~1e40 at depth 6 near loss 1e-22), and the Jacobian at
-    an accepted point is formed from its step's collocation slope. The Newton matrix is
+    also recomputed after every correction ``nd > 1`` (tolerance units) with ``h max|J| nd tol > 0.01`` where ``h
+    max|J| >= 1e20`` (``J`` the solve's first Jacobian of its last stage; ``Radau.FULL_NEWTON``, ``STIFF``: the
+    stiff directions turn by ~``nd tol`` between iterates, which a kept Jacobian multiplies by ``h lambda_max``,
+    ~1e40 at depth 6 near loss 1e-22); a correction 1000x the previous such one fails the solve (a shorter step),
+    and a converged solve is still accepted only by the contraction test. Each stage Jacobian is formed from the
+    slope the iterate implies at that stage, and the Jacobian at an accepted point from its step's collocation
+    slope there (none after a step at rest: then the state's own). The Newton matrix is
     factorized once in float64 and serves every correction when ``cond * eps < 1e-6`` (a Newton matrix need only
     approximate: the residual is at the working precision), else it is a FLINT ``arb_mat`` eliminated at 128 bits
     with one refinement from the working-precision residual, accepted when the refinement estimates the

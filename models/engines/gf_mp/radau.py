@@ -500,9 +500,10 @@ class Radau:
         """Newton iteration for the stages of a step of length ``h`` from ``(x0, z0)``, from the predicted
         increments ``Zpred``, in the scaled max norm of ``sc`` (stage Jacobians ``Js`` or None: computed at the
         predicted stages, and again at the iterate when the contraction is slow; with ``slope_jac`` each from the
-        slope the iterate implies, :meth:`_slopes`; ``fac``: a Newton matrix to start with, e.g. one of a step of nearly the same length). Returns ``(Z,
-        F-values, Js)`` or None when the iteration does not converge; the Newton matrix last used is left in
-        ``self._fac``."""
+        slope the iterate implies, :meth:`_slopes`, and recomputed after every large correction where the flow is
+        stiff, :meth:`_full_newton`; ``fac``: a Newton matrix to start with, e.g. one of a step of nearly the same
+        length). Returns ``(Z, F-values, Js)`` or None when the iteration does not converge; the Newton matrix last
+        used is left in ``self._fac``."""
         ctx, s, A, c = self.ctx, self.s, self.A, self.c
         n = len(z0)
         Z = [list(v) for v in Zpred]
