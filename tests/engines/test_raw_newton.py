@@ -101,8 +101,9 @@ def _stage_solve(slope_jac, data=DATA):
     return ctx, rs, rad, (x0, z0, h, [mp(v) for v in cap["Zpred"]], None, sc)
 
 
-def test_the_failing_depth6_step_is_solved_with_the_slope_implied_jacobian():
-    ctx, rs, rad, args = _stage_solve(True)
+@pytest.mark.parametrize("data", [DATA, LATE], ids=["depth6", "depth6_late"])
+def test_the_failing_depth6_step_is_solved_with_the_slope_implied_jacobian(data):
+    ctx, rs, rad, args = _stage_solve(True, data)
     x0, z0, h, _, _, sc = args
     r = rad.solve_stages(*args)
     assert r is not None
