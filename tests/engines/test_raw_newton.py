@@ -206,3 +206,27 @@ def test_an_exactly_stationary_step_is_accepted_with_slope_jacobians():
         rad.step()
     assert rad.z == [ctx.mpf(1), ctx.mpf(2)] and rad.x > 0
     assert all(sl is None for _, sl in calls)
+
+
+@pytest.mark.parametrize("ratio", ["1e-6", "1e-18"])
+def test_the_implied_gradient_falls_back_where_the_slope_does_not_determine_it(ratio):
+    """Depth 2 with both factors ``Q diag(100, 100 ratio) Q^T`` (a balanced start's det decaying; the raw path
+    runs on until ``|det W_j| / ||W_j||^2`` reaches ``10^(10 - digits)`` = 1e-20 at 30 digits): ``B B^T`` has
+    singular values ``~sigma_i(W_1)^2 + sigma_j(W_2)^2``, so ``B^T`` nearly annihilates one direction of ``G`` and
+    the slope (rounded at the working precision) says nothing about ``G`` there. Fitted anyway at ratio 1e-18 (30
+    digits, ``cond(B B^T)`` ~1e36) the "implied" ``G`` was O(1) wrong with the state's own field as the slope
+    (measured at ratio 1e-20: 7e3 where ``G`` is 0, -2.1e4 for 2.8e3), and so was the Jacobian; unresolved fits
+    now fall back to ``G`` at the state. At ratio 1e-6 the fit is resolved (and used): the same Jacobian as
+    with ``G`` at the state to 1e-15 of its largest entry."""
+    ctx = make_context(30)
+    problem, model, _ = _setting(2)
+    rs = RawSystem(problem, model, ctx, 20)
+    th = ctx.mpf("0.3")
+    Q = ctx.matrix([[ctx.cos(th), -ctx.sin(th)], [ctx.sin(th), ctx.cos(th)]])
+    R = Q * ctx.diag([ctx.mpf(100), 100 * ctx.mpf(ratio)]) * Q.T
+    z = [R[i, j] for _ in range(2) for i in range(2) for j in range(2)] + [ctx.mpf(5)]
+    f = rs.terms(z)[0]
+    with arb_prec(ctx.prec):
+        J = [from_arb(v, ctx) for v in rs.jacobian(z).entries()]
+        Ji = [from_arb(v, ctx) for v in rs.jacobian(z, slope=[to_arb(v) for v in f]).entries()]
+    assert max(abs(a - b) for a, b in zip(Ji, J)) <= 1e-15 * max(abs(v) for v in J)
