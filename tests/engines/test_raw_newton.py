@@ -208,7 +208,7 @@ def test_an_exactly_stationary_step_is_accepted_with_slope_jacobians():
     assert all(sl is None for _, sl in calls)
 
 
-@pytest.mark.parametrize("ratio", ["1e-6", "1e-18"])
+@pytest.mark.parametrize("ratio", ["1e-6", "1e-15", "1e-18"])
 def test_the_implied_gradient_falls_back_where_the_slope_does_not_determine_it(ratio):
     """Depth 2 with both factors ``Q diag(100, 100 ratio) Q^T`` (a balanced start's det decaying; the raw path
     runs on until ``|det W_j| / ||W_j||^2`` reaches ``10^(10 - digits)`` = 1e-20 at 30 digits): ``B B^T`` has
@@ -216,8 +216,9 @@ def test_the_implied_gradient_falls_back_where_the_slope_does_not_determine_it(r
     the slope (rounded at the working precision) says nothing about ``G`` there. Fitted anyway at ratio 1e-18 (30
     digits, ``cond(B B^T)`` ~1e36) the "implied" ``G`` was O(1) wrong with the state's own field as the slope
     (measured at ratio 1e-20: 7e3 where ``G`` is 0, -2.1e4 for 2.8e3), and so was the Jacobian; unresolved fits
-    now fall back to ``G`` at the state. At ratio 1e-6 the fit is resolved (and used): the same Jacobian as
-    with ``G`` at the state to 1e-15 of its largest entry."""
+    now fall back to ``G`` at the state (ball arithmetic: singular at 1e-18; at 1e-15 it bounds ``g`` to 0.39 of
+    ``max|g|``, above ``RawSystem.FIT_RESOLVE``, and the unchecked Jacobian is 1.7e-2 off). At ratio 1e-6 the fit
+    is resolved (and used): the same Jacobian as with ``G`` at the state to 1e-15 of its largest entry."""
     ctx = make_context(30)
     problem, model, _ = _setting(2)
     rs = RawSystem(problem, model, ctx, 20)
