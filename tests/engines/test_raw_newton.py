@@ -156,7 +156,7 @@ def _toy_radau(lam, jac_calls, stages=3, z0=(1, 2)):
 
 
 def test_stage_slopes_are_the_collocation_polynomials_derivative_at_each_stage():
-    """``Radau._slopes``: for increments ``Z_i = u(c_i h)`` of a polynomial ``u`` of degree <= s with ``u(0) = 0``
+    """``Radau.stage_slopes``: for increments ``Z_i = u(c_i h)`` of a polynomial ``u`` of degree <= s with ``u(0) = 0``
     (which the collocation polynomial reproduces exactly), the slope of stage ``i`` is ``u'(c_i h)`` -- divided by
     ``h`` (h = 0.3 here, so a slope without ``1/h`` is off by 3.3x), and each stage's own (a slope taken from a
     neighbouring stage is off by O(1) here); the constant predictor (``Z = 0``) has none."""
@@ -166,11 +166,11 @@ def test_stage_slopes_are_the_collocation_polynomials_derivative_at_each_stage()
     u = lambda k, x: coef[k][0] * x + coef[k][1] * x ** 2 + coef[k][2] * x ** 3         # noqa: E731
     du = lambda k, x: coef[k][0] + 2 * coef[k][1] * x + 3 * coef[k][2] * x ** 2        # noqa: E731
     Z = [[u(k, ci * h) for k in range(2)] for ci in rad.c]
-    slopes = rad._slopes(Z, h)
+    slopes = rad.stage_slopes(Z, h)
     for ci, sl in zip(rad.c, slopes):
         for k in range(2):
             assert abs(sl[k] - du(k, ci * h)) <= 1e-25 * abs(du(k, ci * h))
-    assert rad._slopes([[0 * v for v in Zi] for Zi in Z], h) is None
+    assert rad.stage_slopes([[0 * v for v in Zi] for Zi in Z], h) is None
 
 
 def test_the_jacobian_at_an_accepted_point_is_formed_from_the_steps_slope_there():
