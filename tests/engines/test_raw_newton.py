@@ -11,8 +11,9 @@ W``, formed with those residuals, then misleads Newton in the non-stiff directio
 gradient (``slope_jac=False``, the former code) the solver gives up. ``data/raw_newton_depth6_late.json`` (t ~
 1.5e24, ``h max|J|`` beyond 1e40) also needs fresh Jacobians after each large correction (``Radau.FULL_NEWTON``).
 Cheap checks of the ingredient on a depth-3
-state: the implied gradient is the state's own where the slope is the state's field (so Newton's fixed point is
-unchanged), and it stays the on-manifold one at a perturbed iterate, where the state's gradient does not.
+state: the implied gradient is the state's own where the slope is the state's field (so at the solution the
+Jacobian is the true one; the fixed point itself never depends on it, the stage residual being formed from the
+field), and it stays the on-manifold one at a perturbed iterate, where the state's gradient does not.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def _grad(rs, z, slope=None):
         return [from_arb(v, rs.ctx) for v in out["G"].entries()]
 
 
-def test_the_slopeimplied_gradientient_is_the_states_own_on_its_field_and_stays_on_the_manifold_off_it():
+def test_the_slope_implied_gradient_is_the_states_own_on_its_field_and_stays_on_the_manifold_off_it():
     ctx = make_context(60)
     problem, model, _ = _setting(3)
     rs = RawSystem(problem, model, ctx, 50)
@@ -100,8 +101,9 @@ def _stage_solve(slope_jac, data=DATA):
     return ctx, rs, rad, (x0, z0, h, [mp(v) for v in cap["Zpred"]], None, sc)
 
 
-def test_the_failing_depth6_step_is_solved_with_the_slope_implied_jacobian():
-    ctx, rs, rad, args = _stage_solve(True)
+@pytest.mark.parametrize("data", [DATA, LATE], ids=["depth6", "depth6_late"])
+def test_the_failing_depth6_step_is_solved_with_the_slope_implied_jacobian(data):
+    ctx, rs, rad, args = _stage_solve(True, data)
     x0, z0, h, _, _, sc = args
     r = rad.solve_stages(*args)
     assert r is not None
@@ -134,3 +136,98 @@ def test_the_late_step_needs_fresh_jacobians_after_a_large_correction(monkeypatc
     monkeypatch.setattr(Radau, "FULL_NEWTON", float("inf"))
     _, _, rad, args = _stage_solve(True, LATE)
     assert rad.solve_stages(*args) is None
+
+
+def _toy_radau(lam, jac_calls, stages=3, z0=(1, 2)):
+    """A Radau solver with ``slope_jac`` on the linear flow ``dz/dx = lam z`` whose Jacobian records the point ``z``
+    and the ``slope`` it is given (None when none)."""
+    ctx = make_context(30)
+
+    def fun(x, z):
+        return [lam * v for v in z]
+
+    def jac(x, z, f0, slope=None):
+        jac_calls.append((list(z), slope))
+        return [[ctx.mpf(lam) if i == j else ctx.mpf(0) for j in range(len(z))] for i in range(len(z))]
+
+    z = [ctx.mpf(v) for v in z0]
+    return ctx, Radau(fun, jac, z + [ctx.mpf(0)], ctx.mpf(0), ctx=ctx, rtol=ctx.mpf("1e-12"),
+                      atol=[ctx.mpf("1e-20")] * len(z), stages=stages, slope_jac=True)
+
+
+def test_stage_slopes_are_the_collocation_polynomials_derivative_at_each_stage():
+    """``Radau.stage_slopes``: for increments ``Z_i = u(c_i h)`` of a polynomial ``u`` of degree <= s with ``u(0) = 0``
+    (which the collocation polynomial reproduces exactly), the slope of stage ``i`` is ``u'(c_i h)`` -- divided by
+    ``h`` (h = 0.3 here, so a slope without ``1/h`` is off by 3.3x), and each stage's own (a slope taken from a
+    neighbouring stage is off by O(1) here); the constant predictor (``Z = 0``) has none."""
+    ctx, rad = _toy_radau(-1, [])
+    h = ctx.mpf("0.3")
+    coef = [(ctx.mpf(3), ctx.mpf(-5), ctx.mpf(7)), (ctx.mpf(-2), ctx.mpf(11), ctx.mpf(1))]   # u_k = a x + b x^2 + c x^3
+    u = lambda k, x: coef[k][0] * x + coef[k][1] * x ** 2 + coef[k][2] * x ** 3         # noqa: E731
+    du = lambda k, x: coef[k][0] + 2 * coef[k][1] * x + 3 * coef[k][2] * x ** 2        # noqa: E731
+    Z = [[u(k, ci * h) for k in range(2)] for ci in rad.c]
+    slopes = rad.stage_slopes(Z, h)
+    for ci, sl in zip(rad.c, slopes):
+        for k in range(2):
+            assert abs(sl[k] - du(k, ci * h)) <= 1e-25 * abs(du(k, ci * h))
+    assert rad.stage_slopes([[0 * v for v in Zi] for Zi in Z], h) is None
+
+
+def test_the_jacobian_at_an_accepted_point_is_formed_from_the_steps_slope_there():
+    """After an accepted step the next step's start Jacobian gets the slope of the step's last collocation
+    polynomial at its end (``dz/dx`` at ``z1``: ``lam z1`` to the Newton tolerance), not None (the slope unused)
+    nor the slope at the step's middle (the first half step's polynomial: ``lam z`` there, ``e^(lam h/2)`` off);
+    and every stage Jacobian gets its own stage's slope (``lam Y_i`` to the predictor's error: at most 5.1e-5
+    relative here, measured; a neighbouring stage's is off by ``lam`` times the stage spacing: up to 3.0e-2)."""
+    calls = []
+    ctx, rad = _toy_radau(-1, calls)
+    rad.step()
+    assert calls[0][1] is None              # the start point of the run has no step behind it
+    z1 = rad.z
+    del calls[:]
+    for _ in range(3):
+        rad.step()
+    z, slope = calls[0]
+    assert z == z1 and slope is not None
+    assert max(abs(a + b) for a, b in zip(slope, z1)) <= 1e-9 * max(abs(v) for v in z1)
+    staged = [(z, sl) for z, sl in calls[1:] if sl is not None]
+    assert len(staged) >= 3 * rad.s         # stage Jacobians of the later steps' predicted stages
+    for z, sl in staged:
+        assert max(abs(a + b) for a, b in zip(sl, z)) <= 3e-4 * max(abs(v) for v in z)
+
+
+def test_an_exactly_stationary_step_is_accepted_with_slope_jacobians():
+    """A flow at rest (``dz/dx = 0``): Newton's increments stay exactly 0, the step is accepted, and the accepted
+    point has no collocation slope (the constant polynomial's) -- the start Jacobian is then the state's own,
+    not a crash on the missing slope."""
+    calls = []
+    ctx, rad = _toy_radau(0, calls)
+    for _ in range(3):
+        rad.step()
+    assert rad.z == [ctx.mpf(1), ctx.mpf(2)] and rad.x > 0
+    assert all(sl is None for _, sl in calls)
+
+
+@pytest.mark.parametrize("ratio", ["1e-6", "1e-15", "1e-18"])
+def test_the_implied_gradient_falls_back_where_the_slope_does_not_determine_it(ratio):
+    """Depth 2 with both factors ``Q diag(100, 100 ratio) Q^T`` (a balanced start's det decaying; the raw path
+    runs on until ``|det W_j| / ||W_j||^2`` reaches ``10^(10 - digits)`` = 1e-20 at 30 digits): ``B B^T`` has
+    singular values ``~sigma_i(W_1)^2 + sigma_j(W_2)^2``, so ``B^T`` nearly annihilates one direction of ``G`` and
+    the slope (rounded at the working precision) says nothing about ``G`` there. Fitted anyway at ratio 1e-18 (30
+    digits, ``cond(B B^T)`` ~1e36) the "implied" ``G`` was O(1) wrong with the state's own field as the slope
+    (measured at ratio 1e-20: 7e3 where ``G`` is 0, -2.1e4 for 2.8e3), and so was the Jacobian; unresolved fits
+    now fall back to ``G`` at the state (ball arithmetic: singular at 1e-18; at 1e-15 it bounds ``g`` to 0.39 of
+    ``max|g|``, above ``RawSystem.FIT_RESOLVE``, and the unchecked Jacobian is 1.7e-2 off). At ratio 1e-6 the fit
+    is resolved (and used): the same Jacobian as with ``G`` at the state to 1e-15 of its largest entry."""
+    ctx = make_context(30)
+    problem, model, _ = _setting(2)
+    rs = RawSystem(problem, model, ctx, 20)
+    th = ctx.mpf("0.3")
+    Q = ctx.matrix([[ctx.cos(th), -ctx.sin(th)], [ctx.sin(th), ctx.cos(th)]])
+    R = Q * ctx.diag([ctx.mpf(100), 100 * ctx.mpf(ratio)]) * Q.T
+    z = [R[i, j] for _ in range(2) for i in range(2) for j in range(2)] + [ctx.mpf(5)]
+    f = rs.terms(z)[0]
+    with arb_prec(ctx.prec):
+        J = [from_arb(v, ctx) for v in rs.jacobian(z).entries()]
+        Ji = [from_arb(v, ctx) for v in rs.jacobian(z, slope=[to_arb(v) for v in f]).entries()]
+    assert max(abs(a - b) for a, b in zip(Ji, J)) <= 1e-15 * max(abs(v) for v in J)

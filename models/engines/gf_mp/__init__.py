@@ -34,10 +34,13 @@ Solver.
     the predicted stages and recomputed (up to 3 times) when the iteration contracts slowly: the flow's stiffness
     grows like ``loss^-(L-1)/L`` and changes by O(1) factors within one step late in the flow, which is why a
     single Jacobian per step (simplified Newton) does not converge at useful step sizes. On the raw path they are
-    also recomputed after every correction ``nd`` (tolerance units) with ``h max|J| nd tol > 0.01`` where ``h
-    max|J| >= 1e20`` (``Radau.FULL_NEWTON``, ``STIFF``: the stiff directions turn by ~``nd tol`` between iterates,
-    which a kept Jacobian multiplies by ``h lambda_max``, ~1e40 at depth 6 near loss 1e-22), and the Jacobian at
-    an accepted point is formed from its step's collocation slope. The Newton matrix is
+    also recomputed after every correction ``nd > 1`` (tolerance units) with ``h max|J| nd tol > 0.01`` where ``h
+    max|J| >= 1e20`` (``J`` the solve's first Jacobian of its last stage; ``Radau.FULL_NEWTON``, ``STIFF``: the
+    stiff directions turn by ~``nd tol`` between iterates, which a kept Jacobian multiplies by ``h lambda_max``,
+    ~1e40 at depth 6 near loss 1e-22); a correction 1000x the previous such one fails the solve (a shorter step),
+    and a converged solve is still accepted only by the contraction test. Each stage Jacobian is formed from the
+    slope the iterate implies at that stage, and the Jacobian at an accepted point from its step's collocation
+    slope there (none after a step at rest: then the state's own). The Newton matrix is
     factorized once in float64 and serves every correction when ``cond * eps < 1e-6`` (a Newton matrix need only
     approximate: the residual is at the working precision), else it is a FLINT ``arb_mat`` eliminated at 128 bits
     with one refinement from the working-precision residual, accepted when the refinement estimates the
@@ -97,8 +100,9 @@ Raw path (everything else deep-matrix: unbalanced inits, other shapes).
     residual term formed with the loss gradient that each stage's collocation slope implies, not the one at the
     Newton iterate (:meth:`.systems.RawSystem.zjac`, ``slope``): late in the flow ``w12, w21`` are stiff beyond
     ``h lambda ~ 1e29`` and an iterate slightly off the slow manifold has their residuals wrong by orders of
-    magnitude, which made Newton diverge and depths 6, 7 end ``solver_failed`` (issue 11). It is
-    there for unbalanced starts, the raw-factor det-sign check and cross-checks; measured (``verify bench --only
+    magnitude, which made Newton diverge and depths 6, 7 end ``solver_failed`` (issue 11); the gradient at the
+    iterate is kept where the slope does not resolve that fit (``RawSystem.implied_gradient``, ball arithmetic:
+    every factor near-singular at once). It is there for unbalanced starts, the raw-factor det-sign check and cross-checks; measured (``verify bench --only
     gf-mp-raw``, 30 digits, main run without the reference, loaded 2-core machine): depth 4 to loss 1e-6 in 4.3
     s CPU, depth 8 to 1e-2 in 10 s CPU, the Newton matrix's factorization and solves being most of it. Since
     ``det W / ||W||^2`` falls like ``loss^(L/(L-2))`` from a balanced start (RC20; 1e-87 at depth 3, 3.6e-59 at

@@ -429,7 +429,7 @@ class Radau:
     def __init__(self, fun, jac, y0, x0, *, ctx, rtol, atol, stages=10, h0=None, valid=None, stats=None,
                  maxit=20, slope_jac=False):
         self.ctx, self.fun, self.jac = ctx, fun, jac
-        # jac accepts slope=: the stage's collocation slope, for a Jacobian formed on the slow manifold (_slopes)
+        # jac accepts slope=: the stage's collocation slope, for a Jacobian formed on the slow manifold (stage_slopes)
         self.slope_jac = bool(slope_jac)
         self.s = int(stages)
         self.p = 2 * self.s - 1
@@ -500,9 +500,10 @@ class Radau:
         """Newton iteration for the stages of a step of length ``h`` from ``(x0, z0)``, from the predicted
         increments ``Zpred``, in the scaled max norm of ``sc`` (stage Jacobians ``Js`` or None: computed at the
         predicted stages, and again at the iterate when the contraction is slow; with ``slope_jac`` each from the
-        slope the iterate implies, :meth:`_slopes`; ``fac``: a Newton matrix to start with, e.g. one of a step of nearly the same length). Returns ``(Z,
-        F-values, Js)`` or None when the iteration does not converge; the Newton matrix last used is left in
-        ``self._fac``."""
+        slope the iterate implies, :meth:`stage_slopes`, and recomputed after every large correction where the flow is
+        stiff, :meth:`_full_newton`; ``fac``: a Newton matrix to start with, e.g. one of a step of nearly the same
+        length). Returns ``(Z, F-values, Js)`` or None when the iteration does not converge; the Newton matrix last
+        used is left in ``self._fac``."""
         ctx, s, A, c = self.ctx, self.s, self.A, self.c
         n = len(z0)
         Z = [list(v) for v in Zpred]
@@ -521,7 +522,7 @@ class Radau:
                     return None
             self.stats["nfev"] += s
             if Js is None:
-                slopes = self._slopes(Z, h) if self.slope_jac else None
+                slopes = self.stage_slopes(Z, h) if self.slope_jac else None
                 if slopes is None:
                     Js = [to_arb_mat(self.jac(xi, Yi, Fi), ctx.prec) for xi, Yi, Fi in zip(xs, Ys, Fs)]
                 else:
@@ -580,7 +581,7 @@ class Radau:
         stiff = float(h) * self._stiff
         return stiff >= self.STIFF and stiff * float(nd) * float(self.rtol) > self.FULL_NEWTON
 
-    def _slopes(self, Z, h):
+    def stage_slopes(self, Z, h):
         """The stage slopes ``dz/dx`` that the stage increments ``Z`` imply through the collocation equations
         (``Z = h A F``, so ``F = A^-1 Z / h``), for a Jacobian formed at the slow manifold (see
         :meth:`models.engines.gf_mp.systems.RawSystem.zjac`); None for the constant predictor (``Z = 0``: every
@@ -690,8 +691,9 @@ class Radau:
             self._prev = (self.x, self.z, self._J, self._f0, self.h, self._poly)
             self.x = x_limit if clipped else self.x + h
             self.z, self._poly, self._dense, self._jnodes = z1, poly, dense, jnodes
-            if self.slope_jac:          # the last dense polynomial ends at z1
-                self._end_slope = self._slopes(dense[-1][3], dense[-1][1])[-1]
+            if self.slope_jac:          # the last dense polynomial ends at z1 (None: a step at rest, Z = 0)
+                slopes = self.stage_slopes(dense[-1][3], dense[-1][1])
+                self._end_slope = None if slopes is None else slopes[-1]
             self._J = self._f0 = None
             if not clipped:
                 self.h = h * fac
