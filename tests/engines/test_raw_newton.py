@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from models.engines.gf_mp.arith import arb_prec, from_arb, make_context, to_arb, to_arb_mat
-from models.engines.gf_mp.radau import Radau, StageMatrix, stage_residual
+from models.engines.gf_mp.radau import Radau, StageMatrix, StepFailure, stage_residual
 from models.engines.gf_mp.systems import RawSystem
 from properties.rc20_det_raw import exact_setting
 
@@ -231,3 +231,36 @@ def test_the_implied_gradient_falls_back_where_the_slope_does_not_determine_it(r
         J = [from_arb(v, ctx) for v in rs.jacobian(z).entries()]
         Ji = [from_arb(v, ctx) for v in rs.jacobian(z, slope=[to_arb(v) for v in f]).entries()]
     assert max(abs(a - b) for a, b in zip(Ji, J)) <= 1e-15 * max(abs(v) for v in J)
+
+
+def test_a_stage_solve_the_slope_jacobians_cannot_do_is_retried_with_the_plain_ones(monkeypatch):
+    """Every stage solve of a step (full step, half steps, a point recorded inside a step) that fails with the
+    slope-implied Jacobians is retried with the Jacobians at the iterate (``Radau.solve_stages_any``) before the
+    step is halved: depth 3 at 70 digits, tol 1e-60, ended ``solver_failed`` near loss 1e-27 with the slope
+    Jacobians alone (all factors near-singular there), where the plain ones had reached 1e-30. Here every slope
+    solve fails: the run must be the plain solver's exactly (on this linear flow the Jacobian does not depend on
+    the slope), count its rescues, and keep ``slope_jac`` on; routing any solve past the retry halves the step
+    until it collapses."""
+    real = Radau.solve_stages
+
+    def slope_solves_fail(self, *args):
+        return None if self.slope_jac else real(self, *args)
+
+    def run(slope_jac, retry=True):
+        ctx, rad = _toy_radau(-1, [])
+        rad.slope_jac = slope_jac
+        if not retry:
+            rad.solve_stages_any = rad.solve_stages
+        for _ in range(4):
+            rad.step()
+        x0, _ = rad.last_start()
+        return rad, rad.side((x0 + rad.x) / 2)
+
+    monkeypatch.setattr(Radau, "solve_stages", slope_solves_fail)
+    plain, side_plain = run(False)
+    rad, side = run(True)
+    assert (rad.x, rad.z, side) == (plain.x, plain.z, side_plain)
+    assert rad.slope_jac and rad.stats["plain_newton"] >= 4 * 3
+    assert "plain_newton" not in plain.stats
+    with pytest.raises(StepFailure):
+        run(True, retry=False)
