@@ -234,9 +234,9 @@ def test_the_implied_gradient_falls_back_where_the_slope_does_not_determine_it(r
 
 
 def test_a_stage_solve_the_slope_jacobians_cannot_do_is_retried_with_the_plain_ones(monkeypatch):
-    """Every stage solve of a step (full step, half steps, a point recorded inside a step) that fails with the
-    slope-implied Jacobians is retried with the Jacobians at the iterate (``Radau.solve_stages_any``) before the
-    step is halved: depth 3 at 70 digits, tol 1e-60, ended ``solver_failed`` near loss 1e-27 with the slope
+    """Every stage solve of a step (full step, half steps) that fails with the slope-implied Jacobians is retried
+    with the Jacobians at the iterate (``Radau.solve_stages_any``) before the step is halved, and a point recorded
+    inside a step that fails (in pieces too) is redone whole with them (``Radau.side``): depth 3 at 70 digits, tol 1e-60, ended ``solver_failed`` near loss 1e-27 with the slope
     Jacobians alone (all factors near-singular there), where the plain ones had reached 1e-30. Here every slope
     solve fails: the run must be the plain solver's exactly (on this linear flow the Jacobian does not depend on
     the slope), count its rescues, and keep ``slope_jac`` on; routing any solve past the retry halves the step
