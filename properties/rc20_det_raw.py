@@ -22,7 +22,7 @@ raw path costs seconds per decade of loss; see the catalog, RC20-Lem-DetSign-Raw
 - ``ci``: depths 2-4, scale 1e-4 .. 1, to loss 5e-2 (depth 2) and 1e-3 (depth >= 3); 30 digits, then 60.
 - ``thorough``: depths 2-8, scale 1e-4 .. 1, to loss 1e-2 (depth 2: the end-to-end det falls through every
   fixed relative band, so the digits needed grow with t) and 1e-30 (depth >= 3); depth 2 climbs 30 (tol 1e-12), 60
-  (tol 1e-20), 100 digits (tol 1e-40); depths 3-8 run one rung each, :data:`THOROUGH_LADDER`: (70, 1e-60) at 3,
+  (tol 1e-20), 100 digits (tol 1e-40); depths 3-8 run one rung each, :data:`THOROUGH_LADDER`: (80, 1e-64) at 3,
   (50, 1e-32) at 4, (50, 1e-22) at 5, (50, 1e-18) at 6, (50, 1e-14) at 7, (50, 1e-12) at 8. Why: on
   ``path="raw"`` gf-mp stops (``precision_lost``) when a factor's ``|det W_j| / ||W_j||_F^2`` falls below
   ``max(10^(10 - digits), sqrt(tol))`` or the loss's rounding bound exceeds 1e-20 of it
@@ -31,12 +31,15 @@ raw path costs seconds per decade of loss; see the catalog, RC20-Lem-DetSign-Raw
   ||W_j||^2 ~ (det W / ||W||^2)^(1/L)``, at loss 1e-30 1e-29 (depth 3), 2.4e-15 (4), 1.7e-10 (5), 4.5e-8 (6),
   1.2e-5 (8), so ``tol`` is about their square over 100 (a decade to spare); the loss, formed from factors whose
   product has norm ~0.7/sqrt(loss) (7e14 at 1e-30), keeps ``dps - log10(||W|| / |r|)`` digits, so 1e-30 needs
-  about 43 digits at any depth (50 chosen; 70 at depth 3 where ``tol >= 10^-digits`` asks for it). The drawn
+  about 43 digits at any depth (50 chosen; 80 at depth 3 where ``tol >= 10^-digits`` asks for it; at depth 3
+  the factor ratio falls a decade per decade of loss and a step can end a decade past the drawn loss, so its tol
+  keeps two decades more: at (70, 1e-60) a run stopped on the floor 1e-30 at 7.7e-31, just past loss 1e-30). The drawn
   loss counts as reached only with its error within ``LOSS_RESOLVE`` (1e-3) of it (catalog RC20-Lem-DetSign-Raw).
-  ``THOROUGH_EXAMPLES`` (12) draws: to 1e-30 with the reference run, depth 3 took 318 s CPU, depth 4 424 s,
-  depth 6 305 s, depth 7 895 s (since gf-mp's raw stage Jacobians are formed on the slow manifold; before, depths 6
-  and 7 ended ``solver_failed`` near loss 1e-20 and 1e-15), depth 8 ~1400 s before that fix (estimated from half
-  the way).
+  ``THOROUGH_EXAMPLES`` (12) draws: to 1e-30 with the reference run (scale 1e-2 unless said), depth 3 took 244 s
+  CPU, depth 4 424 s (120 s from scale 1e-4), depth 5 197 s, depth 6 305 s, depth 7 895 s (since gf-mp's raw
+  stage Jacobians are formed on the slow manifold; before, depths 6 and 7 ended ``solver_failed`` near loss 1e-20
+  and 1e-15); depth 8 reached loss 1e-29 in its main run's 1,440 s share of a 3,600 s budget (583 s CPU to 1e-29,
+  then the last decade did not finish), so a depth-8 draw may end inconclusive (catalog).
 """
 
 from __future__ import annotations
@@ -62,13 +65,14 @@ SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
 #: one rung that reaches loss 1e-30 under the raw path's stop (every factor det's ``|det W_j| / ||W_j||^2``
 #: above ``sqrt(tol)`` with a decade to spare, the loss's rounding below 1e-20 of it: >= 45 digits); depth 2
 #: climbs, each rung going deeper (its det falls through every band)
-THOROUGH_LADDER = {2: ((30, 1e-12), (60, 1e-20), (100, 1e-40)), 3: ((70, 1e-60),), 4: ((50, 1e-32),),
+THOROUGH_LADDER = {2: ((30, 1e-12), (60, 1e-20), (100, 1e-40)), 3: ((80, 1e-64),), 4: ((50, 1e-32),),
                    5: ((50, 1e-22),), 6: ((50, 1e-18),), 7: ((50, 1e-14),), 8: ((50, 1e-12),)}
 
 #: examples under ``thorough`` (the budget rule, 1,200 s / cost 8, would draw 150 at 1-40 min each, far past the
-#: profile's 4 h hard limit). Measured, with the reference run, loaded 2-core machine: depth 3 to loss 1e-30 in 318 s
-#: CPU, depth 4 in 424 s, depth 6 in 305 s, depth 7 in 895 s (wall about the same; with the slope-implied stage
-#: Jacobians), depth 8 half-way (1e-15) in 701 s CPU before them; ~16 min per draw over depths 2-8, so 12 draws ~3 h
+#: profile's 4 h hard limit). Measured, with the reference run, loaded 2-core machine: depth 3 to loss 1e-30 in 244 s
+#: CPU, depth 4 in 424 s, depth 5 in 197 s, depth 6 in 305 s, depth 7 in 895 s (wall about the same), depth 8 to
+#: 1e-29 in its main run's 1,440 s share (catalog RC20-Lem-DetSign-Raw); ~16 min per draw over depths 2-8, so 12
+#: draws ~3 h
 THOROUGH_EXAMPLES = 12
 
 #: profile -> (depths, log10 scale range, target loss at depth 2, target loss at depth >= 3, digits ladder: one

@@ -102,7 +102,10 @@ Raw path (everything else deep-matrix: unbalanced inits, other shapes).
     ``h lambda ~ 1e29`` and an iterate slightly off the slow manifold has their residuals wrong by orders of
     magnitude, which made Newton diverge and depths 6, 7 end ``solver_failed`` (issue 11); the gradient at the
     iterate is kept where the slope does not resolve that fit (``RawSystem.implied_gradient``, ball arithmetic:
-    every factor near-singular at once). It is there for unbalanced starts, the raw-factor det-sign check and cross-checks; measured (``verify bench --only
+    every factor near-singular at once), and a stage solve that fails with those Jacobians is
+    retried with the ones at the iterate before the step is halved, and a point recorded inside a step that
+    fails is redone whole with them (``Radau.solve_stages_any``, ``Radau.side``: depth 3 at 70 digits needed that
+    near loss 1e-27, where all factors are near-singular). It is there for unbalanced starts, the raw-factor det-sign check and cross-checks; measured (``verify bench --only
     gf-mp-raw``, 30 digits, main run without the reference, loaded 2-core machine): depth 4 to loss 1e-6 in 4.3
     s CPU, depth 8 to 1e-2 in 10 s CPU, the Newton matrix's factorization and solves being most of it. Since
     ``det W / ||W||^2`` falls like ``loss^(L/(L-2))`` from a balanced start (RC20; 1e-87 at depth 3, 3.6e-59 at
