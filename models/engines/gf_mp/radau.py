@@ -584,13 +584,19 @@ class Radau:
         ``stats["plain_newton"]`` counts the solves the second try rescued."""
         r = self.solve_stages(*args)
         if r is None and self.slope_jac:
-            self.slope_jac = False
-            try:
-                r = self.solve_stages(*args)
-            finally:
-                self.slope_jac = True
-            if r is not None:
-                self.stats["plain_newton"] = self.stats.get("plain_newton", 0) + 1
+            r = self._with_plain_jacobians(self.solve_stages, *args)
+        return r
+
+    def _with_plain_jacobians(self, solve, *args):
+        """``solve(*args)`` with ``slope_jac`` off (stage Jacobians at the iterate), back on afterwards; a result
+        (not None, not raised) counts as a rescue in ``stats["plain_newton"]``."""
+        self.slope_jac = False
+        try:
+            r = solve(*args)
+        finally:
+            self.slope_jac = True
+        if r is not None:
+            self.stats["plain_newton"] = self.stats.get("plain_newton", 0) + 1
         return r
 
     def _full_newton(self, h, nd) -> bool:
@@ -745,13 +751,7 @@ class Radau:
         except StepFailure:
             if not self.slope_jac:
                 raise
-        self.slope_jac = False
-        try:
-            out = self._side_once(x, kappa)
-        finally:
-            self.slope_jac = True
-        self.stats["plain_newton"] = self.stats.get("plain_newton", 0) + 1
-        return out
+        return self._with_plain_jacobians(self._side_once, x, kappa)
 
     def _side_once(self, x, kappa=None) -> list:
         """The state ``z`` at ``x`` inside the last accepted step, as accurate as a step end: a Radau step of
