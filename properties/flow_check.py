@@ -18,8 +18,12 @@ At each point the defect ``max|T - F| / max|F|`` is compared with ``FLOW_TOL`` (
 below what a wrong coefficient does: a chart whose log singular values move at half speed, or a gradient scaled by
 2, gives defects of order 0.1-1). The defect's numerical error is the sensitivity of ``F`` to the rounding of the
 recorded W (``F`` re-evaluated with each entry moved by its relative rounding, float64 or the engine's decimal
-digits, summed, times 10), plus the rounding of the tangent; for gf-mp's raw path, whose recorded float64
-factors round its state, each factor entry is moved by its float64 rounding instead. A point whose defect clears
+digits, summed, times 10), plus the rounding of the tangent; for gf-mp's raw path the field is formed from its
+factors at the working precision (``hp["factors_work"]``, decimal strings; the float64 ``Point.factors`` where
+those are not recorded) and each factor entry is moved by its rounding instead. The working precision matters
+late in the flow: the residual ``r_i`` is ~``sqrt(loss)`` while the float64 rounding of the factors moves the
+product by ~1e-16 ``||W||`` ~ 1e-16 / ``sqrt(loss)``, so from float64 factors the check is unresolved below loss
+~1e-9 (measured, depth 4: its error 1.7 at loss 1e-10) and every run to loss 1e-30 would end inconclusive. A point whose defect clears
 ``FLOW_TOL`` beyond that error shows the path is not gradient flow: :func:`validated` then raises
 :class:`NotGradientFlow` (the claim ends in ``error``, never ``holds``); a point without a tangent cannot be
 validated (also an error). The check is local (the tangent at every recorded point, not the accumulated path
@@ -121,7 +125,13 @@ def point_defect(p, problem, depth: int) -> tuple[float, float]:
     with mpmath.workdps(max(50, (work or 16) + 25)):   # the decimal strings are parsed at this precision
         W, _ = _point_matrix(p, "product_work" if "product_work" in hp else "product", p.product)
         T, _ = _point_matrix(p, "tangent", p.tangent)
-        fs0 = [mpmath.matrix(np.asarray(f, dtype=float).tolist()) for f in p.factors] if raw else None
+        fw = hp.get("factors_work") if raw else None
+        if fw is not None:     # gf-mp's raw path: the factors at its working precision (decimal strings)
+            fs0 = [mpmath.matrix([[mpmath.mpf(v) for v in row] for row in f]) for f in fw]
+            frnd = 10.0 ** (1 - work)        # a decimal string of `work` significant digits: < 5 10^-work
+        else:
+            fs0 = [mpmath.matrix(np.asarray(f, dtype=float).tolist()) for f in p.factors] if raw else None
+            frnd = EPS
 
         def F_raw(fs):
             Wm = fs[0]
@@ -138,12 +148,12 @@ def point_defect(p, problem, depth: int) -> tuple[float, float]:
             return (0.0 if _max(T) == 0 else math.inf), 0.0
         defect = _max(T - F) / scale
         sens = mpmath.mpf(0)
-        if raw and digits is not None:   # gf-mp: the float64 factors are a rounding of its state (gf: its state)
+        if raw and digits is not None:   # gf-mp: the recorded factors are a rounding of its state (gf: its state)
             for k, f in enumerate(fs0):
                 for i in range(f.rows):
                     for j in range(f.cols):
                         fs = [g.copy() for g in fs0]
-                        fs[k][i, j] += EPS * abs(f[i, j])
+                        fs[k][i, j] += frnd * abs(f[i, j])
                         sens += _max(F_raw(fs) - F)
         if not raw:   # each recorded entry is rounded relatively (float64, or decimal strings of `digits`)
             for i in range(W.rows):

@@ -12,7 +12,7 @@ from models.engines import get_engine
 from models.errors import EngineFailure
 from models.factorizations import DeepMatrix
 from models.problems import rc20
-from properties.flow_check import (FLOW_TOL, NotGradientFlow, balanced_factors, field, flow_outcome,
+from properties.flow_check import (FLOW_TOL, NotGradientFlow, balanced_factors, field, flow_outcome, point_defect,
                                    loss_gradient, validated)
 from properties import Outcome
 
@@ -72,3 +72,36 @@ def test_the_wrong_problem_is_not_gradient_flow():
     # the same trajectory checked against a different loss (perturbed observations): the field differs
     tr = _run(3)
     assert flow_outcome(tr, rc20(1.0, 1.0, 0.5), 3).status == "violated"
+
+
+@pytest.fixture(scope="module")
+def deep_raw_run():
+    """gf-mp's raw path past loss 1e-10 (depth 4, exactly balanced init), where the float64 rounding of the factors
+    moves the product by more than the residual the field is formed from (about 7 s)."""
+    from properties.rc20_det_raw import exact_setting
+    problem, model, init = exact_setting(dict(depth=4, init="balanced_exact", scale=1.0, seed=0, det="positive"))
+    return get_engine("gf-mp", digits=30, path="raw", tol=1e-18, estimate=False).run(
+        problem, model, init, until_loss=1e-11, per_decade=1)
+
+
+def test_the_raw_path_is_checked_from_its_working_precision_factors(deep_raw_run):
+    tr = deep_raw_run
+    assert tr.points[-1].loss <= 1e-11 * (1 + 1e-6)
+    assert all(len(p.hp["factors_work"]) == 4 for p in tr.points)
+    last = tr.points[-1]
+    defect, err = point_defect(last, rc20(), 4)
+    assert defect < 1e-20 and err < 1e-15          # resolved far below FLOW_TOL at loss 1e-11
+    # from the float64 factors alone the same point is unresolved: its error passes FLOW_TOL (measured 53)
+    f64 = replace(last, hp={k: v for k, v in last.hp.items() if k != "factors_work"})
+    assert point_defect(f64, rc20(), 4)[1] > FLOW_TOL
+    assert flow_outcome(tr, rc20(), 4).status == "holds"
+
+
+@pytest.mark.parametrize("factor", [0.9, 1.1])
+def test_a_scaled_raw_tangent_is_caught_late_in_the_flow(deep_raw_run, factor):
+    # a tangent 10% off at the points past loss 1e-8 alone: the check decides there, beyond its error
+    tr = deep_raw_run
+    bad = replace(tr, points=tuple(replace(p, hp={**p.hp, "tangent": [[str(mpmath.mpf(v) * factor) for v in row]
+                                                                       for row in p.hp["tangent"]]})
+                                   if p.loss < 1e-8 else p for p in tr.points))
+    assert flow_outcome(bad, rc20(), 4).status == "violated"

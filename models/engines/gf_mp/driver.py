@@ -79,6 +79,9 @@ class Integration:
                              "dloss": self.system.dloss_dtau(z), "dw_dt": self.system.dW_dt(z)})
         if self.system.kind == "raw":   # the loss's rounding bound at the working precision (part of loss_err)
             self.records[-1]["loss_round"] = self.system.loss_rounding(z)
+            # the factors at the working precision: the gradient-flow check needs the state, not its float64
+            # rounding (late in the flow the residual is far below the float64 rounding of the product)
+            self.records[-1]["factors_mp"] = self.system.unflatten(z)
         if self.system.kind == "raw" and self.system.factor_dets(z) is not None:   # issue 11: each factor's det
             self.records[-1].update(fdets=self.system.factor_dets(z), dfdets=self.system.factor_dets_dtau(z),
                                     fdet_floors=self.system.factor_det_floors(z))

@@ -16,6 +16,9 @@ from ..base import AbstractEngine, Budget, Result, Spec
 from .driver import Integration, factor_det_errors
 
 PATHS = ("auto", "chart", "raw")
+#: the raw path records its factors at the working precision (``hp["factors_work"]``) only up to this many entries
+#: in all (each a decimal string of the working digits; the 2x2 problems of RC20 have 4 per factor)
+FACTORS_WORK_MAX = 4096
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -168,6 +171,12 @@ class GradientFlowMP(AbstractEngine):
         hp["tangent"] = [[ctx.nstr(tangent[i * dp + j], D) for j in range(dp)] for i in range(d)]
         hp["work_digits"] = int(ctx.dps)
         hp["product_work"] = [[ctx.nstr(w[i * dp + j], int(ctx.dps)) for j in range(dp)] for i in range(d)]
+        fm = rec.get("factors_mp")
+        if fm is not None and sum(len(F) * len(F[0]) for F in fm) <= FACTORS_WORK_MAX:
+            # the raw path's factors at the working precision, for the gradient-flow check (flow_check): their
+            # float64 rounding (Point.factors) moves the residual by ~1e-16 ||W||, which passes the residual
+            # itself near loss 1e-10 (measured: depth 4, the check's error 1.7 at loss 1e-10, 53 at 1e-11)
+            hp["factors_work"] = [[[ctx.nstr(v, int(ctx.dps)) for v in row] for row in F] for F in fm]
         if "fdets" in rec:   # the raw path: each factor's det and its error (issue 11), like product_err
             hp["factor_dets"], hp["factor_det_err"] = factor_det_errors(rec, ref, D, ctx)
         W = np.array([float(v) for v in w]).reshape(d, dp)
