@@ -49,6 +49,7 @@ from .api import Outcome
 FLOW_TOL = 1e-2
 SAFETY = 10.0
 EPS = float(np.finfo(float).eps)
+TINY = 2.0 ** -1074              # float64's rounding below its normal range is absolute, at most half of this
 
 
 class NotGradientFlow(EngineFailure):
@@ -133,8 +134,9 @@ def _working_factors(p, depth: int, work: int | None, digits: int | None):
     1e-20 relative past loss 1e-8 holds with defect 2.4e-5). Three links, each within its rounding bound (``u =
     10^-work``, ``D = digits``), times ``SAFETY``:
 
-    - ``Point.factors`` is their float64 rounding: ``|f - float64(f)| <= EPS |f|`` entry by entry (float64
-      rounding is ``EPS / 2``, the decimal strings' ``5 u`` is far below);
+    - ``Point.factors`` is their float64 rounding: ``|f - float64(f)| <= EPS |f| + 2^-1074`` entry by entry
+      (float64 rounding is ``EPS / 2`` relative, ``2^-1075`` absolute below the normal range; the decimal strings'
+      ``5 u`` is far below);
     - ``product_work`` is their product: ``max|W_L .. W_1 - product_work| <= SAFETY 5 u (2 (L - 1) k + L + 1)
       prod_j ||W_j||_F`` (``k`` the largest dimension: the engine's product ``2 (L - 1) k u prod ||W_j||``, as in
       ``RawSystem.loss_rounding``; the decimal rounding of each factor, ``L 5 u prod ||W_j||``, and of the product,
@@ -158,7 +160,7 @@ def _working_factors(p, depth: int, work: int | None, digits: int | None):
         g = np.asarray(g, dtype=float)
         for i in range(f.rows):
             for j in range(f.cols):
-                if abs(f[i, j] - mpmath.mpf(float(g[i, j]))) > EPS * abs(f[i, j]):
+                if abs(f[i, j] - mpmath.mpf(float(g[i, j]))) > EPS * abs(f[i, j]) + TINY:
                     raise InconsistentRecord(
                         f"{where}: factor {k + 1} entry ({i}, {j}) is {mpmath.nstr(f[i, j], 20)} at the working "
                         f"precision but {float(g[i, j])!r} in Point.factors (not its float64 rounding)")

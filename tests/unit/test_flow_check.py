@@ -5,6 +5,7 @@ that is not the field (scaled, or missing) makes the check fail."""
 from dataclasses import replace
 
 import mpmath
+import numpy as np
 import pytest
 
 from models import inits
@@ -113,12 +114,14 @@ def _moved(v, rel):
         return mpmath.nstr(mpmath.mpf(v) * (1 + mpmath.mpf(rel)), 60)
 
 
-def _entry_moved(p, rel, *, product=False, dets=False):
-    """``p`` with factor 1's largest entry moved by ``rel`` (relative) in factors_work, and with product_work and/or
-    factor_dets recomputed from the moved factors (an engine recording them all from one wrong state)."""
+def _entry_moved(p, rel, *, product=False, dets=False, value=None):
+    """``p`` with factor 1's largest entry moved by ``rel`` (relative; or its smallest set to ``value``) in
+    factors_work, and with product_work and/or factor_dets recomputed from the moved factors (an engine recording
+    them all from one wrong state)."""
     fw = [[list(row) for row in F] for F in p.hp["factors_work"]]
-    i, j = max(((i, j) for i in range(2) for j in range(2)), key=lambda ij: abs(float(fw[0][ij[0]][ij[1]])))
-    fw[0][i][j] = _moved(fw[0][i][j], rel)
+    pick = max if value is None else min
+    i, j = pick(((i, j) for i in range(2) for j in range(2)), key=lambda ij: abs(float(fw[0][ij[0]][ij[1]])))
+    fw[0][i][j] = _moved(fw[0][i][j], rel) if value is None else value
     hp = {**p.hp, "factors_work": fw}
     with mpmath.workdps(80):
         fs = [mpmath.matrix([[mpmath.mpf(v) for v in row] for row in F]) for F in fw]
@@ -158,3 +161,17 @@ def test_working_factors_that_are_not_the_recorded_state_are_an_engine_failure(d
         point_defect(bad, rc20(), 4)
     assert exc.value.decisive and isinstance(exc.value, EngineFailure)
     assert point_defect(P[k], rc20(), 4)[0] < 1e-20      # the point as recorded is consistent and checked
+
+
+def test_a_factor_entry_below_the_float64_normal_range_is_consistent(deep_raw_run):
+    # float64 rounds a subnormal with an absolute error (here 1.3e-324 on 1.2346e-320, 1e-4 relative): a record
+    # consistent in every other link is not an inconsistency (fails with the float64 link's bound EPS |f| alone)
+    p = _entry_moved(deep_raw_run.points[0], "0", product=True, dets=True,
+                     value="1.23456789012345678901234567890123456789e-320")
+    fac = [np.array(F, dtype=float) for F in p.factors]
+    i, j = min(((i, j) for i in range(2) for j in range(2)), key=lambda ij: abs(fac[0][ij]))
+    fac[0][i, j] = float(mpmath.mpf(p.hp["factors_work"][0][i][j]))
+    assert 0 < fac[0][i, j] < 2.3e-308
+    # no InconsistentRecord; the defect (0.037) is the recorded tangent against the moved state's field, resolved
+    defect, err = point_defect(replace(p, factors=tuple(fac)), rc20(), 4)
+    assert err < 1e-15
