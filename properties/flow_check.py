@@ -7,10 +7,10 @@ code that shares no formula with the engine (no chart, no ``factor_grads``, no `
 
 - the loss gradient ``G = c * sum_i r_i A_i`` from the problem's raw data (``operator``, ``targets``,
   ``reduction``), ``r_i = <A_i, W> - y_i``;
-- the factors: the recorded ones when the engine integrated the raw factors (``Point.factors``), else the
-  balanced factors rebuilt from ``W = U diag(sigma) V^T``: ``W_1 = diag(sigma)^(1/L) V^T``, ``W_j =
-  diag(sigma)^(1/L)``, ``W_L = U diag(sigma)^(1/L)`` (any balanced factorization of W gives the same end-to-end
-  velocity, ACH18);
+- the factors: the recorded ones when the engine integrated the raw factors (gf-mp: ``hp["factors_work"]`` at
+  its working precision where recorded; else ``Point.factors``), else the balanced factors rebuilt from ``W = U
+  diag(sigma) V^T``: ``W_1 = diag(sigma)^(1/L) V^T``, ``W_j = diag(sigma)^(1/L)``, ``W_L = U diag(sigma)^(1/L)``
+  (any balanced factorization of W gives the same end-to-end velocity, ACH18);
 - each factor's gradient ``g_j = S_j^T G P_j^T`` (``S_j = W_L..W_{j+1}``, ``P_j = W_{j-1}..W_1``) and the
   end-to-end velocity ``F = -sum_j S_j g_j P_j``.
 
@@ -23,8 +23,12 @@ factors at the working precision (``hp["factors_work"]``, decimal strings; the f
 those are not recorded) and each factor entry is moved by its rounding instead. The working precision matters
 late in the flow: the residual ``r_i`` is ~``sqrt(loss)`` while the float64 rounding of the factors moves the
 product by ~1e-16 ``||W||`` ~ 1e-16 / ``sqrt(loss)``, so from float64 factors the check is unresolved below loss
-~1e-9 (measured, depth 4: its error 1.7 at loss 1e-10) and every run to loss 1e-30 would end inconclusive. A point whose defect clears
-``FLOW_TOL`` beyond that error shows the path is not gradient flow: :func:`validated` then raises
+~1e-9 (measured, depth 4: its error 1.7 at loss 1e-10) and every run to loss 1e-30 would end inconclusive. The
+claims and the other consumers read ``Point.factors``, ``product_work`` and ``factor_dets``, not
+``factors_work``, so the check first asks that ``factors_work`` is the state those record (float64 rounding,
+product and factor dets each within its rounding bound, :func:`_working_factors`); a point where it is not raises
+:class:`InconsistentRecord` (decisive: the field would be checked at a state the claims do not read). A point
+whose defect clears ``FLOW_TOL`` beyond its error shows the path is not gradient flow: :func:`validated` then raises
 :class:`NotGradientFlow` (the claim ends in ``error``, never ``holds``); a point without a tangent cannot be
 validated (also an error). The check is local (the tangent at every recorded point, not the accumulated path
 error, which is the engine's own error estimate, ``product_err``).
@@ -45,10 +49,19 @@ from .api import Outcome
 FLOW_TOL = 1e-2
 SAFETY = 10.0
 EPS = float(np.finfo(float).eps)
+TINY = 2.0 ** -1074              # float64's rounding below its normal range is absolute, at most half of this
 
 
 class NotGradientFlow(EngineFailure):
     """The recorded path's tangent is not the gradient-flow vector field (the engine is wrong)."""
+
+    decisive = True
+
+
+class InconsistentRecord(EngineFailure):
+    """A point's working-precision factors (``hp["factors_work"]``) are not the state the rest of the point records
+    (``Point.factors``, ``product_work``, ``factor_dets``): the field would be checked at a state the claims do not
+    read, so the engine is wrong, not imprecise."""
 
     decisive = True
 
@@ -112,6 +125,68 @@ def _max(M):
     return max(abs(M[i, j]) for i in range(M.rows) for j in range(M.cols))
 
 
+def _working_factors(p, depth: int, work: int | None, digits: int | None):
+    """gf-mp raw path's factors at the working precision (``hp["factors_work"]``, mpmath matrices), checked to be
+    the state the rest of the point records, else :class:`InconsistentRecord`. The check forms the field from these
+    factors, while the claims read ``Point.factors``, ``product_work`` and ``factor_dets``; without this binding an
+    engine recording factors_work (and a tangent) of another state would pass (measured on c4bf31a: a depth-4 run
+    to loss 1e-11 whose factors_work and tangent are the next point's holds with defect 2e-30; one entry moved by
+    1e-20 relative past loss 1e-8 holds with defect 2.4e-5). Three links, each within its rounding bound (``u =
+    10^-work``, ``D = digits``), times ``SAFETY``:
+
+    - ``Point.factors`` is their float64 rounding: ``|f - float64(f)| <= EPS |f| + 2^-1074`` entry by entry
+      (float64 rounding is ``EPS / 2`` relative, ``2^-1075`` absolute below the normal range; the decimal strings'
+      ``5 u`` is far below);
+    - ``product_work`` is their product: ``max|W_L .. W_1 - product_work| <= SAFETY 5 u (2 (L - 1) k + L + 1)
+      prod_j ||W_j||_F`` (``k`` the largest dimension: the engine's product ``2 (L - 1) k u prod ||W_j||``, as in
+      ``RawSystem.loss_rounding``; the decimal rounding of each factor, ``L 5 u prod ||W_j||``, and of the product,
+      ``5 u ||W||``);
+    - ``factor_dets`` (square factors) are their dets: ``|det W_j - factor_dets_j| <= SAFETY ((4 n + 5 n^1.5) u
+      prod_i ||row_i|| + 10^(1 - D) |factor_dets_j|)`` (the engine's det rounding ``4 n u prod ||row_i||``,
+      ``RawSystem.factor_det_floors``; the decimal rounding of the entries, ``n^1.5 5 u prod ||row_i||`` by
+      Hadamard's bound on the cofactors; the D-digit string of the det)."""
+    hp = p.hp
+    where = f"the point at t = {p.t}"
+    if work is None or digits is None or "product_work" not in hp:
+        raise InconsistentRecord(f"{where} records factors_work without product_work and its digits")
+    fw = hp["factors_work"]
+    if len(fw) != depth or len(p.factors) != depth \
+            or any(np.shape(f) != np.shape(g) for f, g in zip(fw, p.factors)):
+        raise InconsistentRecord(f"{where}: factors_work has shapes {[np.shape(f) for f in fw]}, Point.factors "
+                                 f"{[np.shape(g) for g in p.factors]} (depth {depth})")
+    fs = [mpmath.matrix([[mpmath.mpf(v) for v in row] for row in f]) for f in fw]
+    u = mpmath.mpf(10) ** -work
+    for k, (f, g) in enumerate(zip(fs, p.factors)):
+        g = np.asarray(g, dtype=float)
+        for i in range(f.rows):
+            for j in range(f.cols):
+                if abs(f[i, j] - mpmath.mpf(float(g[i, j]))) > EPS * abs(f[i, j]) + TINY:
+                    raise InconsistentRecord(
+                        f"{where}: factor {k + 1} entry ({i}, {j}) is {mpmath.nstr(f[i, j], 20)} at the working "
+                        f"precision but {float(g[i, j])!r} in Point.factors (not its float64 rounding)")
+    W = fs[0]
+    for f in fs[1:]:
+        W = f * W
+    Wp = mpmath.matrix([[mpmath.mpf(v) for v in row] for row in hp["product_work"]])
+    inner = max([f.rows for f in fs] + [f.cols for f in fs])
+    bound = SAFETY * 5 * u * (2 * (depth - 1) * inner + depth + 1) * mpmath.fprod(mpmath.mnorm(f, "f") for f in fs)
+    if (W.rows, W.cols) != (Wp.rows, Wp.cols) or _max(W - Wp) > bound:
+        gap = _max(W - Wp) if (W.rows, W.cols) == (Wp.rows, Wp.cols) else math.inf
+        raise InconsistentRecord(f"{where}: the product of factors_work differs from product_work by "
+                                 f"{mpmath.nstr(gap, 3)}, beyond its rounding bound {mpmath.nstr(bound, 3)}")
+    for k, (f, d) in enumerate(zip(fs, hp.get("factor_dets") or [])):
+        if f.rows != f.cols:
+            continue
+        n, d = f.rows, mpmath.mpf(d)
+        rows = mpmath.fprod(mpmath.sqrt(mpmath.fsum(f[i, j] ** 2 for j in range(n))) for i in range(n))
+        bound = SAFETY * ((4 * n + 5 * n ** 1.5) * u * rows + mpmath.mpf(10) ** (1 - digits) * abs(d))
+        if abs(mpmath.det(f) - d) > bound:
+            raise InconsistentRecord(f"{where}: factor {k + 1}'s det is {mpmath.nstr(mpmath.det(f), 20)} from "
+                                     f"factors_work but factor_dets records {mpmath.nstr(d, 20)} (bound "
+                                     f"{mpmath.nstr(bound, 3)})")
+    return fs
+
+
 def point_defect(p, problem, depth: int) -> tuple[float, float]:
     """``(defect, error)`` at one recorded point (see the module docstring)."""
     if p.tangent is None and not (p.hp and "tangent" in p.hp):
@@ -127,7 +202,7 @@ def point_defect(p, problem, depth: int) -> tuple[float, float]:
         T, _ = _point_matrix(p, "tangent", p.tangent)
         fw = hp.get("factors_work") if raw else None
         if fw is not None:     # gf-mp's raw path: the factors at its working precision (decimal strings)
-            fs0 = [mpmath.matrix([[mpmath.mpf(v) for v in row] for row in f]) for f in fw]
+            fs0 = _working_factors(p, depth, work, digits)      # checked to be the state the point records
             frnd = 10.0 ** (1 - work)        # a decimal string of `work` significant digits: < 5 10^-work
         else:
             fs0 = [mpmath.matrix(np.asarray(f, dtype=float).tolist()) for f in p.factors] if raw else None
@@ -199,5 +274,5 @@ def validated(evaluate, problem, depth: int):
     return ev
 
 
-__all__ = ["FLOW_TOL", "NotGradientFlow", "balanced_factors", "field", "flow_outcome", "loss_gradient",
-           "point_defect", "validated"]
+__all__ = ["FLOW_TOL", "InconsistentRecord", "NotGradientFlow", "balanced_factors", "field", "flow_outcome",
+           "loss_gradient", "point_defect", "validated"]

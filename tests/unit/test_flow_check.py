@@ -5,6 +5,7 @@ that is not the field (scaled, or missing) makes the check fail."""
 from dataclasses import replace
 
 import mpmath
+import numpy as np
 import pytest
 
 from models import inits
@@ -12,8 +13,8 @@ from models.engines import get_engine
 from models.errors import EngineFailure
 from models.factorizations import DeepMatrix
 from models.problems import rc20
-from properties.flow_check import (FLOW_TOL, NotGradientFlow, balanced_factors, field, flow_outcome, point_defect,
-                                   loss_gradient, validated)
+from properties.flow_check import (FLOW_TOL, InconsistentRecord, NotGradientFlow, balanced_factors, field,
+                                   flow_outcome, point_defect, loss_gradient, validated)
 from properties import Outcome
 
 
@@ -105,3 +106,72 @@ def test_a_scaled_raw_tangent_is_caught_late_in_the_flow(deep_raw_run, factor):
                                                                        for row in p.hp["tangent"]]})
                                    if p.loss < 1e-8 else p for p in tr.points))
     assert flow_outcome(bad, rc20(), 4).status == "violated"
+
+
+
+def _moved(v, rel):
+    with mpmath.workdps(80):
+        return mpmath.nstr(mpmath.mpf(v) * (1 + mpmath.mpf(rel)), 60)
+
+
+def _entry_moved(p, rel, *, product=False, dets=False, value=None):
+    """``p`` with factor 1's largest entry moved by ``rel`` (relative; or its smallest set to ``value``) in
+    factors_work, and with product_work and/or factor_dets recomputed from the moved factors (an engine recording
+    them all from one wrong state)."""
+    fw = [[list(row) for row in F] for F in p.hp["factors_work"]]
+    pick = max if value is None else min
+    i, j = pick(((i, j) for i in range(2) for j in range(2)), key=lambda ij: abs(float(fw[0][ij[0]][ij[1]])))
+    fw[0][i][j] = _moved(fw[0][i][j], rel) if value is None else value
+    hp = {**p.hp, "factors_work": fw}
+    with mpmath.workdps(80):
+        fs = [mpmath.matrix([[mpmath.mpf(v) for v in row] for row in F]) for F in fw]
+        W = fs[0]
+        for F in fs[1:]:
+            W = F * W
+        if product:
+            hp["product_work"] = [[mpmath.nstr(W[a, b], p.hp["work_digits"]) for b in range(2)] for a in range(2)]
+        if dets:
+            hp["factor_dets"] = [mpmath.nstr(mpmath.det(F), p.hp["digits"]) for F in fs]
+    return replace(p, hp=hp)
+
+
+@pytest.mark.parametrize("how", ["previous", "next_with_tangent", "float64_link", "product_link", "det_link"])
+def test_working_factors_that_are_not_the_recorded_state_are_an_engine_failure(deep_raw_run, how):
+    # the field is formed from hp["factors_work"], the claims read Point.factors, product_work and factor_dets: an
+    # engine whose factors_work is another state fails (decisively) instead of being checked at the wrong state.
+    # On c4bf31a (no consistency check) "next_with_tangent" held (defect 2e-30: the check validated the next
+    # point's state, not this one) and factors_work moved by 1e-20 in one entry held (defect 2.4e-5); "previous"
+    # was violated (defect 0.97). The last three each break one link only (each fails with that link removed).
+    P = deep_raw_run.points
+    k = len(P) - 1
+    if how == "previous":                 # stale: the previous point's factors
+        bad = replace(P[k], hp={**P[k].hp, "factors_work": P[k - 1].hp["factors_work"]})
+    elif how == "next_with_tangent":      # a coherent (factors_work, tangent) pair of another state
+        k = len(P) - 2
+        bad = replace(P[k], hp={**P[k].hp, "factors_work": P[k + 1].hp["factors_work"],
+                                "tangent": P[k + 1].hp["tangent"]})
+    elif how == "float64_link":           # every hp value from a state 1e-12 away; only Point.factors is right
+        bad = _entry_moved(P[k], "1e-12", product=True, dets=True)
+    elif how == "product_link":           # factors_work and factor_dets 1e-20 away, within float64 rounding
+        bad = _entry_moved(P[k], "1e-20", dets=True)
+    else:                                 # the dets the claim reads are not those of the factors
+        bad = replace(P[k], hp={**P[k].hp, "factor_dets": [_moved(P[k].hp["factor_dets"][0], "1e-20")]
+                                + list(P[k].hp["factor_dets"][1:])})
+    with pytest.raises(InconsistentRecord) as exc:
+        point_defect(bad, rc20(), 4)
+    assert exc.value.decisive and isinstance(exc.value, EngineFailure)
+    assert point_defect(P[k], rc20(), 4)[0] < 1e-20      # the point as recorded is consistent and checked
+
+
+def test_a_factor_entry_below_the_float64_normal_range_is_consistent(deep_raw_run):
+    # float64 rounds a subnormal with an absolute error (here 1.3e-324 on 1.2346e-320, 1e-4 relative): a record
+    # consistent in every other link is not an inconsistency (fails with the float64 link's bound EPS |f| alone)
+    p = _entry_moved(deep_raw_run.points[0], "0", product=True, dets=True,
+                     value="1.23456789012345678901234567890123456789e-320")
+    fac = [np.array(F, dtype=float) for F in p.factors]
+    i, j = min(((i, j) for i in range(2) for j in range(2)), key=lambda ij: abs(fac[0][ij]))
+    fac[0][i, j] = float(mpmath.mpf(p.hp["factors_work"][0][i][j]))
+    assert 0 < fac[0][i, j] < 2.3e-308
+    # no InconsistentRecord; the defect (0.037) is the recorded tangent against the moved state's field, resolved
+    defect, err = point_defect(replace(p, factors=tuple(fac)), rc20(), 4)
+    assert err < 1e-15
