@@ -175,3 +175,20 @@ def test_a_factor_entry_below_the_float64_normal_range_is_consistent(deep_raw_ru
     # no InconsistentRecord; the defect (0.037) is the recorded tangent against the moved state's field, resolved
     defect, err = point_defect(replace(p, factors=tuple(fac)), rc20(), 4)
     assert err < 1e-15
+
+
+def test_working_precision_factors_are_kept_only_up_to_the_cap(monkeypatch):
+    # above FACTORS_WORK_MAX entries the raw path keeps no working-precision factors (memory); the check then forms
+    # the field from the float64 factors, still resolved early in the flow
+    from models.engines.gf_mp import driver
+    from properties.rc20_det_raw import exact_setting
+    problem, model, init = exact_setting(dict(depth=4, init="balanced_exact", scale=1.0, seed=0, det="positive"))
+
+    def run():
+        return get_engine("gf-mp", digits=20, path="raw", estimate=False).run(problem, model, init, until_loss=1e-2,
+                                                                               per_decade=1)
+    assert all(len(p.hp["factors_work"]) == 4 for p in run().points)      # 16 entries
+    monkeypatch.setattr(driver, "FACTORS_WORK_MAX", 15)
+    tr = run()
+    assert not any("factors_work" in p.hp for p in tr.points)
+    assert flow_outcome(tr, rc20(), 4).status == "holds"

@@ -25,6 +25,10 @@ class _Stop(Exception):
 
 GAP_MIN = 1e-3                       # relative singular-value gap needed before leaving the raw factors
 T_HORIZON = 1e100                    # without t_max, a run whose loss stalls ends here (status budget)
+#: the raw path keeps its factors at the working precision with each record (``hp["factors_work"]``, for the
+#: gradient-flow check) only up to this many entries in all: each record holds them until the run ends, and each
+#: point carries them as decimal strings of the working digits (the 2x2 problems of RC20 have 4 per factor)
+FACTORS_WORK_MAX = 4096
 
 
 class Integration:
@@ -81,7 +85,8 @@ class Integration:
             self.records[-1]["loss_round"] = self.system.loss_rounding(z)
             # the factors at the working precision: the gradient-flow check needs the state, not its float64
             # rounding (late in the flow the residual is far below the float64 rounding of the product)
-            self.records[-1]["factors_mp"] = self.system.unflatten(z)
+            if self.system.nvar <= FACTORS_WORK_MAX:
+                self.records[-1]["factors_mp"] = self.system.unflatten(z)
         if self.system.kind == "raw" and self.system.factor_dets(z) is not None:   # issue 11: each factor's det
             self.records[-1].update(fdets=self.system.factor_dets(z), dfdets=self.system.factor_dets_dtau(z),
                                     fdet_floors=self.system.factor_det_floors(z))
