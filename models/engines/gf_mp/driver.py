@@ -81,15 +81,17 @@ class Integration:
         self.records.append({"key": key, "tau": tau, "t": ctx.expm1(tau), "w": w, "loss": loss, "det_sign": sign,
                              "factors": factors, "dw": self.system.dW_dtau(z),
                              "dloss": self.system.dloss_dtau(z), "dw_dt": self.system.dW_dt(z)})
-        if self.system.kind == "raw":   # the loss's rounding bound at the working precision (part of loss_err)
-            self.records[-1]["loss_round"] = self.system.loss_rounding(z)
+        if self.system.kind == "raw":
+            rec = self.records[-1]
+            rec["loss_round"] = self.system.loss_rounding(z)    # the loss's rounding bound (part of loss_err)
             # the factors at the working precision: the gradient-flow check needs the state, not its float64
             # rounding (late in the flow the residual is far below the float64 rounding of the product)
             if self.system.nvar <= FACTORS_WORK_MAX:
-                self.records[-1]["factors_mp"] = self.system.unflatten(z)
-        if self.system.kind == "raw" and self.system.factor_dets(z) is not None:   # issue 11: each factor's det
-            self.records[-1].update(fdets=self.system.factor_dets(z), dfdets=self.system.factor_dets_dtau(z),
-                                    fdet_floors=self.system.factor_det_floors(z))
+                rec["factors_mp"] = self.system.unflatten(z)
+            dets = self.system.factor_dets(z)
+            if dets is not None:     # issue 11: each factor's det
+                rec.update(fdets=dets, dfdets=self.system.factor_dets_dtau(z),
+                           fdet_floors=self.system.factor_det_floors(z))
         if self.max_records is not None and len(self.records) >= self.max_records:
             raise _Done()
 
