@@ -261,6 +261,20 @@ def test_a_stage_solve_the_slope_jacobians_cannot_do_is_retried_with_the_plain_o
     rad, side = run(True)
     assert (rad.x, rad.z, side) == (plain.x, plain.z, side_plain)
     assert rad.slope_jac and rad.stats["plain_newton"] >= 4 * 3
-    assert "plain_newton" not in plain.stats
+    assert plain.stats["plain_newton"] == 0
     with pytest.raises(StepFailure):
         run(True, retry=False)
+
+
+def test_the_runs_stats_count_the_plain_jacobian_rescues(monkeypatch):
+    # every slope-Jacobian stage solve fails, so every solve of a raw run is rescued by the plain Jacobians: the
+    # trajectory's stats (the driver's sum over its solvers) must say how many, not only the solver's own dict
+    from models.engines import get_engine
+
+    real = Radau.solve_stages
+    monkeypatch.setattr(Radau, "solve_stages", lambda self, *a: None if self.slope_jac else real(self, *a))
+    problem, model, init = exact_setting(dict(depth=3, init="balanced_exact", scale=1.0, seed=0, det="positive"))
+    tr = get_engine("gf-mp", digits=20, path="raw", estimate=False).run(problem, model, init, until_loss=1e-2,
+                                                                         per_decade=1)
+    assert tr.points[-1].loss <= 1e-2 * (1 + 1e-6)
+    assert tr.stats["plain_newton"] >= 3 * tr.stats["steps"] > 0      # the full step and its two halves

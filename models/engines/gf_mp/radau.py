@@ -342,7 +342,7 @@ def stage_residual(h, A, Fs, Z, ctx, scope) -> list:
 # The stiff solver: Radau IIA.
 # ---------------------------------------------------------------------------------------------------------------
 SOLVER_COUNTERS = ("steps", "rejected", "newton_failed", "predictor_reset", "nfev", "njev", "nlu", "newton",
-                   "side_steps")
+                   "side_steps", "plain_newton")
 
 
 def _max_entry(M) -> float:
@@ -596,7 +596,7 @@ class Radau:
         finally:
             self.slope_jac = True
         if r is not None:
-            self.stats["plain_newton"] = self.stats.get("plain_newton", 0) + 1
+            self.stats["plain_newton"] += 1
         return r
 
     def _full_newton(self, h, nd) -> bool:
