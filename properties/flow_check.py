@@ -112,10 +112,23 @@ def field(problem, W, factors):
     return F
 
 
+def _decimal_matrix(rows):
+    """An mpmath matrix from rows of decimal strings (gf-mp's ``hp``), parsed at the current precision."""
+    return mpmath.matrix([[mpmath.mpf(v) for v in row] for row in rows])
+
+
+def _product(fs):
+    """``W_L .. W_1`` of mpmath factors, first layer first."""
+    W = fs[0]
+    for f in fs[1:]:
+        W = f * W
+    return W
+
+
 def _point_matrix(p, key, fallback):
     hp = getattr(p, "hp", None)
     if hp and key in hp:
-        return mpmath.matrix([[mpmath.mpf(v) for v in row] for row in hp[key]]), int(hp["digits"])
+        return _decimal_matrix(hp[key]), int(hp["digits"])
     if fallback is None:
         return None, None
     return mpmath.matrix(np.asarray(fallback, dtype=float).tolist()), None
@@ -125,7 +138,7 @@ def _max(M):
     return max(abs(M[i, j]) for i in range(M.rows) for j in range(M.cols))
 
 
-def _working_factors(p, depth: int, work: int | None, digits: int | None):
+def _working_factors(p, depth: int, work: int | None, digits: int | None, Wp):
     """gf-mp raw path's factors at the working precision (``hp["factors_work"]``, mpmath matrices), checked to be
     the state the rest of the point records, else :class:`InconsistentRecord`. The check forms the field from these
     factors, while the claims read ``Point.factors``, ``product_work`` and ``factor_dets``; without this binding an
@@ -144,7 +157,9 @@ def _working_factors(p, depth: int, work: int | None, digits: int | None):
     - ``factor_dets`` (square factors) are their dets: ``|det W_j - factor_dets_j| <= SAFETY ((4 n + 5 n^1.5) u
       prod_i ||row_i|| + 10^(1 - D) |factor_dets_j|)`` (the engine's det rounding ``4 n u prod ||row_i||``,
       ``RawSystem.factor_det_floors``; the decimal rounding of the entries, ``n^1.5 5 u prod ||row_i||`` by
-      Hadamard's bound on the cofactors; the D-digit string of the det)."""
+      Hadamard's bound on the cofactors; the D-digit string of the det).
+
+    ``Wp``: the point's ``product_work``, as the caller parsed it."""
     hp = p.hp
     where = f"the point at t = {p.t}"
     if work is None or digits is None or "product_work" not in hp:
@@ -154,7 +169,7 @@ def _working_factors(p, depth: int, work: int | None, digits: int | None):
             or any(np.shape(f) != np.shape(g) for f, g in zip(fw, p.factors)):
         raise InconsistentRecord(f"{where}: factors_work has shapes {[np.shape(f) for f in fw]}, Point.factors "
                                  f"{[np.shape(g) for g in p.factors]} (depth {depth})")
-    fs = [mpmath.matrix([[mpmath.mpf(v) for v in row] for row in f]) for f in fw]
+    fs = [_decimal_matrix(f) for f in fw]
     u = mpmath.mpf(10) ** -work
     for k, (f, g) in enumerate(zip(fs, p.factors)):
         g = np.asarray(g, dtype=float)
@@ -164,10 +179,7 @@ def _working_factors(p, depth: int, work: int | None, digits: int | None):
                     raise InconsistentRecord(
                         f"{where}: factor {k + 1} entry ({i}, {j}) is {mpmath.nstr(f[i, j], 20)} at the working "
                         f"precision but {float(g[i, j])!r} in Point.factors (not its float64 rounding)")
-    W = fs[0]
-    for f in fs[1:]:
-        W = f * W
-    Wp = mpmath.matrix([[mpmath.mpf(v) for v in row] for row in hp["product_work"]])
+    W = _product(fs)
     inner = max([f.rows for f in fs] + [f.cols for f in fs])
     bound = SAFETY * 5 * u * (2 * (depth - 1) * inner + depth + 1) * mpmath.fprod(mpmath.mnorm(f, "f") for f in fs)
     if (W.rows, W.cols) != (Wp.rows, Wp.cols) or _max(W - Wp) > bound:
@@ -202,17 +214,14 @@ def point_defect(p, problem, depth: int) -> tuple[float, float]:
         T, _ = _point_matrix(p, "tangent", p.tangent)
         fw = hp.get("factors_work") if raw else None
         if fw is not None:     # gf-mp's raw path: the factors at its working precision (decimal strings)
-            fs0 = _working_factors(p, depth, work, digits)      # checked to be the state the point records
+            fs0 = _working_factors(p, depth, work, digits, W)   # checked to be the state the point records
             frnd = 10.0 ** (1 - work)        # a decimal string of `work` significant digits: < 5 10^-work
         else:
             fs0 = [mpmath.matrix(np.asarray(f, dtype=float).tolist()) for f in p.factors] if raw else None
             frnd = EPS
 
         def F_raw(fs):
-            Wm = fs[0]
-            for f in fs[1:]:
-                Wm = f * Wm
-            return field(problem, Wm, fs)
+            return field(problem, _product(fs), fs)
 
         def F_of(Wm):
             return F_raw(fs0) if raw else field(problem, Wm, balanced_factors(Wm, depth))
