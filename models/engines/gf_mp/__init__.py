@@ -105,7 +105,12 @@ Raw path (everything else deep-matrix: unbalanced inits, other shapes).
     every factor near-singular at once), and a stage solve that fails with those Jacobians is
     retried with the ones at the iterate before the step is halved, and a point recorded inside a step that
     fails is redone whole with them (``Radau.solve_stages_any``, ``Radau.side``: depth 3 at 70 digits needed that
-    near loss 1e-27, where all factors are near-singular). It is there for unbalanced starts, the raw-factor det-sign check and cross-checks; measured (``verify bench --only
+    near loss 1e-27, where all factors are near-singular). Where ``h max|J| >= 1e20`` each stage of every Newton
+    iterate is first moved along its stiff directions onto the slow manifold its collocation slope implies
+    (:meth:`.systems.RawSystem.slow_projection`, ``Radau.PROJECT``): the stiff directions turn with the state, so
+    an iterate's stiff offset, multiplied by ``h lambda`` (1e57 at depth 8 near loss 1e-29), corrupts the
+    correction in the other directions; without the move depth 8 crept from loss 1e-29 towards 1e-30 in steps
+    of 0.02 in log-time, with it the claim's check reached 1e-30 (issue 11). It is there for unbalanced starts, the raw-factor det-sign check and cross-checks; measured (``verify bench --only
     gf-mp-raw``, 30 digits, main run without the reference, loaded 2-core machine): depth 4 to loss 1e-6 in 4.3
     s CPU, depth 8 to 1e-2 in 10 s CPU, the Newton matrix's factorization and solves being most of it. Since
     ``det W / ||W||^2`` falls like ``loss^(L/(L-2))`` from a balanced start (RC20; 1e-87 at depth 3, 3.6e-59 at

@@ -115,7 +115,8 @@ class Integration:
         sys_ = self.system
         self.solver = Radau(sys_.zfun, sys_.zjac, z, z[-1], ctx=self.ctx, rtol=self.tol,
                             atol=sys_.atol(z, self.tol)[:-1], stages=self.kmax, h0=h0, valid=sys_.valid,
-                            stats={}, slope_jac=getattr(sys_, "slope_jacobian", False))
+                            stats={}, slope_jac=getattr(sys_, "slope_jacobian", False),
+                            project=getattr(sys_, "slow_projection", None))
         return self.solver
 
     # ----- setup ---------------------------------------------------------------------------------------------

@@ -401,33 +401,8 @@ class RawSystem(_System):
         d, dp = self.model.shape
         if getattr(self, "_hess", None) is None:
             self._hess = flint.arb_mat(d * dp, d * dp, self.fast_res.hessian())
-        offs = [0]
-        for m in self.sizes:
-            offs.append(offs[-1] + m)
-        # P[j] = W_L .. W_{j+1}, Q[j] = W_{j-1} .. W_1 (1-based j; None for an identity)
-        P = [None] * (L + 1)
-        for j in range(L - 1, 0, -1):
-            P[j] = fs[j] if P[j + 1] is None else P[j + 1] * fs[j]
-        Q = [None] + [prefix[j - 1] for j in range(1, L + 1)]
-        # B = [B_1 .. B_L] (d d' x n): B_k[(u, v), (r, c)] = P_k[u, r] Q_k[c, v]
-        B = [0] * (d * dp * n)
-        for k in range(1, L + 1):
-            a, b = self.shapes[k - 1]
-            Pe = _entries_or_eye(P[k], d)
-            Qe = _entries_or_eye(Q[k], dp)
-            o = offs[k - 1]
-            for u in range(d):
-                for r in range(a):
-                    pur = Pe[u * a + r]
-                    if not pur:
-                        continue
-                    for v in range(dp):
-                        row = (u * dp + v) * n + o + r * b
-                        for c in range(b):
-                            q = Qe[c * dp + v]
-                            if q:
-                                B[row + c] = pur * q
-        Bm = flint.arb_mat(d * dp, n, B)
+        offs = self._offsets()
+        P, Q, Bm = self._partials(fs, prefix)
         # the field is dz/dt = -B^T vec(G): G at z, or (slope given) the least-squares G of -B^T vec(G) = slope
         G = None if slope is None else self.implied_gradient(Bm, slope, d, dp)
         if G is None:
@@ -458,6 +433,44 @@ class RawSystem(_System):
                 M = fs[k - 1] if M is None else fs[k - 1] * M
         return -(T + flint.arb_mat(n, n, T2))
 
+    def _offsets(self) -> list:
+        offs = [0]
+        for m in self.sizes:
+            offs.append(offs[-1] + m)
+        return offs
+
+    def _partials(self, fs, prefix):
+        """``(P, Q, B)`` of the factors ``fs`` (arb_mat, prefix products ``prefix`` from :meth:`_arb_factors`):
+        ``P[j] = W_L .. W_{j+1}``, ``Q[j] = W_{j-1} .. W_1`` (1-based ``j``; None for an identity) and ``B`` (``d d'
+        x n`` arb_mat), the Jacobian of ``vec W`` in the flattened factors: ``B_k[(u, v), (r, c)] = P_k[u, r]
+        Q_k[c, v]``, the map of row-major ``vec E`` in factor ``k`` to ``vec(P_k E Q_k)``."""
+        L, n = len(fs), self.nvar
+        d, dp = self.model.shape
+        offs = self._offsets()
+        P = [None] * (L + 1)
+        for j in range(L - 1, 0, -1):
+            P[j] = fs[j] if P[j + 1] is None else P[j + 1] * fs[j]
+        Q = [None] + [prefix[j - 1] for j in range(1, L + 1)]
+        B = [0] * (d * dp * n)
+        for k in range(1, L + 1):
+            a, b = self.shapes[k - 1]
+            Pe = _entries_or_eye(P[k], d)
+            Qe = _entries_or_eye(Q[k], dp)
+            o = offs[k - 1]
+            for u in range(d):
+                for r in range(a):
+                    pur = Pe[u * a + r]
+                    if not pur:
+                        continue
+                    for v in range(dp):
+                        row = (u * dp + v) * n + o + r * b
+                        for c in range(b):
+                            q = Qe[c * dp + v]
+                            if q:
+                                B[row + c] = pur * q
+        Bm = flint.arb_mat(d * dp, n, B)
+        return P, Q, Bm
+
     @staticmethod
     def implied_gradient(Bm, slope, d, dp):
         """The loss gradient ``G`` (``d x dp`` arb_mat) whose field ``-B^T vec(G)`` is nearest ``slope`` (``dz/dt``,
@@ -480,6 +493,85 @@ class RawSystem(_System):
         if not all(gb[i, 0].rad() <= RawSystem.FIT_RESOLVE * big for i in range(d * dp)):
             return None
         return flint.arb_mat(d, dp, [g[i, 0] for i in range(d * dp)])
+
+    #: slow_projection corrects the directions whose gain ``h e^tau kappa`` is at least this
+    PROJECT_GAIN = 1e8
+    #: and makes this many Newton corrections per call (each quadratic in the distance to the manifold)
+    PROJECT_ITERATIONS = 2
+
+    def slow_projection(self, x, y, slope, h):
+        """``y`` (a Radau stage ``[factors]``, no ``tau``) moved along its stiff directions onto the slow manifold
+        that the stage's collocation slope ``slope`` (``dz/dtau``) implies; None where the slope does not determine
+        the loss gradient (:meth:`implied_gradient`) or no direction is stiff at step length ``h``.
+
+        Why (issue 11, depth 8 past loss 1e-29): the field is ``dz/dt = -B^T g(W)`` with ``B`` the Jacobian of
+        ``vec W`` in the factors and ``g`` the loss gradient; ``e^tau B^T H B`` (``H`` the loss Hessian in ``W``)
+        has directions with gain ``h lambda`` up to 1e57 there. A Newton iterate whose error ``e`` has a component
+        ``e_s`` along them is corrected in the other directions with an error ~ ``h lambda |e_s| |e| / |z|``
+        (the stiff directions turn with the state: ``B`` is multilinear in the factors), so simplified and full
+        Newton alike diverge unless ``|e_s| / |z|`` is below ``1 / (h lambda)``, which no predictor gives: the
+        solver's steps shrank to 0.02 at loss 5e-30 with most tries failing. At the solution each stage's field
+        equals its collocation slope, so ``g(W(y))`` equals the gradient ``g*`` the slope implies (least squares,
+        :meth:`implied_gradient`). This method solves ``g(W(y + B^T R xi)) = g*`` for ``xi`` (``H = R R^T``)
+        restricted to the eigendirections of ``K = R^T B B^T R`` whose gain ``h e^tau kappa`` is at least
+        ``PROJECT_GAIN``, by ``PROJECT_ITERATIONS`` Newton corrections (multilinear: quadratic convergence in
+        relative terms, whatever the gain). The slope's own dependence on the move enters ``g*`` divided by the
+        gain, so ``|e_s|`` after the move is ~ ``|e| / (h lambda)``: the cross term above becomes ``~|e|^2 / |z|``.
+        The solution of the stage equations is a fixed point of the move, which only steers Newton's iterates."""
+        ctx = self.ctx
+        d, dp = self.model.shape
+        m = d * dp
+        with arb_prec(ctx.prec):
+            root = self._hessian_root()
+            Rm, Rp = root
+            k = len(Rp)
+            et = ctx.exp(x)
+            fs, prefix = self._arb_factors(y)
+            Bm = self._partials(fs, prefix)[2]
+            target = self.implied_gradient(Bm, [to_arb(v / et) for v in slope], d, dp)
+            if target is None:
+                return None
+            gstar = [from_arb(v, ctx) for v in target.entries()]
+            y = list(y)
+            for it in range(self.PROJECT_ITERATIONS):
+                if it:
+                    fs, prefix = self._arb_factors(y)
+                    Bm = self._partials(fs, prefix)[2]
+                g = [from_arb(flint.arb(v), ctx) for v in self.fast_res.grad(prefix[-1].entries())[0]]
+                dg = [a - b for a, b in zip(gstar, g)]
+                N = (Bm * Bm.transpose()).entries()
+                K = ctx.matrix(k, k)
+                for a in range(k):
+                    for b in range(a, k):
+                        K[a, b] = K[b, a] = ctx.fsum(Rm[i][a] * from_arb(N[i * m + j], ctx) * Rm[j][b]
+                                                     for i in range(m) for j in range(m) if Rm[i][a] and Rm[j][b])
+                kap, U = ctx.eigsy(K)
+                rhs = [ctx.fsum(Rp[i][r] * dg[r] for r in range(m)) for i in range(k)]
+                xi, stiff = [ctx.zero] * k, False
+                for i in range(k):
+                    if h * et * kap[i] >= self.PROJECT_GAIN:
+                        stiff = True
+                        c = ctx.fsum(U[a, i] * rhs[a] for a in range(k)) / kap[i]
+                        xi = [v + U[a, i] * c for a, v in enumerate(xi)]
+                if not stiff:
+                    return None
+                v = flint.arb_mat(m, 1, [to_arb(ctx.fsum(Rm[i][a] * xi[a] for a in range(k))) for i in range(m)])
+                dy = Bm.transpose() * v
+                y = [a + from_arb(dy[c, 0], ctx) for c, a in enumerate(y)]
+            return y
+
+    def _hessian_root(self):
+        """``(R, R^+)`` with ``R R^T = H`` (the loss Hessian in ``vec W``, over its range; ``R`` as rows of ``d d'``
+        lists, ``R^+`` as rows of ``rank H``), at the working precision, computed once."""
+        if getattr(self, "_hroot", None) is None:
+            ctx = self.ctx
+            m = self.model.shape[0] * self.model.shape[1]
+            hh = self.res.hessian()
+            E, V = ctx.eigsy(ctx.matrix([[ctx.mpf(hh[i * m + j]) for j in range(m)] for i in range(m)]))
+            keep = [i for i in range(m) if E[i] > max(E) * ctx.mpf(10) ** (-ctx.dps // 2)]
+            self._hroot = ([[V[r, i] * ctx.sqrt(E[i]) for i in keep] for r in range(m)],
+                           [[V[r, i] / ctx.sqrt(E[i]) for r in range(m)] for i in keep])
+        return self._hroot
 
     def terms_mp(self, z):
         """:meth:`terms` in mpmath lists (the reference the FLINT version is tested against)."""

@@ -1,0 +1,138 @@
+"""gf-mp's raw path projects Newton's stage iterates onto the slow manifold where the flow is stiff beyond
+``h lambda ~ 1e20`` (``Radau.project``, :meth:`RawSystem.slow_projection`; issue 11, depth 8 past loss 1e-29).
+
+Late in RC20's flow at depth 8 (loss 5.8e-29, ``h max|J| ~ 1e57``) the stiff directions of the factor flow turn
+with the state, so a Newton iterate whose error has a stiff component ``e_s`` is corrected in the other
+directions with an error ~``h lambda |e_s|`` times its distance to the solution: Newton diverged from the
+collocation predictor on every try longer than ~0.7 in log-time, and the run spent 225 s CPU creeping from loss
+1e-29 towards 1e-30 in steps of 0.02. ``data/raw_newton_depth8.json`` is the solver's state there (captured from the run) with its planned
+step of 2.77: with the projection the step is accepted, without it every stage solve the step needs fails.
+The geometry of the move is checked on the same state: the flow's own field is a fixed point of it, a stiff
+offset is undone to the offset's square, and an offset in the directions ``B^T`` does not reach is left alone.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.engines.gf_mp.arith import arb_prec, from_arb, make_context, to_arb_mat
+from models.engines.gf_mp.radau import Radau, StageMatrix, stage_residual
+from models.engines.gf_mp.systems import RawSystem
+from properties.rc20_det_raw import exact_setting
+
+DATA = Path(__file__).parent / "data" / "raw_newton_depth8.json"
+
+
+def _load():
+    cap = json.loads(DATA.read_text())
+    ctx = make_context(cap["dps"])
+    problem, model, _ = exact_setting(dict(depth=8, init="balanced_exact", scale=1e-2, seed=0, det="positive"))
+    rs = RawSystem(problem, model, ctx, 50, per_factor_tol=1e-12)
+    mp = lambda v: [ctx.mpf(x) for x in v]  # noqa: E731
+    return ctx, rs, cap, mp
+
+
+def _solver(project: bool):
+    """The run's solver at the captured state: its planned step, predictor polynomial and end slope."""
+    ctx, rs, cap, mp = _load()
+    x0, z0 = ctx.mpf(cap["x0"]), mp(cap["z0"])
+    rad = Radau(rs.zfun, rs.zjac, z0 + [x0], x0, ctx=ctx, rtol=ctx.mpf(cap["rtol"]), atol=mp(cap["atol"]),
+                stages=cap["s"], slope_jac=True, h0=ctx.mpf(cap["h"]),
+                project=rs.slow_projection if project else None)
+    P = cap["poly"]
+    rad._poly = (ctx.mpf(P["x"]), ctx.mpf(P["h"]), mp(P["base"]), [mp(v) for v in P["Z"]])
+    rad._end_slope = mp(cap["end_slope"])
+    rad._prepare()
+    return ctx, rs, rad
+
+
+def test_the_stiff_depth8_step_is_solved_with_the_projection():
+    ctx, rs, rad = _solver(True)
+    h = rad.h
+    r = rad._try(h)
+    assert r is not None
+    err, z1, _, polys, _ = r
+    assert err <= 1                                 # accepted: full step and half steps agree within tol
+    assert rad.stats["projections"] > 0
+    assert float(h) * rad._stiff >= 1e55            # the stiffness the step meets (h max|J| ~ 1e57)
+    # each half step solves its stage equations: the Newton correction at its stages with the exact stage
+    # Jacobians (the gradient at the stages, no slope, no projection) is within the Newton tolerance, in the
+    # solver's scales -- the move only steered the iteration
+    for xa, h2, za, Z in polys:
+        sc = rad._scales(za, za)
+        ys = [[a + b for a, b in zip(za, Zj)] for Zj in Z]
+        xs = [xa + c * h2 for c in rad.c]
+        F = [rs.zfun(x, y) for x, y in zip(xs, ys)]
+        Js = [to_arb_mat(rs.zjac(x, y, f), ctx.prec) for x, y, f in zip(xs, ys, F)]
+        d = StageMatrix(h2, rad.A, Js, ctx, arb_prec, scale=sc).solve(stage_residual(h2, rad.A, F, Z, ctx,
+                                                                                      arb_prec))
+        n = len(za)
+        assert max(abs(v) / sc[i % n] for i, v in enumerate(d)) <= rad.KAPPA
+    assert rs.loss(z1 + [rad.x + h]) < rs.loss(rad.y)
+
+
+def test_the_same_step_fails_without_it():
+    _, _, rad = _solver(False)
+    assert rad._try(rad.h) is None      # neither the slope-implied nor the plain Jacobians solve it
+
+
+def _stiff_and_null_directions(ctx, rs, z):
+    """The unit direction ``B^T R u`` of the largest gain (``u`` the top eigenvector of ``K = R^T B B^T R``) and
+    a unit direction orthogonal to the rows of ``B`` (which ``B^T`` does not reach), at ``z``."""
+    Rm, _ = rs._hessian_root()
+    with arb_prec(ctx.prec):
+        fs, prefix = rs._arb_factors(z)
+        Bm = rs._partials(fs, prefix)[2]
+        B = [[from_arb(Bm[i, j], ctx) for j in range(rs.nvar)] for i in range(Bm.nrows())]
+    m, k = len(Rm), len(Rm[0])
+    K = ctx.matrix(k, k)
+    for a in range(k):
+        for b in range(k):
+            K[a, b] = ctx.fsum(Rm[i][a] * ctx.fsum(B[i][c] * B[j][c] for c in range(rs.nvar)) * Rm[j][b]
+                               for i in range(m) for j in range(m))
+    kap, U = ctx.eigsy(K)
+    top = max(range(k), key=lambda i: kap[i])
+    v = [ctx.fsum(Rm[i][a] * U[a, top] for a in range(k)) for i in range(m)]
+    stiff = [ctx.fsum(B[i][c] * v[i] for i in range(m)) for c in range(rs.nvar)]
+    # a null direction: e_0 minus its projection on the rows of B (Gram-Schmidt at the working precision)
+    null = [ctx.one] + [ctx.zero] * (rs.nvar - 1)
+    basis = []
+    for row in B:
+        w = list(row)
+        for q in basis:
+            p = ctx.fsum(a * b for a, b in zip(w, q))
+            w = [a - p * b for a, b in zip(w, q)]
+        nw = ctx.sqrt(ctx.fsum(a * a for a in w))
+        basis.append([a / nw for a in w])
+    for q in basis:
+        p = ctx.fsum(a * b for a, b in zip(null, q))
+        null = [a - p * b for a, b in zip(null, q)]
+    unit = lambda w: [a / ctx.sqrt(ctx.fsum(b * b for b in w)) for a in w]  # noqa: E731
+    return unit(stiff), unit(null), kap[top]
+
+
+def test_the_projection_fixes_the_flow_undoes_a_stiff_offset_and_leaves_the_rest():
+    ctx, rs, cap, mp = _load()
+    x, z, h = ctx.mpf(cap["x0"]), mp(cap["z0"]), ctx.mpf(cap["h"])
+    slope = rs.zfun(x, z)                       # dz/dtau at z: the slope of a stage on the exact flow
+    size = max(abs(v) for v in z)
+    dist = lambda a, b: max(abs(u - w) for u, w in zip(a, b)) / size  # noqa: E731
+    stiff, null, kap = _stiff_and_null_directions(ctx, rs, z)
+    assert float(h * ctx.exp(x) * kap) > 1e55   # the gain of the stiff direction at this state
+    # the flow's own point is a fixed point: moved by rounding only (60 digits)
+    assert dist(rs.slow_projection(x, z, slope, h), z) < 1e-45
+    # a stiff offset of 1e-20 (relative) is undone to its square (the move is Newton's on a multilinear map)
+    eps = ctx.mpf("1e-20") * size
+    y = [a + eps * b for a, b in zip(z, stiff)]
+    assert dist(y, z) > 0.5e-20
+    assert dist(rs.slow_projection(x, y, slope, h), z) < 1e-38
+    # an offset B^T does not reach changes no observed entry to first order: it is left where it is
+    y = [a + eps * b for a, b in zip(z, null)]
+    back = rs.slow_projection(x, y, slope, h)
+    assert dist(back, y) < 1e-6 * dist(y, z)
+    # a slope that does not come from this state moves the stage to where the gradient it implies is the
+    # state's in the stiff directions: the field of a state 1e-20 off along the stiff direction
+    slope_off = rs.zfun(x, [a + eps * b for a, b in zip(z, stiff)])
+    moved = rs.slow_projection(x, z, slope_off, h)
+    assert abs(dist(moved, z) - 1e-20 * float(max(abs(b) for b in stiff))) < 1e-3 * 1e-20
