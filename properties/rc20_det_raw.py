@@ -21,8 +21,7 @@ raw path costs seconds per decade of loss; see the catalog, RC20-Lem-DetSign-Raw
   (tol 1e-12), then 50 (tol 1e-20).
 - ``ci``: depths 2-4, scale 1e-4 .. 1, to loss 5e-2 (depth 2) and 1e-3 (depth >= 3); 30 digits, then 60.
 - ``thorough``: depths 2-8, scale 1e-4 .. 1, to loss 1e-2 (depth 2: the end-to-end det falls through every
-  fixed relative band, so the digits needed grow with t) and 1e-30 (depths 3-7; 1e-29 at depth 8, whose Newton
-  iteration limits gf-mp's steps in the last decade: :data:`THOROUGH_UNTIL`); depth 2 climbs 30 (tol 1e-12), 60
+  fixed relative band, so the digits needed grow with t) and 1e-30 (depths 3-8); depth 2 climbs 30 (tol 1e-12), 60
   (tol 1e-20), 100 digits (tol 1e-40); depths 3-8 run one rung each, :data:`THOROUGH_LADDER`: (80, 1e-64) at 3,
   (50, 1e-32) at 4, (50, 1e-22) at 5, (50, 1e-18) at 6, (50, 1e-14) at 7, (50, 1e-12) at 8. Why: on
   ``path="raw"`` gf-mp stops (``precision_lost``) when a factor's ``|det W_j| / ||W_j||_F^2`` falls below
@@ -36,12 +35,13 @@ raw path costs seconds per decade of loss; see the catalog, RC20-Lem-DetSign-Raw
   the factor ratio falls a decade per decade of loss and a step can end a decade past the drawn loss, so its tol
   keeps two decades more: at (70, 1e-60) a run stopped on the floor 1e-30 at 7.7e-31, just past loss 1e-30). The drawn
   loss counts as reached only with its error within ``LOSS_RESOLVE`` (1e-3) of it (catalog RC20-Lem-DetSign-Raw).
-  ``THOROUGH_EXAMPLES`` (12) draws. The claim's own check (reference run, gradient-flow check), scale 1e-2 unless
-  said, loaded 2-core machine, held to loss 1e-30 at depth 3 in 304 s CPU, depth 4 in 261 s (scale 1e-4), depth 5
-  in 290 s (11 s from scale 1, det negative), depth 6 in 501 s (527 s from scale 1e-4), depth 7 in 1,407 s, and to
-  1e-29 at depth 8 in 1,321 s; the gradient-flow check is resolved there because gf-mp's raw path records its
-  factors at the working precision (from float64 factors it was not, below loss ~1e-9: every draw to 1e-30 ended
-  inconclusive).
+  ``THOROUGH_EXAMPLES`` (20) draws. The claim's own check (reference run, gradient-flow check), scale 1e-2 unless
+  said, loaded 2-core machine, held to loss 1e-30 at depth 3 in 319 s CPU, depth 4 in 229 s (scale 1e-4), depth 5
+  in 91 s, depth 6 in 139 s, depth 7 in 279 s and depth 8 in 462 s (660 s from scale 1e-4, seed 5); the gradient-flow check is resolved there
+  because gf-mp's raw path records its factors at the working precision (from float64 factors it was not, below
+  loss ~1e-9: every draw to 1e-30 ended inconclusive), and depth 8 reaches 1e-30 because gf-mp moves Newton's
+  iterates onto the slow manifold where the flow is stiff (before, it crept past 1e-29 in steps of 0.02:
+  :meth:`models.engines.gf_mp.systems.RawSystem.slow_projection`).
 """
 
 from __future__ import annotations
@@ -70,29 +70,23 @@ SRC = "Razin & Cohen 2020 (NeurIPS), arXiv 2005.06398"
 THOROUGH_LADDER = {2: ((30, 1e-12), (60, 1e-20), (100, 1e-40)), 3: ((80, 1e-64),), 4: ((50, 1e-32),),
                    5: ((50, 1e-22),), 6: ((50, 1e-18),), 7: ((50, 1e-14),), 8: ((50, 1e-12),)}
 
-#: examples under ``thorough`` (the budget rule, 1,200 s / cost 8, would draw 150 at 1-22 min each, far past the
+#: examples under ``thorough`` (the budget rule, 1,200 s / cost 8, would draw 150 at up to 11 min each, past the
 #: profile's 4 h hard limit). Measured, the claim's own check (reference run and gradient-flow check), loaded 2-core
-#: machine, CPU seconds: depth 3 to loss 1e-30 in 304, depth 4 in 261 (scale 1e-4), depth 5 in 290 (11 from scale
-#: 1), depth 6 in 501 (527 from scale 1e-4), depth 7 in 1,407, depth 8 to 1e-29 in 1,321 (catalog
-#: RC20-Lem-DetSign-Raw); ~10 min per draw over depths 2-8, so 12 draws ~2 h
-THOROUGH_EXAMPLES = 12
+#: machine, CPU seconds, to loss 1e-30: depth 3 in 319, depth 4 in 229 (scale 1e-4), depth 5 in 91 (11 from scale
+#: 1, det negative), depth 6 in 139, depth 7 in 279, depth 8 in 462 (660 from scale 1e-4) (catalog
+#: RC20-Lem-DetSign-Raw); ~4 min per draw over depths 2-8, so 20 draws ~80 min
+THOROUGH_EXAMPLES = 20
 
-#: the thorough profile's target loss per depth >= 3: 1e-30, except depth 8, which gf-mp's raw path takes to 1e-29
-#: (1,321 s CPU with the reference run) but not to 1e-30 (its Newton iteration limits the steps late in the flow;
-#: a main run alone got 225 s CPU past 1e-29 to tau 73.21 of ~74.04, its steps shrinking to 0.02; catalog
-#: RC20-Lem-DetSign-Raw): a stated reduction
-THOROUGH_UNTIL = {3: 1e-30, 4: 1e-30, 5: 1e-30, 6: 1e-30, 7: 1e-30, 8: 1e-29}
-
-#: profile -> (depths, log10 scale range, target loss at depth 2, target loss at depth >= 3 (one for every depth,
-#: or a dict depth -> loss), digits ladder: one for every depth, or a dict depth -> ladder)
+#: profile -> (depths, log10 scale range, target loss at depth 2, target loss at depth >= 3, digits ladder: one for
+#: every depth, or a dict depth -> ladder)
 PROFILES = {
     "quick": ((2, 3), (-2.0, 0.0), 5e-2, 1e-2, ((30, 1e-12), (50, 1e-20))),
     "ci": ((2, 4), (-4.0, 0.0), 5e-2, 1e-3, ((30, 1e-12), (60, None))),
-    "thorough": ((2, 8), (-4.0, 0.0), 1e-2, THOROUGH_UNTIL, THOROUGH_LADDER),
+    "thorough": ((2, 8), (-4.0, 0.0), 1e-2, 1e-30, THOROUGH_LADDER),
 }
 PER_DECADE = 2
 #: seconds per run, main and reference together (the main run gets 40%). thorough: depth 8 at (50, 1e-12) to loss
-#: 1e-29 took 1,321 s (CPU and wall, the claim's check), depth 7 to 1e-30 1,704 s wall on the loaded machine
+#: 1e-30 took 462 s CPU / 464 s wall (660 / 973 s from scale 1e-4; the claim's check, the loaded machine)
 WALL_BUDGET = {"quick": 30.0, "ci": 60.0, "thorough": 5400.0}
 
 
@@ -104,7 +98,7 @@ def _strategy(dropped):
         depth=L, init="balanced_exact" if balanced else "gaussian",
         scale=S.log_scale(slo, shi) if balanced else S.log_scale(-2.0, 0.0),
         seed=S.seeds(), det=st.sampled_from(["positive", "negative"]),
-        until_loss=until2 if L == 2 else (until3[L] if isinstance(until3, dict) else until3),
+        until_loss=until2 if L == 2 else until3,
         ladder=[list(level) for level in (ladder[L] if isinstance(ladder, dict) else ladder)],
         wall_budget=WALL_BUDGET[prof]))
 
@@ -198,8 +192,7 @@ def factor_det_outcome(traj, until_loss: float, *, balanced: bool = True):
                  "raw factors: sign det W_j(t) = sign det W_j(0) for every factor j at every recorded point down to "
                  "loss 1e-30 (L >= 3) or as deep as the precision resolves (L = 2), each sign resolved beyond its "
                  "error; hence sign det W_{L:1}(t) = sign det W_{L:1}(0). The profiles check stated reductions "
-                 "(quick: L 2-3 to loss 5e-2 / 1e-2; ci: L 2-4 to 5e-2 / 1e-3; thorough: L = 8 to 1e-29, "
-                 "L = 2 to 1e-2)",
+                 "(quick: L 2-3 to loss 5e-2 / 1e-2; ci: L 2-4 to 5e-2 / 1e-3; thorough: L = 2 to 1e-2)",
        kind="trajectory", strategy=_strategy, examples={"thorough": THOROUGH_EXAMPLES},
        hypotheses=[("balanced", "balanced initialization: W_{j+1}(0)^T W_{j+1}(0) = W_j(0) W_j(0)^T for all j")],
        cost=8.0)
