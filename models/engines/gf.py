@@ -79,6 +79,8 @@ E2E_ATOL_REGROW = 10.0
 #: to loss 1e-9 in a 150 s wall budget / 134 s CPU to 1e-10.
 RAW_KRYLOV_MIN = 500
 RAW_KRYLOV_MIN_CP = 1000
+#: the ``raw_solver`` option's values (see GradientFlow)
+RAW_SOLVERS = ("auto", "dense", "krylov")
 # Without t_max a run ends at base.T_HORIZON at the latest (float64 log-time is still exact there; beyond it
 # ``e^tau`` approaches overflow), e.g. RC20 with eps != 0 and w11 running off to the wrong side.
 
@@ -89,24 +91,31 @@ class GradientFlow(AbstractEngine):
     Options: ``rtol`` (BDF relative tolerance, default 1e-10), ``atol`` (absolute, default 1e-14 on the chart's
     O(1) angles and log singular values; 1e-14 times the init scale on raw factors), ``path`` ("auto", "chart",
     "e2e", "svd", "raw"), ``loose`` (tolerance ratio of the error-estimate run; 0 disables it, and every point's error is then
-    infinite), ``max_steps``.
+    infinite), ``max_steps``, ``raw_solver`` (how BDF's Newton systems are solved on the raw factors: "auto", by
+    size, see ``RAW_KRYLOV_MIN``; "dense", complex-step Jacobian and LU; "krylov", MINRES on Hessian-vector
+    products: the bench and the cross-checks run either at any size).
     """
 
     name = "gf"
-    options = ("rtol", "atol", "path", "loose", "max_steps")
+    options = ("rtol", "atol", "path", "loose", "max_steps", "raw_solver")
     default_until_loss = 1e-12
 
     def __init__(self, rtol: float = 1e-10, atol: float | None = None, path: str = "auto", loose: float = 10.0,
-                 max_steps: int = 200_000):
+                 max_steps: int = 200_000, raw_solver: str = "auto"):
         require(isinstance(rtol, (int, float)) and 1e-14 <= rtol < 1e-2, f"rtol must be in [1e-14, 1e-2), got {rtol!r}")
         require(atol is None or (isinstance(atol, (int, float)) and atol > 0), f"atol must be positive, got {atol!r}")
         require(path in PATHS, f"path must be one of {PATHS}, got {path!r}")
         require(loose == 0 or loose > 1, f"loose must be 0 (no error estimate) or > 1, got {loose!r}")
         require(isinstance(max_steps, int) and max_steps > 0, f"max_steps must be a positive integer, got {max_steps!r}")
+        require(raw_solver in RAW_SOLVERS, f"raw_solver must be one of {RAW_SOLVERS}, got {raw_solver!r}")
         self.rtol, self.atol, self.path, self.loose, self.max_steps = float(rtol), atol, path, float(loose), max_steps
+        self.raw_solver = raw_solver
 
     def describe_options(self) -> dict:
-        return {"rtol": self.rtol, "atol": self.atol, "path": self.path, "loose": self.loose}
+        out = {"rtol": self.rtol, "atol": self.atol, "path": self.path, "loose": self.loose}
+        if self.raw_solver != "auto":       # the records of the default engine keep their description
+            out["raw_solver"] = self.raw_solver
+        return out
 
     # ------------------------------------------------------------------------------------------------------
     def companion(self) -> "GradientFlow":
@@ -123,6 +132,7 @@ class GradientFlow(AbstractEngine):
         # not through __init__: a companion's tolerance may lie outside the range offered to users
         eng = object.__new__(GradientFlow)
         eng.rtol, eng.atol, eng.path, eng.loose, eng.max_steps = float(rtol), atol, self.path, float(loose), self.max_steps
+        eng.raw_solver = self.raw_solver
         return eng
 
     def _advance(self, spec: Spec, budget: Budget) -> Result:
@@ -142,7 +152,7 @@ class GradientFlow(AbstractEngine):
                 require(np.linalg.matrix_rank(product(spec.init.factors)) == min(spec.model.shape),
                         "the svd path needs an end-to-end matrix of full rank at the start")
             use_chart = {"svd": "svd", "e2e": "e2e", "auto": "e2e-svd"}[self.path] if ok else False
-        main = _Integration(spec, use_chart, self.rtol, self.atol, budget)
+        main = _Integration(spec, use_chart, self.rtol, self.atol, budget, raw_solver=self.raw_solver)
         main.run()
         points = main.points
         stats = dict(main.stats)
@@ -160,7 +170,7 @@ class GradientFlow(AbstractEngine):
             c = self.companion()
             comp = _Integration(spec, use_chart, c.rtol, c.atol,
                                 Budget(max(spec.wall_budget - main.elapsed, 1.0), c.max_steps),
-                                eval_taus=taus)
+                                eval_taus=taus, raw_solver=c.raw_solver)
             comp.run()
             points, unmatched = _with_errors(main, comp)
             stats["error_run"] = {"rtol": comp.rtol, "status": comp.status.value, **comp.stats}
@@ -294,7 +304,8 @@ class RawField:
 class _Integration:
     """One BDF integration in log-time on the chart or the raw factors (a private helper of GradientFlow)."""
 
-    def __init__(self, spec: Spec, use_chart: bool, rtol: float, atol, budget: Budget, *, eval_taus=None):
+    def __init__(self, spec: Spec, use_chart: bool, rtol: float, atol, budget: Budget, *, eval_taus=None,
+                 raw_solver: str = "auto"):
         # use_chart: True (the 2x2 chart), "e2e" (the end-to-end flow, models.engines.e2e_flow, moving to the SVD
         # chart of models.engines.svd_flow where a square W nears singularity: "e2e-svd", path "auto"), "svd"
         # (that chart from the start) or False (raw)
@@ -305,6 +316,7 @@ class _Integration:
         self.spec, self.use_chart, self.rtol, self.atol, self.budget = spec, use_chart, rtol, atol, budget
         self.problem, self.model = spec.problem, spec.model
         self.eval_taus = eval_taus  # a companion run: also evaluate the state at these log-times
+        self.raw_solver = raw_solver
         self.events: list[tuple] = []  # what each point was recorded for (pairs main and companion points)
         self.eval_taus_done: list[float] = []
         self.eval_points: list[Point] = []
@@ -408,7 +420,8 @@ class _Integration:
             fun = lambda tau, y: -math.exp(tau) * self._raw_grad(y)
             jac = lambda tau, y: -math.exp(tau) * self.raw.hessian(y)
             atol = (1e-14 * max(float(np.max(np.abs(y0))), 1e-300)) if self.atol is None else self.atol
-            if np.size(y0) >= (RAW_KRYLOV_MIN_CP if isinstance(self.model, CP) else RAW_KRYLOV_MIN):
+            big = np.size(y0) >= (RAW_KRYLOV_MIN_CP if isinstance(self.model, CP) else RAW_KRYLOV_MIN)
+            if self.raw_solver == "krylov" or (self.raw_solver == "auto" and big):
                 self.atol_used = atol
                 self.stats["raw_solver"] = "krylov"
                 return krylov.KrylovBDF(_guarded(fun), tau0, np.array(y0, dtype=float), tau_end, rtol=self.rtol,

@@ -1,5 +1,5 @@
 """gf's matrix-free raw path (issue 12): complex-step Hessian-vector products, MINRES inside BDF
-(:mod:`models.engines.krylov`), forced on small problems through ``gf.RAW_KRYLOV_MIN`` and ``RAW_KRYLOV_MIN_CP``
+(:mod:`models.engines.krylov`), forced on small problems through the engine option ``raw_solver="krylov"``
 and compared with the dense complex-step Jacobian and LU. About 5 s in all (loaded 2-core machine)."""
 
 from __future__ import annotations
@@ -101,17 +101,16 @@ def test_minres_solves_a_symmetric_indefinite_system_and_reports_failure(monkeyp
     assert np.all(np.isnan(system.solve(b))) and stats["krylov_failures"] == 1
 
 
-def _runs(monkeypatch, kind, until_loss):
+def _runs(kind, until_loss):
     problem, model, init = _setting(kind)
     dense = get_engine("gf", path="raw").run(problem, model, init, until_loss=until_loss, per_decade=1)
-    monkeypatch.setattr(gf, "RAW_KRYLOV_MIN", 0)
-    monkeypatch.setattr(gf, "RAW_KRYLOV_MIN_CP", 0)
-    kry = get_engine("gf", path="raw").run(problem, model, init, until_loss=until_loss, per_decade=1)
+    kry = get_engine("gf", path="raw", raw_solver="krylov").run(problem, model, init, until_loss=until_loss,
+                                                                per_decade=1)
     return dense, kry
 
 
 @pytest.mark.parametrize("kind,until_loss", [("rectangular", 1e-8), ("cp", 1e-3)])
-def test_the_krylov_run_is_the_dense_run_to_its_error_estimate(monkeypatch, kind, until_loss):
+def test_the_krylov_run_is_the_dense_run_to_its_error_estimate(kind, until_loss):
     """The same raw run with BDF's Newton systems solved by dense LU and by MINRES: both complete, record the same
     loss levels, and every pair of points agrees to the error estimate of either run (the estimate is what the
     engine claims of each point). A different trajectory, or a point missed by the Krylov run, fails here. A wrong
@@ -119,7 +118,7 @@ def test_the_krylov_run_is_the_dense_run_to_its_error_estimate(monkeypatch, kind
     Jacobian that lets it converge (measured on the rectangular case: the product scaled by 2 or 10, or without
     the first factor's part of ``v``, stayed within 0.85, 0.33, 0.59 of the error estimate, at 641, 2061, 708
     steps against 622); the product is checked against the dense Hessian above."""
-    dense, kry = _runs(monkeypatch, kind, until_loss)
+    dense, kry = _runs(kind, until_loss)
     assert dense.status is Status.COMPLETED and kry.status is Status.COMPLETED, (dense.message, kry.message)
     assert "raw_solver" not in dense.stats and kry.stats["raw_solver"] == "krylov"
     assert kry.stats["jvps"] > 0 and kry.stats["krylov_solves"] > 0 and not kry.stats.get("krylov_failures")
@@ -140,7 +139,7 @@ def test_failed_krylov_solves_shrink_the_step_instead_of_giving_a_wrong_one(monk
     1.8e3 times the error estimate off (5e74 at MINRES_RTOL 1e-8). Returning the unconverged MINRES iterate instead
     is harmless (BDF's Newton rate test rejects it; measured within 0.14 of the estimate at 1e-8)."""
     monkeypatch.setattr(krylov, "MINRES_MAXITER", 5)      # the uncapped run needs up to 7
-    dense, kry = _runs(monkeypatch, "rectangular", 1e-6)
+    dense, kry = _runs("rectangular", 1e-6)
     assert kry.stats["krylov_failures"] > 0
     assert kry.status is Status.COMPLETED, kry.message
     assert kry.stats["steps"] > dense.stats["steps"]
@@ -152,7 +151,8 @@ def test_failed_krylov_solves_shrink_the_step_instead_of_giving_a_wrong_one(monk
     monkeypatch.setattr(krylov.HessianJacobian, "solve",
                         lambda self, b: np.nan_to_num(solve(self, b), nan=0.0))    # the wrong version
     problem, model, init = _setting("rectangular")
-    wrong = get_engine("gf", path="raw").run(problem, model, init, until_loss=1e-6, per_decade=1)
+    wrong = get_engine("gf", path="raw", raw_solver="krylov").run(problem, model, init, until_loss=1e-6,
+                                                                  per_decade=1)
     assert any(np.max(np.abs(p.product - q.product)) > p.product_err for p, q in zip(dense.points, wrong.points))
 
 
@@ -226,3 +226,22 @@ def test_a_converged_recurrence_with_a_wrong_true_residual_is_a_failed_solve():
     H = A - np.eye(40)
     system = (1.0 * krylov.HessianJacobian(lambda v: H @ v, 1.0, stats)).system()          # I - J = I + H = A
     assert np.all(np.isnan(system.solve(b))) and stats["krylov_failures"] == 1
+
+
+def test_raw_solver_dense_keeps_lu_above_the_size_threshold_and_bad_values_are_refused(monkeypatch):
+    # with the size threshold at 0, "auto" picks MINRES on every raw problem; "dense" still runs the complex-step
+    # Jacobian and LU (the option overrides the size rule both ways; "krylov" is exercised above)
+    from models.errors import InvalidInput
+
+    monkeypatch.setattr(gf, "RAW_KRYLOV_MIN", 0)
+    monkeypatch.setattr(gf, "RAW_KRYLOV_MIN_CP", 0)
+    problem, model, init = _setting("cp")
+    for solver, want in (("dense", None), ("auto", "krylov")):
+        traj = get_engine("gf", path="raw", raw_solver=solver).run(problem, model, init, until_loss=1e-2,
+                                                                    per_decade=1)
+        assert traj.status is Status.COMPLETED
+        assert traj.stats.get("raw_solver") == want and traj.stats["error_run"].get("raw_solver") == want
+    assert get_engine("gf", raw_solver="dense").describe_options()["raw_solver"] == "dense"
+    assert "raw_solver" not in get_engine("gf").describe_options()      # the default engine's records unchanged
+    with pytest.raises(InvalidInput):
+        get_engine("gf", raw_solver="lu")

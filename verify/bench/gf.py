@@ -142,24 +142,6 @@ def bench_gf_e2e(naive_budget: float = 20.0,
     return rows
 
 
-class _RawSolver:
-    """Within the block, gf's raw path solves BDF's Newton systems ``"dense"`` (complex-step Jacobian and LU) or
-    ``"krylov"`` (MINRES on Hessian-vector products) whatever the size (``None``: gf's size thresholds)."""
-
-    def __init__(self, solver):
-        self.solver = solver
-
-    def __enter__(self):
-        from models.engines import gf
-        self.saved = gf.RAW_KRYLOV_MIN, gf.RAW_KRYLOV_MIN_CP
-        if self.solver is not None:
-            gf.RAW_KRYLOV_MIN = gf.RAW_KRYLOV_MIN_CP = 0 if self.solver == "krylov" else 1 << 62
-
-    def __exit__(self, *exc):
-        from models.engines import gf
-        gf.RAW_KRYLOV_MIN, gf.RAW_KRYLOV_MIN_CP = self.saved
-
-
 def bench_gf_raw(until_loss: float = 1e-10, wall: float = 120.0, naive_budget: float = 20.0,
                  large: bool = True) -> list[dict]:
     """``gf`` on its raw-factor path, each run to ``until_loss`` with the error-estimate run, at most ``wall``
@@ -213,8 +195,8 @@ def bench_gf_raw(until_loss: float = 1e-10, wall: float = 120.0, naive_budget: f
     for label, (prob, mdl, init), solver, limit, naive in cases:
         n = sum(int(np.size(F)) for F in init.factors)
         t0, c0 = time.perf_counter(), time.process_time()
-        with _RawSolver(solver):
-            traj = get_engine("gf", path="raw").run(prob, mdl, init, until_loss=until_loss, wall_budget=limit)
+        traj = get_engine("gf", path="raw", raw_solver=solver or "auto").run(prob, mdl, init, until_loss=until_loss,
+                                                                             wall_budget=limit)
         sec, cpu = time.perf_counter() - t0, time.process_time() - c0
         st, comp = traj.stats, traj.stats.get("error_run", {})
 
