@@ -471,6 +471,12 @@ class RawSystem(_System):
         Bm = flint.arb_mat(d * dp, n, B)
         return P, Q, Bm
 
+    def product_jacobian(self, z):
+        """``B`` (``d d' x n`` ``arb_mat`` at the working precision): the Jacobian of ``vec W`` in the flattened
+        factors ``z`` (:meth:`_partials`)."""
+        with arb_prec(self.ctx.prec):
+            return self._partials(*self._arb_factors(z))[2]
+
     @staticmethod
     def implied_gradient(Bm, slope, d, dp):
         """The loss gradient ``G`` (``d x dp`` arb_mat) whose field ``-B^T vec(G)`` is nearest ``slope`` (``dz/dt``,
@@ -558,7 +564,7 @@ class RawSystem(_System):
                 y = [a + from_arb(dy[c, 0], ctx) for c, a in enumerate(y)]
             return y
 
-    def _hessian_root(self):
+    def hessian_root(self):
         """``(R, R^+)`` with ``R R^T = H`` (the loss Hessian in ``vec W``, over its range; ``R`` as rows of ``d d'``
         lists, ``R^+`` as rows of ``rank H``), at the working precision, computed once."""
         if getattr(self, "_hroot", None) is None:
@@ -572,10 +578,10 @@ class RawSystem(_System):
         return self._hroot
 
     def _hessian_root_arb(self):
-        """:meth:`_hessian_root` as FLINT ``arb_mat`` (``R``: ``d d' x rank H``, ``R^+``: ``rank H x d d'``; exact
+        """:meth:`hessian_root` as FLINT ``arb_mat`` (``R``: ``d d' x rank H``, ``R^+``: ``rank H x d d'``; exact
         conversions of the mpmath values), computed once."""
         if getattr(self, "_hroot_arb", None) is None:
-            Rm, Rp = self._hessian_root()
+            Rm, Rp = self.hessian_root()
             m, k = len(Rm), len(Rp)
             self._hroot_arb = (flint.arb_mat(m, k, [to_arb(v) for row in Rm for v in row]) if k else
                                flint.arb_mat(m, 0), flint.arb_mat(k, m, [to_arb(v) for row in Rp for v in row]))
