@@ -471,6 +471,12 @@ class RawSystem(_System):
         Bm = flint.arb_mat(d * dp, n, B)
         return P, Q, Bm
 
+    def product_jacobian(self, z):
+        """``B`` (``d d' x n`` ``arb_mat`` at the working precision): the Jacobian of ``vec W`` in the flattened
+        factors ``z`` (:meth:`_partials`)."""
+        with arb_prec(self.ctx.prec):
+            return self._partials(*self._arb_factors(z))[2]
+
     @staticmethod
     def implied_gradient(Bm, slope, d, dp):
         """The loss gradient ``G`` (``d x dp`` arb_mat) whose field ``-B^T vec(G)`` is nearest ``slope`` (``dz/dt``,
@@ -515,38 +521,41 @@ class RawSystem(_System):
         :meth:`implied_gradient`). This method solves ``g(W(y + B^T R xi)) = g*`` for ``xi`` (``H = R R^T``)
         restricted to the eigendirections of ``K = R^T B B^T R`` whose gain ``h e^tau kappa`` is at least
         ``PROJECT_GAIN``, by ``PROJECT_ITERATIONS`` Newton corrections (multilinear: quadratic convergence in
-        relative terms, whatever the gain). The slope's own dependence on the move enters ``g*`` divided by the
-        gain, so ``|e_s|`` after the move is ~ ``|e| / (h lambda)``: the cross term above becomes ``~|e|^2 / |z|``.
-        The solution of the stage equations is a fixed point of the move, which only steers Newton's iterates."""
+        relative terms, whatever the gain). The slope's own dependence on the move (``g*`` is fitted with ``B`` at
+        the iterate) enters ``g*`` divided by the gain and times ``h |slope| / |z|``, the stage's relative change over
+        the step, so ``|e_s|`` after the move is ~ ``|e|^2 / |z| + |e| (h |slope| / |z|) / (h lambda)``: where a step
+        changes the state by O(1) relatively, the cross term above becomes ``~|e|^2 / |z|``. (Measured on a weighted
+        2x3 problem at a late, slow state, slope 1e-13: 6e-21 left of a relative offset 1e-10, 3e-34 of 1e-20; from
+        a generic state, slope O(1) and ``h`` 1e30, 116 times the offset: the move is for the late flow.) The
+        solution of the stage equations is a fixed point of the move, which only steers Newton's iterates."""
         ctx = self.ctx
         d, dp = self.model.shape
         m = d * dp
         with arb_prec(ctx.prec):
-            root = self._hessian_root()
-            Rm, Rp = root
-            k = len(Rp)
+            Ra, Rpa = self._hessian_root_arb()
+            k = Ra.ncols()
+            if not k:       # no measurement: nothing is stiff
+                return None
             et = ctx.exp(x)
             fs, prefix = self._arb_factors(y)
             Bm = self._partials(fs, prefix)[2]
             target = self.implied_gradient(Bm, [to_arb(v / et) for v in slope], d, dp)
             if target is None:
                 return None
-            gstar = [from_arb(v, ctx) for v in target.entries()]
             y = list(y)
             for it in range(self.PROJECT_ITERATIONS):
                 if it:
                     fs, prefix = self._arb_factors(y)
                     Bm = self._partials(fs, prefix)[2]
-                g = [from_arb(flint.arb(v), ctx) for v in self.fast_res.grad(prefix[-1].entries())[0]]
-                dg = [a - b for a, b in zip(gstar, g)]
-                N = (Bm * Bm.transpose()).entries()
-                K = ctx.matrix(k, k)
-                for a in range(k):
-                    for b in range(a, k):
-                        K[a, b] = K[b, a] = ctx.fsum(Rm[i][a] * from_arb(N[i * m + j], ctx) * Rm[j][b]
-                                                     for i in range(m) for j in range(m) if Rm[i][a] and Rm[j][b])
-                kap, U = ctx.eigsy(K)
-                rhs = [ctx.fsum(Rp[i][r] * dg[r] for r in range(m)) for i in range(k)]
+                g = flint.arb_mat(m, 1, self.fast_res.grad(prefix[-1].entries())[0])
+                dg = flint.arb_mat(m, 1, target.entries()) - g
+                # K = R^T (B B^T) R, R^+ dg and R xi as FLINT products: as k^2 m^2 / 2 mpmath products a call took
+                # 0.27 s at m = d d' = 16, 1.4 s at 25, 5.2 s at 36 (dense H; ~300 s at 100 by its m^4 growth),
+                # 0.10, 0.34 and 0.91 s so (loaded 2-core machine, CPU time); the rest is mpmath's eigsy of K
+                # (k x k, k = rank H: 20 s a call at m = k = 100, 10x10 sensing; 0.8 s at k = 30)
+                K = (Ra.transpose() * ((Bm * Bm.transpose()) * Ra)).entries()
+                kap, U = ctx.eigsy(ctx.matrix([[from_arb(K[a * k + b], ctx) for b in range(k)] for a in range(k)]))
+                rhs = [from_arb(v, ctx) for v in (Rpa * dg).entries()]
                 xi, stiff = [ctx.zero] * k, False
                 for i in range(k):
                     if h * et * kap[i] >= self.PROJECT_GAIN:
@@ -555,12 +564,11 @@ class RawSystem(_System):
                         xi = [v + U[a, i] * c for a, v in enumerate(xi)]
                 if not stiff:
                     return None
-                v = flint.arb_mat(m, 1, [to_arb(ctx.fsum(Rm[i][a] * xi[a] for a in range(k))) for i in range(m)])
-                dy = Bm.transpose() * v
+                dy = Bm.transpose() * (Ra * flint.arb_mat(k, 1, [to_arb(v) for v in xi]))
                 y = [a + from_arb(dy[c, 0], ctx) for c, a in enumerate(y)]
             return y
 
-    def _hessian_root(self):
+    def hessian_root(self):
         """``(R, R^+)`` with ``R R^T = H`` (the loss Hessian in ``vec W``, over its range; ``R`` as rows of ``d d'``
         lists, ``R^+`` as rows of ``rank H``), at the working precision, computed once."""
         if getattr(self, "_hroot", None) is None:
@@ -572,6 +580,16 @@ class RawSystem(_System):
             self._hroot = ([[V[r, i] * ctx.sqrt(E[i]) for i in keep] for r in range(m)],
                            [[V[r, i] / ctx.sqrt(E[i]) for r in range(m)] for i in keep])
         return self._hroot
+
+    def _hessian_root_arb(self):
+        """:meth:`hessian_root` as FLINT ``arb_mat`` (``R``: ``d d' x rank H``, ``R^+``: ``rank H x d d'``; exact
+        conversions of the mpmath values), computed once."""
+        if getattr(self, "_hroot_arb", None) is None:
+            Rm, Rp = self.hessian_root()
+            m, k = len(Rm), len(Rp)
+            self._hroot_arb = (flint.arb_mat(m, k, [to_arb(v) for row in Rm for v in row]) if k else
+                               flint.arb_mat(m, 0), flint.arb_mat(k, m, [to_arb(v) for row in Rp for v in row]))
+        return self._hroot_arb
 
     def terms_mp(self, z):
         """:meth:`terms` in mpmath lists (the reference the FLINT version is tested against)."""
