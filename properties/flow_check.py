@@ -26,12 +26,18 @@ product by ~1e-16 ``||W||`` ~ 1e-16 / ``sqrt(loss)``, so from float64 factors th
 ~1e-9 (measured, depth 4: its error 1.7 at loss 1e-10) and every run to loss 1e-30 would end inconclusive. The
 claims and the other consumers read ``Point.factors``, ``product_work`` and ``factor_dets``, not
 ``factors_work``, so the check first asks that ``factors_work`` is the state those record (float64 rounding,
-product and factor dets each within its rounding bound, :func:`_working_factors`); a point where it is not raises
-:class:`InconsistentRecord` (decisive: the field would be checked at a state the claims do not read). A point
-whose defect clears ``FLOW_TOL`` beyond its error shows the path is not gradient flow: :func:`validated` then raises
-:class:`NotGradientFlow` (the claim ends in ``error``, never ``holds``); a point without a tangent cannot be
-validated (also an error). The check is local (the tangent at every recorded point, not the accumulated path
-error, which is the engine's own error estimate, ``product_err``).
+product and factor dets each within its rounding bound, :func:`_working_factors`), and that the loss and the float64
+tangent the claims read are those of that state (:func:`record_ties`: ``Point.loss`` and ``hp["loss"]`` against the
+loss recomputed from ``product_work`` and the raw data, :func:`state_loss`, within its rounding bound whatever
+``loss_err`` says; ``Point.tangent`` the float64 rounding of ``hp["tangent"]``); a point where one is not raises
+:class:`InconsistentRecord` (decisive: the field would be checked at a state the claims do not read, or the claims
+would read a loss the checked state does not have, e.g. "reach" a loss never reached). A float64 engine's
+``Point.loss`` is tied the same way to ``Point.product`` (gf forms it in float64 from that very product; the bound,
+``(n_i + 1) EPS`` per residual, is twice the textbook one). A point whose defect clears ``FLOW_TOL`` beyond its
+error shows the path is not gradient flow: :func:`validated` then raises :class:`NotGradientFlow` (the claim ends in
+``error``, never ``holds``); a point without a tangent cannot be validated (also an error). The check is local
+(the tangent at every recorded point, not the accumulated path error, which is the engine's own error estimate,
+``product_err``).
 """
 
 from __future__ import annotations
@@ -59,9 +65,11 @@ class NotGradientFlow(EngineFailure):
 
 
 class InconsistentRecord(EngineFailure):
-    """A point's working-precision factors (``hp["factors_work"]``) are not the state the rest of the point records
-    (``Point.factors``, ``product_work``, ``factor_dets``): the field would be checked at a state the claims do not
-    read, so the engine is wrong, not imprecise."""
+    """A point's values are not all of one state: its working-precision factors (``hp["factors_work"]``) are not the
+    state the rest of the point records (``Point.factors``, ``product_work``, ``factor_dets``), or its loss
+    (``Point.loss``, ``hp["loss"]``) is not the loss of ``product_work``, or ``Point.tangent`` is not the float64
+    rounding of ``hp["tangent"]``: the field would be checked at a state the claims do not read (or the claims read
+    values of another state), so the engine is wrong, not imprecise."""
 
     decisive = True
 
@@ -70,18 +78,45 @@ def _mat(rows, cols, vals):
     return mpmath.matrix([[vals[i * cols + j] for j in range(cols)] for i in range(rows)])
 
 
+def _residuals(problem, W, scales=False):
+    """``[(r_i, a_i, s_i)]``: each measurement's residual ``r_i = <A_i, W> - y_i`` from the problem's raw data, in
+    mpmath (``W`` an mpmath matrix), with ``a_i`` the pairs ``(k, A_ik)`` of its nonzero weights (flat index ``k``)
+    and ``s_i = |y_i| + sum_k |A_ik W_k|`` (the scale of the sum that forms ``r_i``; None unless ``scales``)."""
+    d, dp = problem.shape
+    flat = [W[i, j] for i in range(d) for j in range(dp)]
+    out = []
+    for row, y in zip(np.asarray(problem.operator), np.asarray(problem.targets)):
+        a = [(int(k), mpmath.mpf(float(row[k]))) for k in np.flatnonzero(row)]
+        y = mpmath.mpf(float(y))
+        r = mpmath.fsum(c * flat[k] for k, c in a) - y
+        out.append((r, a, abs(y) + mpmath.fsum(abs(c * flat[k]) for k, c in a) if scales else None))
+    return out
+
+
 def loss_gradient(problem, W):
     """``grad l(W)`` from the problem's raw data, in mpmath (``W`` an mpmath matrix)."""
     d, dp = problem.shape
-    flat = [W[i, j] for i in range(d) for j in range(dp)]
     c = mpmath.mpf(1) if problem.reduction == "half_sum" else mpmath.mpf(2) / problem.m
     g = [mpmath.mpf(0)] * (d * dp)
-    for row, y in zip(np.asarray(problem.operator), np.asarray(problem.targets)):
-        nz = np.flatnonzero(row)
-        r = mpmath.fsum(mpmath.mpf(float(row[k])) * flat[k] for k in nz) - mpmath.mpf(float(y))
-        for k in nz:
-            g[k] += c * r * mpmath.mpf(float(row[k]))
+    for r, a, _ in _residuals(problem, W):
+        for k, w in a:
+            g[k] += c * r * w
     return _mat(d, dp, g)
+
+
+def state_loss(problem, W, u):
+    """``(l(W), bound)``: the loss ``c sum_i r_i^2`` (``c`` = 1/2 for "half_sum", ``1/m`` for "mean", the
+    problem's ``loss_scale``) from the raw data at ``W`` (mpmath), and a bound on how far an engine's loss of the
+    state that ``W`` records (each entry to relative ``u``) can be from it when formed at that precision: each
+    residual moves by at most ``rho_i = u (n_i + 1) s_i`` (``n_i`` nonzero weights; the entries' rounding and the
+    sum's own), so the loss by ``c sum_i (2 |r_i| rho_i + rho_i^2)``, plus the rounding of the squares' sum,
+    ``2 (m + 2) u l``."""
+    c = mpmath.mpf(1) / 2 if problem.reduction == "half_sum" else mpmath.mpf(1) / problem.m
+    res = _residuals(problem, W, scales=True)
+    loss = c * mpmath.fsum(r * r for r, _, _ in res)
+    rho = [u * (len(a) + 1) * s for _, a, s in res]
+    bound = c * mpmath.fsum(2 * abs(r) * q + q * q for (r, _, _), q in zip(res, rho)) + 2 * (len(res) + 2) * u * loss
+    return loss, bound
 
 
 def balanced_factors(W, depth: int):
@@ -138,6 +173,77 @@ def _max(M):
     return max(abs(M[i, j]) for i in range(M.rows) for j in range(M.cols))
 
 
+def _rounding_ratio(fine, coarse, rel):
+    """``(ratio, (i, j))``: the largest ``|coarse - fine| / (rel |fine| + 2^-1074)`` over the entries and where;
+    ``coarse`` (floats) is a rounding of ``fine`` (mpmath) to relative ``rel`` where the ratio is at most 1 (the
+    absolute ``2^-1074`` is float64's rounding below its normal range, at most half of it)."""
+    coarse = np.asarray(coarse, dtype=float)
+    worst, at = mpmath.mpf(0), (0, 0)
+    for i in range(fine.rows):
+        for j in range(fine.cols):
+            gap = abs(fine[i, j] - mpmath.mpf(float(coarse[i, j])))
+            ratio = gap / (rel * abs(fine[i, j]) + TINY) if mpmath.isfinite(gap) else mpmath.inf
+            if ratio > worst or not ratio <= worst:
+                worst, at = ratio, (i, j)
+    return worst, at
+
+
+def record_ties(p, problem, W, u, digits: int | None = None) -> dict:
+    """The links from a point's recorded state ``W`` (mpmath: gf-mp's ``product_work``, parsed, each entry to
+    relative ``u = 10^(1 - work_digits)``; a float64 engine's ``Point.product``, ``u = EPS``) to the values the claims
+    read besides the factors, as ratios of each discrepancy to its bound (at most 1 on a consistent record); a ratio
+    above 1 raises :class:`InconsistentRecord`. Both engines that record tangents form their loss from the very
+    entries they record (gf-mp's ``observe``, gf's ``_state``), so:
+
+    - ``loss``: ``Point.loss`` against the loss recomputed from ``W`` and the problem's raw data
+      (:func:`state_loss`: ``u`` covers the decimal rounding of each entry, ``5 10^-work``, and the engine's sums at
+      ``10^-work``; for float64, ``(n_i + 1) EPS`` is twice the textbook bound on a sum of ``n_i + 1`` terms):
+      ``|Point.loss - l(W)| <= SAFETY bound + EPS |Point.loss| + 2^-1074`` (float64's rounding of the loss, with a
+      factor 2 to spare). The bound is ~``u s_i |r_i|``, ``s_i`` the size of the entries measurement ``i`` reads:
+      for completion the observed entries (~``|y_i|``), so for float64 about 7e-14 of the loss all along RC20's
+      flow (measured: gf, depth 3, to loss 1e-12; the recorded losses are within 2e-16 relative); a measurement
+      that reads the entries growing late in the flow loosens it (honest, only loose);
+    - ``hp_loss`` (with ``digits``): ``hp["loss"]`` (``digits`` decimal digits, read by the claims that work in
+      decimal strings) against the same: ``<= SAFETY bound + 10^(1 - digits) |hp["loss"]|``;
+    - ``tangent`` (with ``digits``): ``Point.tangent`` is the float64 rounding of ``hp["tangent"]`` (the check uses
+      the decimal strings, other readers the floats), entry by entry within ``(EPS + 10^(1 - digits)) |hp| +
+      2^-1074``.
+
+    The loss is tied whatever ``loss_err`` says: ``loss_err`` bounds the distance of the recorded loss from the
+    exact flow's, not from the recorded state's, which the engine computes to rounding."""
+    hp = p.hp or {}
+    where = f"the point at t = {p.t}"
+    out = {}
+    loss, b = state_loss(problem, W, mpmath.mpf(u))
+    pairs = [("loss", mpmath.mpf(float(p.loss)), EPS * abs(mpmath.mpf(float(p.loss))) + TINY, "Point.loss")]
+    if digits is not None and "loss" in hp:
+        hl = mpmath.mpf(hp["loss"])
+        pairs.append(("hp_loss", hl, mpmath.mpf(10) ** (1 - digits) * abs(hl), 'hp["loss"]'))
+    for key, v, rnd, name in pairs:
+        bound = SAFETY * b + rnd
+        if mpmath.isfinite(loss):
+            gap = abs(v - loss) if mpmath.isfinite(v) else mpmath.inf
+        else:                # a state with an infinite entry: its loss is infinite, and so must be the record's
+            gap = mpmath.mpf(0) if v == loss else mpmath.inf
+        out[key] = float(gap / bound) if bound > 0 else (0.0 if gap == 0 else math.inf)
+        if not out[key] <= 1:
+            raise InconsistentRecord(f"{where}: {name} is {mpmath.nstr(v, 20)} but the loss of the recorded state "
+                                     f"is {mpmath.nstr(loss, 20)}: they differ by "
+                                     f"{mpmath.nstr(gap, 3)}, beyond the rounding bound {mpmath.nstr(bound, 3)}")
+    if digits is not None and "tangent" in hp and p.tangent is not None:
+        T = _decimal_matrix(hp["tangent"])
+        if (T.rows, T.cols) != np.shape(p.tangent):
+            raise InconsistentRecord(f"{where}: hp['tangent'] is {T.rows}x{T.cols}, Point.tangent "
+                                     f"{np.shape(p.tangent)}")
+        ratio, (i, j) = _rounding_ratio(T, p.tangent, EPS + mpmath.mpf(10) ** (1 - digits))
+        out["tangent"] = float(ratio)
+        if not ratio <= 1:
+            raise InconsistentRecord(f"{where}: tangent entry ({i}, {j}) is {mpmath.nstr(T[i, j], 20)} in hp but "
+                                     f"{float(np.asarray(p.tangent)[i, j])!r} in Point.tangent (not its float64 "
+                                     f"rounding)")
+    return out
+
+
 def _working_factors(p, depth: int, work: int | None, digits: int | None, Wp):
     """gf-mp raw path's factors at the working precision (``hp["factors_work"]``, mpmath matrices), checked to be
     the state the rest of the point records, else :class:`InconsistentRecord`. The check forms the field from these
@@ -172,13 +278,11 @@ def _working_factors(p, depth: int, work: int | None, digits: int | None, Wp):
     fs = [_decimal_matrix(f) for f in fw]
     u = mpmath.mpf(10) ** -work
     for k, (f, g) in enumerate(zip(fs, p.factors)):
-        g = np.asarray(g, dtype=float)
-        for i in range(f.rows):
-            for j in range(f.cols):
-                if abs(f[i, j] - mpmath.mpf(float(g[i, j]))) > EPS * abs(f[i, j]) + TINY:
-                    raise InconsistentRecord(
-                        f"{where}: factor {k + 1} entry ({i}, {j}) is {mpmath.nstr(f[i, j], 20)} at the working "
-                        f"precision but {float(g[i, j])!r} in Point.factors (not its float64 rounding)")
+        ratio, (i, j) = _rounding_ratio(f, g, EPS)
+        if ratio > 1:
+            raise InconsistentRecord(
+                f"{where}: factor {k + 1} entry ({i}, {j}) is {mpmath.nstr(f[i, j], 20)} at the working "
+                f"precision but {float(np.asarray(g)[i, j])!r} in Point.factors (not its float64 rounding)")
     W = _product(fs)
     inner = max([f.rows for f in fs] + [f.cols for f in fs])
     bound = SAFETY * 5 * u * (2 * (depth - 1) * inner + depth + 1) * mpmath.fprod(mpmath.mnorm(f, "f") for f in fs)
@@ -212,6 +316,9 @@ def point_defect(p, problem, depth: int) -> tuple[float, float]:
     with mpmath.workdps(max(50, (work or 16) + 25)):   # the decimal strings are parsed at this precision
         W, _ = _point_matrix(p, "product_work" if "product_work" in hp else "product", p.product)
         T, _ = _point_matrix(p, "tangent", p.tangent)
+        # the loss (and gf-mp's float64 tangent) the claims read are those of the state checked
+        if W is not None:
+            record_ties(p, problem, W, EPS if work is None else 10.0 ** (1 - work), digits)
         fw = hp.get("factors_work") if raw else None
         if fw is not None:     # gf-mp's raw path: the factors at its working precision (decimal strings)
             fs0 = _working_factors(p, depth, work, digits, W)   # checked to be the state the point records
@@ -284,4 +391,4 @@ def validated(evaluate, problem, depth: int):
 
 
 __all__ = ["FLOW_TOL", "InconsistentRecord", "NotGradientFlow", "balanced_factors", "field", "flow_outcome",
-           "loss_gradient", "point_defect", "validated"]
+           "loss_gradient", "point_defect", "record_ties", "state_loss", "validated"]
