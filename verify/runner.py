@@ -324,6 +324,10 @@ def run(config: RunConfig, progress=None) -> RunResult:
     if not claims:
         raise InvalidInput("no claims to run" + (f" in {', '.join(catalog.modules)}" if config.modules else ""))
     base = store.load_summary(config.baseline) if config.baseline is not None else None
+    # the commit whose code runs: read (and cached, store.git_commit) before any claim does. Read when the first
+    # record was written, it named whatever HEAD was by then: a thorough run started at d56a7fc and committed to
+    # during its 30 minutes recorded ea92880, code it never ran
+    store.git_commit()
     out = outdir.writable_dir(config.out)
     with outdir.DirLock(out, "verify run"):
         return _run_locked(config, progress, out, catalog, claims, base)

@@ -82,3 +82,21 @@ def test_killed_run_keeps_its_lines_and_resumes(run_toy, tmp_path):
     code, out, err, d = run_toy("toy.holds", "toy.theorem", "toy.slow", "--resume", out=d)
     assert code == 0 and "ran 1, kept 2" in out
     assert [r["claim"] for r in read_summary(d)["claims"]] == ["toy.holds", "toy.theorem", "toy.slow"]
+
+
+def test_the_recorded_commit_is_read_before_any_claim_runs(monkeypatch, tmp_path):
+    # a run is recorded under the commit whose code it runs: HEAD at its start, not HEAD when its first record is
+    # written (a long run spans commits made meanwhile)
+    from verify import runner, store
+
+    store.git_commit.cache_clear()
+    seen = {}
+
+    def locked(*args, **kwargs):
+        seen["cached"] = store.git_commit.cache_info().currsize
+        return None
+
+    monkeypatch.setattr(runner, "_run_locked", locked)
+    runner.run(runner.RunConfig(patterns=("rc20.lemma.det_sign",), out=tmp_path / "out"))
+    assert seen["cached"] == 1
+    store.git_commit.cache_clear()
