@@ -29,7 +29,8 @@ claims and the other consumers read ``Point.factors``, ``product_work`` and ``fa
 product and factor dets each within its rounding bound, :func:`_working_factors`), and that the loss and the float64
 tangent the claims read are those of that state (:func:`record_ties`: ``Point.loss`` and ``hp["loss"]`` against the
 loss recomputed from ``product_work`` and the raw data, :func:`state_loss`, within its rounding bound whatever
-``loss_err`` says; ``Point.tangent`` the float64 rounding of ``hp["tangent"]``); a point where one is not raises
+``loss_err`` says; ``Point.tangent`` the float64 rounding of ``hp["tangent"]``; ``Point.product`` and
+``hp["product"]`` roundings of ``product_work``); a point where one is not raises
 :class:`InconsistentRecord` (decisive: the field would be checked at a state the claims do not read, or the claims
 would read a loss the checked state does not have, e.g. "reach" a loss never reached). A float64 engine's
 ``Point.loss`` is tied the same way to ``Point.product`` (gf forms it in float64 from that very product; the bound,
@@ -175,13 +176,21 @@ def _max(M):
 
 def _rounding_ratio(fine, coarse, rel):
     """``(ratio, (i, j))``: the largest ``|coarse - fine| / (rel |fine| + 2^-1074)`` over the entries and where;
-    ``coarse`` (floats) is a rounding of ``fine`` (mpmath) to relative ``rel`` where the ratio is at most 1 (the
-    absolute ``2^-1074`` is float64's rounding below its normal range, at most half of it)."""
-    coarse = np.asarray(coarse, dtype=float)
+    ``coarse`` (floats, or an mpmath matrix of parsed decimal strings) is a rounding of ``fine`` (mpmath) to
+    relative ``rel`` where the ratio is at most 1 (the absolute ``2^-1074`` is float64's rounding below its normal
+    range, at most half of it)."""
+    if isinstance(coarse, mpmath.matrix):
+        def entry(i, j):
+            return coarse[i, j]
+    else:
+        arr = np.asarray(coarse, dtype=float)
+
+        def entry(i, j):
+            return mpmath.mpf(float(arr[i, j]))
     worst, at = mpmath.mpf(0), (0, 0)
     for i in range(fine.rows):
         for j in range(fine.cols):
-            gap = abs(fine[i, j] - mpmath.mpf(float(coarse[i, j])))
+            gap = abs(fine[i, j] - entry(i, j))
             ratio = gap / (rel * abs(fine[i, j]) + TINY) if mpmath.isfinite(gap) else mpmath.inf
             if ratio > worst or not ratio <= worst:
                 worst, at = ratio, (i, j)
@@ -207,6 +216,10 @@ def record_ties(p, problem, W, u, digits: int | None = None) -> dict:
       decimal strings) against the same: ``<= SAFETY bound + 10^(1 - digits) |hp["loss"]|``;
     - ``tangent`` (with ``digits``): ``Point.tangent`` is the float64 rounding of ``hp["tangent"]`` (the check uses
       the decimal strings, other readers the floats), entry by entry within ``(EPS + 10^(1 - digits)) |hp| +
+      2^-1074``;
+    - ``product``, ``hp_product`` (gf-mp: ``product_work`` recorded): ``Point.product`` (float64) and ``hp["product"]``
+      (``digits`` decimal digits), which the claims read for the end-to-end matrix, are roundings of
+      ``product_work``, entry by entry within ``(EPS + u) |W| + 2^-1074`` and ``(10^(1 - digits) + u) |W| +
       2^-1074``.
 
     The loss is tied whatever ``loss_err`` says: ``loss_err`` bounds the distance of the recorded loss from the
@@ -230,6 +243,22 @@ def record_ties(p, problem, W, u, digits: int | None = None) -> dict:
             raise InconsistentRecord(f"{where}: {name} is {mpmath.nstr(v, 20)} but the loss of the recorded state "
                                      f"is {mpmath.nstr(loss, 20)}: they differ by "
                                      f"{mpmath.nstr(gap, 3)}, beyond the rounding bound {mpmath.nstr(bound, 3)}")
+    if "product_work" in hp and p.product is not None:
+        # the product the claims read (Point.product, float64; hp["product"], `digits` decimal digits) is a
+        # rounding of the state product_work records (itself within 5 10^-work of it, u = 10^(1 - work))
+        links = [("product", p.product, EPS + u, "Point.product")]
+        if digits is not None and "product" in hp:      # compared at its own decimal precision
+            links.append(("hp_product", _decimal_matrix(hp["product"]), mpmath.mpf(10) ** (1 - digits) + u,
+                          'hp["product"]'))
+        for key, coarse, rel, name in links:
+            shape = (coarse.rows, coarse.cols) if isinstance(coarse, mpmath.matrix) else np.shape(coarse)
+            if shape != (W.rows, W.cols):
+                raise InconsistentRecord(f"{where}: {name} has shape {shape}, the state {W.rows}x{W.cols}")
+            ratio, at = _rounding_ratio(W, coarse, rel)
+            out[key] = float(ratio)
+            if not ratio <= 1:
+                raise InconsistentRecord(f"{where}: {name} entry {at} is not a rounding of the recorded state "
+                                         f"(product_work {mpmath.nstr(W[at], 20)})")
     if digits is not None and "tangent" in hp and p.tangent is not None:
         T = _decimal_matrix(hp["tangent"])
         if (T.rows, T.cols) != np.shape(p.tangent):

@@ -154,16 +154,18 @@ def _ties(p):
 def test_the_recorded_loss_and_tangent_are_those_of_the_checked_state(deep_raw_run):
     # genuine records: Point.loss and hp["loss"] are the loss recomputed from product_work (state_loss), and
     # Point.tangent the float64 rounding of hp["tangent"], each within its bound at every point. Measured slack
-    # (largest ratio of the discrepancy to its bound over the 13 points): loss 0.41, hp_loss 0.46, tangent 0.40:
+    # (largest ratio of the discrepancy to its bound over the 13 points): loss 0.41, hp_loss 0.46, tangent 0.40,
+    # product 0.43, hp_product 0.32 (Point.product and hp["product"] against product_work):
     # the bounds are the final roundings (float64's EPS/2, the D-digit string's 5 10^-D) with a factor 2 to spare,
     # so a loss formula off by any constant factor or a loss of another state is far outside
     ratios = [_ties(p) for p in deep_raw_run.points]
-    for key in ("loss", "hp_loss", "tangent"):
+    for key in ("loss", "hp_loss", "tangent", "product", "hp_product"):
         worst = max(r[key] for r in ratios)
         assert 0.01 < worst <= 1, (key, worst)      # not vacuous: within 100x of the rounding itself
 
 
-@pytest.mark.parametrize("how", ["tenth", "late_1e-6", "hp_late_1e-6", "tangent_1.01"])
+@pytest.mark.parametrize("how", ["tenth", "late_1e-6", "hp_late_1e-6", "tangent_1.01", "product_1e-12",
+                                 "hp_product_1e-20"])
 def test_a_loss_or_float64_tangent_not_of_the_checked_state_is_an_engine_failure(deep_raw_run, how):
     # an engine recording the right state but reporting another loss would "reach" a loss it never reached (the
     # claims read Point.loss / hp["loss"]); a Point.tangent not that of hp would mislead its readers. Each of these
@@ -175,9 +177,16 @@ def test_a_loss_or_float64_tangent_not_of_the_checked_state_is_an_engine_failure
         bad = [replace(p, loss=p.loss * (1 - 1e-6)) if p.loss < 1e-8 else p for p in P]
     elif how == "hp_late_1e-6":
         bad = [replace(p, hp={**p.hp, "loss": _moved(p.hp["loss"], "-1e-6")}) if p.loss < 1e-8 else p for p in P]
+    elif how == "product_1e-12":          # the float64 product the claims read, 1e-12 relative off the state
+        bad = [replace(p, product=p.product * (1 + 1e-12)) for p in P]
+    elif how == "hp_product_1e-20":       # its decimal strings (30 digits), 1e-20 off past loss 1e-8
+        bad = [replace(p, hp={**p.hp, "product": [[_moved(v, "1e-20") for v in row] for row in p.hp["product"]]})
+               if p.loss < 1e-8 else p for p in P]
     else:
         bad = [replace(p, tangent=1.01 * p.tangent) for p in P]
-    link = {"hp_late_1e-6": r'hp\["loss"\] is', "tangent_1.01": "in Point.tangent"}.get(how, "Point.loss is")
+    link = {"hp_late_1e-6": r'hp\["loss"\] is', "tangent_1.01": "in Point.tangent",
+            "product_1e-12": "Point.product entry", "hp_product_1e-20": r'hp\["product"\] entry'}.get(how,
+                                                                                                    "Point.loss is")
     with pytest.raises(InconsistentRecord, match=link):
         flow_outcome(replace(deep_raw_run, points=tuple(bad)), rc20(), 4)
 
@@ -189,8 +198,8 @@ def _moved(v, rel):
 
 def _entry_moved(p, rel, *, product=False, dets=False, value=None):
     """``p`` with factor 1's largest entry moved by ``rel`` (relative; or its smallest set to ``value``) in
-    factors_work, and with product_work (and the loss) and/or factor_dets recomputed from the moved factors (an
-    engine recording them all from one wrong state)."""
+    factors_work, and with product_work (and the loss and product the claims read) and/or factor_dets recomputed from
+    the moved factors (an engine recording them all from one wrong state)."""
     fw = [[list(row) for row in F] for F in p.hp["factors_work"]]
     pick = max if value is None else min
     i, j = pick(((i, j) for i in range(2) for j in range(2)), key=lambda ij: abs(float(fw[0][ij[0]][ij[1]])))
@@ -201,11 +210,12 @@ def _entry_moved(p, rel, *, product=False, dets=False, value=None):
         W = fs[0]
         for F in fs[1:]:
             W = F * W
-        if product:     # and the loss of the moved state (Point.loss, hp["loss"]), as the engine forms it
+        if product:     # and the loss and product the claims read (Point.loss, .product, hp["loss"], ["product"])
             hp["product_work"] = [[mpmath.nstr(W[a, b], p.hp["work_digits"]) for b in range(2)] for a in range(2)]
+            hp["product"] = [[mpmath.nstr(W[a, b], p.hp["digits"]) for b in range(2)] for a in range(2)]
             loss = state_loss(rc20(), W, 0)[0]
             hp["loss"] = mpmath.nstr(loss, p.hp["digits"])
-            p = replace(p, loss=float(loss))
+            p = replace(p, loss=float(loss), product=np.array([[float(W[a, b]) for b in range(2)] for a in range(2)]))
         if dets:
             hp["factor_dets"] = [mpmath.nstr(mpmath.det(F), p.hp["digits"]) for F in fs]
     return replace(p, hp=hp)
