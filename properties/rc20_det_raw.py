@@ -37,11 +37,11 @@ raw path costs seconds per decade of loss; see the catalog, RC20-Lem-DetSign-Raw
   loss counts as reached only with its error within ``LOSS_RESOLVE`` (1e-3) of it (catalog RC20-Lem-DetSign-Raw).
   ``THOROUGH_EXAMPLES`` (20) draws. The claim's own check (reference run, gradient-flow check), scale 1e-2 unless
   said, loaded 2-core machine, held to loss 1e-30 at depth 3 in 319 s CPU, depth 4 in 229 s (scale 1e-4), depth 5
-  in 91 s, depth 6 in 139 s, depth 7 in 279 s and depth 8 in 462 s (660 s from scale 1e-4, seed 5); the gradient-flow check is resolved there
-  because gf-mp's raw path records its factors at the working precision (from float64 factors it was not, below
-  loss ~1e-9: every draw to 1e-30 ended inconclusive), and depth 8 reaches 1e-30 because gf-mp moves Newton's
-  iterates onto the slow manifold where the flow is stiff (before, it crept past 1e-29 in steps of 0.02:
-  :meth:`models.engines.gf_mp.systems.RawSystem.slow_projection`).
+  in 91 s, depth 6 in 139 s, depth 7 in 279 s and depth 8 in 462 s (660 s from scale 1e-4, seed 5); the
+  gradient-flow check is resolved there because gf-mp's raw path records its factors at the working precision
+  (from float64 factors it was not, below loss ~1e-9: every draw to 1e-30 ended inconclusive), and depth 8 reaches
+  1e-30 because gf-mp moves Newton's iterates onto the slow manifold where the flow is stiff (before, it crept past
+  1e-29 in steps of 0.02: :meth:`models.engines.gf_mp.systems.RawSystem.slow_projection`).
 """
 
 from __future__ import annotations

@@ -179,24 +179,24 @@ def bench_gf_raw(until_loss: float = 1e-10, wall: float = 120.0, naive_budget: f
         model = CP((d, d, d), R)
         return problem, model, inits.cp_gaussian(model, 0.1 / math.sqrt(R), seed=0)
 
-    # (label, setting, solver or None for gf's choice, wall, naive methods)
-    cases = [("depth 3 10x10 rank 10", dmf((10, 10), 10), None, wall, ()),
-             ("CP order 3 dims 5 R=10", cp(5, 10), None, wall, ()),
+    # (label, setting, gf's raw_solver option ("auto": its size rule), wall, naive methods)
+    cases = [("depth 3 10x10 rank 10", dmf((10, 10), 10), "auto", wall, ()),
+             ("CP order 3 dims 5 R=10", cp(5, 10), "auto", wall, ()),
              ("depth 3 16x14 rank 2", dmf((16, 14), 2), "dense", wall, ()),
              ("depth 3 16x14 rank 2", dmf((16, 14), 2), "krylov", wall, ()),
              ("CP order 3 dims 10 R=20", cp(10, 20), "dense", wall, ()),
              ("CP order 3 dims 10 R=20", cp(10, 20), "krylov", wall, ())]
     if large:
-        cases += [("depth 3 50x40 rank 2", dmf((50, 40), 2), None, wall, ("LSODA", "BDF")),
-                  ("depth 3 100x80 rank 5", dmf((100, 80), 5), None, wall, ()),
+        cases += [("depth 3 50x40 rank 2", dmf((50, 40), 2), "auto", wall, ("LSODA", "BDF")),
+                  ("depth 3 100x80 rank 5", dmf((100, 80), 5), "auto", wall, ()),
                   ("CP order 3 dims 15 R=30", cp(15, 30), "dense", 60.0, ()),
                   ("CP order 3 dims 15 R=30", cp(15, 30), "krylov", 60.0, ("LSODA",))]
     rows = []
     for label, (prob, mdl, init), solver, limit, naive in cases:
         n = sum(int(np.size(F)) for F in init.factors)
         t0, c0 = time.perf_counter(), time.process_time()
-        traj = get_engine("gf", path="raw", raw_solver=solver or "auto").run(prob, mdl, init, until_loss=until_loss,
-                                                                             wall_budget=limit)
+        traj = get_engine("gf", path="raw", raw_solver=solver).run(prob, mdl, init, until_loss=until_loss,
+                                                                   wall_budget=limit)
         sec, cpu = time.perf_counter() - t0, time.process_time() - c0
         st, comp = traj.stats, traj.stats.get("error_run", {})
 
