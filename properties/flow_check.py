@@ -197,7 +197,23 @@ def _rounding_ratio(fine, coarse, rel):
     return worst, at
 
 
-def record_ties(p, problem, W, u, digits: int | None = None) -> dict:
+def _rounding_link(where, fine, fine_name, coarse, name, rel) -> float:
+    """:func:`_rounding_ratio` of ``coarse`` (named ``name``: floats, or parsed decimal strings) against ``fine``
+    (``fine_name``), with their shapes checked; above 1 (not a rounding of ``fine``) raises
+    :class:`InconsistentRecord`."""
+    shape = (coarse.rows, coarse.cols) if isinstance(coarse, mpmath.matrix) else np.shape(coarse)
+    if shape != (fine.rows, fine.cols):
+        raise InconsistentRecord(f"{where}: {name} has shape {shape}, {fine_name} {fine.rows}x{fine.cols}")
+    ratio, at = _rounding_ratio(fine, coarse, rel)
+    if not ratio <= 1:
+        c = (mpmath.nstr(coarse[at], 20) if isinstance(coarse, mpmath.matrix)
+             else repr(float(np.asarray(coarse)[at])))
+        raise InconsistentRecord(f"{where}: {name} entry {at} is not a rounding of {fine_name}: "
+                                 f"{mpmath.nstr(fine[at], 20)} there, {c} in {name}")
+    return float(ratio)
+
+
+def record_ties(p, problem, W, u, digits: int | None = None, tangent=None) -> dict:
     """The links from a point's recorded state ``W`` (mpmath: gf-mp's ``product_work``, parsed, each entry to
     relative ``u = 10^(1 - work_digits)``; a float64 engine's ``Point.product``, ``u = EPS``) to the values the claims
     read besides the factors, as ratios of each discrepancy to its bound (at most 1 on a consistent record); a ratio
@@ -223,7 +239,8 @@ def record_ties(p, problem, W, u, digits: int | None = None) -> dict:
       2^-1074``.
 
     The loss is tied whatever ``loss_err`` says: ``loss_err`` bounds the distance of the recorded loss from the
-    exact flow's, not from the recorded state's, which the engine computes to rounding."""
+    exact flow's, not from the recorded state's, which the engine computes to rounding. ``tangent``: ``hp["tangent"]``
+    already parsed (the caller's), else it is parsed here."""
     hp = p.hp or {}
     where = f"the point at t = {p.t}"
     out = {}
@@ -243,33 +260,21 @@ def record_ties(p, problem, W, u, digits: int | None = None) -> dict:
             raise InconsistentRecord(f"{where}: {name} is {mpmath.nstr(v, 20)} but the loss of the recorded state "
                                      f"is {mpmath.nstr(loss, 20)}: they differ by "
                                      f"{mpmath.nstr(gap, 3)}, beyond the rounding bound {mpmath.nstr(bound, 3)}")
+    # (key, the finer value, its name, the rounding of it the claims read, its name, relative rounding bound)
+    links = []
     if "product_work" in hp and p.product is not None:
         # the product the claims read (Point.product, float64; hp["product"], `digits` decimal digits) is a
         # rounding of the state product_work records (itself within 5 10^-work of it, u = 10^(1 - work))
-        links = [("product", p.product, EPS + u, "Point.product")]
+        links.append(("product", W, "product_work", p.product, "Point.product", EPS + u))
         if digits is not None and "product" in hp:      # compared at its own decimal precision
-            links.append(("hp_product", _decimal_matrix(hp["product"]), mpmath.mpf(10) ** (1 - digits) + u,
-                          'hp["product"]'))
-        for key, coarse, rel, name in links:
-            shape = (coarse.rows, coarse.cols) if isinstance(coarse, mpmath.matrix) else np.shape(coarse)
-            if shape != (W.rows, W.cols):
-                raise InconsistentRecord(f"{where}: {name} has shape {shape}, the state {W.rows}x{W.cols}")
-            ratio, at = _rounding_ratio(W, coarse, rel)
-            out[key] = float(ratio)
-            if not ratio <= 1:
-                raise InconsistentRecord(f"{where}: {name} entry {at} is not a rounding of the recorded state "
-                                         f"(product_work {mpmath.nstr(W[at], 20)})")
+            links.append(("hp_product", W, "product_work", _decimal_matrix(hp["product"]), 'hp["product"]',
+                          mpmath.mpf(10) ** (1 - digits) + u))
     if digits is not None and "tangent" in hp and p.tangent is not None:
-        T = _decimal_matrix(hp["tangent"])
-        if (T.rows, T.cols) != np.shape(p.tangent):
-            raise InconsistentRecord(f"{where}: hp['tangent'] is {T.rows}x{T.cols}, Point.tangent "
-                                     f"{np.shape(p.tangent)}")
-        ratio, (i, j) = _rounding_ratio(T, p.tangent, EPS + mpmath.mpf(10) ** (1 - digits))
-        out["tangent"] = float(ratio)
-        if not ratio <= 1:
-            raise InconsistentRecord(f"{where}: tangent entry ({i}, {j}) is {mpmath.nstr(T[i, j], 20)} in hp but "
-                                     f"{float(np.asarray(p.tangent)[i, j])!r} in Point.tangent (not its float64 "
-                                     f"rounding)")
+        # Point.tangent is the float64 rounding of hp["tangent"] (the check uses the decimal strings)
+        T = tangent if tangent is not None else _decimal_matrix(hp["tangent"])
+        links.append(("tangent", T, 'hp["tangent"]', p.tangent, "Point.tangent", EPS + mpmath.mpf(10) ** (1 - digits)))
+    for key, fine, fine_name, coarse, name, rel in links:
+        out[key] = _rounding_link(where, fine, fine_name, coarse, name, rel)
     return out
 
 
@@ -306,12 +311,8 @@ def _working_factors(p, depth: int, work: int | None, digits: int | None, Wp):
                                  f"{[np.shape(g) for g in p.factors]} (depth {depth})")
     fs = [_decimal_matrix(f) for f in fw]
     u = mpmath.mpf(10) ** -work
-    for k, (f, g) in enumerate(zip(fs, p.factors)):
-        ratio, (i, j) = _rounding_ratio(f, g, EPS)
-        if ratio > 1:
-            raise InconsistentRecord(
-                f"{where}: factor {k + 1} entry ({i}, {j}) is {mpmath.nstr(f[i, j], 20)} at the working "
-                f"precision but {float(np.asarray(g)[i, j])!r} in Point.factors (not its float64 rounding)")
+    for k, (f, g) in enumerate(zip(fs, p.factors)):      # Point.factors: the float64 rounding of factors_work
+        _rounding_link(where, f, f"factor {k + 1} of factors_work", g, "Point.factors", EPS)
     W = _product(fs)
     inner = max([f.rows for f in fs] + [f.cols for f in fs])
     bound = SAFETY * 5 * u * (2 * (depth - 1) * inner + depth + 1) * mpmath.fprod(mpmath.mnorm(f, "f") for f in fs)
@@ -347,7 +348,8 @@ def point_defect(p, problem, depth: int) -> tuple[float, float]:
         T, _ = _point_matrix(p, "tangent", p.tangent)
         # the loss (and gf-mp's float64 tangent) the claims read are those of the state checked
         if W is not None:
-            record_ties(p, problem, W, EPS if work is None else 10.0 ** (1 - work), digits)
+            record_ties(p, problem, W, EPS if work is None else 10.0 ** (1 - work), digits,
+                        T if "tangent" in hp else None)
         fw = hp.get("factors_work") if raw else None
         if fw is not None:     # gf-mp's raw path: the factors at its working precision (decimal strings)
             fs0 = _working_factors(p, depth, work, digits, W)   # checked to be the state the point records
