@@ -286,6 +286,9 @@ class RawSystem(_System):
             self.fast_res = _Residuals(problem, FLINT_KIT)
         self.shapes = model.layer_shapes
         self.sizes = [a * b for a, b in self.shapes]
+        self.offsets = [0]                 # where each factor starts in the flattened z
+        for m in self.sizes:
+            self.offsets.append(self.offsets[-1] + m)
         self.nvar = sum(self.sizes)
         self.square = model.shape[0] == model.shape[1]
         self.square_factors = self.square and all(a == b for a, b in self.shapes)
@@ -401,7 +404,7 @@ class RawSystem(_System):
         d, dp = self.model.shape
         if getattr(self, "_hess", None) is None:
             self._hess = flint.arb_mat(d * dp, d * dp, self.fast_res.hessian())
-        offs = self._offsets()
+        offs = self.offsets
         P, Q, Bm = self._partials(fs, prefix)
         # the field is dz/dt = -B^T vec(G): G at z, or (slope given) the least-squares G of -B^T vec(G) = slope
         G = None if slope is None else self.implied_gradient(Bm, slope, d, dp)
@@ -433,12 +436,6 @@ class RawSystem(_System):
                 M = fs[k - 1] if M is None else fs[k - 1] * M
         return -(T + flint.arb_mat(n, n, T2))
 
-    def _offsets(self) -> list:
-        offs = [0]
-        for m in self.sizes:
-            offs.append(offs[-1] + m)
-        return offs
-
     def _partials(self, fs, prefix):
         """``(P, Q, B)`` of the factors ``fs`` (arb_mat, prefix products ``prefix`` from :meth:`_arb_factors`):
         ``P[j] = W_L .. W_{j+1}``, ``Q[j] = W_{j-1} .. W_1`` (1-based ``j``; None for an identity) and ``B`` (``d d'
@@ -446,7 +443,7 @@ class RawSystem(_System):
         Q_k[c, v]``, the map of row-major ``vec E`` in factor ``k`` to ``vec(P_k E Q_k)``."""
         L, n = len(fs), self.nvar
         d, dp = self.model.shape
-        offs = self._offsets()
+        offs = self.offsets
         P = [None] * (L + 1)
         for j in range(L - 1, 0, -1):
             P[j] = fs[j] if P[j + 1] is None else P[j + 1] * fs[j]
