@@ -397,11 +397,32 @@ def flow_outcome(traj, problem, depth: int) -> Outcome:
     return combine(outs, engine=traj.engine)
 
 
-def validated(evaluate, problem, depth: int):
+def check_start(traj, init_factors) -> None:
+    """The trajectory starts where the claim asked: its first point is at ``t = 0`` and its ``Point.factors`` are
+    (the float64 rounding of) ``init_factors``, else :class:`InconsistentRecord`. The gradient-flow check is local,
+    so without this an engine that ran from another init (measured: gf-mp always from a det-positive balanced init,
+    whatever was drawn) records a genuine gradient flow and passes it; a claim that reads its initial values from
+    the first point (rc20.lemma.det_sign_raw's initial factor det signs) then holds for a draw it never ran."""
+    if not traj.points:
+        return
+    p = traj.points[0]
+    where = f"the first point (t = {p.t})"
+    if p.t != 0 or p.factors is None or len(p.factors) != len(init_factors):
+        raise InconsistentRecord(f"{where}: the trajectory does not start at the init (t = 0, "
+                                 f"{len(init_factors)} factors)")
+    for k, (F, G) in enumerate(zip(init_factors, p.factors)):
+        fine = mpmath.matrix(np.asarray(F, dtype=float).tolist())
+        _rounding_link(where, fine, f"factor {k + 1} of the init", G, "Point.factors", EPS)
+
+
+def validated(evaluate, problem, depth: int, init_factors=None):
     """``evaluate`` with the gradient-flow check of the trajectory first: raises :class:`NotGradientFlow` when
     a point's tangent is not the gradient-flow field beyond its error, else returns the claim's outcome combined
-    with the check (an inconclusive check leaves the claim inconclusive), with the largest defect in the detail."""
+    with the check (an inconclusive check leaves the claim inconclusive), with the largest defect in the detail.
+    With ``init_factors``, the trajectory must also start there (:func:`check_start`)."""
     def ev(traj):
+        if init_factors is not None:
+            check_start(traj, init_factors)
         flow = flow_outcome(traj, problem, depth)
         if flow.status == "violated":
             d = flow.detail
@@ -421,5 +442,5 @@ def validated(evaluate, problem, depth: int):
     return ev
 
 
-__all__ = ["FLOW_TOL", "InconsistentRecord", "NotGradientFlow", "balanced_factors", "field", "flow_outcome",
-           "loss_gradient", "point_defect", "record_ties", "state_loss", "validated"]
+__all__ = ["FLOW_TOL", "InconsistentRecord", "NotGradientFlow", "balanced_factors", "check_start", "field",
+           "flow_outcome", "loss_gradient", "point_defect", "record_ties", "state_loss", "validated"]

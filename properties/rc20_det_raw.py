@@ -202,8 +202,8 @@ def det_sign_raw(inputs, dropped):
     reference run for the error estimate; a run that stops with ``precision_lost`` is judged on the points it
     kept, and stays inconclusive when it stopped short (so the next rung is tried). Margin per point and factor:
     ``sign(det W_j(0)) det W_j(t) / prod ||rows of W_j(t)||``, error the engine's ``factor_det_err`` on the same
-    scale. The path is first checked to be gradient flow (engine tangent against the field from the recorded
-    factors, properties/flow_check.py)."""
+    scale. The path is first checked to start at the drawn init and to be gradient flow (engine tangent against the
+    field from the recorded factors, properties/flow_check.py)."""
     problem, model, init = exact_setting(inputs)
     until = float(inputs["until_loss"])
     ladder = tuple(("gf-mp", {"digits": int(d), "path": "raw", **({"tol": float(t)} if t is not None else {})})
@@ -214,7 +214,8 @@ def det_sign_raw(inputs, dropped):
                           wall_budget=float(inputs["wall_budget"]))
 
     balanced = "balanced" not in dropped
-    check = validated(lambda tr: factor_det_outcome(tr, until, balanced=balanced), rc20(), int(inputs["depth"]))
+    check = validated(lambda tr: factor_det_outcome(tr, until, balanced=balanced), rc20(), int(inputs["depth"]),
+                      init_factors=init.factors)
     return escalate(run, check, ladder, accept_precision_loss=True)
 
 

@@ -74,6 +74,19 @@ def test_a_gf_mp_under_reporting_its_loss_fails_the_raw_det_sign_lemma(monkeypat
         CLAIMS["rc20.lemma.det_sign_raw"].run_check(dict(inputs))
 
 
+def test_a_gf_mp_ignoring_its_init_fails_the_raw_det_sign_lemma(monkeypatch):
+    # gf-mp running from a fixed det-positive balanced init whatever was drawn: its trajectory is genuine gradient
+    # flow from a balanced init, and the claim read the initial factor det signs from its first point, so a draw
+    # with det negative held (margin 0.139, signs [1, 1, 1]) before the first point was tied to the drawn init
+    inputs = {"depth": 3, "init": "balanced_exact", "scale": 0.1, "seed": 4, "det": "negative",
+              "until_loss": 1e-2, "ladder": [[30, 1e-12]], "wall_budget": 60.0}     # a quick-profile draw
+    assert CLAIMS["rc20.lemma.det_sign_raw"].run_check(dict(inputs)).status == "holds"      # the true engine
+    for obj, name, new in _dry("ignore_init_gf_mp").patches():
+        monkeypatch.setattr(obj, name, new)
+    with pytest.raises(InconsistentRecord, match="factor 1 of the init"):
+        CLAIMS["rc20.lemma.det_sign_raw"].run_check(dict(inputs))
+
+
 def test_a_perturbed_gf_mp_chart_fails_norms_diverge(monkeypatch):
     # rc20.cor.norms_diverge runs on gf-mp; one input, cheap: 20 digits, no reference run, stopped at loss 1e-2.
     # The gradient-flow check of the trajectory comes before the claim's own evaluation, so the wrong flow is
