@@ -61,29 +61,26 @@ def test_a_scaled_raw_gradient_fails_the_det_sign_lemma(monkeypatch):
         CLAIMS["rc20.lemma.det_sign"].run_check(dict(INPUTS))
 
 
-def test_a_gf_mp_under_reporting_its_loss_fails_the_raw_det_sign_lemma(monkeypatch):
-    # gf-mp forming its loss as a tenth of the state's (the flow, state, dets and tangent right, the reference run
-    # agreeing): on main (d56a7fc) the claim held (margin 0.54; "reached" loss 1e-2 with loss_err 1.2e-17 at a
-    # state of loss 0.1); the tie of Point.loss to product_work refuses the first point. About 3 s.
-    inputs = {"depth": 3, "init": "balanced_exact", "scale": 1.0, "seed": 0, "det": "positive",
-              "until_loss": 1e-2, "ladder": [[30, 1e-12]], "wall_budget": 30.0}     # a quick-profile draw
-    assert CLAIMS["rc20.lemma.det_sign_raw"].run_check(dict(inputs)).status == "holds"      # the true engine
-    for obj, name, new in _dry("underreport_gf_mp_loss").patches():
-        monkeypatch.setattr(obj, name, new)
-    with pytest.raises(InconsistentRecord, match="Point.loss"):
-        CLAIMS["rc20.lemma.det_sign_raw"].run_check(dict(inputs))
+#: wrong gf-mp engines that record genuine gradient flow, each refused only by one tie of the record (quick draws):
+#: - underreport_gf_mp_loss: its loss a tenth of the state's (flow, state, dets, tangent right, the reference run
+#:   agreeing); on main (d56a7fc) the claim held (margin 0.54; "reached" loss 1e-2 with loss_err 1.2e-17 at a state
+#:   of loss 0.1); the tie of Point.loss to product_work refuses the first point. About 3 s.
+#: - ignore_init_gf_mp: it runs from a fixed det-positive balanced init whatever was drawn, and the claim read the
+#:   initial factor det signs from its first point, so a det-negative draw held (margin 0.139, signs [1, 1, 1])
+#:   before the first point was tied to the drawn init (flow_check.check_start)
+RECORD_TIES = [
+    ("underreport_gf_mp_loss", {"scale": 1.0, "seed": 0, "det": "positive", "wall_budget": 30.0}, "Point.loss"),
+    ("ignore_init_gf_mp", {"scale": 0.1, "seed": 4, "det": "negative", "wall_budget": 60.0}, "factor 1 of the init"),
+]
 
 
-def test_a_gf_mp_ignoring_its_init_fails_the_raw_det_sign_lemma(monkeypatch):
-    # gf-mp running from a fixed det-positive balanced init whatever was drawn: its trajectory is genuine gradient
-    # flow from a balanced init, and the claim read the initial factor det signs from its first point, so a draw
-    # with det negative held (margin 0.139, signs [1, 1, 1]) before the first point was tied to the drawn init
-    inputs = {"depth": 3, "init": "balanced_exact", "scale": 0.1, "seed": 4, "det": "negative",
-              "until_loss": 1e-2, "ladder": [[30, 1e-12]], "wall_budget": 60.0}     # a quick-profile draw
+@pytest.mark.parametrize("module,draw,link", RECORD_TIES, ids=[m for m, _, _ in RECORD_TIES])
+def test_a_gf_mp_with_a_record_not_of_its_draw_fails_the_raw_det_sign_lemma(monkeypatch, module, draw, link):
+    inputs = {"depth": 3, "init": "balanced_exact", "until_loss": 1e-2, "ladder": [[30, 1e-12]], **draw}
     assert CLAIMS["rc20.lemma.det_sign_raw"].run_check(dict(inputs)).status == "holds"      # the true engine
-    for obj, name, new in _dry("ignore_init_gf_mp").patches():
+    for obj, name, new in _dry(module).patches():
         monkeypatch.setattr(obj, name, new)
-    with pytest.raises(InconsistentRecord, match="factor 1 of the init"):
+    with pytest.raises(InconsistentRecord, match=link):
         CLAIMS["rc20.lemma.det_sign_raw"].run_check(dict(inputs))
 
 
